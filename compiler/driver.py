@@ -1,0 +1,93 @@
+"""The compiler's front door: file -> graph(s) -> source -> module class.
+
+Everything here is torch-free except :func:`load`, which imports the
+generated module (and so torch) when called.
+"""
+
+from __future__ import annotations
+
+import linecache
+import re
+import sys
+import types
+from typing import Any
+
+from modelc.diagnostics import error
+from modelc.elaborate import elaborate
+from modelc.emit import emit
+from modelc.ir import Graph
+from modelc.load import Program, load_file, load_text
+
+__all__ = ["build", "build_all", "compile_file", "compile_source", "load", "load_source"]
+
+
+def build(path: str, model: str | None = None, params: dict[str, Any] | None = None,
+          program: Program | None = None) -> Graph:  # fmt: skip
+    """Parse, elaborate and shape-check one model of a spec file."""
+    program = program or load_file(path)
+    graph = elaborate(program, model, params)
+    graph.verify()
+    return graph
+
+
+def build_all(program: Program, model: str | None = None, params: dict[str, Any] | None = None) -> list[Graph]:
+    """The graphs of `model`, or of every model in the main file when None."""
+    params = params or {}
+    if model is not None or len(program.main_models) <= 1:
+        return [build(program.path, model, params, program)]
+    declared = {p.name for m in program.main_models for p in program.models[m].params}
+    unknown = sorted(set(params) - declared)
+    if unknown:
+        raise error("E0405", f"no model in {program.path} has a parameter '{unknown[0]}'", None)
+    graphs = []
+    for name in program.main_models:
+        own = {p.name for p in program.models[name].params}
+        graphs.append(build(program.path, name, {k: v for k, v in params.items() if k in own}, program))
+    return graphs
+
+
+def compile_file(path: str, model: str | None = None, **params: Any) -> str:
+    """PyTorch source for the model(s) of a spec file."""
+    program = load_file(path)
+    return emit(build_all(program, model, params), path)
+
+
+def compile_source(text: str, path: str = "<string>", model: str | None = None, **params: Any) -> str:
+    program = load_text(text, path)
+    return emit(build_all(program, model, params), path)
+
+
+def load(path: str, model: str | None = None, **params: Any) -> type:
+    """Compile a spec and import the result in memory; returns the model's nn.Module class."""
+    program = load_file(path)
+    return _import(program, model, params)
+
+
+def load_source(text: str, path: str = "<string>", model: str | None = None, **params: Any) -> type:
+    return _import(load_text(text, path), model, params)
+
+
+_counter = 0
+
+
+def _import(program: Program, model: str | None, params: dict[str, Any]) -> type:
+    global _counter
+    graphs = build_all(program, model, params)
+    if len(graphs) != 1:
+        names = ", ".join(g.name for g in graphs)
+        raise error("E0504", f"{program.path} defines several models ({names}); pass model=...", None)
+    source = emit(graphs, program.path)
+    _counter += 1
+    stem = re.sub(r"\W", "_", graphs[0].name)
+    name = f"modelc_generated.{stem}_{_counter}"
+    filename = f"<modelc:{program.path}:{graphs[0].name}>"
+    # Registered in linecache and sys.modules so tracebacks, inspect and
+    # torch.compile can read the generated source.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    sys.modules[name] = module
+    exec(compile(source, filename, "exec"), module.__dict__)  # our own generated code, not spec text
+    cls = getattr(module, graphs[0].name)
+    cls.__modelc_source__ = source
+    return cls

@@ -1,0 +1,745 @@
+"""AST -> IR. Entry point: :func:`elaborate`.
+
+Evaluates parameter expressions, expands block calls, sequences and
+repetitions, resolves names, and builds the :class:`Graph`, inferring each
+node's shape as it is created (so `channels(x)` and in-channel inference work
+during elaboration).
+
+NOTE: [Names in the module tree]
+A labelled step is named by its label. Inside a labelled sequence
+(`features: (...)`, `layer1: repeat 3 B(64)`, `layer2: for i in 0..4 {...}`)
+unlabelled steps are numbered 0, 1, ... in order, and unlabelled sequences
+nested in it continue the numbering (they flatten), which is how
+`nn.Sequential` numbers torchvision's `features.0`, `layer2.3`. Elsewhere an
+unlabelled op gets the name of its op (`relu`, `relu_1`) once the enclosing
+container is complete, so that a later label can never collide with it; an
+unlabelled block instance is named at once (`bottleneck`, `bottleneck_1`)
+because its contents need the path.
+
+NOTE: [Errors are collected per statement]
+A statement that fails records its diagnostics and binds its names to
+`Poison`; every use of a poisoned value is silent, so one mistake gives one
+error, and independent mistakes are all reported together.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from modelc import ops
+from modelc import syntax as S
+from modelc.builtins import BUILTINS, EvalError, arith, compare, truth
+from modelc.diagnostics import CompilerBug, Diagnostic, Note, Span, SpecError, error
+from modelc.infer import infer_node
+from modelc.ir import Container, Graph, Node
+from modelc.load import Program
+from modelc.ops.base import bind_attrs, suggest
+from modelc.symbolic import Sym, sym
+from modelc.values import Poison, Tensor, describe_value, type_name
+
+__all__ = ["LIMITS", "elaborate", "check_param"]
+
+LIMITS = {
+    "nodes": 1_000_000,  # graph size
+    "repeat": 100_000,  # one repetition or loop
+    "depth": 64,  # nested block instantiations
+    "errors": 50,  # diagnostics kept before stopping
+}
+
+# Names a label cannot take: they would shadow nn.Module's API in generated code.
+_MODULE_API = frozenset("""
+T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda
+double dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter
+get_submodule half ipu load_state_dict modules mtia named_buffers named_children
+named_modules named_parameters parameters register_backward_hook register_buffer
+register_forward_hook register_forward_pre_hook register_full_backward_hook
+register_full_backward_pre_hook register_load_state_dict_post_hook register_module
+register_parameter register_state_dict_pre_hook requires_grad_ reset_parameters
+set_extra_state share_memory state_dict to to_empty train training type xpu zero_grad
+""".split())  # fmt: skip
+
+_PARAM_TYPES = ("int", "float", "bool", "str", "list")
+
+
+@dataclass
+class Scope:
+    vars: dict[str, Any]
+    parent: Scope | None = None
+
+    def lookup(self, name: str) -> Any:
+        scope: Scope | None = self
+        while scope is not None:
+            if name in scope.vars:
+                return scope.vars[name]
+            scope = scope.parent
+        return _MISSING
+
+    def visible(self) -> set[str]:
+        out: set[str] = set()
+        scope: Scope | None = self
+        while scope is not None:
+            out |= set(scope.vars)
+            scope = scope.parent
+        return out
+
+
+_MISSING = object()
+
+
+@dataclass
+class Frame:
+    """A container under construction."""
+
+    container: Container
+    stack: tuple[str, ...] = ()  # block names being instantiated (recursion check)
+    trace: tuple[Note, ...] = ()
+    used: dict[str, Span] = field(default_factory=dict)
+    unnamed: list[int] = field(default_factory=list)
+    counter: list[int] | None = None  # set in a numbered sequence
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return self.container.path
+
+
+@dataclass(frozen=True)
+class Ctx:
+    frame: Frame
+    scope: Scope
+    var: str | None = None  # variable-name hint for nodes made now
+    symbols: bool = False  # unknown names become symbolic dims (input shapes)
+    later: dict[str, S.Assign] | None = None  # assignments still ahead in this body
+    current: tuple[str, ...] = ()  # names the running statement assigns
+
+
+def elaborate(program: Program, model: str | None = None, params: dict[str, Any] | None = None) -> Graph:
+    """Build the graph of `model` (the file's only model when None)."""
+    return _Elaborator(program).model(_pick_model(program, model), params or {})
+
+
+def _pick_model(program: Program, name: str | None) -> S.BlockDef:
+    if name is not None:
+        if name in program.models:
+            return program.models[name]
+        raise error("E0504", f"no model named '{name}' in {program.path}", None,
+                    suggest(name, program.models) or _models_hint(program))  # fmt: skip
+    if not program.main_models:
+        raise error("E0504", f"{program.path} defines no model", None,
+                    "a spec needs a `model Name { ... }` section")  # fmt: skip
+    if len(program.main_models) > 1:
+        raise error("E0504", f"{program.path} defines several models; choose one",
+                    None, _models_hint(program))  # fmt: skip
+    return program.models[program.main_models[0]]
+
+
+def _models_hint(program: Program) -> str:
+    return "models: " + ", ".join(program.main_models or program.models) + " (use --model NAME)"
+
+
+class _Elaborator:
+    def __init__(self, program: Program):
+        self.program = program
+        self.graph: Graph | None = None
+        self.problems: list[Diagnostic] = []
+        self.globals = Scope({})
+        self._const_stack: list[str] = []
+
+    # ---- entry ---------------------------------------------------------------------
+    def model(self, mdef: S.BlockDef, overrides: dict[str, Any]) -> Graph:
+        unknown = sorted(set(overrides) - {p.name for p in mdef.params})
+        if unknown:
+            names = ", ".join(p.name for p in mdef.params) or "none"
+            raise error("E0405", f"model {mdef.name} has no parameter '{unknown[0]}'", mdef.name_span,
+                        suggest(unknown[0], [p.name for p in mdef.params]) or f"parameters: {names}")
+        ctx0 = Ctx(Frame(Container((), "model", mdef.name, mdef.span)), self.globals)
+        values = self._bind_params(ctx0, mdef, [], [(k, v, None) for k, v in overrides.items()], mdef.span)
+        graph = Graph(mdef.name, mdef.span, tuple(values.items()))
+        self.graph = graph
+        frame = Frame(graph.containers[()])
+        ctx = Ctx(frame, Scope(dict(values), self.globals))
+        outputs = self._body(ctx, mdef, inputs=None)
+        self._finish(frame)
+        self._raise_problems()
+        if not graph.inputs:
+            raise error("E0501", f"model {mdef.name} has no input", mdef.name_span,
+                        "declare one: input image: [B, 3, 224, 224]")  # fmt: skip
+        graph.outputs = [(name, v.ref) for name, v in outputs]
+        graph.containers[()].outputs = list(graph.outputs)
+        graph.containers[()].inputs = [(graph.node(n).local, (n, 0)) for n in graph.inputs]
+        return graph
+
+    def _raise_problems(self) -> None:
+        if self.problems:
+            raise SpecError(self.problems)
+
+    # ---- bodies ----------------------------------------------------------------------
+    def _body(self, ctx: Ctx, bdef: S.BlockDef, inputs: list[Tensor] | None) -> list[tuple[str, Tensor]]:
+        """Run a block or model body. `inputs` is None for a model (inputs are declared)."""
+        outputs: list[tuple[str, Any]] = []
+        supplied = list(inputs or [])
+        body = bdef.body
+        for i, stmt in enumerate(body):
+            later = {n: s for s in body[i + 1 :] if isinstance(s, S.Assign) for n in s.names}
+            sctx = replace(ctx, later=later, current=stmt.names if isinstance(stmt, S.Assign) else ())
+            try:
+                self._stmt(sctx, stmt, supplied, outputs, model=inputs is None)
+            except SpecError as exc:
+                self._record(exc)
+                for name in getattr(stmt, "names", ()):
+                    ctx.scope.vars[name] = Poison
+                if isinstance(stmt, S.Output):
+                    outputs.append((stmt.name or "out", Poison))
+        if not outputs:
+            what = "model" if inputs is None else "block"
+            self._record(error("E0502", f"{what} {bdef.name} has no output", bdef.name_span,
+                               "end the body with: output <expression>"))  # fmt: skip
+        if any(v is Poison for _, v in outputs):
+            return [(n, v) for n, v in outputs]
+        for name, v in outputs:
+            if not isinstance(v, Tensor):
+                self._record(error("E0509", f"output '{name}' of {bdef.name} is {describe_value(v)}, "
+                                   "not a tensor", bdef.name_span))  # fmt: skip
+        return _name_outputs(outputs)
+
+    def _record(self, exc: SpecError) -> None:
+        self.problems.extend(exc.diagnostics)
+        if len(self.problems) >= LIMITS["errors"]:
+            raise SpecError(self.problems)
+
+    def _stmt(self, ctx: Ctx, stmt, supplied: list[Tensor], outputs: list, model: bool) -> None:
+        if isinstance(stmt, S.Input):
+            ctx.scope.vars[stmt.name] = (
+                self._model_input(ctx, stmt) if model else self._block_input(ctx, stmt, supplied)
+            )
+        elif isinstance(stmt, S.Assign):
+            value = self._eval(replace(ctx, var=stmt.names[0]), stmt.value)
+            self._assign(ctx, stmt, value)
+        elif isinstance(stmt, S.Output):
+            for i, expr in enumerate(stmt.values):
+                name = stmt.name or (expr.id if isinstance(expr, S.Name) else None)
+                value = self._eval(replace(ctx, var=name or "out"), expr)
+                outputs.append((name, value))
+        else:  # pragma: no cover - the grammar has no other statements
+            raise CompilerBug(f"unknown statement {stmt!r}")
+
+    def _assign(self, ctx: Ctx, stmt: S.Assign, value: Any) -> None:
+        if len(stmt.names) == 1:
+            ctx.scope.vars[stmt.names[0]] = value
+            return
+        if value is Poison:
+            for name in stmt.names:
+                ctx.scope.vars[name] = Poison
+            return
+        if not isinstance(value, (list, tuple)) or len(value) != len(stmt.names):
+            raise error("E0506", f"cannot unpack {describe_value(value)} into {len(stmt.names)} names",
+                        stmt.span)  # fmt: skip
+        for name, v in zip(stmt.names, value):
+            ctx.scope.vars[name] = v
+
+    def _model_input(self, ctx: Ctx, stmt: S.Input) -> Tensor:
+        if stmt.shape is None:
+            raise error("E0505", f"model input '{stmt.name}' needs a shape", stmt.span,
+                        f"input {stmt.name}: [B, 3, 224, 224]")  # fmt: skip
+        shape = self._eval(replace(ctx, symbols=True), stmt.shape)
+        if not isinstance(shape, list) or not shape:
+            raise error("E0404", f"the shape of input '{stmt.name}' must be a list of dimensions, "
+                        f"got {describe_value(shape)}", stmt.shape.span)  # fmt: skip
+        dims = []
+        for d in shape:
+            if isinstance(d, int) and not isinstance(d, bool) and d >= 1:
+                dims.append(d)
+            elif isinstance(d, Sym) and len(d.terms) == 1 and str(d).isidentifier():
+                dims.append(str(d))
+            else:
+                raise error("E0404", f"a dimension of input '{stmt.name}' must be a positive integer "
+                            f"or a symbol like B, got {describe_value(d)}", stmt.shape.span)  # fmt: skip
+        self._claim(ctx.frame, stmt.name, stmt.span)
+        node = Node("input", None, (), stmt.name, stmt.span, labelled=True, var=stmt.name)  # type: ignore[arg-type]
+        node.attrs, node.types, node.params, node.macs = infer_node(
+            ops.REGISTRY["input"], {"shape": tuple(dims), "dtype": "float32"}, [], stmt.span)
+        n = self.graph.add(node, [])
+        self.graph.inputs.append(n)
+        return Tensor(n, 0, node.types[0])
+
+    def _block_input(self, ctx: Ctx, stmt: S.Input, supplied: list[Tensor]) -> Tensor:
+        if not supplied:  # counted before the body runs; unreachable unless miscounted
+            raise CompilerBug("block input count mismatch")
+        value = supplied.pop(0)
+        if stmt.shape is not None and value is not Poison:
+            want = self._eval(replace(ctx, symbols=True), stmt.shape)
+            got = list(value.type.dims)
+            ok = isinstance(want, list) and len(want) == len(got) and all(
+                isinstance(w, Sym) and len(w.terms) == 1 and str(w).isidentifier() or w == g
+                for w, g in zip(want, got))  # fmt: skip
+            if not ok:
+                raise error("E0301", f"input '{stmt.name}' expects shape {_fmt_list(want)}, "
+                            f"got {value.type}", stmt.span, notes=ctx.frame.trace)  # fmt: skip
+        return value
+
+    # ---- expressions -----------------------------------------------------------------
+    def _eval(self, ctx: Ctx, e) -> Any:
+        method = getattr(self, "_e_" + type(e).__name__)
+        try:
+            return method(ctx, e)
+        except EvalError as exc:
+            raise error(exc.code, exc.message, e.span, exc.hint, ctx.frame.trace) from None
+
+    def _e_Literal(self, ctx, e: S.Literal):
+        v = e.value
+        if isinstance(v, int) and not isinstance(v, bool) and v > 2**63 - 1:
+            raise EvalError("E0508", f"number too large ({len(str(v))} digits)")
+        return v
+
+    def _e_Name(self, ctx: Ctx, e: S.Name):
+        v = ctx.scope.lookup(e.id)
+        if v is not _MISSING:
+            return v
+        if e.id in self.program.consts:
+            return self._const(ctx, e.id)
+        if ctx.symbols:
+            return sym(e.id)
+        if e.id in ops.REGISTRY or e.id in self.program.blocks or e.id in BUILTINS:
+            raise EvalError("E0506", f"'{e.id}' is a layer, not a value",
+                            f"apply it: x -> {e.id} or {e.id}(x)")  # fmt: skip
+        self._undefined(ctx, e)
+
+    def _undefined(self, ctx: Ctx, e: S.Name):
+        later = ctx.later or {}
+        if e.id in later:
+            cycle = self._cycle(e.id, ctx.current, later)
+            if cycle:
+                raise error("E0205", f"cycle between bindings: {' -> '.join(cycle)}", e.span,
+                            "a model is a directed acyclic graph; break the loop")  # fmt: skip
+            where = later[e.id].span
+            raise error("E0204", f"'{e.id}' is used before its definition", e.span,
+                        f"it is defined later, at line {where.line}; move that line up",
+                        notes=(Note("defined here", where),))  # fmt: skip
+        candidates = ctx.scope.visible() | set(self.program.consts)
+        raise error("E0201", f"undefined name '{e.id}'", e.span, suggest(e.id, candidates),
+                    ctx.frame.trace)  # fmt: skip
+
+    def _cycle(self, start: str, current: tuple[str, ...], later: dict[str, S.Assign]) -> list[str]:
+        """A path start -> ... -> one of `current` through the pending assignments, if any."""
+        seen: set[str] = set()
+
+        def walk(name: str, path: list[str]) -> list[str]:
+            if name in current:
+                return path + [name]
+            if name in seen or name not in later:
+                return []
+            seen.add(name)
+            for ref in sorted(_names_in(later[name].value)):
+                found = walk(ref, path + [name])
+                if found:
+                    return found
+            return []
+
+        found = walk(start, [])
+        return [found[-1], *found] if found else []
+
+    def _const(self, ctx: Ctx, name: str):
+        if name in self.globals.vars:
+            return self.globals.vars[name]
+        const = self.program.consts[name]
+        if name in self._const_stack:
+            raise error("E0205", f"constant '{name}' is defined in terms of itself", const.span)
+        self._const_stack.append(name)
+        try:
+            value = self._eval(Ctx(ctx.frame, Scope({})), const.value)
+        finally:
+            self._const_stack.pop()
+        if isinstance(value, Tensor):
+            raise error("E0509", f"constant '{name}' cannot be a tensor", const.span)
+        self.globals.vars[name] = value
+        return value
+
+    def _e_List(self, ctx, e: S.List):
+        return [self._eval(ctx, x) for x in e.items]
+
+    def _e_BinOp(self, ctx, e: S.BinOp):
+        a, b = self._eval(ctx, e.left), self._eval(ctx, e.right)
+        if a is Poison or b is Poison:
+            return Poison
+        if e.op == "+" and isinstance(a, Tensor) and isinstance(b, Tensor):
+            return self._op(ctx, ops.REGISTRY["add"], [a, b], {}, None, e.span)
+        return arith(e.op, a, b)
+
+    def _e_Neg(self, ctx, e: S.Neg):
+        v = self._eval(ctx, e.operand)
+        return Poison if v is Poison else arith("-", 0, v)
+
+    def _e_Not(self, ctx, e: S.Not):
+        v = self._eval(ctx, e.operand)
+        return Poison if v is Poison else not truth(v, "the operand of 'not'")
+
+    def _e_BoolOp(self, ctx, e: S.BoolOp):
+        a = self._eval(ctx, e.left)
+        if a is Poison:
+            return Poison
+        if truth(a, f"the left side of '{e.op}'") == (e.op == "or"):
+            return a
+        b = self._eval(ctx, e.right)
+        return Poison if b is Poison else truth(b, f"the right side of '{e.op}'")
+
+    def _e_Compare(self, ctx, e: S.Compare):
+        values = [self._eval(ctx, x) for x in e.operands]
+        if any(v is Poison for v in values):
+            return Poison
+        return all(compare(op, a, b) for op, a, b in zip(e.ops, values, values[1:]))
+
+    def _e_Range(self, ctx, e: S.Range):
+        lo, hi = self._eval(ctx, e.lo), self._eval(ctx, e.hi)
+        if lo is Poison or hi is Poison:
+            return Poison
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)):
+            raise EvalError("E0506", f"a range needs integers, got {describe_value(lo)}..{describe_value(hi)}")
+        if hi - lo > LIMITS["repeat"]:
+            raise EvalError("E0508", f"range {lo}..{hi} has {hi - lo:,} items; the limit is {LIMITS['repeat']:,}")
+        return list(range(lo, hi))
+
+    def _e_Index(self, ctx, e: S.Index):
+        obj, idx = self._eval(ctx, e.obj), self._eval(ctx, e.index)
+        if obj is Poison or idx is Poison:
+            return Poison
+        if not isinstance(obj, list):
+            hint = "to pick from a tensor, use an op such as select" if isinstance(obj, Tensor) else None
+            raise EvalError("E0506", f"cannot index {describe_value(obj)}", hint)
+        if not isinstance(idx, int) or isinstance(idx, bool):
+            raise EvalError("E0506", f"a list index must be an integer, got {describe_value(idx)}")
+        if not -len(obj) <= idx < len(obj):
+            raise EvalError("E0404", f"index {idx} is out of range for a list of {len(obj)}")
+        return obj[idx]
+
+    def _e_IfElse(self, ctx, e: S.IfElse):
+        cond = self._eval(ctx, e.cond)
+        if cond is Poison:
+            return Poison
+        # Only the chosen branch is elaborated: the other creates no layers.
+        return self._eval(ctx, e.then if truth(cond, "a condition") else e.else_)
+
+    def _e_Chain(self, ctx, e: S.Chain):
+        value = self._eval(ctx, e.head)
+        for step in e.steps:
+            value = self._step(ctx, step, value)
+        return value
+
+    def _e_Call(self, ctx, e: S.Call):
+        return self._call(ctx, e, None, None, None)
+
+    def _e_Labelled(self, ctx, e: S.Labelled):
+        return self._call(ctx, e.call, None, e.label, e.label_span)
+
+    # ---- steps ---------------------------------------------------------------------------
+    def _step(self, ctx: Ctx, step, x: Any, label: str | None = None, label_span: Span | None = None):
+        if x is Poison:
+            return Poison
+        if not isinstance(x, Tensor):
+            raise error("E0509", f"only a tensor can flow into a step; this is {describe_value(x)}",
+                        step.span, notes=ctx.frame.trace)  # fmt: skip
+        if isinstance(step, S.Call):
+            return self._call(ctx, step, x, label, label_span)
+        if isinstance(step, S.Bare):
+            call = S.Call(step.name, (), (), step.span, step.span)
+            return self._call(ctx, call, x, label, label_span)
+        if isinstance(step, S.LabelledStep):
+            if isinstance(step.step, (S.Seq, S.Repeat, S.For)):
+                return self._sequence(ctx, step, x)
+            return self._step(ctx, step.step, x, step.label, step.label_span)
+        if isinstance(step, S.Seq):
+            return self._steps(ctx, step.steps, x)
+        if isinstance(step, S.Repeat):
+            count = self._count(ctx, step.count, "repeat count")
+            for _ in range(count):
+                x = self._step(ctx, step.step, x)
+            return x
+        if isinstance(step, S.For):
+            items = self._eval(ctx, step.iterable)
+            if items is Poison:
+                return Poison
+            if not isinstance(items, list):
+                raise error("E0506", f"'for' needs a list or a range, got {describe_value(items)}",
+                            step.iterable.span)  # fmt: skip
+            for item in items:
+                inner = replace(ctx, scope=Scope({step.var: item}, ctx.scope))
+                x = self._steps(inner, step.steps, x)
+            return x
+        raise CompilerBug(f"unknown step {step!r}")
+
+    def _steps(self, ctx: Ctx, steps, x):
+        for s in steps:
+            x = self._step(ctx, s, x)
+        return x
+
+    def _count(self, ctx: Ctx, expr, what: str) -> int:
+        n = self._eval(ctx, expr)
+        if n is Poison:
+            return 0
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise error("E0506", f"{what} must be a non-negative integer, got {describe_value(n)}", expr.span)
+        if n > LIMITS["repeat"]:
+            raise error("E0508", f"{what} {n:,} is over the limit of {LIMITS['repeat']:,}", expr.span)
+        return n
+
+    def _sequence(self, ctx: Ctx, step: S.LabelledStep, x: Tensor):
+        """A labelled sequence: a container whose unlabelled steps are numbered."""
+        parent = ctx.frame
+        self._claim(parent, step.label, step.label_span)
+        origin = {S.Seq: "group", S.Repeat: "repeat", S.For: "for"}[type(step.step)]
+        container = Container((*parent.path, step.label), "seq", "", step.span,
+                              inputs=[("x", x.ref)], trace=parent.trace, origin=origin, var=ctx.var)  # fmt: skip
+        self.graph.containers[container.path] = container
+        frame = Frame(container, parent.stack, parent.trace, counter=[0])
+        out = self._step(replace(ctx, frame=frame), step.step, x)
+        if isinstance(out, Tensor):
+            if out.ref == x.ref:
+                raise error("E0509", f"sequence '{step.label}' is empty", step.span)
+            container.outputs = [("out", out.ref)]
+        return out
+
+    # ---- calls ---------------------------------------------------------------------------
+    def _call(self, ctx: Ctx, call: S.Call, piped: Tensor | None, label: str | None, label_span):
+        name = call.func
+        if name in BUILTINS:
+            if piped is not None or label:
+                raise error("E0509", f"{name}() is a compile-time function, not a layer", call.span)
+            return self._builtin(ctx, call)
+        opdef = ops.REGISTRY.get(name)
+        bdef = self.program.blocks.get(name)
+        if (opdef is None or opdef.internal) and bdef is None:
+            self._unknown_callee(ctx, call)
+        args = [(self._eval(replace(ctx, var=None), a), a.span) for a in call.args]
+        kwargs = [(k.name, self._eval(replace(ctx, var=None), k.value), k.span) for k in call.kwargs]
+        if any(v is Poison for v, _ in args) or any(v is Poison for _, v, _ in kwargs):
+            return Poison
+        tensors = [] if piped is None else [piped]
+        while args and isinstance(args[0][0], Tensor):
+            tensors.append(args.pop(0)[0])
+        for v, span in args + [(v, s) for _, v, s in kwargs]:
+            if isinstance(v, Tensor):
+                raise error("E0509", f"a tensor cannot be an attribute of {name}", span,
+                            "tensor inputs come first: op(x, y, attr=...)")  # fmt: skip
+        if ctx.frame.counter is not None and len(tensors) != 1:
+            raise error("E0509", f"in the numbered sequence '{ctx.frame.container.local}', each step "
+                        "takes only the previous step's output", call.span)  # fmt: skip
+        if bdef is not None:
+            return self._instantiate(ctx, bdef, tensors, args, kwargs, label, label_span, call)
+        return self._op_call(ctx, opdef, tensors, args, kwargs, label, label_span, call)
+
+    def _unknown_callee(self, ctx: Ctx, call: S.Call):
+        if call.func in self.program.models:
+            raise error("E0203", f"'{call.func}' is a model; only blocks can be used inside a model",
+                        call.func_span, f"declare it as `block {call.func}(...)`")  # fmt: skip
+        names = [n for n, d in ops.REGISTRY.items() if not d.internal]
+        candidates = set(names) | set(self.program.blocks) | set(BUILTINS)
+        raise error("E0203", f"unknown op or block '{call.func}'", call.func_span,
+                    suggest(call.func, candidates), ctx.frame.trace)  # fmt: skip
+
+    def _builtin(self, ctx: Ctx, call: S.Call):
+        fn, nargs, doc = BUILTINS[call.func]
+        if call.kwargs:
+            raise error("E0401", f"{call.func}() takes no keyword arguments", call.kwargs[0].span, doc)
+        if nargs is not None and len(call.args) != nargs:
+            raise error("E0405", f"{call.func}() takes {nargs} argument(s), got {len(call.args)}",
+                        call.span, doc)  # fmt: skip
+        values = [self._eval(ctx, a) for a in call.args]
+        if any(v is Poison for v in values):
+            return Poison
+        try:
+            return fn(*values)
+        except EvalError as exc:
+            raise error(exc.code, exc.message, call.span, exc.hint, ctx.frame.trace) from None
+
+    def _op_call(self, ctx, opdef, tensors, args, kwargs, label, label_span, call: S.Call):
+        want = opdef.inputs
+        if (want is not None and len(tensors) != want) or len(tensors) < opdef.min_inputs:
+            count = f"{want}" if want is not None else f"at least {opdef.min_inputs}"
+            hint = f"write x -> {opdef.name}(...) or {opdef.name}(x, ...)" if not tensors else None
+            raise error("E0406", f"{opdef.name} takes {count} input tensor(s), got {len(tensors)}",
+                        call.span, hint, ctx.frame.trace)  # fmt: skip
+        attrs = bind_attrs(opdef, args, kwargs, call.span)
+        return self._op(ctx, opdef, tensors, attrs, label, call.span, label_span)
+
+    def _op(self, ctx: Ctx, opdef, tensors: list[Tensor], attrs: dict, label, span: Span, label_span=None):
+        if any(t is Poison for t in tensors):
+            return Poison
+        frame = ctx.frame
+        resolved, types, params, macs = infer_node(opdef, attrs, [t.type for t in tensors], span, frame.trace)
+        functional = type(opdef).call is not ops.OpDef.call
+        numbered = frame.counter is not None and label is None
+        module = bool(label) or numbered or opdef.prefer_module or params > 0 or not functional
+        if label:
+            self._claim(frame, label, label_span or span)
+            local = label
+        elif numbered:
+            local = str(frame.counter[0])
+            frame.counter[0] += 1
+        else:
+            local = opdef.name  # provisional; made unique in _finish
+        node = Node(opdef.name, resolved, frame.path, local, span, frame.trace, module=module,
+                    labelled=bool(label), var=ctx.var, types=types, params=params, macs=macs)  # fmt: skip
+        if len(self.graph) >= LIMITS["nodes"]:
+            raise error("E0508", f"the model has more than {LIMITS['nodes']:,} layers", span)
+        n = self.graph.add(node, [t.ref for t in tensors])
+        if not label and not numbered:
+            frame.unnamed.append(n)
+        outs = [Tensor(n, i, t) for i, t in enumerate(types)]
+        return outs[0] if len(outs) == 1 else outs
+
+    # ---- blocks -----------------------------------------------------------------------------
+    def _instantiate(self, ctx: Ctx, bdef: S.BlockDef, tensors, args, kwargs, label, label_span, call):
+        frame = ctx.frame
+        if bdef.name in frame.stack:
+            chain = " -> ".join((*frame.stack[frame.stack.index(bdef.name):], bdef.name))
+            raise error("E0503", f"block {bdef.name} instantiates itself ({chain})", call.span,
+                        "blocks cannot be recursive; use repeat or for", frame.trace)  # fmt: skip
+        if len(frame.stack) >= LIMITS["depth"]:
+            raise error("E0508", f"blocks nested more than {LIMITS['depth']} deep", call.span)
+        declared = [s for s in bdef.body if isinstance(s, S.Input)]
+        if len(declared) != len(tensors):
+            names = ", ".join(s.name for s in declared) or "none"
+            raise error("E0406", f"block {bdef.name} takes {len(declared)} input tensor(s) ({names}), "
+                        f"got {len(tensors)}", call.span, notes=frame.trace)  # fmt: skip
+        values = self._bind_params(ctx, bdef, args, kwargs, call.span)
+        local = self._instance_name(frame, bdef.name, label, label_span or call.span)
+        path = (*frame.path, local)
+        note = Note(f"in block {bdef.name}, instantiated as {'.'.join(path)}", call.span)
+        container = Container(path, "block", bdef.name, bdef.span, args=tuple(values.items()),
+                              inputs=[(s.name, t.ref) for s, t in zip(declared, tensors)],
+                              trace=(note, *frame.trace), var=ctx.var)  # fmt: skip
+        self.graph.containers[path] = container
+        inner = Frame(container, (*frame.stack, bdef.name), container.trace)
+        outputs = self._body(Ctx(inner, Scope(dict(values), self.globals)), bdef, list(tensors))
+        self._finish(inner)
+        if not outputs or any(v is Poison for _, v in outputs):
+            return Poison
+        container.outputs = [(name, v.ref) for name, v in outputs]
+        values_out = [v for _, v in outputs]
+        return values_out[0] if len(values_out) == 1 else values_out
+
+    def _instance_name(self, frame: Frame, block: str, label: str | None, span: Span) -> str:
+        if label:
+            self._claim(frame, label, span)
+            return label
+        if frame.counter is not None:
+            frame.counter[0] += 1
+            return str(frame.counter[0] - 1)
+        base = _snake(block)
+        name, i = base, 0
+        while name in frame.used:
+            i += 1
+            name = f"{base}_{i}"
+        frame.used[name] = span
+        return name
+
+    def _bind_params(self, ctx: Ctx, bdef: S.BlockDef, args, kwargs, span: Span) -> dict[str, Any]:
+        params = bdef.params
+        what = f"{bdef.kind} {bdef.name}"
+        if len(args) > len(params):
+            names = ", ".join(p.name for p in params) or "none"
+            raise error("E0405", f"{what} takes {len(params)} argument(s) ({names}), got {len(args)}",
+                        args[len(params)][1], notes=ctx.frame.trace)  # fmt: skip
+        given: dict[str, tuple[Any, Span | None]] = {}
+        for p, (v, s) in zip(params, args):
+            given[p.name] = (v, s)
+        by_name = {p.name: p for p in params}
+        for name, v, s in kwargs:
+            if name not in by_name:
+                raise error("E0405", f"{what} has no parameter '{name}'", s or span,
+                            suggest(name, by_name) or f"parameters: {', '.join(by_name) or 'none'}",
+                            ctx.frame.trace)  # fmt: skip
+            if name in given:
+                raise error("E0408", f"argument '{name}' of {what} given twice", s or span)
+            given[name] = (v, s)
+        values: dict[str, Any] = {}
+        scope = Scope(values, self.globals)
+        for p in params:
+            if p.name in given:
+                v, s = given[p.name]
+            elif p.default is not None:
+                v, s = self._eval(Ctx(ctx.frame, scope), p.default), p.default.span
+            else:
+                raise error("E0405", f"{what} needs argument '{p.name}'", span, notes=ctx.frame.trace)
+            values[p.name] = check_param(p, v, s or span, what)
+        return values
+
+    # ---- naming ------------------------------------------------------------------------------
+    def _claim(self, frame: Frame, name: str, span: Span) -> None:
+        if keyword.iskeyword(name) or name in _MODULE_API or name.startswith("__"):
+            raise error("E0206", f"'{name}' cannot name a layer: it is reserved in Python or nn.Module",
+                        span, f"try '{name}_'")  # fmt: skip
+        if name in frame.used:
+            where = ".".join(frame.path) or "the model"
+            raise error("E0202", f"'{name}' is defined twice in {where}", span,
+                        "labels name modules and must be unique in their block",
+                        (Note("first defined here", frame.used[name]),))  # fmt: skip
+        frame.used[name] = span
+
+    def _finish(self, frame: Frame) -> None:
+        """Give unlabelled ops of a finished container unique names: relu, relu_1, ..."""
+        for n in frame.unnamed:
+            node = self.graph.node(n)
+            base, name, i = node.local, node.local, 0
+            while name in frame.used:
+                i += 1
+                name = f"{base}_{i}"
+            frame.used[name] = node.span
+            node.local = name
+
+
+def check_param(p: S.Param, v: Any, span: Span, what: str) -> Any:
+    """Check (and widen int -> float) a block or model parameter value."""
+    if p.type not in _PARAM_TYPES:
+        raise error("E0407", f"unknown parameter type '{p.type}'", p.type_span,
+                    suggest(p.type, _PARAM_TYPES) or "types: " + ", ".join(_PARAM_TYPES))  # fmt: skip
+    ok = {
+        "int": isinstance(v, int) and not isinstance(v, bool),
+        "float": isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": isinstance(v, bool),
+        "str": isinstance(v, str),
+        "list": isinstance(v, list),
+    }[p.type]
+    if not ok:
+        raise error("E0407", f"parameter '{p.name}' of {what} is {p.type}, got {describe_value(v)} "
+                    f"({type_name(v)})", span)  # fmt: skip
+    return float(v) if p.type == "float" else v
+
+
+def _names_in(expr) -> set[str]:
+    """Every Name read by an expression (for cycle reports)."""
+    out: set[str] = set()
+    stack = [expr]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, S.Name):
+            out.add(e.id)
+        elif isinstance(e, tuple):
+            stack.extend(e)
+        elif hasattr(e, "__dataclass_fields__"):
+            stack.extend(getattr(e, f) for f in e.__dataclass_fields__ if f != "span")
+    return out
+
+
+def _name_outputs(outputs: list[tuple[str | None, Tensor]]) -> list[tuple[str, Tensor]]:
+    if len(outputs) == 1:
+        return [(outputs[0][0] or "out", outputs[0][1])]
+    named, used = [], set()
+    for i, (name, v) in enumerate(outputs):
+        name = name if name and name not in used else f"out{i}"
+        used.add(name)
+        named.append((name, v))
+    return named
+
+
+def _snake(name: str) -> str:
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower())):
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+def _fmt_list(v) -> str:
+    return "[" + ", ".join(str(x) for x in v) + "]" if isinstance(v, list) else describe_value(v)

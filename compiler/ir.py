@@ -1,0 +1,221 @@
+"""The graph IR: a networkx MultiDiGraph behind a small API that passes need.
+
+Nodes are integer ids in creation order (= source order), so
+`lexicographical_topological_sort` gives a deterministic, source-like order.
+Node data is one :class:`Node`; an edge `u -> v` carries `port` (which input of
+`v`) and `out` (which output of `u`), so `concat(a, b)` keeps its order.
+
+The module hierarchy lives beside the graph as :class:`Container` records keyed
+by scope path: the model (path `()`), block instances (`("layer2", "0")`) and
+numbered sequences (`("features",)`). Every node's `scope` names its container.
+
+Invariants (checked by :meth:`Graph.verify`): ops are registered; the graph is
+acyclic; each node has exactly the input ports 0..n-1 its op accepts; every
+referenced output port exists; qualified names are unique; outputs and
+container boundaries refer to live nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from modelc import ops
+from modelc.diagnostics import CompilerBug, Note, Span
+from modelc.symbolic import Dim
+from modelc.types import TensorType
+
+__all__ = ["Attrs", "Container", "Graph", "Node", "Ref"]
+
+Ref = tuple[int, int]  # (node id, output port)
+
+
+class Attrs(Mapping):
+    """An immutable, hashable attribute mapping."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any] | None = None):
+        self._items = tuple(sorted((items or {}).items()))
+
+    def __getitem__(self, key: str) -> Any:
+        for k, v in self._items:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Attrs) and self._items == other._items
+
+    def __repr__(self) -> str:
+        return "Attrs(" + ", ".join(f"{k}={v!r}" for k, v in self._items) + ")"
+
+
+@dataclass
+class Node:
+    op: str
+    attrs: Attrs
+    scope: tuple[str, ...]  # path of the container this node belongs to
+    local: str  # name inside the container (module attribute name when `module`)
+    span: Span
+    trace: tuple[Note, ...] = ()  # block instantiations that led here, innermost first
+    module: bool = False  # emitted as a submodule (labelled, parametric, or in a sequence)
+    labelled: bool = False  # the spec named it
+    var: str | None = None  # preferred variable name in generated code
+    types: tuple[TensorType, ...] = ()
+    params: int = 0
+    macs: Dim = 0
+
+    @property
+    def name(self) -> str:
+        return ".".join((*self.scope, self.local))
+
+    @property
+    def type(self) -> TensorType:
+        return self.types[0]
+
+    @property
+    def opdef(self) -> ops.OpDef:
+        return ops.REGISTRY[self.op]
+
+
+@dataclass
+class Container:
+    """A module in the emitted hierarchy: the model, a block instance, or a sequence."""
+
+    path: tuple[str, ...]
+    kind: str  # "model", "block" or "seq"
+    name: str  # model or block name; "" for a sequence
+    span: Span
+    args: tuple[tuple[str, Any], ...] = ()  # block parameter values
+    inputs: list[tuple[str, Ref]] = field(default_factory=list)  # outside values fed in
+    outputs: list[tuple[str, Ref]] = field(default_factory=list)  # values it returns
+    trace: tuple[Note, ...] = ()
+    origin: str = ""  # for sequences: "group", "repeat" or "for"
+    var: str | None = None
+
+    @property
+    def local(self) -> str:
+        return self.path[-1] if self.path else ""
+
+
+class Graph:
+    def __init__(self, name: str, span: Span, params: tuple[tuple[str, Any], ...] = ()):
+        self.name = name
+        self.span = span
+        self.params = params  # the model's parameter values
+        self.g = nx.MultiDiGraph()
+        self.inputs: list[int] = []
+        self.outputs: list[tuple[str, Ref]] = []
+        self.containers: dict[tuple[str, ...], Container] = {
+            (): Container((), "model", name, span, args=params)
+        }
+        self._next = 0
+
+    # ---- building
+    def add(self, node: Node, inputs: list[Ref]) -> int:
+        n = self._next
+        self._next += 1
+        self.g.add_node(n, data=node)
+        for port, (src, out) in enumerate(inputs):
+            self.g.add_edge(src, n, port=port, out=out)
+        return n
+
+    def node(self, n: int) -> Node:
+        return self.g.nodes[n]["data"]
+
+    def nodes(self) -> list[int]:
+        return list(self.g.nodes)
+
+    def __len__(self) -> int:
+        return self.g.number_of_nodes()
+
+    # ---- queries
+    def inputs_of(self, n: int) -> list[Ref]:
+        edges = sorted((d["port"], u, d["out"]) for u, _, d in self.g.in_edges(n, data=True))
+        return [(u, out) for _, u, out in edges]
+
+    def input_types(self, n: int) -> list[TensorType]:
+        return [self.node(u).types[out] for u, out in self.inputs_of(n)]
+
+    def users(self, n: int) -> list[tuple[int, int, int]]:
+        """(user, its input port, our output port) for every use of n."""
+        return sorted((v, d["port"], d["out"]) for _, v, d in self.g.out_edges(n, data=True))
+
+    def topo(self) -> list[int]:
+        return list(nx.lexicographical_topological_sort(self.g))
+
+    def type_of(self, ref: Ref) -> TensorType:
+        return self.node(ref[0]).types[ref[1]]
+
+    def by_name(self) -> dict[str, int]:
+        return {self.node(n).name: n for n in self.g.nodes}
+
+    # ---- rewriting (for passes)
+    def replace_uses(self, old: Ref, new: Ref) -> None:
+        """Point every use of `old` (edges, outputs, container boundaries) at `new`."""
+        src, out = old
+        for _, v, key, d in list(self.g.out_edges(src, keys=True, data=True)):
+            if d["out"] == out:
+                self.g.remove_edge(src, v, key)
+                self.g.add_edge(new[0], v, port=d["port"], out=new[1])
+        self.outputs = [(name, new if ref == old else ref) for name, ref in self.outputs]
+        for c in self.containers.values():
+            c.inputs = [(k, new if r == old else r) for k, r in c.inputs]
+            c.outputs = [(k, new if r == old else r) for k, r in c.outputs]
+
+    def remove(self, n: int) -> None:
+        if self.g.out_degree(n):
+            raise CompilerBug(f"removing node {self.node(n).name} that still has users")
+        self.g.remove_node(n)
+
+    # ---- checking
+    def verify(self) -> None:
+        """Raise CompilerBug if an invariant of the IR is broken."""
+        if not nx.is_directed_acyclic_graph(self.g):
+            raise CompilerBug(f"graph {self.name} has a cycle")
+        names: dict[str, int] = {}
+        for n in self.g.nodes:
+            node = self.node(n)
+            if node.op not in ops.REGISTRY:
+                raise CompilerBug(f"node {node.name}: unknown op {node.op!r}")
+            if node.name in names:
+                raise CompilerBug(f"node name {node.name!r} used twice")
+            names[node.name] = n
+            self._verify_ports(n, node)
+            if node.scope not in self.containers:
+                raise CompilerBug(f"node {node.name}: no container {'.'.join(node.scope)!r}")
+        refs = [r for _, r in self.outputs]
+        for c in self.containers.values():
+            refs += [r for _, r in c.inputs] + [r for _, r in c.outputs]
+        for u, out in refs:
+            if u not in self.g or out >= len(self.node(u).types):
+                raise CompilerBug(f"dangling reference to node {u} output {out}")
+        if not self.outputs:
+            raise CompilerBug(f"graph {self.name} has no outputs")
+
+    def _verify_ports(self, n: int, node: Node) -> None:
+        ports = sorted(d["port"] for _, _, d in self.g.in_edges(n, data=True))
+        if ports != list(range(len(ports))):
+            raise CompilerBug(f"node {node.name}: input ports {ports} are not 0..n-1")
+        opdef = node.opdef
+        want = opdef.inputs
+        if len(ports) != want if want is not None else len(ports) < opdef.min_inputs:
+            raise CompilerBug(f"node {node.name}: {len(ports)} inputs for op {node.op}")
+        if not node.types:
+            raise CompilerBug(f"node {node.name}: no inferred type")
+        for u, _, d in self.g.in_edges(n, data=True):
+            if d["out"] >= len(self.node(u).types):
+                raise CompilerBug(f"node {node.name}: input from missing output {d['out']}")

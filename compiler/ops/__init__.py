@@ -1,0 +1,6 @@
+"""The op registry. Importing this package registers every op family."""
+
+from modelc.ops import activation, conv, linear, norm, pool, tensor  # noqa: F401
+from modelc.ops.base import FAMILIES, REGISTRY, Attr, Ctor, OpDef, OpError, get, register
+
+__all__ = ["FAMILIES", "REGISTRY", "Attr", "Ctor", "OpDef", "OpError", "get", "register"]

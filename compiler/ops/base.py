@@ -1,0 +1,221 @@
+"""The op registry: one :class:`OpDef` per op, grouped by family in sibling files.
+
+An entry declares everything about its op in one place:
+- `attrs`: the attribute schema (types, defaults, validation, positional order);
+- `resolve`: completes attributes from the input types (in_channels, ...);
+- `infer`: the shape rule;
+- `params` / `macs`: parameter count and multiply-accumulates;
+- `module` / `call`: how it is emitted (an `nn.Module` constructor, or an expression);
+- `label` and `family`: how it is drawn and summarised.
+
+Rules raise :class:`OpError`; the elaborator attaches the span of the node.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from modelc.diagnostics import Span, SpecError, error
+from modelc.symbolic import Dim
+from modelc.types import TensorType
+
+__all__ = [
+    "REQUIRED", "Attr", "Ctor", "OpDef", "OpError", "REGISTRY", "FAMILIES",
+    "bind_attrs", "get", "register", "suggest",
+]  # fmt: skip
+
+REQUIRED: Any = object()
+
+# Diagram colours and legends are keyed by these; at most 8 (see DESIGN.md).
+FAMILIES = ("conv", "norm", "activation", "pool", "linear", "recurrent", "attention", "tensor")
+
+
+class OpError(Exception):
+    """A problem found by an op's rule; becomes a SpecError at the node's span."""
+
+    def __init__(self, code: str, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.code, self.message, self.hint = code, message, hint
+
+
+@dataclass(frozen=True)
+class Attr:
+    name: str
+    kind: str  # int, float, bool, str, ints, padding, dim
+    default: Any = REQUIRED
+    aliases: tuple[str, ...] = ()
+    choices: tuple[str, ...] = ()
+    positional: bool = False
+    min: int | None = None
+    doc: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+@dataclass(frozen=True)
+class Ctor:
+    """`torch.nn.Conv2d(3, 64, kernel_size=7)` as data; values are plain literals."""
+
+    callee: str
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+class OpDef:
+    name: ClassVar[str]
+    family: ClassVar[str]
+    doc: ClassVar[str] = ""
+    attrs: ClassVar[tuple[Attr, ...]] = ()
+    inputs: ClassVar[int | None] = 1  # None: variadic, at least `min_inputs`
+    min_inputs: ClassVar[int] = 1
+    prefer_module: ClassVar[bool] = False  # emit as a submodule even when unlabelled
+    internal: ClassVar[bool] = False  # created by the compiler, not callable from a spec
+
+    def resolve(self, a: dict[str, Any], ins: list[TensorType]) -> dict[str, Any]:
+        return a
+
+    def infer(self, a: dict[str, Any], ins: list[TensorType]) -> list[TensorType]:
+        return [ins[0]]
+
+    def params(self, a: dict[str, Any]) -> int:
+        return 0
+
+    def macs(self, a: dict[str, Any], ins: list[TensorType], outs: list[TensorType]) -> Dim:
+        return 0
+
+    def module(self, a: dict[str, Any]) -> Ctor | None:
+        return None
+
+    def call(self, a: dict[str, Any], args: list[str]) -> str | None:
+        return None
+
+    def label(self, a: dict[str, Any]) -> str:
+        return self.name
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(cls: type[OpDef]) -> type[OpDef]:
+    if cls.name in REGISTRY:
+        raise RuntimeError(f"op {cls.name!r} registered twice")
+    if cls.family not in FAMILIES:
+        raise RuntimeError(f"op {cls.name!r} has unknown family {cls.family!r}")
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get(name: str) -> OpDef | None:
+    return REGISTRY.get(name)
+
+
+def suggest(name: str, candidates) -> str | None:
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+# ---- attribute binding --------------------------------------------------------------
+def bind_attrs(
+    op: OpDef,
+    args: list[tuple[Any, Span]],
+    kwargs: list[tuple[str, Any, Span]],
+    call_span: Span,
+) -> dict[str, Any]:
+    """Match positional and keyword arguments to the op's schema, check types."""
+    out: dict[str, Any] = {}
+    positional = [a for a in op.attrs if a.positional]
+    if len(args) > len(positional):
+        _, span = args[len(positional)]
+        names = ", ".join(a.name for a in positional) or "none"
+        raise error("E0405", f"{op.name} takes {len(positional)} positional attribute(s) "
+                    f"({names}), got {len(args)}", span,
+                    "pass the others by name, e.g. k=3")  # fmt: skip
+    for attr, (value, span) in zip(positional, args):
+        out[attr.name] = _check(op, attr, value, span)
+    by_name = {n: a for a in op.attrs for n in a.names}
+    for name, value, span in kwargs:
+        attr = by_name.get(name)
+        if attr is None:
+            known = [n for a in op.attrs for n in a.names]
+            hint = suggest(name, known) or (
+                f"{op.name} takes: {', '.join(a.name for a in op.attrs)}" if op.attrs
+                else f"{op.name} takes no attributes")  # fmt: skip
+            raise error("E0401", f"{op.name} has no attribute '{name}'", span, hint)
+        if attr.name in out:
+            raise error("E0408", f"attribute '{attr.name}' of {op.name} given twice", span)
+        out[attr.name] = _check(op, attr, value, span)
+    for attr in op.attrs:
+        if attr.name not in out:
+            if attr.default is REQUIRED:
+                raise error("E0403", f"{op.name} needs attribute '{attr.name}'", call_span,
+                            f"{attr.name}: {attr.doc}" if attr.doc else None)  # fmt: skip
+            out[attr.name] = attr.default
+    return out
+
+
+def _check(op: OpDef, attr: Attr, value: Any, span: Span) -> Any:
+    checked = _coerce(attr, value)
+    if checked is _BAD:
+        raise error("E0402", f"attribute '{attr.name}' of {op.name} expects {_KIND_TEXT[attr.kind]}, "
+                    f"got {describe(value)}", span, attr.doc or None)  # fmt: skip
+    if attr.choices and checked not in attr.choices and not isinstance(checked, (int, tuple)):
+        choices = ", ".join(f'"{c}"' for c in attr.choices)
+        raise error("E0404", f"attribute '{attr.name}' of {op.name} must be one of {choices}, "
+                    f"got {describe(value)}", span, suggest(str(checked), attr.choices))  # fmt: skip
+    if attr.min is not None:
+        for v in checked if isinstance(checked, tuple) else (checked,):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < attr.min:
+                raise error("E0404", f"attribute '{attr.name}' of {op.name} must be at least "
+                            f"{attr.min}, got {v}", span)  # fmt: skip
+    return checked
+
+
+_BAD = object()
+_KIND_TEXT = {
+    "int": "an integer",
+    "dim": "an integer dimension",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "ints": "an integer or a list of integers",
+    "padding": 'an integer, a list of integers, "same" or "valid"',
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _coerce(attr: Attr, v: Any) -> Any:
+    kind = attr.kind
+    if kind in ("int", "dim"):
+        return v if _is_int(v) else _BAD
+    if kind == "float":
+        if _is_int(v):
+            return float(v)
+        return v if isinstance(v, float) and math.isfinite(v) else _BAD
+    if kind == "bool":
+        return v if isinstance(v, bool) else _BAD
+    if kind == "str":
+        return v if isinstance(v, str) else _BAD
+    if kind in ("ints", "padding"):
+        if _is_int(v):
+            return v
+        if isinstance(v, (list, tuple)) and v and all(_is_int(x) for x in v):
+            return tuple(v)
+        if kind == "padding" and v in ("same", "valid"):
+            return v
+        return _BAD
+    raise RuntimeError(f"unknown attribute kind {kind}")
+
+
+def describe(v: Any) -> str:
+    """A value as the user wrote it, for messages."""
+    from modelc.values import describe_value
+
+    return describe_value(v)

@@ -1,0 +1,43 @@
+"""Fully connected layers."""
+
+from __future__ import annotations
+
+from modelc.ops._util import known_channels, numel
+from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
+
+
+@register
+class Linear(OpDef):
+    name = "linear"
+    family = "linear"
+    doc = "Affine map over the last dimension; in_features come from the input shape."
+    attrs = (
+        Attr("out_features", "int", positional=True, min=1, aliases=("features",)),
+        Attr("bias", "bool", True),
+    )
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        if x.rank < 2:
+            raise OpError("E0305", f"linear expects an input of rank 2 or more, got {x}")
+        fin = known_channels("linear", x, -1, "feature count (last dimension)")
+        return {**a, "in_features": fin}
+
+    def infer(self, a, ins):
+        x = ins[0]
+        return [x.with_dims((*x.dims[:-1], a["out_features"]))]
+
+    def params(self, a):
+        return a["in_features"] * a["out_features"] + (a["out_features"] if a["bias"] else 0)
+
+    def macs(self, a, ins, outs):
+        return numel(outs[0]) * a["in_features"]
+
+    def module(self, a):
+        kw = () if a["bias"] else (("bias", False),)
+        return Ctor("nn.Linear", (a["in_features"], a["out_features"]), kw)
+
+    def label(self, a):
+        return f"linear {a['in_features']}->{a['out_features']}"
+
+

@@ -1,0 +1,283 @@
+"""Text -> AST. Entry point: :func:`parse`.
+
+The grammar lives in `grammar/modelc.lark` (LALR, positions kept). Lark's
+exceptions never escape: they become :class:`SpecError` with a caret.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, VisitError
+
+from modelc import syntax as S
+from modelc.diagnostics import SourceFile, Span, SpecError, error
+
+__all__ = ["parse"]
+
+# Readable names for the grammar's named terminals in "expected ..." lists.
+_TERMINAL_NAMES = {
+    "NAME": "a name",
+    "INT": "an integer",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "COMPOP": "a comparison",
+    "ADDOP": "'+' or '-'",
+    "MULOP": "'*', '/', '//' or '%'",
+    "$END": "end of file",
+}
+
+
+@functools.cache
+def _parser() -> Lark:
+    return Lark.open_from_package(
+        "modelc.grammar",
+        "modelc.lark",
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=True,
+    )
+
+
+def parse(text: str, path: str) -> S.Module:
+    """Parse one spec file. Raises SpecError (E0101-E0103) on bad input."""
+    source = SourceFile(path, text)
+    try:
+        tree = _parser().parse(text)
+        items = _ToAst(source).transform(tree)
+    except VisitError as exc:  # an error raised inside the transformer
+        if isinstance(exc.orig_exc, SpecError):
+            raise exc.orig_exc from None
+        raise
+    except UnexpectedToken as exc:
+        raise _unexpected_token(source, exc) from None
+    except UnexpectedCharacters as exc:
+        span = Span(source, exc.line, exc.column, exc.line, exc.column + 1)
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else "?"
+        raise error("E0102", f"unexpected character {char!r}", span, _char_hint(char)) from None
+    except UnexpectedEOF as exc:
+        raise _eof(source, sorted(exc.expected)) from None
+    return S.Module(path, tuple(items))
+
+
+def _unexpected_token(source: SourceFile, exc: UnexpectedToken) -> SpecError:
+    tok = exc.token
+    if tok.type == "$END":
+        return _eof(source, sorted(exc.expected))
+    span = _tok_span(source, tok)
+    expected = _describe_expected(exc.expected)
+    hint = None
+    if tok.type == "IF" or tok.value == "if":
+        hint = "a conditional is an expression: `a if cond else b`"
+    elif tok.value == "=" and "RPAR" in exc.expected:
+        hint = "keyword arguments are written `name=value` inside a call"
+    return error("E0101", f"unexpected {tok.value!r}, expected {expected}", span, hint)
+
+
+def _eof(source: SourceFile, expected: list[str]) -> SpecError:
+    lines = source.text.splitlines() or [""]
+    line = len(lines)
+    col = len(lines[-1]) + 1
+    span = Span(source, line, max(col - 1, 1), line, col)
+    msg = f"unexpected end of file, expected {_describe_expected(expected)}"
+    return error("E0101", msg, span, "is a closing '}' or ')' missing?")
+
+
+def _describe_expected(names) -> str:
+    parser = _parser()
+    words = set()
+    for name in names:
+        if name in _TERMINAL_NAMES:
+            words.add(_TERMINAL_NAMES[name])
+            continue
+        try:
+            pattern = parser.get_terminal(name).pattern
+        except KeyError:
+            words.add(name.lower())
+            continue
+        words.add(f"'{pattern.value}'" if pattern.type == "str" else name.lower())
+    ordered = sorted(words)
+    if len(ordered) > 8:
+        ordered = ordered[:8] + ["..."]
+    return "one of " + ", ".join(ordered) if len(ordered) > 1 else ordered[0]
+
+
+def _char_hint(char: str) -> str | None:
+    if char in "'`":
+        return 'strings use double quotes: "same"'
+    if char == ";":
+        return "statements need no separator; start the next one on a new line"
+    return None
+
+
+def _tok_span(source: SourceFile, tok: Token) -> Span:
+    end_line = tok.end_line or tok.line
+    end_col = tok.end_column or tok.column + len(tok.value)
+    return Span(source, tok.line, tok.column, end_line, end_col)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """Builds syntax.* nodes; every node gets the span of its tree node."""
+
+    def __init__(self, source: SourceFile):
+        super().__init__()
+        self.source = source
+
+    def _span(self, meta) -> Span:
+        if getattr(meta, "empty", True):
+            return Span(self.source, 1, 1, 1, 1)
+        return Span(self.source, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _tspan(self, tok: Token) -> Span:
+        return _tok_span(self.source, tok)
+
+    # ---- items
+    def start(self, meta, items):
+        return items
+
+    def import_decl(self, meta, c):
+        return S.Import(self._string(c[0]), self._span(meta))
+
+    def const_def(self, meta, c):
+        return S.Const(str(c[0]), c[1], self._span(meta))
+
+    def block_def(self, meta, c):
+        return self._def("block", meta, c)
+
+    def model_def(self, meta, c):
+        return self._def("model", meta, c)
+
+    def _def(self, kind, meta, c):
+        name, params, body = c
+        return S.BlockDef(kind, str(name), params, body, self._span(meta), self._tspan(name))
+
+    def params(self, meta, c):
+        return tuple(p for p in c if p is not None)
+
+    def param(self, meta, c):
+        name, typ, default = c
+        return S.Param(str(name), str(typ), default, self._span(meta), self._tspan(typ))
+
+    def body(self, meta, c):
+        return tuple(c)
+
+    # ---- statements
+    def input_stmt(self, meta, c):
+        return S.Input(str(c[0]), c[1], self._span(meta))
+
+    def output_named(self, meta, c):
+        return S.Output(str(c[0]), (c[1],), self._span(meta))
+
+    def output_exprs(self, meta, c):
+        return S.Output(None, tuple(c), self._span(meta))
+
+    def assign(self, meta, c):
+        return S.Assign(tuple(str(n) for n in c[:-1]), c[-1], self._span(meta))
+
+    # ---- expressions
+    def ifelse(self, meta, c):
+        return S.IfElse(c[0], c[1], c[2], self._span(meta))
+
+    def chain(self, meta, c):
+        return S.Chain(c[0], tuple(c[1:]), self._span(meta))
+
+    def or_(self, meta, c):
+        return S.BoolOp("or", c[0], c[1], self._span(meta))
+
+    def and_(self, meta, c):
+        return S.BoolOp("and", c[0], c[1], self._span(meta))
+
+    def not_(self, meta, c):
+        return S.Not(c[0], self._span(meta))
+
+    def compare(self, meta, c):
+        return S.Compare(tuple(str(t) for t in c[1::2]), tuple(c[0::2]), self._span(meta))
+
+    def range(self, meta, c):
+        return S.Range(c[0], c[1], self._span(meta))
+
+    def binop(self, meta, c):
+        return S.BinOp(str(c[1]), c[0], c[2], self._span(meta))
+
+    def neg(self, meta, c):
+        return S.Neg(c[0], self._span(meta))
+
+    def factor(self, meta, c):  # unary plus
+        return c[0]
+
+    def pow(self, meta, c):
+        return S.BinOp("**", c[0], c[1], self._span(meta))
+
+    def index(self, meta, c):
+        return S.Index(c[0], c[1], self._span(meta))
+
+    def int_(self, meta, c):
+        return S.Literal(int(c[0]), self._span(meta))
+
+    def float_(self, meta, c):
+        return S.Literal(float(c[0]), self._span(meta))
+
+    def string(self, meta, c):
+        return S.Literal(self._string(c[0]), self._span(meta))
+
+    def true(self, meta, c):
+        return S.Literal(True, self._span(meta))
+
+    def false(self, meta, c):
+        return S.Literal(False, self._span(meta))
+
+    def name(self, meta, c):
+        return S.Name(str(c[0]), self._span(meta))
+
+    def list_(self, meta, c):
+        return S.List(tuple(x for x in c if x is not None), self._span(meta))
+
+    def call(self, meta, c):
+        name, *args = c
+        args = [a for a in args if a is not None]
+        pos = tuple(a for a in args if not isinstance(a, S.Kwarg))
+        kws = tuple(a for a in args if isinstance(a, S.Kwarg))
+        return S.Call(str(name), pos, kws, self._span(meta), self._tspan(name))
+
+    def kwarg(self, meta, c):
+        return S.Kwarg(str(c[0]), c[1], self._span(meta))
+
+    def labelled(self, meta, c):
+        return S.Labelled(str(c[0]), c[1], self._span(meta), self._tspan(c[0]))
+
+    # ---- steps
+    def labelled_step(self, meta, c):
+        return S.LabelledStep(str(c[0]), c[1], self._span(meta), self._tspan(c[0]))
+
+    def bare(self, meta, c):
+        return S.Bare(str(c[0]), self._span(meta))
+
+    def repeat(self, meta, c):
+        return S.Repeat(c[0], c[1], self._span(meta))
+
+    def for_(self, meta, c):
+        return S.For(str(c[0]), c[1], c[2], self._span(meta))
+
+    def group(self, meta, c):
+        return S.Seq(c[0], self._span(meta))
+
+    def seq_list(self, meta, c):
+        return S.Seq(tuple(x for x in c if x is not None), self._span(meta))
+
+    def steps(self, meta, c):
+        return tuple(c)
+
+    def _string(self, tok: Token) -> str:
+        # NOTE: [String literals] JSON escapes are a strict subset of what the
+        # grammar admits; anything else (\q, \x41) is rejected, never evaluated.
+        try:
+            value = json.loads(str(tok))
+        except ValueError:
+            raise error("E0103", f"invalid string literal {tok}", self._tspan(tok),
+                        'allowed escapes: \\" \\\\ \\n \\t \\uXXXX') from None
+        if not isinstance(value, str):
+            raise error("E0103", f"invalid string literal {tok}", self._tspan(tok))
+        return value

@@ -1,0 +1,57 @@
+"""Line layout for generated code, matching `ruff format` (line length 88).
+
+A statement is a prefix (`x = `), an expression, and an optional trailing
+comment (the spec location). It stays on one line when it fits; otherwise the
+comment moves to its own line above, and a call that still does not fit is
+split: its arguments on one indented line if they fit, else one per line with a
+trailing comma (ruff's "magic trailing comma" keeps that layout stable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["LINE", "CallExpr", "flat", "render"]
+
+LINE = 88
+
+
+@dataclass
+class CallExpr:
+    callee: str
+    args: list = field(default_factory=list)  # str | CallExpr
+    comments: list[str | None] | None = None  # per argument; forces one per line
+    split: bool = False  # always one argument per line
+
+
+def flat(e) -> str:
+    if isinstance(e, str):
+        return e
+    return f"{e.callee}({', '.join(flat(a) for a in e.args)})"
+
+
+def render(e, indent: int, prefix: str = "", suffix: str = "", comment: str | None = None) -> list[str]:
+    pad = " " * indent
+    lines: list[str] = []
+    forced = isinstance(e, CallExpr) and (e.split or e.comments)
+    one = pad + prefix + flat(e) + suffix
+    if not forced:
+        if comment and len(one) + 4 + len(comment) <= LINE:
+            return [f"{one}  # {comment}"]
+        if comment:
+            lines.append(f"{pad}# {comment}")
+        if len(one) <= LINE or not isinstance(e, CallExpr):
+            return lines + [one]
+    elif comment:
+        lines.append(f"{pad}# {comment}")
+    head = f"{pad}{prefix}{e.callee}("
+    tail = f"{pad}){suffix}"
+    if not forced:
+        middle = " " * (indent + 4) + ", ".join(flat(a) for a in e.args)
+        if len(middle) <= LINE:
+            return lines + [head, middle, tail]
+    comments = e.comments or [None] * len(e.args)
+    body: list[str] = []
+    for arg, note in zip(e.args, comments):
+        body += render(arg, indent + 4, "", ",", note)
+    return lines + [head, *body, tail]

@@ -1,0 +1,56 @@
+"""Python literals for generated code.
+
+NOTE: [No code injection] Values from a spec reach generated source only
+through :func:`literal` (numbers, booleans, strings, tuples of those) and
+:func:`modelc.names.Namespace` (identifiers). Anything else is a CompilerBug.
+"""
+
+from __future__ import annotations
+
+import math
+
+from modelc.diagnostics import CompilerBug
+
+__all__ = ["comment", "literal"]
+
+
+def literal(v) -> str:
+    if v is None or isinstance(v, bool):
+        return repr(v)
+    if isinstance(v, int):
+        return repr(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return 'float("nan")'
+        if math.isinf(v):
+            return 'float("inf")' if v > 0 else 'float("-inf")'
+        return repr(v)
+    if isinstance(v, str):
+        return _string(v)
+    if isinstance(v, tuple):
+        inner = ", ".join(literal(x) for x in v)
+        return f"({inner},)" if len(v) == 1 else f"({inner})"
+    if isinstance(v, list):
+        return "[" + ", ".join(literal(x) for x in v) + "]"
+    raise CompilerBug(f"cannot emit a literal of type {type(v).__name__}")
+
+
+def _string(s: str) -> str:
+    # Double quotes (ruff's style); every non-printable or non-ASCII character escaped.
+    out = ['"']
+    for ch in s:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif 32 <= ord(ch) < 127:
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    out.append('"')
+    return "".join(out)
+
+
+def comment(text: str) -> str:
+    """Text safe to put after `#`: one line, printable ASCII, escapes for the rest."""
+    return _string(text)[1:-1].replace('\\"', '"')

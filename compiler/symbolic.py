@@ -1,0 +1,157 @@
+"""Symbolic tensor dimensions: `B`, `T`, `floor((H - 1)/2) + 1`, `C*H*W`.
+
+A dimension is a plain `int` or a :class:`Sym`: a polynomial with integer
+coefficients over atoms, where an atom is a named symbol or `floor(p / d)` of
+another polynomial. Every operation returns a canonical form (a `Sym` that is a
+constant is returned as `int`), so two dimensions are equal exactly when their
+canonical forms are: `floor((H + 2 - 2 - 1)/1) + 1 == H`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+__all__ = ["Dim", "Sym", "sym", "subs", "dim_str", "is_known"]
+
+
+@dataclass(frozen=True, order=True)
+class _Atom:
+    key: str  # canonical text, also the sort key
+    num: Sym | None = None  # for floor(num / den)
+    den: int = 1
+
+
+Monomial = tuple[_Atom, ...]
+
+
+class Sym:
+    __slots__ = ("terms",)
+
+    def __init__(self, terms: dict[Monomial, int]):
+        self.terms = {m: c for m, c in sorted(terms.items()) if c != 0}
+
+    # ---- construction helpers
+    @staticmethod
+    def make(terms: dict[Monomial, int]) -> Dim:
+        s = Sym(terms)
+        if not s.terms:
+            return 0
+        if list(s.terms) == [()]:
+            return s.terms[()]
+        return s
+
+    @staticmethod
+    def lift(x: Dim) -> Sym:
+        if isinstance(x, Sym):
+            return x
+        return Sym({(): int(x)})
+
+    # ---- arithmetic
+    def __add__(self, other: Dim) -> Dim:
+        if not isinstance(other, (int, Sym)):
+            return NotImplemented
+        terms = dict(self.terms)
+        for m, c in Sym.lift(other).terms.items():
+            terms[m] = terms.get(m, 0) + c
+        return Sym.make(terms)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> Dim:
+        return Sym.make({m: -c for m, c in self.terms.items()})
+
+    def __sub__(self, other: Dim) -> Dim:
+        return self + (-other)
+
+    def __rsub__(self, other: Dim) -> Dim:
+        return (-self) + other
+
+    def __mul__(self, other: Dim) -> Dim:
+        if not isinstance(other, (int, Sym)):
+            return NotImplemented
+        terms: dict[Monomial, int] = {}
+        for m1, c1 in self.terms.items():
+            for m2, c2 in Sym.lift(other).terms.items():
+                m = tuple(sorted(m1 + m2))
+                terms[m] = terms.get(m, 0) + c1 * c2
+        return Sym.make(terms)
+
+    __rmul__ = __mul__
+
+    def __floordiv__(self, den: int) -> Dim:
+        if not isinstance(den, int) or den <= 0:
+            return NotImplemented
+        if den == 1:
+            return self
+        if all(c % den == 0 for c in self.terms.values()):
+            return Sym.make({m: c // den for m, c in self.terms.items()})
+        # Pull out the constant's whole multiples of den: floor((p + k*den)/den) = floor(p/den) + k.
+        const = self.terms.get((), 0)
+        k = const // den
+        rest = self - k * den
+        atom = _Atom(f"floor(({rest})/{den})", rest if isinstance(rest, Sym) else None, den)
+        return Sym.make({(atom,): 1}) + k
+
+    # ---- comparison, hashing, text
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sym) and self.terms == other.terms
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.terms.items()))
+
+    def __str__(self) -> str:
+        parts = []
+        for m, c in sorted(self.terms.items(), key=lambda mc: (len(mc[0]) == 0, mc[0])):
+            body = "*".join(a.key for a in m)
+            if not body:
+                parts.append(str(c))
+            elif c == 1:
+                parts.append(body)
+            elif c == -1:
+                parts.append("-" + body)
+            else:
+                parts.append(f"{c}*{body}")
+        text = " + ".join(parts)
+        return text.replace("+ -", "- ")
+
+    __repr__ = __str__
+
+    @property
+    def symbols(self) -> set[str]:
+        out: set[str] = set()
+        for m in self.terms:
+            for a in m:
+                out |= a.num.symbols if a.num is not None else {a.key}
+        return out
+
+
+Dim = Union[int, Sym]
+
+
+def sym(name: str) -> Sym:
+    return Sym({(_Atom(name),): 1})
+
+
+def subs(d: Dim, env: dict[str, int]) -> Dim:
+    """Substitute known values for symbols; returns an int when fully known."""
+    if isinstance(d, int):
+        return d
+    total: Dim = 0
+    for m, c in d.terms.items():
+        value: Dim = c
+        for a in m:
+            if a.num is not None:
+                value = value * (subs(a.num, env) // a.den)
+            else:
+                value = value * (env[a.key] if a.key in env else sym(a.key))
+        total = total + value
+    return total
+
+
+def is_known(d: Dim) -> bool:
+    return isinstance(d, int)
+
+
+def dim_str(d: Dim) -> str:
+    return str(d)

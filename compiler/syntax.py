@@ -1,0 +1,246 @@
+"""The AST: small frozen dataclasses, each carrying the :class:`Span` it came from.
+
+Expressions and chain steps are separate families: an expression computes a
+value (a number, a list, a tensor); a step transforms the tensor piped into it
+(`x -> step`). `parse.py` builds these; `elaborate.py` is their only consumer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelc.diagnostics import Span
+
+__all__ = [
+    "Assign", "BinOp", "BlockDef", "BoolOp", "Call", "Chain", "Compare", "Const",
+    "Expr", "For", "IfElse", "Import", "Index", "Input", "Item", "Labelled",
+    "LabelledStep", "List", "Literal", "Module", "Name", "Neg", "Not", "Output",
+    "Param", "Range", "Repeat", "Seq", "Stmt", "Step",
+]  # fmt: skip
+
+
+# ---- expressions ------------------------------------------------------------
+@dataclass(frozen=True)
+class Literal:
+    value: int | float | bool | str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class List:
+    items: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str  # + - * / // % **
+    left: Expr
+    right: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str  # and / or
+    left: Expr
+    right: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Compare:
+    """`a < b <= c`: operands has one more element than ops."""
+
+    ops: tuple[str, ...]
+    operands: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Range:
+    """`lo..hi`, exclusive of hi."""
+
+    lo: Expr
+    hi: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Index:
+    obj: Expr
+    index: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class IfElse:
+    then: Expr
+    cond: Expr
+    else_: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Kwarg:
+    name: str
+    value: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple[Expr, ...]
+    kwargs: tuple[Kwarg, ...]
+    span: Span
+    func_span: Span
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """`label: op(...)` in expression position: names the module."""
+
+    label: str
+    call: Call
+    span: Span
+    label_span: Span
+
+
+@dataclass(frozen=True)
+class Chain:
+    head: Expr
+    steps: tuple[Step, ...]
+    span: Span
+
+
+Expr = Literal | Name | List | BinOp | Neg | Not | BoolOp | Compare | Range | Index | IfElse | Call | Labelled | Chain
+
+
+# ---- chain steps -------------------------------------------------------------
+@dataclass(frozen=True)
+class Bare:
+    """A step naming an op or block without arguments: `-> relu`."""
+
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class LabelledStep:
+    label: str
+    step: Step
+    span: Span
+    label_span: Span
+
+
+@dataclass(frozen=True)
+class Repeat:
+    count: Expr
+    step: Step
+    span: Span
+
+
+@dataclass(frozen=True)
+class For:
+    var: str
+    iterable: Expr
+    steps: tuple[Step, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Seq:
+    """`(a -> b)` or `[a, b]`: a sequence; when labelled, its steps are numbered."""
+
+    steps: tuple[Step, ...]
+    span: Span
+
+
+Step = Call | Bare | LabelledStep | Repeat | For | Seq
+
+
+# ---- statements and items ------------------------------------------------------
+@dataclass(frozen=True)
+class Input:
+    name: str
+    shape: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Output:
+    """`output expr, ...` (names None) or `output name = expr`."""
+
+    name: str | None
+    values: tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Assign:
+    names: tuple[str, ...]
+    value: Expr
+    span: Span
+
+
+Stmt = Input | Output | Assign
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    default: Expr | None
+    span: Span
+    type_span: Span
+
+
+@dataclass(frozen=True)
+class BlockDef:
+    kind: str  # "block" or "model"
+    name: str
+    params: tuple[Param, ...]
+    body: tuple[Stmt, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Import:
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Const:
+    name: str
+    value: Expr
+    span: Span
+
+
+Item = Import | BlockDef | Const
+
+
+@dataclass(frozen=True)
+class Module:
+    path: str
+    items: tuple[Item, ...]

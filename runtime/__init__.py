@@ -1,0 +1,18 @@
+"""modelc.runtime: the small library that generated modules import.
+
+Only what `torch.nn` lacks lives here; generated code uses `torch.nn` directly
+wherever it can.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import nn
+
+__all__ = ["named_sequential"]
+
+
+def named_sequential(*items: tuple[str, nn.Module]) -> nn.Sequential:
+    """An `nn.Sequential` whose children have the given names (`("conv1", m), ("0", m2)`)."""
+    return nn.Sequential(OrderedDict(items))
