@@ -7,6 +7,7 @@ generated module (and so torch) when called.
 from __future__ import annotations
 
 import linecache
+import os
 import re
 import sys
 import types
@@ -18,23 +19,27 @@ from modelc.emit import emit
 from modelc.ir import Graph
 from modelc.load import Program, load_file, load_text
 
-__all__ = ["build", "build_all", "compile_file", "compile_source", "load", "load_source"]
+__all__ = ["build", "build_all", "compile_file", "compile_source", "exec_source", "load", "load_source"]
 
 
 def build(path: str, model: str | None = None, params: dict[str, Any] | None = None,
-          program: Program | None = None) -> Graph:  # fmt: skip
+          program: Program | None = None, inputs: dict[str, tuple] | None = None) -> Graph:  # fmt: skip
     """Parse, elaborate and shape-check one model of a spec file."""
     program = program or load_file(path)
-    graph = elaborate(program, model, params)
+    try:
+        graph = elaborate(program, model, params, inputs)
+    except RecursionError:
+        raise error("E0508", "the spec nests expressions or blocks too deeply", None) from None
     graph.verify()
     return graph
 
 
-def build_all(program: Program, model: str | None = None, params: dict[str, Any] | None = None) -> list[Graph]:
+def build_all(program: Program, model: str | None = None, params: dict[str, Any] | None = None,
+              inputs: dict[str, tuple] | None = None) -> list[Graph]:  # fmt: skip
     """The graphs of `model`, or of every model in the main file when None."""
     params = params or {}
     if model is not None or len(program.main_models) <= 1:
-        return [build(program.path, model, params, program)]
+        return [build(program.path, model, params, program, inputs)]
     declared = {p.name for m in program.main_models for p in program.models[m].params}
     unknown = sorted(set(params) - declared)
     if unknown:
@@ -42,7 +47,8 @@ def build_all(program: Program, model: str | None = None, params: dict[str, Any]
     graphs = []
     for name in program.main_models:
         own = {p.name for p in program.models[name].params}
-        graphs.append(build(program.path, name, {k: v for k, v in params.items() if k in own}, program))
+        own_params = {k: v for k, v in params.items() if k in own}
+        graphs.append(build(program.path, name, own_params, program, inputs))
     return graphs
 
 
@@ -70,17 +76,13 @@ def load_source(text: str, path: str = "<string>", model: str | None = None, **p
 _counter = 0
 
 
-def _import(program: Program, model: str | None, params: dict[str, Any]) -> type:
+def exec_source(source: str, path: str) -> types.ModuleType:
+    """Import generated source as a fresh in-memory module."""
     global _counter
-    graphs = build_all(program, model, params)
-    if len(graphs) != 1:
-        names = ", ".join(g.name for g in graphs)
-        raise error("E0504", f"{program.path} defines several models ({names}); pass model=...", None)
-    source = emit(graphs, program.path)
     _counter += 1
-    stem = re.sub(r"\W", "_", graphs[0].name)
+    stem = re.sub(r"\W", "_", os.path.basename(path))
     name = f"modelc_generated.{stem}_{_counter}"
-    filename = f"<modelc:{program.path}:{graphs[0].name}>"
+    filename = f"<modelc:{path}>"
     # Registered in linecache and sys.modules so tracebacks, inspect and
     # torch.compile can read the generated source.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -88,6 +90,16 @@ def _import(program: Program, model: str | None, params: dict[str, Any]) -> type
     module.__file__ = filename
     sys.modules[name] = module
     exec(compile(source, filename, "exec"), module.__dict__)  # our own generated code, not spec text
-    cls = getattr(module, graphs[0].name)
+    return module
+
+
+def _import(program: Program, model: str | None, params: dict[str, Any]) -> type:
+    graphs = build_all(program, model, params)
+    if len(graphs) != 1:
+        names = ", ".join(g.name for g in graphs)
+        raise error("E0504", f"{program.path} defines several models ({names}); pass model=...", None)
+    source = emit(graphs, program.path)
+    cls = getattr(exec_source(source, program.path), graphs[0].name)
     cls.__modelc_source__ = source
+    cls.__modelc_graph__ = graphs[0]
     return cls

@@ -114,9 +114,18 @@ class Ctx:
     current: tuple[str, ...] = ()  # names the running statement assigns
 
 
-def elaborate(program: Program, model: str | None = None, params: dict[str, Any] | None = None) -> Graph:
-    """Build the graph of `model` (the file's only model when None)."""
-    return _Elaborator(program).model(_pick_model(program, model), params or {})
+def elaborate(
+    program: Program,
+    model: str | None = None,
+    params: dict[str, Any] | None = None,
+    inputs: dict[str, tuple[int | str, ...]] | None = None,
+) -> Graph:
+    """Build the graph of `model` (the file's only model when None).
+
+    `params` override the model's parameters; `inputs` override the declared
+    shapes of its inputs (dims are ints or symbol names).
+    """
+    return _Elaborator(program, inputs or {}).model(_pick_model(program, model), params or {})
 
 
 def _pick_model(program: Program, name: str | None) -> S.BlockDef:
@@ -139,8 +148,9 @@ def _models_hint(program: Program) -> str:
 
 
 class _Elaborator:
-    def __init__(self, program: Program):
+    def __init__(self, program: Program, input_shapes: dict[str, tuple[int | str, ...]]):
         self.program = program
+        self.input_shapes = input_shapes
         self.graph: Graph | None = None
         self.problems: list[Diagnostic] = []
         self.globals = Scope({})
@@ -162,6 +172,10 @@ class _Elaborator:
         outputs = self._body(ctx, mdef, inputs=None)
         self._finish(frame)
         self._raise_problems()
+        declared = {graph.node(n).local for n in graph.inputs}
+        for name in sorted(set(self.input_shapes) - declared):
+            raise error("E0601", f"--input {name}: model {mdef.name} has no input '{name}'", None,
+                        suggest(name, declared) or f"inputs: {', '.join(sorted(declared)) or 'none'}")
         if not graph.inputs:
             raise error("E0501", f"model {mdef.name} has no input", mdef.name_span,
                         "declare one: input image: [B, 3, 224, 224]")  # fmt: skip
@@ -239,13 +253,17 @@ class _Elaborator:
             ctx.scope.vars[name] = v
 
     def _model_input(self, ctx: Ctx, stmt: S.Input) -> Tensor:
-        if stmt.shape is None:
+        if stmt.name in self.input_shapes:
+            shape = list(self.input_shapes[stmt.name])
+            shape = [sym(d) if isinstance(d, str) else d for d in shape]
+        elif stmt.shape is None:
             raise error("E0505", f"model input '{stmt.name}' needs a shape", stmt.span,
                         f"input {stmt.name}: [B, 3, 224, 224]")  # fmt: skip
-        shape = self._eval(replace(ctx, symbols=True), stmt.shape)
+        else:
+            shape = self._eval(replace(ctx, symbols=True), stmt.shape)
         if not isinstance(shape, list) or not shape:
             raise error("E0404", f"the shape of input '{stmt.name}' must be a list of dimensions, "
-                        f"got {describe_value(shape)}", stmt.shape.span)  # fmt: skip
+                        f"got {describe_value(shape)}", stmt.span)  # fmt: skip
         dims = []
         for d in shape:
             if isinstance(d, int) and not isinstance(d, bool) and d >= 1:
@@ -254,7 +272,7 @@ class _Elaborator:
                 dims.append(str(d))
             else:
                 raise error("E0404", f"a dimension of input '{stmt.name}' must be a positive integer "
-                            f"or a symbol like B, got {describe_value(d)}", stmt.shape.span)  # fmt: skip
+                            f"or a symbol like B, got {describe_value(d)}", stmt.span)  # fmt: skip
         self._claim(ctx.frame, stmt.name, stmt.span)
         node = Node("input", None, (), stmt.name, stmt.span, labelled=True, var=stmt.name)  # type: ignore[arg-type]
         node.attrs, node.types, node.params, node.macs = infer_node(

@@ -59,6 +59,9 @@ def parse(text: str, path: str) -> S.Module:
         raise error("E0102", f"unexpected character {char!r}", span, _char_hint(char)) from None
     except UnexpectedEOF as exc:
         raise _eof(source, sorted(exc.expected)) from None
+    except RecursionError:
+        raise error("E0508", "the spec nests too deeply to parse", Span(source, 1, 1, 1, 2),
+                    "nesting is limited by Python's recursion limit") from None
     return S.Module(path, tuple(items))
 
 

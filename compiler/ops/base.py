@@ -88,6 +88,9 @@ class OpDef:
     def macs(self, a: dict[str, Any], ins: list[TensorType], outs: list[TensorType]) -> Dim:
         return 0
 
+    def trainable_params(self, a: dict[str, Any], params: int) -> int:
+        return params
+
     def module(self, a: dict[str, Any]) -> Ctor | None:
         return None
 

@@ -1,0 +1,226 @@
+"""The `modelc` command line.
+
+    modelc check SPEC                   parse, elaborate, infer shapes
+    modelc summary SPEC [--json]        per-layer table: shapes, parameters, MACs
+    modelc compile SPEC [-o OUT.py]     emit a PyTorch module (--verify runs it)
+    modelc ops                          list the ops and their attributes
+
+Exit status: 0 success, 1 errors in the spec, 2 bad command line, 3 internal error.
+Errors print as `file:line:col: error[CODE]: message` with the source line and a
+caret, never as a Python traceback (unless --traceback is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from typing import Any
+
+from modelc import ops
+from modelc.diagnostics import CompilerBug, SpecError, error
+from modelc.driver import build_all
+from modelc.load import Program, load_file
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 1
+    except (CompilerBug, Exception) as exc:  # noqa: BLE001 - the last line of defence
+        if getattr(args, "traceback", False):
+            traceback.print_exc()
+        kind = "compiler bug" if isinstance(exc, CompilerBug) else f"{type(exc).__name__}"
+        print(f"modelc: internal error ({kind}): {exc}", file=sys.stderr)
+        print("modelc: this is a bug in modelc, not in your spec; rerun with --traceback and report it",
+              file=sys.stderr)  # fmt: skip
+        return 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="modelc", description="Compile .model specs to checked graphs "
+                                "and PyTorch modules.")  # fmt: skip
+    p.add_argument("--version", action="version", version=f"modelc {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def spec_command(name: str, help: str, run) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.add_argument("spec", help="a .model file")
+        c.add_argument("--model", help="which model, when the file defines several")
+        c.add_argument("--param", action="append", default=[], metavar="K=V",
+                       help="set a model parameter (repeatable), e.g. --param num_classes=10")
+        c.add_argument("--input", action="append", default=[], metavar="NAME=D1,D2,...",
+                       help="override an input shape, e.g. --input image=1,3,32,32 (symbols allowed)")
+        c.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+        c.set_defaults(run=run)
+        return c
+
+    spec_command("check", "Parse, elaborate and shape-check a spec.", _check)
+    s = spec_command("summary", "Print per-layer shapes, parameters and MACs.", _summary)
+    s.add_argument("--json", action="store_true", help="print a JSON object instead of a table")
+    c = spec_command("compile", "Emit a PyTorch nn.Module.", _compile)
+    c.add_argument("-o", "--output", help="write here instead of standard output")
+    c.add_argument("--verify", action="store_true",
+                   help="import the result, run a random batch, check shapes and parameter count")
+    o = sub.add_parser("ops", help="List the ops with their attributes.")
+    o.add_argument("--json", action="store_true")
+    o.set_defaults(run=_ops)
+    return p
+
+
+# ---- commands -----------------------------------------------------------------------------
+def _graphs(args) -> tuple[Program, list]:
+    program = load_file(args.spec)
+    params = _params(program, args)
+    inputs = dict(_input(text) for text in args.input)
+    graphs = build_all(program, args.model, params, inputs)
+    return program, graphs
+
+
+def _check(args) -> int:
+    _, graphs = _graphs(args)
+    for g in graphs:
+        total = sum(g.node(n).params for n in g.nodes())
+        print(f"{args.spec}: ok: {g.name}: {len(g)} nodes, {total:,} parameters")
+    return 0
+
+
+def _summary(args) -> int:
+    from modelc.summary import format_table, summarize
+
+    _, graphs = _graphs(args)
+    summaries = [summarize(g, args.spec) for g in graphs]
+    if args.json:
+        out = summaries[0] if len(summaries) == 1 else {"models": summaries}
+        print(json.dumps(out, indent=2))
+    else:
+        print("\n\n".join(format_table(s) for s in summaries))
+    return 0
+
+
+def _compile(args) -> int:
+    from modelc.emit import emit
+
+    _, graphs = _graphs(args)
+    source = emit(graphs, args.spec)
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(source)
+    else:
+        sys.stdout.write(source)
+    if args.verify:
+        _verify(graphs, source, args)
+    return 0
+
+
+def _verify(graphs, source: str, args) -> None:
+    from modelc.driver import exec_source
+    from modelc.verify import verify_module
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise error("E0601", "--verify needs torch: pip install torch", None) from None
+    module = exec_source(source, args.spec)
+    for g in graphs:
+        result = verify_module(getattr(module, g.name), g)
+        print(f"{args.spec}: verified {g.name}: {result['params']:,} parameters, "
+              f"{result['modules_checked']} module outputs and {len(result['outputs'])} model "
+              f"output(s) match the IR", file=sys.stderr)  # fmt: skip
+
+
+def _ops(args) -> int:
+    entries = {name: op for name, op in sorted(ops.REGISTRY.items()) if not op.internal}
+    if args.json:
+        data = {name: {"family": op.family, "doc": op.doc, "inputs": op.inputs,
+                       "attrs": [{"name": a.name, "kind": a.kind, "aliases": list(a.aliases),
+                                  "default": None if a.default is ops.base.REQUIRED else a.default}
+                                 for a in op.attrs]}
+                for name, op in entries.items()}  # fmt: skip
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    for name, op in entries.items():
+        attrs = ", ".join(a.name + ("" if a.default is ops.base.REQUIRED else f"={_show(a.default)}")
+                          for a in op.attrs)  # fmt: skip
+        print(f"{name}({attrs})  [{op.family}]\n    {op.doc}")
+    return 0
+
+
+# ---- command-line values ----------------------------------------------------------------------
+def _params(program: Program, args) -> dict[str, Any]:
+    decls = {}
+    names = [args.model] if args.model else program.main_models
+    for m in names:
+        if m in program.models:
+            decls.update({p.name: p for p in program.models[m].params})
+    out = {}
+    for text in args.param:
+        key, sep, value = text.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise error("E0601", f"--param {text!r}: expected NAME=VALUE", None)
+        if key not in decls:
+            from modelc.ops.base import suggest
+
+            raise error("E0601", f"--param {key}: no such model parameter", None,
+                        suggest(key, decls) or f"parameters: {', '.join(decls) or 'none'}")  # fmt: skip
+        out[key] = _value(key, value.strip(), decls[key].type)
+    return out
+
+
+def _value(key: str, text: str, typ: str) -> Any:
+    try:
+        if typ == "int":
+            return int(text)
+        if typ == "float":
+            return float(text)
+        if typ == "bool":
+            return {"true": True, "false": False}[text.lower()]
+        if typ == "list":
+            return [int(x) for x in text.split(",") if x.strip()]
+        return text
+    except (ValueError, KeyError):
+        raise error("E0601", f"--param {key}={text}: expected a value of type {typ}", None) from None
+
+
+def _input(text: str) -> tuple[str, tuple]:
+    name, sep, dims = text.partition("=")
+    if not sep or not name.strip() or not dims.strip():
+        raise error("E0601", f"--input {text!r}: expected NAME=D1,D2,... e.g. image=1,3,224,224", None)
+    out: list[int | str] = []
+    for d in dims.split(","):
+        d = d.strip()
+        if d.isdigit() and int(d) > 0:
+            out.append(int(d))
+        elif d.isidentifier():
+            out.append(d)
+        else:
+            raise error("E0601", f"--input {text!r}: {d!r} is not a positive integer or a symbol", None)
+    return name.strip(), tuple(out)
+
+
+def _show(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    return str(v)
+
+
+def _version() -> str:
+    from modelc import __version__
+
+    return __version__
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Creates .venv and installs modelc with everything the zoo and the tests need
+# (torch and torchvision for running generated modules and the reference checks).
+# Idempotent: reinstalls only when pyproject.toml or this script changed.
+# MODELC_INSTALL=regular installs a normal (non-editable) copy, as CI does.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+mode=${MODELC_INSTALL:-editable}
+stamp="$VENV/.modelc-setup-$mode"
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ "$mode" = regular ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  "$VENV/bin/python" -m pip install -q --upgrade pip "setuptools>=69" wheel
+  # torch 2.14.1 + torchvision 0.29.1: the pair the reference checks are pinned to.
+  "$VENV/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+  if [ "$mode" = regular ]; then
+    "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps .
+    "$VENV/bin/python" -m pip install -q ".[dev]"
+  else
+    "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  fi
+  echo "$want" > "$stamp"
+fi
