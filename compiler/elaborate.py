@@ -43,6 +43,8 @@ __all__ = ["LIMITS", "elaborate", "check_param"]
 
 LIMITS = {
     "nodes": 1_000_000,  # graph size
+    "dim": 2**31 - 1,  # one tensor dimension
+    "params": 2**40,  # parameters of one layer
     "repeat": 100_000,  # one repetition or loop
     "depth": 64,  # nested block instantiations
     "errors": 50,  # diagnostics kept before stopping
@@ -96,6 +98,7 @@ class Frame:
     stack: tuple[str, ...] = ()  # block names being instantiated (recursion check)
     trace: tuple[Note, ...] = ()
     used: dict[str, Span] = field(default_factory=dict)
+    suffix: dict[str, int] = field(default_factory=dict)  # next _N to try per base name
     unnamed: list[int] = field(default_factory=list)
     counter: list[int] | None = None  # set in a numbered sequence
 
@@ -110,7 +113,7 @@ class Ctx:
     scope: Scope
     var: str | None = None  # variable-name hint for nodes made now
     symbols: bool = False  # unknown names become symbolic dims (input shapes)
-    later: dict[str, S.Assign] | None = None  # assignments still ahead in this body
+    body: tuple[Any, int] | None = None  # (statements, index of the running one); see _later
     current: tuple[str, ...] = ()  # names the running statement assigns
 
 
@@ -195,14 +198,15 @@ class _Elaborator:
         supplied = list(inputs or [])
         body = bdef.body
         for i, stmt in enumerate(body):
-            later = {n: s for s in body[i + 1 :] if isinstance(s, S.Assign) for n in s.names}
-            sctx = replace(ctx, later=later, current=stmt.names if isinstance(stmt, S.Assign) else ())
+            sctx = replace(ctx, body=(body, i), current=stmt.names if isinstance(stmt, S.Assign) else ())
             try:
                 self._stmt(sctx, stmt, supplied, outputs, model=inputs is None)
             except SpecError as exc:
                 self._record(exc)
                 for name in getattr(stmt, "names", ()):
                     ctx.scope.vars[name] = Poison
+                if isinstance(stmt, S.Input):
+                    ctx.scope.vars[stmt.name] = Poison
                 if isinstance(stmt, S.Output):
                     outputs.append((stmt.name or "out", Poison))
         if not outputs:
@@ -324,7 +328,7 @@ class _Elaborator:
         self._undefined(ctx, e)
 
     def _undefined(self, ctx: Ctx, e: S.Name):
-        later = ctx.later or {}
+        later = _later(ctx)
         if e.id in later:
             cycle = self._cycle(e.id, ctx.current, later)
             if cycle:
@@ -584,6 +588,7 @@ class _Elaborator:
             return Poison
         frame = ctx.frame
         resolved, types, params, macs = infer_node(opdef, attrs, [t.type for t in tensors], span, frame.trace)
+        _check_size(types, params, span)
         functional = type(opdef).call is not ops.OpDef.call
         numbered = frame.counter is not None and label is None
         module = bool(label) or numbered or opdef.prefer_module or params > 0 or not functional
@@ -643,13 +648,7 @@ class _Elaborator:
         if frame.counter is not None:
             frame.counter[0] += 1
             return str(frame.counter[0] - 1)
-        base = _snake(block)
-        name, i = base, 0
-        while name in frame.used:
-            i += 1
-            name = f"{base}_{i}"
-        frame.used[name] = span
-        return name
+        return _unique(frame, _snake(block), span)
 
     def _bind_params(self, ctx: Ctx, bdef: S.BlockDef, args, kwargs, span: Span) -> dict[str, Any]:
         params = bdef.params
@@ -698,12 +697,27 @@ class _Elaborator:
         """Give unlabelled ops of a finished container unique names: relu, relu_1, ..."""
         for n in frame.unnamed:
             node = self.graph.node(n)
-            base, name, i = node.local, node.local, 0
-            while name in frame.used:
-                i += 1
-                name = f"{base}_{i}"
-            frame.used[name] = node.span
-            node.local = name
+            node.local = _unique(frame, node.local, node.span)
+
+
+def _check_size(types, params: int, span: Span) -> None:
+    big = [d for t in types for d in t.dims if isinstance(d, int) and d > LIMITS["dim"]]
+    if big:
+        raise error("E0508", f"a dimension of {big[0]:,} is over the limit of {LIMITS['dim']:,}", span)
+    if params > LIMITS["params"]:
+        raise error("E0508", f"a layer with {params:,} parameters is over the limit of "
+                    f"{LIMITS['params']:,}", span)  # fmt: skip
+
+
+def _unique(frame: Frame, base: str, span: Span) -> str:
+    """`base`, else the first free `base_N`; claims it in the frame."""
+    name, i = base, frame.suffix.get(base, 0)
+    while name in frame.used:
+        i += 1
+        name = f"{base}_{i}"
+    frame.suffix[base] = i
+    frame.used[name] = span
+    return name
 
 
 def check_param(p: S.Param, v: Any, span: Span, what: str) -> Any:
@@ -722,6 +736,15 @@ def check_param(p: S.Param, v: Any, span: Span, what: str) -> Any:
         raise error("E0407", f"parameter '{p.name}' of {what} is {p.type}, got {describe_value(v)} "
                     f"({type_name(v)})", span)  # fmt: skip
     return float(v) if p.type == "float" else v
+
+
+def _later(ctx: Ctx) -> dict[str, S.Assign]:
+    """The assignments still ahead of the running statement in its body (built on an error only:
+    doing it for every statement is quadratic in the length of the body)."""
+    if ctx.body is None:
+        return {}
+    body, i = ctx.body
+    return {n: s for s in body[i + 1 :] if isinstance(s, S.Assign) for n in s.names}
 
 
 def _names_in(expr) -> set[str]:

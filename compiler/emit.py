@@ -25,7 +25,7 @@ from modelc.diagnostics import CompilerBug
 from modelc.ir import Container, Graph, Ref
 from modelc.names import Namespace
 from modelc.pyformat import CallExpr, render
-from modelc.pyrepr import comment, literal
+from modelc.pyrepr import comment, doc, literal
 from modelc.symbolic import is_known
 
 __all__ = ["emit"]
@@ -277,13 +277,13 @@ def _signature(name: str, params) -> str:
 
 
 def _doc(graph: Graph, c: Container, model: bool) -> str:
-    where = comment(c.span.short)
+    where = doc(c.span.short)
     if not model:
-        return f"{comment(_signature(c.name, c.args))}, defined at {where}."
-    ins = ", ".join(f"{comment(graph.node(n).local)} {graph.node(n).type}" for n in graph.inputs)
-    outs = ", ".join(f"{comment(name)} {graph.type_of(ref)}" for name, ref in graph.outputs)
+        return f"{doc(_signature(c.name, c.args))}, defined at {where}."
+    ins = ", ".join(f"{doc(graph.node(n).local)} {graph.node(n).type}" for n in graph.inputs)
+    outs = ", ".join(f"{doc(name)} {graph.type_of(ref)}" for name, ref in graph.outputs)
     total = sum(graph.node(n).params for n in graph.nodes())
-    lines = [f"{comment(_signature(graph.name, graph.params))}, defined at {where}.", "",
+    lines = [f"{doc(_signature(graph.name, graph.params))}, defined at {where}.", "",
              f"    Inputs: {ins}.", f"    Outputs: {outs}.", f"    Parameters: {total:,}.", "    "]  # fmt: skip
     return "\n".join(lines)
 

@@ -6,6 +6,8 @@ its imports; defining one twice, or shadowing a built-in op, is an error.
 
 from __future__ import annotations
 
+import builtins
+import keyword
 import os
 from dataclasses import dataclass, field
 
@@ -42,6 +44,11 @@ def load_text(text: str, path: str = "<string>") -> Program:
     program = Program(path)
     _add_module(program, parse(text, path), main=True, stack=(path,))
     return program
+
+
+def _class_name_ok(name: str) -> bool:
+    return not (keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in dir(builtins)
+                or name in ("torch", "nn", "rt", "self") or name.startswith("__"))  # fmt: skip
 
 
 def _read(path: str, importer: Span | None) -> str:
@@ -97,6 +104,9 @@ def _add_item(program: Program, module: S.Module, item, main: bool, stack) -> No
     if name in ops.REGISTRY:
         raise error("E0202", f"'{name}' is the name of a built-in op", span,
                     "choose another name for the block")  # fmt: skip
+    if isinstance(item, S.BlockDef) and item.kind == "model" and not _class_name_ok(name):
+        raise error("E0206", f"'{name}' cannot name a model: the generated class would clash "
+                    "with a Python keyword, builtin or an import", span, f"try '{name}Model'")  # fmt: skip
     if isinstance(item, S.Const):
         program.consts[name] = item
     elif item.kind == "model":

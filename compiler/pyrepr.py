@@ -11,7 +11,7 @@ import math
 
 from modelc.diagnostics import CompilerBug
 
-__all__ = ["comment", "literal"]
+__all__ = ["comment", "doc", "literal"]
 
 
 def literal(v) -> str:
@@ -52,5 +52,11 @@ def _string(s: str) -> str:
 
 
 def comment(text: str) -> str:
-    """Text safe to put after `#`: one line, printable ASCII, escapes for the rest."""
+    """Text safe after `#`: one line of printable ASCII (escapes for the rest)."""
     return _string(text)[1:-1].replace('\\"', '"')
+
+
+def doc(text: str) -> str:
+    """Text safe inside a triple-double-quoted docstring: as `comment`, with
+    double quotes shown as single quotes so nothing can close the string."""
+    return comment(text).replace('"', "'")

@@ -6,6 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# Graphviz's `dot` renders diagrams (modelc render); without it modelc still
+# writes .dot files and says so.
+if ! command -v dot >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq graphviz) >/dev/null 2>&1 ||
+    echo "setup: could not install Graphviz (dot); diagrams will be written as .dot only" >&2
+fi
 VENV=.venv
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
