@@ -177,8 +177,18 @@ def _excerpt(span: Span) -> list[str]:
     end = span.end_col if span.end_line == span.line else len(text) + 1
     width = max(1, end - span.col)
     # Tabs keep their width under the caret so it lines up in a terminal.
-    lead = "".join("\t" if ch == "\t" else " " for ch in text[: span.col - 1])
+    col = span.col
+    if len(text) > _MAX_EXCERPT:  # a window around the caret, not a megabyte line
+        start = max(0, min(col - 1 - _MAX_EXCERPT // 3, len(text) - _MAX_EXCERPT))
+        tail = "..." if start + _MAX_EXCERPT < len(text) else ""
+        text = ("..." if start else "") + text[start : start + _MAX_EXCERPT] + tail
+        col = col - start + (3 if start else 0)
+        width = min(width, _MAX_EXCERPT)
+    lead = "".join("\t" if ch == "\t" else " " for ch in text[: col - 1])
     return [f" {pad} |", f" {num} | {text}", f" {pad} | {lead}{'^' * width}"]
+
+
+_MAX_EXCERPT = 160
 
 
 def _dedupe(diagnostics: list[Diagnostic]) -> list[Diagnostic]:

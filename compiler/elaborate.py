@@ -270,13 +270,13 @@ class _Elaborator:
                         f"got {describe_value(shape)}", stmt.span)  # fmt: skip
         dims = []
         for d in shape:
-            if isinstance(d, int) and not isinstance(d, bool) and d >= 1:
+            if isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= LIMITS["dim"]:
                 dims.append(d)
             elif isinstance(d, Sym) and len(d.terms) == 1 and str(d).isidentifier():
                 dims.append(str(d))
             else:
-                raise error("E0404", f"a dimension of input '{stmt.name}' must be a positive integer "
-                            f"or a symbol like B, got {describe_value(d)}", stmt.span)  # fmt: skip
+                raise error("E0404", f"a dimension of input '{stmt.name}' must be an integer from 1 to "
+                            f"{LIMITS['dim']:,} or a symbol like B, got {describe_value(d)}", stmt.span)  # fmt: skip
         self._claim(ctx.frame, stmt.name, stmt.span)
         node = Node("input", None, (), stmt.name, stmt.span, labelled=True, var=stmt.name)  # type: ignore[arg-type]
         node.attrs, node.types, node.params, node.macs = infer_node(

@@ -1,0 +1,80 @@
+"""Pathological input ends quickly in a SpecError (E0508 and friends), never a hang,
+a RecursionError or exhausted memory."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import modelc
+from modelc import elaborate
+from modelc.diagnostics import SpecError
+from modelc.load import MAX_FILE_BYTES
+
+
+def code_of(text: str, path: str = "limits.model") -> str:
+    start = time.perf_counter()
+    with pytest.raises(SpecError) as info:
+        modelc.compile_source(text, path)
+    assert time.perf_counter() - start < 10, "a limit must trip fast"
+    return info.value.diagnostics[0].code
+
+
+@pytest.mark.parametrize("text", [
+    "model M { input x: [B, 3]  output x -> repeat 1000000000 relu }",
+    "model M { input x: [B, 3]  output x -> repeat (10**18) relu }",
+    "model M { input x: [B, 3]  output x -> s: for i in 0..10**9 { relu } }",
+    "model M { input x: [B, 3]  n = len([0] * 10**8)  output x }",
+    "model M { input x: [B, 3]  n = 2 ** 10 ** 9  output x }",
+    "model M { input x: [B, 3]  output x -> linear(2**40) -> linear(2**40) }",
+    "model M { input x: [B, 3, 2**40]  output x }",
+])  # fmt: skip
+def test_resource_limits(text):
+    assert code_of(text) in ("E0508", "E0404")
+
+
+def test_nested_blocks_hit_the_depth_limit():
+    n = elaborate.LIMITS["depth"] + 2
+    blocks = "\n".join(f"block B{i} {{ input x  output x -> B{i + 1} }}" for i in range(n))
+    text = blocks + f"\nblock B{n} {{ input x  output x -> relu }}\nmodel M {{ input x: [B, 3]  output x -> B0 }}"
+    assert code_of(text) == "E0508"
+
+
+def test_recursive_block_is_an_error_not_a_hang():
+    assert code_of("block A { input x  output x -> A }\nmodel M { input x: [B, 3]  output x -> A }") == "E0503"
+
+
+@pytest.mark.parametrize("expr", ["(" * 5000 + "1" + ")" * 5000, "-" * 5000 + "1", "[" * 5000 + "]" * 5000])
+def test_deep_nesting(expr):
+    text = "model M { input x: [B, 3]  n = " + expr + "  output x -> relu }"
+    try:
+        modelc.compile_source(text, "deep.model")  # parentheses alone add no depth
+    except SpecError as exc:
+        assert exc.diagnostics[0].code == "E0508"
+        assert len(exc.render()) < 1000  # the excerpt of a huge line is cut
+
+
+def test_node_limit(monkeypatch):
+    monkeypatch.setitem(elaborate.LIMITS, "nodes", 50)
+    assert code_of("model M { input x: [B, 3]  output x -> repeat 100 relu }") == "E0508"
+
+
+def test_error_flood_is_capped():
+    lines = "\n".join(f"  y{i} = undefined{i}" for i in range(500))
+    with pytest.raises(SpecError) as info:
+        modelc.compile_source(f"model M {{ input x: [B, 3]\n{lines}\n  output x }}", "m.model")
+    assert len(info.value.diagnostics) == elaborate.LIMITS["errors"]
+
+
+def test_file_limits(tmp_path):
+    big = tmp_path / "big.model"
+    big.write_bytes(b"# " + b"x" * (MAX_FILE_BYTES + 10))
+    binary = tmp_path / "binary.model"
+    binary.write_bytes(bytes(range(256)) * 10)
+    empty = tmp_path / "empty.model"
+    empty.write_text("")
+    for path, code in ((big, "E0508"), (binary, "E0104"), (empty, "E0504"), (tmp_path / "nope.model", "E0104")):
+        with pytest.raises(SpecError) as info:
+            modelc.compile_file(str(path))
+        assert info.value.diagnostics[0].code == code, info.value.render()
