@@ -1,0 +1,208 @@
+"""Architecture diagrams: IR -> DOT (always) -> SVG/PNG/PDF (with Graphviz's `dot`).
+
+    import modelc
+    from modelc.render import render_dot, render_file
+    graph = modelc.graph("specs/resnet50.model")
+    text = render_dot(graph, level="stage").dot           # DOT source
+    render_file(graph, "resnet50.svg", level="block")     # runs `dot`
+
+The pipeline: :func:`~modelc.render_view.build_view` picks what to draw at a
+zoom level (folding repeated blocks), :func:`~modelc.render_layout.plan_layout`
+decides direction and wrapping, :func:`~modelc.render_dot.to_dot` writes DOT,
+and :func:`run_dot` lays it out. :func:`diff_dot` draws two graphs side by side
+(see `render_diff.py`). Output is byte-deterministic for DOT and SVG.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+from modelc.diagnostics import CompilerBug, error
+from modelc.ir import Graph
+from modelc.ops import FAMILIES
+from modelc.render_dot import Panel, to_dot
+from modelc.render_layout import LIMIT_PT, PNG_DPI, PNG_LIMIT_PX, Plan, plan_layout
+from modelc.render_style import DIFF, FAMILY_COLORS, SIZES, SKIP_COLOR, count, html, macs_text, short
+from modelc.render_view import View, build_view
+
+__all__ = [
+    "FORMATS", "Rendered", "diff_dot", "link_for", "render_dot", "render_file", "run_dot", "to_svg",
+    "write",
+]  # fmt: skip
+
+FORMATS = ("svg", "png", "pdf", "dot")
+
+
+@dataclass
+class Rendered:
+    dot: str
+    notes: list[str] = field(default_factory=list)  # what the layout changed, for stderr
+    views: list[View] = field(default_factory=list)
+    plans: list[Plan] = field(default_factory=list)
+
+
+def render_dot(graphs: Graph | list[Graph], level: str | None = None, depth: int | None = None,
+               direction: str = "TB", fold: bool | None = None, wrap: bool = True,
+               link=None) -> Rendered:  # fmt: skip
+    """The DOT source of a graph's diagram; several graphs (the models of one file) are
+    drawn side by side, each in its own frame."""
+    graphs = [graphs] if isinstance(graphs, Graph) else list(graphs)
+    views = [build_view(g, level, depth, fold) for g in graphs]
+    plans = [plan_layout(v, direction, wrap) for v in views]
+    turned = next((p.direction for p in plans if p.direction != direction), None)
+    if turned:  # one panel had to turn: turn them all, so they read the same way
+        plans = [plan_layout(v, turned, wrap) for v in views]
+    many = len(graphs) > 1
+    panels = [Panel(v, prefix=f"{v.graph.name}/" if many else "", columns=p.columns,
+                    caption=_signature(v.graph) if many else "")
+              for v, p in zip(views, plans)]  # fmt: skip
+    notes = list(dict.fromkeys(n for p in plans for n in p.notes))
+    caption = _caption(views, notes, extra=[])
+    return Rendered(to_dot(panels, plans[0].direction, caption, link), notes, views, plans)
+
+
+def diff_dot(a: Graph, b: Graph, level: str | None = None, depth: int | None = None,
+             direction: str = "TB", names: tuple[str, str] = ("A", "B"), link=None) -> Rendered:  # fmt: skip
+    """Two graphs side by side, added/removed/changed boxes marked (matched by name)."""
+    from modelc.render_diff import diff_panels
+
+    panels, summary = diff_panels(a, b, level, depth, names, direction)
+    views = [p.view for p in panels]
+    caption = _caption(views, [], extra=[summary], diff=True)
+    return Rendered(to_dot(panels, direction, caption, link), [], views, [])
+
+
+def render_file(graph: Graph, path: str, **options) -> Rendered:
+    """Write `graph`'s diagram to `path` (.svg, .png, .pdf or .dot)."""
+    rendered = render_dot(graph, link=link_for(path), **options)
+    rendered.notes += write(rendered, path)
+    return rendered
+
+
+def write(rendered: Rendered, path: str) -> list[str]:
+    """Write DOT or run `dot`; returns notes about the output (a lowered PNG resolution).
+    Without Graphviz, writes `<path>.dot` and raises E0602."""
+    fmt = output_format(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    if fmt == "dot":
+        _write_bytes(path, rendered.dot.encode())
+        return []
+    if dot_binary() is None:
+        fallback = os.path.splitext(path)[0] + ".dot"
+        _write_bytes(fallback, rendered.dot.encode())
+        raise error("E0602", f"Graphviz not found: cannot draw {path} (the `dot` program is "
+                    f"missing); wrote {fallback} instead", None,
+                    "install Graphviz (apt install graphviz, brew install graphviz, or conda "
+                    "install graphviz), or ask for a .dot file")  # fmt: skip
+    dpi = png_dpi(rendered) if fmt == "png" else None
+    _write_bytes(path, run_dot(rendered.dot, fmt, dpi))
+    if dpi is not None:
+        return [f"{path}: drawn at {dpi} dpi to stay under the {PNG_LIMIT_PX:,}-px PNG limit"]
+    return []
+
+
+def output_format(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    ext = "dot" if ext == "gv" else ext
+    if ext not in FORMATS:
+        raise error("E0601", f"cannot tell the diagram format of {path!r}", None,
+                    "end the file name in .svg, .png, .pdf or .dot")  # fmt: skip
+    return ext
+
+
+def to_svg(graph: Graph, **options) -> str | None:
+    """SVG text of the default diagram, or None without Graphviz (for Jupyter)."""
+    if dot_binary() is None:
+        return None
+    return run_dot(render_dot(graph, link=link_for(None), **options).dot, "svg").decode()
+
+
+# ---- Graphviz -------------------------------------------------------------------------
+def dot_binary() -> str | None:
+    return shutil.which("dot")
+
+
+def run_dot(source: str, fmt: str, dpi: int | None = None) -> bytes:
+    exe = dot_binary()
+    if exe is None:
+        raise error("E0602", "Graphviz not found (the `dot` program is missing)", None,
+                    "install Graphviz: apt install graphviz, brew install graphviz")  # fmt: skip
+    args = [exe, f"-T{fmt}"] + ([f"-Gdpi={dpi}"] if dpi else [])
+    done = subprocess.run(args, input=source.encode(), capture_output=True, timeout=600, check=False)
+    if done.returncode != 0 or not done.stdout:
+        raise CompilerBug(f"dot -T{fmt} failed: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
+
+
+def png_dpi(rendered: Rendered) -> int | None:
+    """A dpi keeping the PNG under the pixel limit, measured with a layout when it is close."""
+    w, h = max((p.size for p in rendered.plans), default=(0.0, 0.0), key=max)
+    if rendered.plans and max(w, h) < LIMIT_PT * 0.4:
+        return None
+    fields = run_dot(rendered.dot, "plain").split(b"\n", 1)[0].split()
+    inches = max(float(fields[2]), float(fields[3]))
+    fit = int((PNG_LIMIT_PX - 64) / inches)
+    return fit if fit < PNG_DPI else None
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def link_for(out_path: str | None):
+    """`link(span)`: the spec file relative to the output's folder, with `#L<line>`."""
+    base = os.path.dirname(os.path.abspath(out_path)) if out_path else None
+
+    def link(span) -> str:
+        target = span.file
+        if base and os.path.exists(target):
+            target = os.path.relpath(os.path.abspath(target), base)
+        return f"{target.replace(os.sep, '/')}#L{span.line}"
+
+    return link
+
+
+# ---- caption ----------------------------------------------------------------------------
+def _caption(views: list[View], notes: list[str], extra: list[str], diff: bool = False) -> str:
+    titles = list({t["name"] + t["args"]: t for t in map(_title, views)}.values())
+    source = " vs ".join(dict.fromkeys(os.path.basename(v.graph.span.file) for v in views))
+    folded = any(i.count > 1 for v in views for i in v.items)
+    subtitle = f"{views[0].level} view \u00b7 {source}"
+    if folded:
+        subtitle += " \u00b7 \u00d7 N: N identical copies drawn once"
+    return html("title", titles=titles, subtitle=subtitle, legend=_legend(views, diff),
+                summary=extra, notes=notes)  # fmt: skip
+
+
+def _signature(g: Graph) -> str:
+    return g.name + "(" + ", ".join(f"{k}={v}" for k, v in g.params) + ")"
+
+
+def _title(view: View) -> dict[str, str]:
+    g = view.graph
+    args = ", ".join(f"{k}={v}" for k, v in g.params)
+    totals = (f"{count(view.total_params)} parameters ({short(view.total_params)}) "
+              f"\u00b7 {macs_text(view.total_macs)} per sample")  # fmt: skip
+    return {"name": g.name, "args": f"({args})", "totals": totals}
+
+
+def _legend(views: list[View], diff: bool) -> list[list[dict]]:
+    present = {i.family for v in views for i in v.items if i.family}
+    present |= {f for v in views for i in v.items for f in i.families}
+    box = "\u25a0"  # a filled square in the family's colour
+    entries = [_entry(box, FAMILY_COLORS[f], f, 14) for f in FAMILIES if f in present]
+    if any(e.skip for v in views for e in v.edges):
+        entries.append(_entry("- - \u2192", SKIP_COLOR, "skip connection"))
+    if diff:
+        entries += [_entry(mark, color, state) for state, (color, _, mark) in DIFF.items()]
+    per_row = 6
+    return [entries[i : i + per_row] for i in range(0, len(entries), per_row)]
+
+
+def _entry(symbol: str, ink: str, text: str, size: int = SIZES["legend"]) -> dict:
+    return {"symbol": symbol, "ink": ink, "text": text, "size": size}

@@ -1,0 +1,208 @@
+"""Views -> DOT text, through the `graphviz` package (no layout happens here).
+
+A drawing is one or more :class:`Panel`s (one per view; two side by side for a
+diff) under a caption holding the title, totals, legend and notes. Opened
+containers become clusters; when a panel is wrapped into columns (see
+`render_layout.py`), a cluster split by a column break is drawn once per column,
+the later pieces marked "(cont.)", and edges between columns do not constrain
+the layout, so every column starts at the top.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+import graphviz
+
+from modelc.render_style import (
+    DIFF, EDGE_COLOR, FAMILY_COLORS, FONT, INK, SIZES, SKIP_COLOR, count, html, macs_text,
+)  # fmt: skip
+from modelc.render_view import Cluster, Item, View
+
+__all__ = ["Panel", "to_dot"]
+
+Path = tuple[str, ...]
+_BIG = 300  # boxes above which layout speed matters more than the straightest edges
+
+
+@dataclass
+class Panel:
+    view: View
+    prefix: str = ""  # node-id prefix, so two panels never share an id
+    caption: str = ""  # drawn as a cluster around the panel when given
+    marks: dict[str, str] = field(default_factory=dict)  # item key -> diff state
+    cluster_marks: dict[Path, str] = field(default_factory=dict)
+    columns: dict[str, int] = field(default_factory=dict)  # item key -> column (wrapping)
+
+
+def to_dot(panels: list[Panel], direction: str, caption: str, link=None) -> str:
+    """DOT source for the panels; `link(span)` gives a node's href (or None)."""
+    name = " vs ".join(p.view.graph.name for p in panels)
+    dg = graphviz.Digraph(name=name)
+    dg.attr("graph", rankdir=direction, fontname=FONT, fontsize=str(SIZES["name"]), label=caption,
+            labelloc="t", nodesep="0.18", ranksep="0.06", pad="0.2", outputorder="edgesfirst")  # fmt: skip
+    if sum(len(p.view.items) for p in panels) > _BIG:
+        dg.attr("graph", nslimit="4")  # bound dot's x-placement passes: seconds, not minutes
+    dg.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize=str(SIZES["name"]),
+            margin="0.08,0.03", width="0", height="0", color="#444444", fontcolor=INK)  # fmt: skip
+    dg.attr("edge", fontname=FONT, fontsize=str(SIZES["edge"]), color=EDGE_COLOR,
+            fontcolor="#444444", arrowsize="0.6", penwidth="1")  # fmt: skip
+    for i, panel in enumerate(panels):
+        if panel.caption:
+            with dg.subgraph(name=f"cluster_panel{i}") as sub:
+                sub.attr(label=panel.caption, labeljust="l", style="rounded", color="#777777",
+                         fontsize=str(SIZES["title"] - 2))  # fmt: skip
+                _panel(sub, panel, link, direction)
+        else:
+            _panel(dg, panel, link, direction)
+    return dg.source
+
+
+# ---- one panel ------------------------------------------------------------------------
+def _panel(dg, panel: Panel, link, direction: str) -> None:
+    by_place: dict[tuple[int, Path], list[Item]] = defaultdict(list)
+    for item in panel.view.items:
+        by_place[(panel.columns.get(item.key, 0), item.cluster)].append(item)
+    # Graphviz places the first-written part leftmost, which LR turns into bottommost.
+    for col in sorted({c for c, _ in by_place}, reverse=direction == "LR"):
+        paths = {p[:i] for c, p in by_place if c == col for i in range(len(p) + 1)}
+        _cluster(dg, panel, (), col, paths, by_place, link)
+    col = panel.columns.get
+    crossing = [e for e in panel.view.edges if col(e.src, 0) != col(e.dst, 0)]
+    labelled = {(e.src, e.out) for e in crossing if e.label}
+    links: dict[str, int] = {}  # item feeding a later column (and connectors) -> number
+    for edge in panel.view.edges:
+        if col(edge.src, 0) == col(edge.dst, 0):
+            _edge(dg, panel.prefix + edge.src, panel.prefix + edge.dst, edge)
+        else:
+            _wrap_edge(dg, panel, edge, links, (edge.src, edge.out) in labelled)
+
+
+def _wrap_edge(dg, panel: Panel, edge, links: dict[str, int], label: bool) -> None:
+    """An edge to a later column, through numbered connectors: one where the value
+    leaves its column (carrying the shape, when this value's shape goes on a crossing
+    edge), one at the top of each column that reads it."""
+    first = edge.src not in links
+    n = links.setdefault(edge.src, 1 + sum(1 for k in links if not k.startswith("\0")))
+    out = f"{panel.prefix}wrap{n}_out"
+    into = f"{panel.prefix}wrap{n}_in{panel.columns[edge.dst]}"
+    if first:
+        _connector(dg, out, n)
+        _edge(dg, panel.prefix + edge.src, out, replace(edge, skip=False, label=label))
+    if "\0" + into not in links:  # connectors drawn, kept apart from item keys
+        links["\0" + into] = n
+        _connector(dg, into, n)
+    _edge(dg, into, panel.prefix + edge.dst, replace(edge, label=False))
+
+
+def _connector(dg, key: str, n: int) -> None:
+    dg.node(key, label=str(n), shape="circle", style="filled", fillcolor="#333333", fontcolor="white",
+            fontsize=str(SIZES["small"]), width="0.25", fixedsize="true", tooltip=f"continues at {n}")
+
+
+def _cluster(dg, panel: Panel, path: Path, col: int, paths: set, by_place: dict, link) -> None:
+    for item in by_place.get((col, path), []):
+        dg.node(panel.prefix + item.key, **_node_attrs(item, panel, link))
+    kids = sorted(p for p in paths if len(p) == len(path) + 1 and p[: len(path)] == path)
+    for kid in kids:
+        with dg.subgraph(name=f"cluster_{panel.prefix}{col}_{'.'.join(kid)}") as sub:
+            first_col = min(c for c, p in by_place if p[: len(kid)] == kid)
+            sub.attr(**_cluster_attrs(panel.view.clusters[kid], panel, cont=col != first_col))
+            _cluster(sub, panel, kid, col, paths, by_place, link)
+
+
+def _cluster_attrs(c: Cluster, panel: Panel, cont: bool) -> dict[str, str]:
+    mark = panel.cluster_marks.get(c.path)
+    per = f"{count(c.params)} params" + (" each" if c.count > 1 else "")
+    label = html("cluster", name=c.name + (" (cont.)" if cont else ""), text="" if cont else c.text,
+                 badge=f"\u00d7 {c.count}" if c.count > 1 and not cont else "",
+                 details="" if cont else per, **_mark_context(mark))  # fmt: skip
+    fill = "#F3F3F3" if c.kind == "seq" else "#FFFFFF"
+    attrs = {"label": label, "labeljust": "l", "style": "rounded,filled", "fillcolor": fill,
+             "color": "#AAAAAA" if c.kind == "seq" else "#777777",
+             "fontsize": str(SIZES["cluster"]), "penwidth": "2" if c.count > 1 else "1"}  # fmt: skip
+    if c.span is not None:
+        attrs["tooltip"] = f"{c.name} \u00b7 {c.text} \u00b7 {c.span.short}"
+    if mark:
+        attrs.update(color=DIFF[mark][0], penwidth="2.5", style="rounded,filled," + DIFF[mark][1])
+    return attrs
+
+
+# ---- nodes and edges --------------------------------------------------------------------
+def _node_attrs(item: Item, panel: Panel, link) -> dict[str, str]:
+    mark = panel.marks.get(item.key)
+    attrs = {"label": _label(item, mark), "tooltip": _tooltip(item), "id": panel.prefix + item.key,
+             "fillcolor": FAMILY_COLORS.get(item.family, "#FFFFFF"),
+             "comment": f"params={item.params} count={item.count}"}  # fmt: skip
+    if item.kind in ("input", "output"):
+        attrs.update(style="rounded,filled,bold", fillcolor="#FFFFFF", penwidth="2")
+    elif item.kind in ("block", "seq"):
+        attrs.update(penwidth="1.5", peripheries="2" if item.count > 1 else "1")
+    href = link(item.span) if link and item.span is not None else None
+    if href:
+        attrs["href"] = href
+    if mark:
+        color, style, _ = DIFF[mark]
+        attrs.update(color=color, penwidth="3", style=f"{attrs.get('style', 'rounded,filled')},{style}")
+    return attrs
+
+
+def _label(item: Item, mark: str | None) -> str:
+    strip, badge, details = [], "", ""
+    if item.kind in ("block", "seq"):
+        strip = _strip(item.families)
+        if item.count > 1:
+            badge = f"\u00d7 {item.count}"
+    if item.params:
+        details = f"{count(item.params)} params" + (" each" if badge else "")
+    text = item.text if item.kind != "output" else "output"
+    return html("node", name=item.name, text=text, strip=strip, badge=badge, details=details,
+                strip_width=sum(w for _, w in strip),
+                **_mark_context(mark))  # fmt: skip
+
+
+def _mark_context(mark: str | None) -> dict[str, str]:
+    """The +/-/~ mark of a diff state, in ink (the border carries the colour)."""
+    return {"mark": DIFF[mark][2] if mark else "", "mark_color": INK}
+
+
+def _strip(families: tuple[str, ...], budget: float = 64.0) -> list[tuple[str, int]]:
+    """A colour strip of a container's ops, at most about `budget` points wide: one cell per
+    run of one family, or, for long containers, one cell per family sized by its share."""
+    runs: list[list] = []
+    for f in families:
+        if runs and runs[-1][0] == f:
+            runs[-1][1] += 1
+        else:
+            runs.append([f, 1])
+    if len(runs) * 3 > budget:
+        share = {f: families.count(f) for f in dict.fromkeys(families)}
+        runs = [[f, n] for f, n in share.items()]
+    unit = min(4.0, budget / max(1, len(families)))
+    return [(FAMILY_COLORS[f], max(3, round(unit * n))) for f, n in runs]
+
+
+def _tooltip(item: Item) -> str:
+    parts = [f"{item.name} \u00b7 {item.text}"]
+    if item.shape:
+        parts.append(f"out {item.shape}")
+    if item.kind not in ("input", "output"):
+        per = " each" if item.count > 1 else ""
+        parts.append(f"{count(item.params)} params{per}, {macs_text(item.macs)}{per}")
+    if item.span is not None:
+        parts.append(item.span.short)
+    if item.used is not None:
+        parts[-1] = f"defined at {item.span.short}, used at {item.used.short}"
+    return " \u00b7 ".join(parts)
+
+
+def _edge(dg, src: str, dst: str, e) -> None:
+    attrs: dict[str, str] = {}
+    if e.label:
+        attrs["label"] = e.shape
+    if e.skip:
+        attrs.update(style="dashed", color=SKIP_COLOR, penwidth="1.3", weight="1")
+    else:
+        attrs["weight"] = "4"
+    dg.edge(src, dst, **attrs)

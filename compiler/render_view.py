@@ -1,0 +1,283 @@
+"""What a diagram shows: the IR seen at one zoom level, as boxes, edges and clusters.
+
+Entry point: :func:`build_view`. Nothing here knows about Graphviz; the DOT
+writer (`render_dot.py`) draws a :class:`View`, and the differ
+(`render_diff.py`) compares two of them.
+
+NOTE: [Zoom levels]
+Levels follow the spec's containers, not a numeric depth:
+- `model`: the model's own layers; every labelled sequence or block is one box;
+- `stage`: sequences (`repeat`, `for`, `( ... )`) are opened; blocks are boxes;
+- `block`: blocks are opened too, down to single ops;
+- `op`:    everything is opened and nothing is folded (the full graph).
+`depth=N` opens every container at most N deep instead. At every level but
+`op`, a run of identical consecutive block instances in a sequence is *folded*:
+the first of the run stands for all of them with an exact `x N` count
+(see :mod:`modelc.render_fold`).
+
+Invariants: every IR node maps to exactly one item; the sum of
+`item.params * item.count` over the items is the model's parameter count;
+items and edges come out in a deterministic (source) order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modelc.diagnostics import CompilerBug, Span
+from modelc.ir import Attrs, Graph
+from modelc.render_fold import Folding, fold_runs
+from modelc.render_skip import mark_skips
+from modelc.summary import batch_env
+from modelc.symbolic import Dim, subs
+from modelc.types import TensorType
+
+__all__ = ["LEVELS", "Cluster", "Edge", "Item", "View", "build_view", "shape_text"]
+
+LEVELS = ("model", "stage", "block", "op")
+
+
+@dataclass
+class Item:
+    """One box: an op, a collapsed container, a model input or output."""
+
+    key: str  # unique DOT id: the qualified name of what it shows
+    kind: str  # "op", "block", "seq", "input" or "output"
+    name: str  # shown name (`layer3.1–5` for a folded run)
+    text: str  # op label (`conv 3x3/2, 128`) or block signature (`Bottleneck(128, stride=2)`)
+    cluster: tuple[str, ...]  # the opened container it is drawn in
+    order: int  # first IR node id: source order
+    span: Span | None = None
+    count: int = 1  # copies it stands for (folded runs)
+    params: int = 0  # per copy
+    macs: Dim = 0  # per copy, batch 1
+    family: str = ""  # op family; "" for containers, inputs and outputs
+    families: tuple[str, ...] = ()  # families of the ops inside (containers)
+    op: str = ""
+    attrs: Attrs | None = None
+    shape: str = ""  # first output, without the batch dimension
+    used: Span | None = None  # where a block is instantiated (`span` is its definition)
+
+
+@dataclass
+class Edge:
+    src: str
+    dst: str
+    port: int  # input port at the destination (for ordering)
+    out: int  # output port at the source
+    shape: str  # tensor shape without the batch dimension
+    label: bool = True  # carries the shape text (once per tensor)
+    skip: bool = False  # part of a skip connection
+
+
+@dataclass
+class Cluster:
+    path: tuple[str, ...]
+    name: str  # shown name (`layer1`, `layer1.1–2`)
+    text: str  # `3 x Bottleneck`, `Bottleneck(64)`
+    kind: str  # "block" or "seq"
+    count: int = 1
+    span: Span | None = None
+    params: int = 0  # per copy
+
+
+@dataclass
+class View:
+    graph: Graph
+    level: str  # a level name, or `depth N`
+    items: list[Item] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+    clusters: dict[tuple[str, ...], Cluster] = field(default_factory=dict)
+    total_params: int = 0
+    total_macs: Dim = 0
+
+    def item(self, key: str) -> Item:
+        return self._by_key()[key]
+
+    def _by_key(self) -> dict[str, Item]:
+        return {i.key: i for i in self.items}
+
+
+def level_name(level: str | None, depth: int | None) -> str:
+    return f"depth {depth}" if depth is not None else (level or "stage")
+
+
+def opened(graph: Graph, path: tuple[str, ...], level: str, depth: int | None) -> bool:
+    """Whether the container at `path` is drawn open (its parent being open)."""
+    if not path or level == "op":
+        return True
+    if depth is not None:
+        return len(path) <= depth
+    kinds = [graph.containers[path[:i]].kind for i in range(1, len(path) + 1)]
+    if level == "stage":
+        return all(k == "seq" for k in kinds)
+    return level == "block"
+
+
+def build_view(graph: Graph, level: str | None = None, depth: int | None = None,
+               fold: bool | None = None) -> View:  # fmt: skip
+    """The items, edges and clusters of `graph` at a zoom level (default `stage`)."""
+    level = level or "stage"
+    if level not in LEVELS:
+        raise CompilerBug(f"unknown diagram level {level!r}")
+    fold = (level != "op" or depth is not None) if fold is None else fold
+    is_open = _open_set(graph, level, depth)
+    folding = fold_runs(graph, is_open) if fold else Folding()
+    view = View(graph, level_name(level, depth))
+    _Builder(graph, view, is_open, folding).run()
+    mark_skips(view)
+    _label_once(view)
+    return view
+
+
+def _open_set(graph: Graph, level: str, depth: int | None) -> set[tuple[str, ...]]:
+    out = {()}
+    for path in sorted(graph.containers, key=len):
+        if path and path[:-1] in out and opened(graph, path, level, depth):
+            out.add(path)
+    return out
+
+
+class _Builder:
+    def __init__(self, graph: Graph, view: View, is_open: set, folding: Folding):
+        self.graph, self.view, self.is_open, self.folding = graph, view, is_open, folding
+        self.env = batch_env(graph)
+        self.batch = frozenset(self.env)
+        self.items: dict[str, Item] = {}
+        self.item_of: dict[int, str] = {}  # IR node -> item key
+
+    def run(self) -> None:
+        for n in self.graph.topo():
+            self._place(n)
+        self.view.items = sorted(self.items.values(), key=lambda i: i.order)
+        self._outputs()
+        self._edges()
+        self._clusters()
+        nodes = [self.graph.node(n) for n in self.graph.nodes()]
+        self.view.total_params = sum(nd.params for nd in nodes)
+        self.view.total_macs = sum((subs(nd.macs, self.env) for nd in nodes), start=0)
+
+    # ---- items
+    def _place(self, n: int) -> None:
+        node = self.graph.node(n)
+        scope = self.folding.shown_path(node.scope)
+        for i in range(1, len(scope) + 1):
+            if scope[:i] not in self.is_open:
+                self._container_item(n, scope[:i])
+                return
+        key = ".".join((*scope, node.local))
+        self.item_of[n] = key
+        if key in self.items:
+            return
+        kind = "input" if node.op == "input" else "op"
+        self.items[key] = Item(
+            key, kind, key, node.opdef.label(dict(node.attrs)), scope, n, node.span,
+            count=self.folding.count(scope), params=node.params, macs=subs(node.macs, self.env),
+            family=node.opdef.family, op=node.op, attrs=node.attrs, shape=self._shape(node.types[0]),
+        )  # fmt: skip
+
+    def _container_item(self, n: int, path: tuple[str, ...]) -> None:
+        key = ".".join(path)
+        self.item_of[n] = key
+        if key in self.items:
+            return
+        c = self.graph.containers[path]
+        nodes = self.folding.members(self.graph, path)
+        out = self.graph.node(c.outputs[0][1][0]) if c.outputs else self.graph.node(nodes[-1])
+        self.items[key] = Item(
+            key, c.kind, self.folding.shown_name(path), container_text(self.graph, path),
+            path[:-1], n, c.span, count=self.folding.count(path),
+            params=sum(self.graph.node(m).params for m in nodes),
+            macs=sum((subs(self.graph.node(m).macs, self.env) for m in nodes), start=0),
+            families=tuple(self.graph.node(m).opdef.family for m in nodes), op=c.name,
+            shape=self._shape(out.types[0]), used=c.trace[0].span if c.kind == "block" and c.trace else None,
+        )  # fmt: skip
+
+    def _outputs(self) -> None:
+        for name, (u, out) in self.graph.outputs:
+            key = f"output/{name}"
+            shape = self._shape(self.graph.node(u).types[out])
+            order = max(self.graph.nodes()) + 1 + len(self.view.items)
+            self.view.items.append(Item(key, "output", name, "output", (), order, self.graph.span,
+                                        shape=shape))  # fmt: skip
+            self.view.edges.append(Edge(self.item_of[u], key, 0, out, shape))
+
+    def _shape(self, t: TensorType) -> str:
+        return shape_text(t, self.batch)
+
+    # ---- edges
+    def _edges(self) -> None:
+        seen: set[tuple] = set()
+        edges = []
+        for v in self.graph.topo():
+            for port, (u, out) in enumerate(self.graph.inputs_of(v)):
+                if self.folding.between_copies(self.graph.node(u).scope, self.graph.node(v).scope):
+                    continue
+                src, dst = self.item_of[u], self.item_of[v]
+                if src == dst or (src, dst, out) in seen:
+                    continue
+                seen.add((src, dst, out))
+                shape = self._shape(self.graph.node(u).types[out])
+                edges.append((self.items[dst].order, port, self.items[src].order,
+                              Edge(src, dst, port, out, shape)))  # fmt: skip
+        outputs = self.view.edges
+        self.view.edges = [e for *_, e in sorted(edges, key=lambda t: t[:3])] + outputs
+
+    # ---- clusters
+    def _clusters(self) -> None:
+        used = {p[:i] for it in self.view.items for p in [it.cluster] for i in range(1, len(p) + 1)}
+        for path in sorted(used):
+            c = self.graph.containers[path]
+            nodes = self.folding.members(self.graph, path)
+            self.view.clusters[path] = Cluster(
+                path, self.folding.shown_name(path), container_text(self.graph, path), c.kind,
+                self.folding.count(path), c.span, sum(self.graph.node(m).params for m in nodes),
+            )  # fmt: skip
+
+
+def container_text(graph: Graph, path: tuple[str, ...]) -> str:
+    """`Bottleneck(128, stride=2)` for a block; `4 x Bottleneck` or `31 layers` for a sequence."""
+    c = graph.containers[path]
+    if c.kind == "block":
+        args = ", ".join(_arg(k, v, i) for i, (k, v) in enumerate(c.args))
+        return f"{c.name}({args})"
+    kids = [p for p in graph.containers if len(p) == len(path) + 1 and p[: len(path)] == path]
+    names = {graph.containers[p].name for p in kids}
+    direct = [n for n in graph.nodes() if graph.node(n).scope == path]
+    if kids and not direct and len(names) == 1:
+        return f"{len(kids)} \u00d7 {names.pop()}"
+    count = len(direct) + len(kids)
+    return f"{count} layer{'s' if count != 1 else ''}"
+
+
+def _arg(key: str, value, index: int) -> str:
+    text = repr(value) if isinstance(value, str) else str(value).replace(" ", "")
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    return text if index == 0 else f"{key}={text}"
+
+
+def shape_text(t: TensorType, batch: frozenset[str]) -> str:
+    """`256x56x56`: a shape without its batch dimension, wherever that sits (an RNN's
+    state is [layers, B, hidden]); by convention the first dimension when the model's
+    batch size is a number. Tensors without a batch dimension (a mask) keep every dim."""
+    dims = [str(d) for d in t.dims]
+    if not batch:
+        dims = dims[1:]
+    else:
+        at = next((i for i, d in enumerate(dims) if d in batch), None)
+        dims = dims if at is None else dims[:at] + dims[at + 1 :]
+    return "x".join(dims) or "scalar"
+
+
+def _label_once(view: View) -> None:
+    """Each tensor's shape is written on one edge: its first non-skip use."""
+    first: dict[tuple[str, int], Edge] = {}
+    for e in view.edges:
+        key = (e.src, e.out)
+        best = first.get(key)
+        if best is None or (best.skip and not e.skip):
+            first[key] = e
+    chosen = {id(e) for e in first.values()}
+    for e in view.edges:
+        e.label = id(e) in chosen

@@ -1,0 +1,324 @@
+"""Diagrams (`modelc render`): every spec at every level, checked on the rendered output.
+
+The SVG and PNG files are rendered once (in parallel) by the `drawings` fixture; the
+tests read them back: the SVG as XML (and its `<!-- params=... -->` comments), the PNG
+size from its header. Tests that need Graphviz's `dot` are skipped without it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import modelc
+from modelc.driver import build_all
+from modelc.load import load_file
+from modelc.render import diff_dot, link_for, render_dot, write
+from modelc.render_layout import PNG_LIMIT_PX
+from modelc.render_style import FAMILY_COLORS, SKIP_COLOR
+from modelc.summary import batch_env
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.model"))
+LEVELS = ("model", "stage", "block", "op")
+SVG = "{http://www.w3.org/2000/svg}"
+XLINK = "{http://www.w3.org/1999/xlink}"
+PAGE_PT = (6.75 * 72, 9 * 72)
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz (dot) not installed")
+
+
+@functools.cache
+def graphs(name: str) -> tuple:
+    path = ROOT / "specs" / f"{name}.model"
+    return tuple(build_all(load_file(str(path))))
+
+
+def resnet(tmp: Path, name: str, blocks: tuple[int, int, int, int]) -> str:
+    """ResNet-50's spec with other stage depths (ResNet-101/152 have 3/4/23/3 and 3/8/36/3)."""
+    text = (ROOT / "specs" / "resnet50.model").read_text()
+    for i, n in zip((2, 3, 4), blocks[1:]):
+        text = re.sub(rf"(layer{i}: for i in 0\.\.)\d+", rf"\g<1>{n}", text)
+    path = tmp / f"{name}.model"
+    path.write_text(text.replace("model ResNet50", f"model {name}"))
+    return str(path)
+
+
+class Drawing:
+    """One rendered diagram, read back."""
+
+    def __init__(self, rendered, svg: Path, png: Path | None, seconds: float):
+        self.rendered, self.view, self.seconds = rendered, rendered.views[0], seconds
+        self.text = svg.read_text()
+        self.root = ET.fromstring(self.text)
+        self.png = png_size(png) if png else None
+
+    def nodes(self) -> dict[str, ET.Element]:
+        """Diagram boxes by id (connectors of wrapped drawings left out)."""
+        out = {}
+        for g in self.root.iter(f"{SVG}g"):
+            if g.get("class") == "node" and not re.search(r"wrap\d+_", g.findtext(f"{SVG}title")):
+                out[g.findtext(f"{SVG}title")] = g
+        return out
+
+    def edges(self) -> list[ET.Element]:
+        return [g for g in self.root.iter(f"{SVG}g") if g.get("class") == "edge"]
+
+    def size_pt(self) -> tuple[float, float]:
+        w, h = self.root.get("viewBox").split()[2:]
+        return float(w), float(h)
+
+    def smallest_font(self) -> float:
+        return min(float(t.get("font-size")) for t in self.root.iter(f"{SVG}text"))
+
+
+def text_of(el: ET.Element) -> str:
+    return "".join("".join(t.itertext()) for t in el.iter(f"{SVG}text")).replace("\xa0", " ")
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+    return struct.unpack(">II", head[16:24])
+
+
+def draw(graph, out: Path, png: bool = True, **options) -> Drawing:
+    start = time.perf_counter()
+    rendered = render_dot(graph, link=link_for(str(out)), **options)
+    write(rendered, str(out.with_suffix(".svg")))
+    seconds = time.perf_counter() - start
+    if png:
+        write(rendered, str(out.with_suffix(".png")))
+    return Drawing(rendered, out.with_suffix(".svg"), out.with_suffix(".png") if png else None, seconds)
+
+
+@pytest.fixture(scope="module")
+def drawings(tmp_path_factory) -> dict[tuple[str, int, str], Drawing]:
+    """Every model of every spec at every level, as SVG and PNG."""
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz (dot) not installed")
+    out = tmp_path_factory.mktemp("diagrams")
+    jobs = [(name, i, level) for name in SPECS for i in range(len(graphs(name))) for level in LEVELS]
+
+    def one(job):
+        name, i, level = job
+        return draw(graphs(name)[i], out / f"{name}-{i}-{level}.svg", level=level)
+
+    with ThreadPoolExecutor(max(2, os.cpu_count() or 2)) as pool:
+        return dict(zip(jobs, pool.map(one, jobs)))
+
+
+# ---- every spec, every level ---------------------------------------------------------------
+@needs_dot
+@pytest.mark.parametrize("name", SPECS)
+def test_every_level_of_every_spec(drawings, name):
+    for (spec, _, level), d in drawings.items():
+        if spec == name:
+            where = f"{name} at {level} level"
+            assert max(d.png) <= PNG_LIMIT_PX, f"{where}: PNG {d.png}"
+            check_boxes(d, where)
+            check_edges(d, where)
+            check_counts(d, where)
+            check_colours(d, where)
+            for note in d.rendered.notes:  # a wrapped or turned drawing says so in the figure
+                assert note.split(";")[0] in text_of(d.root), where
+
+
+def check_boxes(d: Drawing, where: str) -> None:
+    nodes = d.nodes()
+    assert set(nodes) == {i.key for i in d.view.items}, where
+    for item in d.view.items:
+        text = text_of(nodes[item.key])
+        assert text.startswith(f"{item.name} · {item.text}") or item.kind == "output", (where, text)
+        if item.params:
+            assert f"{item.params:,} params" in text, (where, text)
+        link = nodes[item.key].find(f".//{SVG}a")
+        assert re.search(r"\.model#L\d+$", link.get(f"{XLINK}href")), (where, item.key)
+        assert re.search(r"\.model:\d+", link.get(f"{XLINK}title")), (where, item.key)
+    kinds = {i.kind for i in d.view.items}
+    assert {"input", "output"} <= kinds, where
+
+
+def check_edges(d: Drawing, where: str) -> None:
+    shapes = {e.shape for e in d.view.edges}
+    labels = [text_of(e) for e in d.edges() if text_of(e)]
+    tensors = {(e.src, e.out) for e in d.view.edges}
+    assert len(labels) == len(tensors), f"{where}: each tensor's shape is written once"
+    assert set(labels) <= shapes, where
+    batch = set(batch_env(d.view.graph))  # the symbolic batch dimension: never drawn
+    assert not any(batch & set(label.split("x")) for label in labels), where
+
+
+def check_counts(d: Drawing, where: str) -> None:
+    per = re.findall(r"<!-- params=(\d+) count=(\d+) -->", d.text)
+    total = sum(int(p) * int(c) for p, c in per)
+    assert total == d.view.total_params, where
+    assert f"{total:,} parameters" in text_of(d.root), where
+    assert d.view.graph.name in text_of(d.root) and "MACs" in text_of(d.root), where
+
+
+def check_colours(d: Drawing, where: str) -> None:
+    fills = set()
+    for g in d.nodes().values():
+        shape = next(el for el in g.iter() if el.tag in (f"{SVG}path", f"{SVG}polygon"))
+        fills.add(shape.get("fill").upper())
+    palette = {c.upper() for c in FAMILY_COLORS.values()}
+    assert fills <= palette | {"#FFFFFF"} and len(fills - {"#FFFFFF"}) <= 8, (where, fills)
+    present = {i.family for i in d.view.items if i.family} | {f for i in d.view.items for f in i.families}
+    caption = text_of(d.root.find(f"{SVG}g"))
+    for family in FAMILY_COLORS:
+        assert (f"■ {family}" in caption) == (family in present), (where, family)
+
+
+@needs_dot
+@pytest.mark.parametrize("name", SPECS)
+def test_default_view_is_fast(tmp_path, name):
+    start = time.perf_counter()  # spec file to SVG: parse, elaborate, draw, lay out
+    rendered = render_dot(list(build_all(load_file(str(ROOT / "specs" / f"{name}.model")))))
+    write(rendered, str(tmp_path / "d.svg"))
+    assert time.perf_counter() - start < 2.0
+
+
+# ---- ResNet: folding, page fit ----------------------------------------------------------------
+@needs_dot
+def test_resnet50_and_resnet152_stage_views_have_the_same_boxes(tmp_path):
+    r50 = draw(modelc.graph(resnet(tmp_path, "ResNet50", (3, 4, 6, 3))), tmp_path / "r50", level="stage")
+    r152 = draw(modelc.graph(resnet(tmp_path, "ResNet152", (3, 8, 36, 3))), tmp_path / "r152", level="stage")
+    assert len(r50.nodes()) == len(r152.nodes()) <= 25
+    badges = [re.findall(r"× (\d+)", text_of(n)) for n in r50.nodes().values()]
+    assert sorted(int(b[0]) for b in badges if b) == [2, 2, 3, 5]
+    badges = [re.findall(r"× (\d+)", text_of(n)) for n in r152.nodes().values()]
+    assert sorted(int(b[0]) for b in badges if b) == [2, 2, 7, 35]
+    assert "layer3.1–35 · Bottleneck(256, stride=1)" in text_of(r152.nodes()["layer3.1"])
+
+
+@needs_dot
+def test_resnet50_stage_view_fits_a_page(tmp_path):
+    d = draw(modelc.graph(str(ROOT / "specs/resnet50.model")), tmp_path / "r50", level="stage")
+    assert d.png[0] <= 800 and d.png[1] <= 1400, d.png
+    w, h = d.size_pt()
+    scale = min(PAGE_PT[0] / w, PAGE_PT[1] / h)
+    assert d.smallest_font() * scale >= 6.0, (d.smallest_font(), scale)
+
+
+def test_levels_follow_the_spec():
+    g = modelc.graph(str(ROOT / "specs/resnet50.model"))
+    keys = {lvl: {i.key for i in render_dot(g, level=lvl).views[0].items} for lvl in LEVELS}
+    assert {"layer1", "layer4", "conv1", "fc"} <= keys["model"]
+    assert {"layer1.0", "layer1.1", "layer3.1"} <= keys["stage"] and "layer1.2" not in keys["stage"]
+    assert {"layer2.0.conv2", "layer2.0.downsample.0"} <= keys["block"] and "layer3.2.conv1" not in keys["block"]
+    assert {"layer3.5.conv1", "layer1.2.add"} <= keys["op"] and len(keys["op"]) == len(g) + 1
+    depth = {n: {i.key for i in render_dot(g, depth=n).views[0].items} for n in (0, 1)}
+    assert depth[0] == keys["model"] and depth[1] == keys["stage"]
+
+
+# ---- skips, diff, wrapping ----------------------------------------------------------------------
+def dashed(d: Drawing) -> set[str]:
+    out = set()
+    for e in d.edges():
+        if any(p.get("stroke-dasharray") and p.get("stroke").upper() == SKIP_COLOR for p in e.iter(f"{SVG}path")):
+            out.add(e.findtext(f"{SVG}title"))
+    return out
+
+
+@needs_dot
+def test_skip_connections_end_at_merges_and_are_dashed(tmp_path):
+    d = draw(modelc.graph(str(ROOT / "specs/resnet50.model")), tmp_path / "r", png=False, level="op", wrap=False)
+    skips = dashed(d)
+    adds = [k for k in d.nodes() if k.endswith(".add")]
+    assert len(adds) == 16
+    for add in adds:  # one shortcut per block: the identity edge, or the projection's last edge
+        assert len([s for s in skips if s.endswith("->" + add)]) == 1, add
+    assert "maxpool->layer1.0.downsample.0" in skips and "layer1.0.relu_2->layer1.1.add" in skips
+    assert "layer1.0.bn3->layer1.0.add" not in skips
+    u = draw(modelc.graph(str(ROOT / "specs/unet.model")), tmp_path / "u", png=False, level="stage", wrap=False)
+    assert {f"enc{i}->dec{i}" for i in (1, 2, 3, 4)} <= dashed(u)
+
+
+@needs_dot
+def test_diff_marks_added_removed_and_changed(tmp_path):
+    a = modelc.graph(resnet(tmp_path, "ResNet50", (3, 4, 6, 3)))
+    b = modelc.graph(resnet(tmp_path, "ResNet101", (3, 4, 23, 3)))
+    stage = diff_dot(a, b, level="stage")
+    assert 'id="A/layer3.1"' in stage.dot and "~" in stage.dot
+    assert "1 changed, 0 added, 0 removed" in stage.dot
+    op = diff_dot(a, b, level="op")
+    assert "0 changed, 170 added, 0 removed" in op.dot  # 17 more bottlenecks of 10 ops
+    lenet = (ROOT / "specs/lenet5.model").read_text()
+    edited = lenet.replace("conv(16, k=5)", "conv(20, k=5)").replace(" -> relu -> fc2: linear(84)", "")
+    (tmp_path / "edited.model").write_text(edited.replace("LeNet5", "LeNet5b"))
+    after = modelc.graph(str(tmp_path / "edited.model"))
+    d = diff_dot(modelc.graph(str(ROOT / "specs/lenet5.model")), after, level="op")
+    summary = re.search(r"(\d+) changed, (\d+) added, (\d+) removed", d.dot).groups()
+    assert summary == ("6", "0", "2")  # conv2, relu_1, maxpool_1, flatten, fc1, fc3; fc2, relu_3
+    path = tmp_path / "diff.svg"
+    write(d, str(path))
+    nodes = {g.findtext(f"{SVG}title"): text_of(g) for g in ET.parse(path).iter(f"{SVG}g")
+             if g.get("class") == "node"}  # fmt: skip
+    assert "B/fc2" not in nodes and nodes["A/fc2"].startswith("− fc2 · linear 120->84")
+    assert nodes["A/conv2"].startswith("~ conv2") and nodes["B/conv2"].startswith("~ conv2 · conv 5x5, 20")
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "modelc.cli", "render", *args], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=300, check=False)  # fmt: skip
+
+
+def test_large_graphs_wrap_and_say_so(tmp_path):
+    spec = resnet(tmp_path, "ResNet152", (3, 8, 36, 3))
+    done = cli(spec, "--level", "op", "-o", str(tmp_path / "r152.dot"))
+    assert done.returncode == 0, done.stderr
+    assert "PNG limit" in done.stderr and "wrapped into" in done.stderr
+    assert "wrapped into" in (tmp_path / "r152.dot").read_text()
+
+
+@needs_dot
+def test_output_is_deterministic_and_keeps_text(tmp_path):
+    spec = "specs/resnet50.model"
+    runs = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        for ext in ("dot", "svg"):
+            assert cli(spec, "--level", "block", "-o", str(tmp_path / f"{seed}.{ext}"), env=env).returncode == 0
+        runs.append([(tmp_path / f"{seed}.{ext}").read_bytes() for ext in ("dot", "svg")])
+    assert runs[0] == runs[1]
+    assert b"<text" in runs[0][1]
+    assert cli(spec, "-o", str(tmp_path / "r.pdf")).returncode == 0
+    assert b"/FontFile" in (tmp_path / "r.pdf").read_bytes()  # embedded fonts: real text
+
+
+def test_without_graphviz_writes_dot_and_fails_cleanly(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    env = {**os.environ, "PATH": str(bin_dir)}
+    done = cli("specs/lenet5.model", "-o", str(tmp_path / "lenet.png"), env=env)
+    assert done.returncode == 1
+    assert "error[E0602]: Graphviz not found" in done.stderr and "Traceback" not in done.stderr
+    assert (tmp_path / "lenet.dot").read_text().startswith("digraph LeNet5")
+
+
+def test_command_line_errors(tmp_path):
+    done = cli("specs/lenet5.model", "-o", str(tmp_path / "x.jpg"))
+    assert done.returncode == 1 and "E0601" in done.stderr
+    done = cli("specs/lenet5.model", "specs/mlp.model")
+    assert done.returncode == 1 and "--diff" in done.stderr
+
+
+@needs_dot
+def test_jupyter_and_no_torch():
+    code = ("import sys, modelc; g = modelc.graph('specs/lenet5.model'); svg = g._repr_svg_(); "
+            "assert svg.lstrip().startswith('<?xml') and '<svg' in svg; "
+            "assert 'torch' not in sys.modules, 'render imported torch'")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
