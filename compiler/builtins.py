@@ -64,13 +64,11 @@ def arith(op: str, a, b):
 
 
 def _power(a, b):
-    if isinstance(b, int) and isinstance(a, int):
-        if b < 0:
-            return _bounded(float(a) ** b)
-        if a not in (0, 1, -1) and b * math.log2(abs(a)) > 63:
-            raise EvalError("E0508", f"{a} ** {b} is too large", f"numbers are limited to {MAX_INT}")
+    ints = isinstance(b, int) and isinstance(a, int)
+    if ints and b > 0 and a not in (0, 1, -1) and b * math.log2(abs(a)) > 63:
+        raise EvalError("E0508", f"{a} ** {b} is too large", f"numbers are limited to {MAX_INT}")
     try:
-        return _bounded(a**b)
+        return _bounded(float(a) ** b if ints and b < 0 else a**b)
     except (OverflowError, ZeroDivisionError):
         raise EvalError("E0507", f"{a} ** {b} cannot be computed") from None
 

@@ -3,6 +3,7 @@
     modelc check SPEC                   parse, elaborate, infer shapes
     modelc summary SPEC [--json]        per-layer table: shapes, parameters, MACs
     modelc compile SPEC [-o OUT.py]     emit a PyTorch module (--verify runs it)
+    modelc render SPEC -o OUT.svg       draw it (.svg/.png/.pdf/.dot; --level, --diff B.model)
     modelc ops                          list the ops and their attributes
 
 Exit status: 0 success, 1 errors in the spec, 2 bad command line, 3 internal error.
@@ -35,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `modelc summary ... | head` stopped reading: not a bug
+        # Python flushes stdout again at exit; send that to devnull so it cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a writer killed by SIGPIPE (128 + 13)
     except (CompilerBug, Exception) as exc:  # noqa: BLE001 - the last line of defence
         if getattr(args, "traceback", False):
             traceback.print_exc()
@@ -70,6 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="write here instead of standard output")
     c.add_argument("--verify", action="store_true",
                    help="import the result, run a random batch, check shapes and parameter count")
+    r = spec_command("render", "Draw the architecture with Graphviz: .svg, .png, .pdf or .dot.", _render)
+    r.add_argument("other", nargs="?", metavar="SPEC_B", help="with --diff: the spec to compare with")
+    r.add_argument("-o", "--output", help="FILE.svg, .png, .pdf or .dot (default: DOT on standard output)")
+    zoom = r.add_mutually_exclusive_group()
+    zoom.add_argument("--level", choices=("model", "stage", "block", "op"),
+                      help="zoom level, following the spec's structure (default: stage)")
+    zoom.add_argument("--depth", type=int, metavar="N", help="open containers up to N levels deep")
+    r.add_argument("--direction", choices=("TB", "LR"), default="TB", help="top-to-bottom or left-to-right")
+    r.add_argument("--no-fold", action="store_true", help="draw every copy of a repeated block")
+    r.add_argument("--diff", action="store_true",
+                   help="draw SPEC and SPEC_B (or SPEC under --param-b) side by side, differences marked")
+    r.add_argument("--param-b", action="append", default=[], metavar="K=V",
+                   help="with --diff: a parameter of the B side (repeatable)")
     o = sub.add_parser("ops", help="List the ops with their attributes.")
     o.add_argument("--json", action="store_true")
     o.set_defaults(run=_ops)
@@ -136,6 +154,48 @@ def _verify(graphs, source: str, args) -> None:
         print(f"{args.spec}: verified {g.name}: {result['params']:,} parameters, "
               f"{result['modules_checked']} module outputs and {len(result['outputs'])} model "
               f"output(s) match the IR", file=sys.stderr)  # fmt: skip
+        for name in result["nonfinite"]:
+            print(f"{args.spec}: warning: output '{name}' of {g.name} is not finite on a random batch; "
+                  "check the attributes (a negative alpha, a zero eps, ...)", file=sys.stderr)  # fmt: skip
+
+
+def _render(args) -> int:
+    from modelc.render import diff_dot, link_for, output_format, render_dot, write
+
+    if args.depth is not None and args.depth < 0:
+        raise error("E0601", f"--depth {args.depth}: expected a number >= 0", None)
+    if args.output:
+        output_format(args.output)  # a bad file name fails before any work
+    _, graphs = _graphs(args)
+    opts = {"level": args.level, "depth": args.depth, "direction": args.direction,
+            "link": link_for(args.output)}  # fmt: skip
+    if args.diff or args.other:
+        rendered = diff_dot(*_diff_pair(args, graphs), **opts)
+    else:
+        rendered = render_dot(graphs, fold=False if args.no_fold else None, **opts)
+    notes = list(rendered.notes)
+    if args.output:
+        notes += write(rendered, args.output)
+    else:
+        sys.stdout.write(rendered.dot)
+    for note in notes:
+        print(f"modelc: note: {note}", file=sys.stderr)
+    return 0
+
+
+def _diff_pair(args, graphs: list) -> tuple:
+    """The A and B graphs of `render --diff`: SPEC against SPEC_B, or SPEC under --param-b."""
+    if not args.diff:
+        raise error("E0601", f"two specs given ({args.spec}, {args.other})", None,
+                    "add --diff to compare them")  # fmt: skip
+    if not args.other and not args.param_b:
+        raise error("E0601", "--diff needs a second spec or --param-b K=V", None)
+    params = ([] if args.other else args.param) + args.param_b
+    _, graphs_b = _graphs(argparse.Namespace(**{**vars(args), "spec": args.other or args.spec,
+                                                "param": params}))  # fmt: skip
+    if len(graphs) != 1 or len(graphs_b) != 1:
+        raise error("E0601", "--diff compares one model with another", None, "pick one with --model")
+    return graphs[0], graphs_b[0]
 
 
 def _ops(args) -> int:

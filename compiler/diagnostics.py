@@ -68,6 +68,7 @@ CODES: dict[str, str] = {
     "E0509": "invalid use of a tensor",
     # E06xx: command line
     "E0601": "invalid command-line value",
+    "E0602": "Graphviz not found",
 }
 
 

@@ -10,7 +10,9 @@ A labelled step is named by its label. Inside a labelled sequence
 (`features: (...)`, `layer1: repeat 3 B(64)`, `layer2: for i in 0..4 {...}`)
 unlabelled steps are numbered 0, 1, ... in order, and unlabelled sequences
 nested in it continue the numbering (they flatten), which is how
-`nn.Sequential` numbers torchvision's `features.0`, `layer2.3`. Elsewhere an
+`nn.Sequential` numbers torchvision's `features.0`, `layer2.3`; a bracketed
+list `[a, b]` nested in it instead takes the next number itself and numbers
+its own steps (`features.0.0`: torchvision's Conv2dNormActivation). Elsewhere an
 unlabelled op gets the name of its op (`relu`, `relu_1`) once the enclosing
 container is complete, so that a later label can never collide with it; an
 unlabelled block instance is named at once (`bottleneck`, `bottleneck_1`)
@@ -101,6 +103,7 @@ class Frame:
     suffix: dict[str, int] = field(default_factory=dict)  # next _N to try per base name
     unnamed: list[int] = field(default_factory=list)
     counter: list[int] | None = None  # set in a numbered sequence
+    prefix: str = ""  # of the numbers in it: `for ... prefix "layer_"` names items layer_0, ...
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -172,6 +175,9 @@ class _Elaborator:
         self.graph = graph
         frame = Frame(graph.containers[()])
         ctx = Ctx(frame, Scope(dict(values), self.globals))
+        if not any(isinstance(s, S.Input) for s in mdef.body):
+            raise error("E0501", f"model {mdef.name} has no input", mdef.name_span,
+                        "declare one: input image: [B, 3, 224, 224]")  # fmt: skip
         outputs = self._body(ctx, mdef, inputs=None)
         self._finish(frame)
         self._raise_problems()
@@ -179,9 +185,6 @@ class _Elaborator:
         for name in sorted(set(self.input_shapes) - declared):
             raise error("E0601", f"--input {name}: model {mdef.name} has no input '{name}'", None,
                         suggest(name, declared) or f"inputs: {', '.join(sorted(declared)) or 'none'}")
-        if not graph.inputs:
-            raise error("E0501", f"model {mdef.name} has no input", mdef.name_span,
-                        "declare one: input image: [B, 3, 224, 224]")  # fmt: skip
         graph.outputs = [(name, v.ref) for name, v in outputs]
         graph.containers[()].outputs = list(graph.outputs)
         graph.containers[()].inputs = [(graph.node(n).local, (n, 0)) for n in graph.inputs]
@@ -202,7 +205,7 @@ class _Elaborator:
             try:
                 self._stmt(sctx, stmt, supplied, outputs, model=inputs is None)
             except SpecError as exc:
-                self._record(exc)
+                self._record(exc, ctx.frame.trace)
                 for name in getattr(stmt, "names", ()):
                     ctx.scope.vars[name] = Poison
                 if isinstance(stmt, S.Input):
@@ -212,17 +215,15 @@ class _Elaborator:
         if not outputs:
             what = "model" if inputs is None else "block"
             self._record(error("E0502", f"{what} {bdef.name} has no output", bdef.name_span,
-                               "end the body with: output <expression>"))  # fmt: skip
+                               "end the body with: output <expression>"), ctx.frame.trace)  # fmt: skip
         if any(v is Poison for _, v in outputs):
             return [(n, v) for n, v in outputs]
-        for name, v in outputs:
-            if not isinstance(v, Tensor):
-                self._record(error("E0509", f"output '{name}' of {bdef.name} is {describe_value(v)}, "
-                                   "not a tensor", bdef.name_span))  # fmt: skip
         return _name_outputs(outputs)
 
-    def _record(self, exc: SpecError) -> None:
-        self.problems.extend(exc.diagnostics)
+    def _record(self, exc: SpecError, trace: tuple[Note, ...] = ()) -> None:
+        """Keep the diagnostics of a failed statement, noting the block instantiations
+        that led to it (`trace`) where the raiser did not."""
+        self.problems.extend(_with_trace(d, trace) for d in exc.diagnostics)
         if len(self.problems) >= LIMITS["errors"]:
             raise SpecError(self.problems)
 
@@ -238,6 +239,10 @@ class _Elaborator:
             for i, expr in enumerate(stmt.values):
                 name = stmt.name or (expr.id if isinstance(expr, S.Name) else None)
                 value = self._eval(replace(ctx, var=name or "out"), expr)
+                if value is not Poison and not isinstance(value, Tensor):
+                    hint = "unpack it first: a, b = ..., then output a, b" if isinstance(value, list) else None
+                    raise error("E0509", f"an output must be a tensor, not {describe_value(value)}",
+                                expr.span, hint, ctx.frame.trace)  # fmt: skip
                 outputs.append((name, value))
         else:  # pragma: no cover - the grammar has no other statements
             raise CompilerBug(f"unknown statement {stmt!r}")
@@ -255,6 +260,9 @@ class _Elaborator:
                         stmt.span)  # fmt: skip
         for name, v in zip(stmt.names, value):
             ctx.scope.vars[name] = v
+        nodes = {v.node for v in value if isinstance(v, Tensor)}
+        if len(nodes) == 1 and [v.port for v in value if isinstance(v, Tensor)] == list(range(len(value))):
+            self.graph.node(nodes.pop()).out_vars = tuple(stmt.names)
 
     def _model_input(self, ctx: Ctx, stmt: S.Input) -> Tensor:
         if stmt.name in self.input_shapes:
@@ -269,20 +277,24 @@ class _Elaborator:
             raise error("E0404", f"the shape of input '{stmt.name}' must be a list of dimensions, "
                         f"got {describe_value(shape)}", stmt.span)  # fmt: skip
         dims = []
-        for d in shape:
+        # Point at the bad dimension when the shape is written out as a list here.
+        items = stmt.shape.items if stmt.name not in self.input_shapes and isinstance(stmt.shape, S.List) else ()
+        for i, d in enumerate(shape):
             if isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= LIMITS["dim"]:
                 dims.append(d)
             elif isinstance(d, Sym) and len(d.terms) == 1 and str(d).isidentifier():
                 dims.append(str(d))
             else:
+                where = items[i].span if len(items) == len(shape) else stmt.span
                 raise error("E0404", f"a dimension of input '{stmt.name}' must be an integer from 1 to "
-                            f"{LIMITS['dim']:,} or a symbol like B, got {describe_value(d)}", stmt.span)  # fmt: skip
+                            f"{LIMITS['dim']:,} or a symbol like B, got {describe_value(d)}", where)  # fmt: skip
         self._claim(ctx.frame, stmt.name, stmt.span)
         node = Node("input", None, (), stmt.name, stmt.span, labelled=True, var=stmt.name)  # type: ignore[arg-type]
         node.attrs, node.types, node.params, node.macs = infer_node(
-            ops.REGISTRY["input"], {"shape": tuple(dims), "dtype": "float32"}, [], stmt.span)
+            ops.REGISTRY["input"], {"shape": tuple(dims), "dtype": stmt.dtype or "float32"}, [], stmt.span)
         n = self.graph.add(node, [])
         self.graph.inputs.append(n)
+        self._bind_dims(ctx, stmt, node.types[0].dims)
         return Tensor(n, 0, node.types[0])
 
     def _block_input(self, ctx: Ctx, stmt: S.Input, supplied: list[Tensor]) -> Tensor:
@@ -298,7 +310,32 @@ class _Elaborator:
             if not ok:
                 raise error("E0301", f"input '{stmt.name}' expects shape {_fmt_list(want)}, "
                             f"got {value.type}", stmt.span, notes=ctx.frame.trace)  # fmt: skip
+            self._bind_dims(ctx, stmt, value.type.dims)
+        if stmt.dtype and value is not Poison and value.type.dtype != stmt.dtype:
+            raise error("E0506", f"input '{stmt.name}' expects {stmt.dtype} elements, got a "
+                        f"{value.type.dtype} tensor", stmt.span, notes=ctx.frame.trace)  # fmt: skip
         return value
+
+    def _bind_dims(self, ctx: Ctx, stmt: S.Input, dims) -> None:
+        """`input x: [B, T, C]` binds the names B, T, C that are not yet defined to x's dimensions.
+
+        NOTE: [Shape patterns bind names] so a body can say `reshape([B, T, heads, -1])`.
+        A name already defined (a parameter, an earlier input's dimension) is compared
+        instead, which also checks that two inputs agree: `input q: [B, T, D]`,
+        `input k: [B, S, D]`.
+        """
+        items = stmt.shape.items if isinstance(stmt.shape, S.List) else ()
+        if len(items) != len(dims):
+            return
+        for item, d in zip(items, dims):
+            if not isinstance(item, S.Name) or item.id in self.program.consts:
+                continue
+            bound = ctx.scope.lookup(item.id)
+            if bound is _MISSING:
+                ctx.scope.vars[item.id] = d
+            elif bound != d:
+                raise error("E0301", f"input '{stmt.name}': dimension {item.id} is {d} here but "
+                            f"{describe_value(bound)} before", item.span, notes=ctx.frame.trace)  # fmt: skip
 
     # ---- expressions -----------------------------------------------------------------
     def _eval(self, ctx: Ctx, e) -> Any:
@@ -386,6 +423,14 @@ class _Elaborator:
             return Poison
         if e.op == "+" and isinstance(a, Tensor) and isinstance(b, Tensor):
             return self._op(ctx, ops.REGISTRY["add"], [a, b], {}, None, e.span)
+        if e.op == "@":
+            if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
+                raise EvalError("E0506", f"'@' is the matrix product of two tensors, got "
+                                f"{describe_value(a)} and {describe_value(b)}")  # fmt: skip
+            return self._op(ctx, ops.REGISTRY["matmul"], [a, b], {}, None, e.span)
+        scaled = _scaling(e.op, a, b)
+        if scaled is not None:
+            return self._op(ctx, ops.REGISTRY["scale"], [scaled[0]], {"factor": scaled[1]}, None, e.span)
         return arith(e.op, a, b)
 
     def _e_Neg(self, ctx, e: S.Neg):
@@ -470,6 +515,8 @@ class _Elaborator:
                 return self._sequence(ctx, step, x)
             return self._step(ctx, step.step, x, step.label, step.label_span)
         if isinstance(step, S.Seq):
+            if step.brackets and ctx.frame.counter is not None:
+                return self._sub_sequence(ctx, step, x)
             return self._steps(ctx, step.steps, x)
         if isinstance(step, S.Repeat):
             count = self._count(ctx, step.count, "repeat count")
@@ -477,6 +524,9 @@ class _Elaborator:
                 x = self._step(ctx, step.step, x)
             return x
         if isinstance(step, S.For):
+            if step.prefix is not None:
+                raise error("E0509", "'prefix' names the items of a labelled 'for'", step.span,
+                            f'label it: layers: for {step.var} in ... prefix "{step.prefix}" {{ ... }}')
             items = self._eval(ctx, step.iterable)
             if items is Poison:
                 return Poison
@@ -513,12 +563,25 @@ class _Elaborator:
                               inputs=[("x", x.ref)], trace=parent.trace, origin=origin, var=ctx.var)  # fmt: skip
         self.graph.containers[container.path] = container
         frame = Frame(container, parent.stack, parent.trace, counter=[0])
-        out = self._step(replace(ctx, frame=frame), step.step, x)
+        body = step.step
+        if isinstance(body, S.For) and body.prefix is not None:
+            if not body.prefix.isidentifier():
+                raise error("E0404", f"a prefix of item names must be an identifier, got \"{body.prefix}\"",
+                            body.span)  # fmt: skip
+            frame.prefix, body = body.prefix, replace(body, prefix=None)
+        inner = replace(ctx, frame=frame)
+        out = self._steps(inner, body.steps, x) if isinstance(body, S.Seq) else self._step(inner, body, x)
         if isinstance(out, Tensor):
             if out.ref == x.ref:
                 raise error("E0509", f"sequence '{step.label}' is empty", step.span)
             container.outputs = [("out", out.ref)]
         return out
+
+    def _sub_sequence(self, ctx: Ctx, seq: S.Seq, x: Tensor):
+        """`[a, b]` inside a numbered sequence: a sequence of its own, named by the next number."""
+        number = f"{ctx.frame.prefix}{ctx.frame.counter[0]}"
+        ctx.frame.counter[0] += 1
+        return self._sequence(ctx, S.LabelledStep(number, seq, seq.span, seq.span), x)
 
     # ---- calls ---------------------------------------------------------------------------
     def _call(self, ctx: Ctx, call: S.Call, piped: Tensor | None, label: str | None, label_span):
@@ -530,6 +593,8 @@ class _Elaborator:
         opdef = ops.REGISTRY.get(name)
         bdef = self.program.blocks.get(name)
         if (opdef is None or opdef.internal) and bdef is None:
+            if ctx.scope.lookup(name) is Poison:  # a binding that failed: already reported
+                return Poison
             self._unknown_callee(ctx, call)
         args = [(self._eval(replace(ctx, var=None), a), a.span) for a in call.args]
         kwargs = [(k.name, self._eval(replace(ctx, var=None), k.value), k.span) for k in call.kwargs]
@@ -543,13 +608,20 @@ class _Elaborator:
                 raise error("E0509", f"a tensor cannot be an attribute of {name}", span,
                             "tensor inputs come first: op(x, y, attr=...)")  # fmt: skip
         if ctx.frame.counter is not None and len(tensors) != 1:
-            raise error("E0509", f"in the numbered sequence '{ctx.frame.container.local}', each step "
-                        "takes only the previous step's output", call.span)  # fmt: skip
+            if bdef is None or len(tensors) == 0:
+                raise error("E0509", f"in the numbered sequence '{ctx.frame.container.local}', each "
+                            "step takes only the previous step's output", call.span,
+                            "a block can take more inputs: wrap the op in a block")  # fmt: skip
+            self._unroll(ctx.frame, tensors[1:])
         if bdef is not None:
             return self._instantiate(ctx, bdef, tensors, args, kwargs, label, label_span, call)
         return self._op_call(ctx, opdef, tensors, args, kwargs, label, label_span, call)
 
     def _unknown_callee(self, ctx: Ctx, call: S.Call):
+        value = ctx.scope.lookup(call.func)
+        if value is not _MISSING:
+            raise error("E0203", f"'{call.func}' is {describe_value(value)}, not an op or block",
+                        call.func_span, notes=ctx.frame.trace)  # fmt: skip
         if call.func in self.program.models:
             raise error("E0203", f"'{call.func}' is a model; only blocks can be used inside a model",
                         call.func_span, f"declare it as `block {call.func}(...)`")  # fmt: skip
@@ -588,6 +660,10 @@ class _Elaborator:
             return Poison
         frame = ctx.frame
         resolved, types, params, macs = infer_node(opdef, attrs, [t.type for t in tensors], span, frame.trace)
+        if frame.counter is not None and (not opdef.sequential or opdef.module(resolved) is None):
+            raise error("E0509", f"{opdef.name} cannot be a step of the numbered sequence "
+                        f"'{frame.container.local}'", span, "apply it before or after the sequence",
+                        frame.trace)  # fmt: skip
         _check_size(types, params, span)
         functional = type(opdef).call is not ops.OpDef.call
         numbered = frame.counter is not None and label is None
@@ -596,7 +672,7 @@ class _Elaborator:
             self._claim(frame, label, label_span or span)
             local = label
         elif numbered:
-            local = str(frame.counter[0])
+            local = f"{frame.prefix}{frame.counter[0]}"
             frame.counter[0] += 1
         else:
             local = opdef.name  # provisional; made unique in _finish
@@ -641,13 +717,31 @@ class _Elaborator:
         values_out = [v for _, v in outputs]
         return values_out[0] if len(values_out) == 1 else values_out
 
+    def _unroll(self, frame: Frame, extra: list[Tensor]) -> None:
+        """A numbered sequence whose blocks take more than the previous output.
+
+        NOTE: [Unrolled sequences] nn.Sequential passes one tensor along, so such a
+        sequence (`layers: for i in 0..6 { DecoderLayer(memory) }`) becomes an
+        nn.ModuleList, called item by item in the parent's forward; the keys
+        (`layers.0.self_attn...`) are the same. The extra tensors become inputs of
+        the sequence's container.
+        """
+        c = frame.container
+        if frame.prefix:
+            raise error("E0509", f"the items of '{c.local}' take extra inputs, so they are numbered "
+                        "0, 1, ...; drop the prefix", c.span)  # fmt: skip
+        c.unrolled = True
+        for t in extra:
+            if t.ref not in [r for _, r in c.inputs]:
+                c.inputs.append((f"in{len(c.inputs)}", t.ref))
+
     def _instance_name(self, frame: Frame, block: str, label: str | None, span: Span) -> str:
         if label:
             self._claim(frame, label, span)
             return label
         if frame.counter is not None:
             frame.counter[0] += 1
-            return str(frame.counter[0] - 1)
+            return f"{frame.prefix}{frame.counter[0] - 1}"
         return _unique(frame, _snake(block), span)
 
     def _bind_params(self, ctx: Ctx, bdef: S.BlockDef, args, kwargs, span: Span) -> dict[str, Any]:
@@ -676,18 +770,27 @@ class _Elaborator:
                 v, s = given[p.name]
             elif p.default is not None:
                 v, s = self._eval(Ctx(ctx.frame, scope), p.default), p.default.span
+            elif bdef.kind == "model":  # the value comes from the command line or the API
+                raise error("E0405", f"{what} needs argument '{p.name}'", p.span,
+                            f"pass --param {p.name}=VALUE, or give it a default")  # fmt: skip
             else:
                 raise error("E0405", f"{what} needs argument '{p.name}'", span, notes=ctx.frame.trace)
-            values[p.name] = check_param(p, v, s or span, what)
+            values[p.name] = check_param(p, v, s or p.span, what)
         return values
 
     # ---- naming ------------------------------------------------------------------------------
     def _claim(self, frame: Frame, name: str, span: Span) -> None:
         if keyword.iskeyword(name) or name in _MODULE_API or name.startswith("__"):
+            alt = name.lstrip("_") or "layer" if name.startswith("__") else name + "_"
             raise error("E0206", f"'{name}' cannot name a layer: it is reserved in Python or nn.Module",
-                        span, f"try '{name}_'")  # fmt: skip
+                        span, f"try '{alt}'")  # fmt: skip
         if name in frame.used:
             where = ".".join(frame.path) or "the model"
+            if frame.used[name] == span:  # the same label again: a step that repeat or for copies
+                raise error("E0202", f"'{name}' is defined twice in {where}: a label inside "
+                            "repeat or for names every copy", span,
+                            "label the repeat or for instead (`layer1: repeat 3 ...` numbers the copies), "
+                            "or put the labelled steps in a block")  # fmt: skip
             raise error("E0202", f"'{name}' is defined twice in {where}", span,
                         "labels name modules and must be unique in their block",
                         (Note("first defined here", frame.used[name]),))  # fmt: skip
@@ -738,6 +841,12 @@ def check_param(p: S.Param, v: Any, span: Span, what: str) -> Any:
     return float(v) if p.type == "float" else v
 
 
+def _with_trace(d: Diagnostic, trace: tuple[Note, ...]) -> Diagnostic:
+    if not trace or d.notes[-len(trace) :] == trace:
+        return d
+    return replace(d, notes=(*d.notes, *trace))
+
+
 def _later(ctx: Ctx) -> dict[str, S.Assign]:
     """The assignments still ahead of the running statement in its body (built on an error only:
     doing it for every statement is quadratic in the length of the body)."""
@@ -771,6 +880,18 @@ def _name_outputs(outputs: list[tuple[str | None, Tensor]]) -> list[tuple[str, T
         used.add(name)
         named.append((name, v))
     return named
+
+
+def _scaling(op: str, a, b) -> tuple[Tensor, float] | None:
+    """`t * k`, `k * t`, `t / k` for a tensor t and a number k: (t, factor)."""
+    number = (int, float)
+    if isinstance(a, Tensor) and isinstance(b, number) and not isinstance(b, bool) and op in ("*", "/"):
+        if op == "/" and b == 0:
+            raise EvalError("E0507", "division by zero")
+        return a, float(b) if op == "*" else 1.0 / b
+    if op == "*" and isinstance(b, Tensor) and isinstance(a, number) and not isinstance(a, bool):
+        return b, float(a)
+    return None
 
 
 def _snake(name: str) -> str:

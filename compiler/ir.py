@@ -74,6 +74,7 @@ class Node:
     module: bool = False  # emitted as a submodule (labelled, parametric, or in a sequence)
     labelled: bool = False  # the spec named it
     var: str | None = None  # preferred variable name in generated code
+    out_vars: tuple[str, ...] = ()  # per output, when unpacked: `y, h, c = x -> lstm(...)`
     types: tuple[TensorType, ...] = ()
     params: int = 0
     macs: Dim = 0
@@ -104,6 +105,7 @@ class Container:
     outputs: list[tuple[str, Ref]] = field(default_factory=list)  # values it returns
     trace: tuple[Note, ...] = ()
     origin: str = ""  # for sequences: "group", "repeat" or "for"
+    unrolled: bool = False  # a sequence whose items take extra inputs: an nn.ModuleList
     var: str | None = None
 
     @property
@@ -165,10 +167,14 @@ class Graph:
 
     # ---- rewriting (for passes)
     def replace_uses(self, old: Ref, new: Ref) -> None:
-        """Point every use of `old` (edges, outputs, container boundaries) at `new`."""
+        """Point every use of `old` (edges, outputs, container boundaries) at `new`.
+
+        The new node's own use of `old` is kept, so inserting a node after a value
+        (`new = f(old)`, then replace) cannot create a self-loop.
+        """
         src, out = old
         for _, v, key, d in list(self.g.out_edges(src, keys=True, data=True)):
-            if d["out"] == out:
+            if d["out"] == out and v != new[0]:
                 self.g.remove_edge(src, v, key)
                 self.g.add_edge(new[0], v, port=d["port"], out=new[1])
         self.outputs = [(name, new if ref == old else ref) for name, ref in self.outputs]
@@ -180,6 +186,13 @@ class Graph:
         if self.g.out_degree(n):
             raise CompilerBug(f"removing node {self.node(n).name} that still has users")
         self.g.remove_node(n)
+
+    # ---- display
+    def _repr_svg_(self) -> str | None:
+        """Jupyter shows a graph as its diagram (None, i.e. text, without Graphviz)."""
+        from modelc.render import to_svg
+
+        return to_svg(self)
 
     # ---- checking
     def verify(self) -> None:

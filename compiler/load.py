@@ -58,7 +58,9 @@ def _read(path: str, importer: Span | None) -> str:
             raise error("E0508", f"{path} is {size:,} bytes; specs are limited to "
                         f"{MAX_FILE_BYTES:,}", importer)  # fmt: skip
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(MAX_FILE_BYTES + 1)  # bounded: a device such as /dev/zero has no size
+        if len(data) > MAX_FILE_BYTES:
+            raise error("E0508", f"{path} is larger than the limit of {MAX_FILE_BYTES:,} bytes", importer)
     except OSError as exc:
         raise error("E0104", f"cannot read {path}: {exc.strerror or exc}", importer) from None
     try:
@@ -96,11 +98,11 @@ def _add_item(program: Program, module: S.Module, item, main: bool, stack) -> No
         _load(program, target, item.span, stack)
         return
     name = item.name
-    span = item.name_span if isinstance(item, S.BlockDef) else item.span
+    span = _name_span(item)
     previous = program.definition(name)
     if previous is not None:
         raise error("E0202", f"'{name}' is defined twice", span,
-                    notes=(Note("first defined here", previous.span),))  # fmt: skip
+                    notes=(Note("first defined here", _name_span(previous)),))  # fmt: skip
     if name in ops.REGISTRY:
         raise error("E0202", f"'{name}' is the name of a built-in op", span,
                     "choose another name for the block")  # fmt: skip
@@ -116,3 +118,6 @@ def _add_item(program: Program, module: S.Module, item, main: bool, stack) -> No
     else:
         program.blocks[name] = item
 
+
+def _name_span(item: S.BlockDef | S.Const) -> Span:
+    return item.name_span if isinstance(item, S.BlockDef) else item.span

@@ -3,6 +3,8 @@
 `Namespace.create("layer-1")` returns a valid, unused Python identifier:
 invalid characters become `_`, a leading digit gets `_`, keywords, builtins
 and reserved names get a trailing `_`, and repeats get `_1`, `_2`, ...
+A namespace of attribute names (`self.<name>`) keeps builtins and soft keywords
+as they are: `self.list` is fine, and the forward refers to the spec's label.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ _BUILTINS = frozenset(dir(builtins))
 
 
 class Namespace:
-    def __init__(self, reserved: frozenset[str] | set[str] = frozenset()):
+    def __init__(self, reserved: frozenset[str] | set[str] = frozenset(), attributes: bool = False):
         self._used: set[str] = set(reserved)
         self._reserved = frozenset(reserved)
+        self._attributes = attributes
 
     def create(self, hint: str) -> str:
         base = self._sanitize(hint)
@@ -35,10 +38,11 @@ class Namespace:
 
     def _sanitize(self, hint: str) -> str:
         name = re.sub(r"\W", "_", hint.strip(), flags=re.ASCII) or "v"
-        if name[0].isdigit():
-            name = "_" + name
-        if keyword.iskeyword(name) or keyword.issoftkeyword(name) or name in _BUILTINS:
+        shadows = not self._attributes and (keyword.issoftkeyword(name) or name in _BUILTINS)
+        if keyword.iskeyword(name) or shadows:
             name += "_"
         if name.startswith("__") and name.endswith("__"):
-            name = name.strip("_") + "_" or "v"
+            name = name.strip("_") + "_"
+        if name[0].isdigit():  # last: stripping a dunder can leave a digit in front (`__0__`)
+            name = "_" + name
         return name

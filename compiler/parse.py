@@ -13,6 +13,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, VisitError
 
 from modelc import syntax as S
+from modelc.builtins import MAX_INT
 from modelc.diagnostics import SourceFile, Span, SpecError, error
 
 __all__ = ["parse"]
@@ -25,7 +26,8 @@ _TERMINAL_NAMES = {
     "STRING": "a string",
     "COMPOP": "a comparison",
     "ADDOP": "'+' or '-'",
-    "MULOP": "'*', '/', '//' or '%'",
+    "MULOP": "'*', '/', '//', '%' or '@'",
+    "DTYPE": "an element type (int64, float32, ...)",
     "$END": "end of file",
 }
 
@@ -50,6 +52,8 @@ def parse(text: str, path: str) -> S.Module:
     except VisitError as exc:  # an error raised inside the transformer
         if isinstance(exc.orig_exc, SpecError):
             raise exc.orig_exc from None
+        if isinstance(exc.orig_exc, RecursionError):  # deep nesting the parser itself survived
+            raise _too_deep(source) from None
         raise
     except UnexpectedToken as exc:
         raise _unexpected_token(source, exc) from None
@@ -60,27 +64,58 @@ def parse(text: str, path: str) -> S.Module:
     except UnexpectedEOF as exc:
         raise _eof(source, sorted(exc.expected)) from None
     except RecursionError:
-        raise error("E0508", "the spec nests too deeply to parse", Span(source, 1, 1, 1, 2),
-                    "nesting is limited by Python's recursion limit") from None
+        raise _too_deep(source) from None
     return S.Module(path, tuple(items))
+
+
+def _too_deep(source: SourceFile) -> SpecError:
+    return error("E0508", "the spec nests too deeply to parse", Span(source, 1, 1, 1, 2),
+                 "nesting is limited by Python's recursion limit")
 
 
 def _unexpected_token(source: SourceFile, exc: UnexpectedToken) -> SpecError:
     tok = exc.token
+    accepts = _accepts(exc)
     if tok.type == "$END":
-        return _eof(source, sorted(exc.expected))
+        return _eof(source, accepts)
     span = _tok_span(source, tok)
-    expected = _describe_expected(exc.expected)
+    expected = _describe_expected(accepts)
     hint = None
     if tok.type == "IF" or tok.value == "if":
         hint = "a conditional is an expression: `a if cond else b`"
-    elif tok.value == "=" and "RPAR" in exc.expected:
+    elif "=>" in source.text[tok.start_pos - 1 : tok.start_pos + 2]:
+        hint = "a chain step is written '->'"
+    elif tok.value == "=" and "RPAR" in accepts:
         hint = "keyword arguments are written `name=value` inside a call"
+    elif accepts == ["COMMA", "EQUAL"]:
+        hint = _dangling_name_hint(exc)
     return error("E0101", f"unexpected {tok.value!r}, expected {expected}", span, hint)
 
 
+def _accepts(exc: UnexpectedToken) -> list[str]:
+    """The terminals the parser can take where it stopped.
+
+    NOTE: [Expected terminals] Lark's `exc.expected` is the lexer's view when the
+    contextual lexer fails (keywords folded into NAME, so 'for' and 'model'
+    go missing) and a not-yet-reduced LALR state's otherwise (too many, e.g.
+    ')' outside any call). The interactive parser's `accepts()` is exact.
+    """
+    parser = getattr(exc, "interactive_parser", None)
+    return sorted(parser.accepts() if parser is not None else exc.expected)
+
+
+def _dangling_name_hint(exc: UnexpectedToken) -> str | None:
+    # Only a statement's target list (`a, b =`) accepts exactly ',' and '='.
+    stack = getattr(getattr(exc, "state", None), "value_stack", None) or [None]
+    last = stack[-1]
+    if not isinstance(last, Token) or last.type != "NAME":
+        return None
+    return (f"'{last}' starts a new statement; to continue the chain on the line before, "
+            f"write '-> {last}'")  # fmt: skip
+
+
 def _eof(source: SourceFile, expected: list[str]) -> SpecError:
-    lines = source.text.splitlines() or [""]
+    lines = source.text.rstrip().splitlines() or [""]  # point at the last line with text
     line = len(lines)
     col = len(lines[-1]) + 1
     span = Span(source, line, max(col - 1, 1), line, col)
@@ -88,9 +123,19 @@ def _eof(source: SourceFile, expected: list[str]) -> SpecError:
     return error("E0101", msg, span, "is a closing '}' or ')' missing?")
 
 
+# Where all of these can come, "an expression" says it better than eleven tokens.
+_EXPRESSION_START = frozenset(
+    {"FALSE", "FLOAT", "INT", "LPAR", "LSQB", "MINUS", "NAME", "PLUS", "STRING", "TRUE"}
+)
+
+
 def _describe_expected(names) -> str:
     parser = _parser()
+    names = set(names)
     words = set()
+    if _EXPRESSION_START <= names:
+        names -= _EXPRESSION_START | {"NOT"}
+        words.add("an expression")
     for name in names:
         if name in _TERMINAL_NAMES:
             words.add(_TERMINAL_NAMES[name])
@@ -169,7 +214,8 @@ class _ToAst(Transformer):
 
     # ---- statements
     def input_stmt(self, meta, c):
-        return S.Input(str(c[0]), c[1], self._span(meta))
+        name, dtype, shape = c
+        return S.Input(str(name), shape, self._span(meta), None if dtype is None else str(dtype))
 
     def output_named(self, meta, c):
         return S.Output(str(c[0]), (c[1],), self._span(meta))
@@ -218,7 +264,12 @@ class _ToAst(Transformer):
         return S.Index(c[0], c[1], self._span(meta))
 
     def int_(self, meta, c):
-        return S.Literal(int(c[0]), self._span(meta))
+        try:
+            value = int(c[0])
+        except ValueError:  # more digits than Python converts (4,300)
+            raise error("E0508", f"number too large ({len(c[0])} digits)", self._tspan(c[0]),
+                        f"numbers are limited to {MAX_INT}") from None  # fmt: skip
+        return S.Literal(value, self._span(meta))
 
     def float_(self, meta, c):
         return S.Literal(float(c[0]), self._span(meta))
@@ -262,13 +313,14 @@ class _ToAst(Transformer):
         return S.Repeat(c[0], c[1], self._span(meta))
 
     def for_(self, meta, c):
-        return S.For(str(c[0]), c[1], c[2], self._span(meta))
+        prefix = self._string(c[2]) if c[2] is not None else None
+        return S.For(str(c[0]), c[1], c[3], self._span(meta), prefix)
 
     def group(self, meta, c):
         return S.Seq(c[0], self._span(meta))
 
     def seq_list(self, meta, c):
-        return S.Seq(tuple(x for x in c if x is not None), self._span(meta))
+        return S.Seq(tuple(x for x in c if x is not None), self._span(meta), brackets=True)
 
     def steps(self, meta, c):
         return tuple(c)

@@ -4,7 +4,9 @@ A statement is a prefix (`x = `), an expression, and an optional trailing
 comment (the spec location). It stays on one line when it fits; otherwise the
 comment moves to its own line above, and a call that still does not fit is
 split: its arguments on one indented line if they fit, else one per line with a
-trailing comma (ruff's "magic trailing comma" keeps that layout stable).
+trailing comma (ruff's "magic trailing comma" keeps that layout stable). A tuple or
+dict literal that does not fit goes straight to one item per line, as ruff splits
+collections.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ class CallExpr:
     args: list = field(default_factory=list)  # str | CallExpr
     comments: list[str | None] | None = None  # per argument; forces one per line
     split: bool = False  # always one argument per line
+    collection: bool = False  # a tuple or dict literal: when split, always one item per line
+    brackets: str = "()"  # "{}" for a dict literal
 
 
 def flat(e) -> str:
     if isinstance(e, str):
         return e
-    return f"{e.callee}({', '.join(flat(a) for a in e.args)})"
+    return f"{e.callee}{e.brackets[0]}{', '.join(flat(a) for a in e.args)}{e.brackets[1]}"
 
 
 def render(e, indent: int, prefix: str = "", suffix: str = "", comment: str | None = None) -> list[str]:
@@ -44,9 +48,9 @@ def render(e, indent: int, prefix: str = "", suffix: str = "", comment: str | No
             return lines + [one]
     elif comment:
         lines.append(f"{pad}# {comment}")
-    head = f"{pad}{prefix}{e.callee}("
-    tail = f"{pad}){suffix}"
-    if not forced:
+    head = f"{pad}{prefix}{e.callee}{e.brackets[0]}"
+    tail = f"{pad}{e.brackets[1]}{suffix}"
+    if not forced and not e.collection:
         middle = " " * (indent + 4) + ", ".join(flat(a) for a in e.args)
         if len(middle) <= LINE:
             return lines + [head, middle, tail]

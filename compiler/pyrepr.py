@@ -26,7 +26,8 @@ def literal(v) -> str:
             return 'float("inf")' if v > 0 else 'float("-inf")'
         return repr(v)
     if isinstance(v, str):
-        return _string(v)
+        # ruff's choice: double quotes, unless the text holds more of them than single quotes
+        return _string(v, "'" if v.count('"') > v.count("'") else '"')
     if isinstance(v, tuple):
         inner = ", ".join(literal(x) for x in v)
         return f"({inner},)" if len(v) == 1 else f"({inner})"
@@ -35,19 +36,19 @@ def literal(v) -> str:
     raise CompilerBug(f"cannot emit a literal of type {type(v).__name__}")
 
 
-def _string(s: str) -> str:
-    # Double quotes (ruff's style); every non-printable or non-ASCII character escaped.
-    out = ['"']
+def _string(s: str, quote: str = '"') -> str:
+    # Every non-printable or non-ASCII character escaped.
+    out = [quote]
     for ch in s:
-        if ch == '"':
-            out.append('\\"')
+        if ch == quote:
+            out.append("\\" + quote)
         elif ch == "\\":
             out.append("\\\\")
         elif 32 <= ord(ch) < 127:
             out.append(ch)
         else:
             out.append(ch.encode("unicode_escape").decode("ascii"))
-    out.append('"')
+    out.append(quote)
     return "".join(out)
 
 

@@ -3,8 +3,10 @@
 A dimension is a plain `int` or a :class:`Sym`: a polynomial with integer
 coefficients over atoms, where an atom is a named symbol or `floor(p / d)` of
 another polynomial. Every operation returns a canonical form (a `Sym` that is a
-constant is returned as `int`), so two dimensions are equal exactly when their
-canonical forms are: `floor((H + 2 - 2 - 1)/1) + 1 == H`.
+constant is returned as `int`). Equal canonical forms are equal dimensions, and
+the identities shape rules meet simplify to one form: `floor((H + 2 - 2 - 1)/1) + 1
+== H`, `floor((2*H + 1)/2) == H`, two stride-2 steps equal one stride-4 step. (Not
+every identity of floors does: `floor(H/2) + floor((H + 1)/2)` stays as it is.)
 """
 
 from __future__ import annotations
@@ -84,12 +86,17 @@ class Sym:
             return NotImplemented
         if den == 1:
             return self
-        if all(c % den == 0 for c in self.terms.values()):
-            return Sym.make({m: c // den for m, c in self.terms.items()})
-        # Pull out the constant's whole multiples of den: floor((p + k*den)/den) = floor(p/den) + k.
         const = self.terms.get((), 0)
         k = const // den
+        if all(c % den == 0 for m, c in self.terms.items() if m):
+            # floor((den*q + c)/den) = q + floor(c/den) for an integer q: `floor((2*H + 1)/2)` is H.
+            return Sym.make({m: c // den for m, c in self.terms.items() if m}) + k
+        # Pull out the constant's whole multiples of den: floor((p + k*den)/den) = floor(p/den) + k.
         rest = self - k * den
+        (m, c), *more = [(m, c) for m, c in rest.terms.items() if m]
+        if not more and c == 1 and len(m) == 1 and m[0].num is not None:
+            # floor((floor(p/a) + r)/den) = floor((p + r*a)/(a*den)): strides compose either way.
+            return (m[0].num + (rest.terms.get((), 0) * m[0].den)) // (m[0].den * den) + k
         atom = _Atom(f"floor(({rest})/{den})", rest if isinstance(rest, Sym) else None, den)
         return Sym.make({(atom,): 1}) + k
 

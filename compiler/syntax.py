@@ -165,6 +165,7 @@ class For:
     iterable: Expr
     steps: tuple[Step, ...]
     span: Span
+    prefix: str | None = None  # `for i in 0..12 prefix "layer_" {...}`: items layer_0, layer_1, ...
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ class Seq:
 
     steps: tuple[Step, ...]
     span: Span
+    brackets: bool = False  # `[a, b]`: inside a numbered sequence, a numbered sequence of its own
 
 
 Step = Call | Bare | LabelledStep | Repeat | For | Seq
@@ -184,6 +186,7 @@ class Input:
     name: str
     shape: Expr | None
     span: Span
+    dtype: str | None = None  # `input tokens: int64[B, T]`; None: float32
 
 
 @dataclass(frozen=True)

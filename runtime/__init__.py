@@ -10,6 +10,9 @@ from collections import OrderedDict
 
 from torch import nn
 
+from modelc.runtime.sequence import *  # noqa: F403 - sequence and attention layers (rt.JordanRNN, ...)
+from modelc.runtime.vision import *  # noqa: F403 - vision and generative layers (rt.FixedConv2d, ...)
+
 __all__ = ["named_sequential"]
 
 

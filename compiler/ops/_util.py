@@ -6,7 +6,7 @@ from modelc.ops.base import OpError
 from modelc.symbolic import Dim
 from modelc.types import TensorType
 
-__all__ = ["expand", "known_channels", "need_rank", "norm_dim", "numel", "prod", "compact"]
+__all__ = ["broadcast", "expand", "known_channels", "need_rank", "norm_dim", "numel", "prod", "compact"]
 
 
 def expand(value, n: int, name: str) -> tuple:
@@ -38,6 +38,19 @@ def norm_dim(dim: int, rank: int, op: str) -> int:
     if not -rank <= dim < rank:
         raise OpError("E0404", f"{op}: dim {dim} is out of range for a rank-{rank} tensor")
     return dim % rank
+
+
+def broadcast(op: str, a: tuple[Dim, ...], b: tuple[Dim, ...]) -> tuple[Dim, ...]:
+    """torch's broadcasting of two shapes (trailing dimensions aligned; 1 stretches)."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    out = []
+    for x, y in zip(a, b):
+        if x != y and x != 1 and y != 1:
+            shapes = " and ".join("[" + ", ".join(map(str, s)) + "]" for s in (a, b))
+            raise OpError("E0301", f"{op}: shapes {shapes} do not broadcast ({x} vs {y})")
+        out.append(y if x == 1 else x)
+    return tuple(out)
 
 
 def prod(xs) -> Dim:

@@ -89,3 +89,21 @@ class Softmax(_Softmax):
 class LogSoftmax(_Softmax):
     name, module_name, function = "log_softmax", "LogSoftmax", "torch.log_softmax"
     doc = "log(softmax(x)) along dim (default: the last)"
+
+
+@register
+class ReLU6(_Activation):
+    name, module_name, function = "relu6", "ReLU6", "nn.functional.relu6"
+    doc = "min(max(x, 0), 6)"
+
+
+@register
+class Hardswish(_Activation):
+    name, module_name, function = "hardswish", "Hardswish", "nn.functional.hardswish"
+    doc = "x * relu6(x + 3) / 6"
+
+
+@register
+class Hardsigmoid(_Activation):
+    name, module_name, function = "hardsigmoid", "Hardsigmoid", "nn.functional.hardsigmoid"
+    doc = "relu6(x + 3) / 6"

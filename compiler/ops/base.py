@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from modelc.diagnostics import Span, SpecError, error
-from modelc.symbolic import Dim
+from modelc.pyformat import CallExpr
+from modelc.symbolic import Dim, Sym
 from modelc.types import TensorType
 
 __all__ = [
     "REQUIRED", "Attr", "Ctor", "OpDef", "OpError", "REGISTRY", "FAMILIES",
-    "bind_attrs", "get", "register", "suggest",
+    "array_shape", "bind_attrs", "get", "register", "suggest",
 ]  # fmt: skip
 
 REQUIRED: Any = object()
@@ -44,7 +45,7 @@ class OpError(Exception):
 @dataclass(frozen=True)
 class Attr:
     name: str
-    kind: str  # int, float, bool, str, ints, padding, dim
+    kind: str  # int, float, bool, str, ints, padding, dim, array, shape
     default: Any = REQUIRED
     aliases: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
@@ -99,6 +100,26 @@ class OpDef:
 
     def label(self, a: dict[str, Any]) -> str:
         return self.name
+
+    # NOTE: [Modules that are not tensor -> tensor] torch's LSTM is called as
+    # `lstm(x, (h0, c0))` and returns `(out, (h, c))`; nn.MultiheadAttention takes
+    # `(q, k, v)` and returns `(out, weights)`; a learned token is a bare
+    # nn.Parameter used as `self.class_token`. These hooks say how forward uses
+    # such a module; ops that override them set `sequential = False`, since
+    # nn.Sequential can only chain tensor -> tensor modules.
+    sequential: ClassVar[bool] = True  # its module can be a step of a numbered sequence
+
+    def invoke(self, a: dict[str, Any], callee: str, args: list[str]) -> str | CallExpr:
+        """The forward expression using the module attribute `callee` (`self.lstm`)."""
+        return CallExpr(callee, list(args))
+
+    def targets(self, a: dict[str, Any], names: list[str]) -> str:
+        """The assignment target binding the node's outputs, in order."""
+        return ", ".join(names)
+
+    def index_bound(self, a: dict[str, Any]) -> int | None:
+        """For ops taking integer ids (embedding): ids must be below this (verify feeds such)."""
+        return None
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -187,6 +208,8 @@ _KIND_TEXT = {
     "str": "a string",
     "ints": "an integer or a list of integers",
     "padding": 'an integer, a list of integers, "same" or "valid"',
+    "array": "a rectangular (nested) list of numbers",
+    "shape": "a list of dimensions (integers or symbols such as T)",
 }
 
 
@@ -214,7 +237,34 @@ def _coerce(attr: Attr, v: Any) -> Any:
         if kind == "padding" and v in ("same", "valid"):
             return v
         return _BAD
+    if kind == "array":
+        return _array(v)
+    if kind == "shape":
+        ok = isinstance(v, (list, tuple)) and all(_is_int(x) or isinstance(x, Sym) for x in v)
+        return tuple(v) if ok else _BAD
     raise RuntimeError(f"unknown attribute kind {kind}")
+
+
+def _array(v: Any) -> Any:
+    """A rectangular nested list of numbers -> nested tuples of floats (hashable)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v) if math.isfinite(v) else _BAD
+    if not isinstance(v, (list, tuple)) or not v:
+        return _BAD
+    items = [_array(x) for x in v]
+    if any(x is _BAD for x in items):
+        return _BAD
+    shapes = {array_shape(x) for x in items}
+    return tuple(items) if len(shapes) == 1 else _BAD
+
+
+def array_shape(v: Any) -> tuple[int, ...]:
+    """The shape of a value checked by the `array` kind: () for a number."""
+    shape: list[int] = []
+    while isinstance(v, tuple):
+        shape.append(len(v))
+        v = v[0]
+    return tuple(shape)
 
 
 def describe(v: Any) -> str:

@@ -1,11 +1,10 @@
-"""Convolutions."""
+"""Convolutions: conv (optionally with literal, fixed weights) and conv_transpose."""
 
 from __future__ import annotations
 
 from modelc.ops._util import compact, expand, known_channels, need_rank, numel, prod
-from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
+from modelc.ops.base import Attr, Ctor, OpDef, OpError, array_shape, register
 from modelc.symbolic import Dim
-from modelc.types import TensorType
 
 
 def conv_out(size: Dim, k: int, s: int, p: int, d: int, ceil: bool = False) -> Dim:
@@ -36,6 +35,9 @@ class Conv(OpDef):
         Attr("d", "ints", 1, aliases=("dilation",), min=1),
         Attr("groups", "int", 1, min=1),
         Attr("bias", "bool", True),
+        Attr("weight", "array", None, doc="literal kernel: [kh, kw] (every filter) or [out, in/groups, kh, kw]"),
+        Attr("scale", "float", 1.0, doc="factor applied to a literal weight (1/16 for a binomial kernel)"),
+        Attr("trainable", "bool", True, doc="false freezes the weights (requires_grad=False)"),
     )  # fmt: skip
 
     def resolve(self, a, ins):
@@ -48,6 +50,7 @@ class Conv(OpDef):
             if c % g:
                 raise OpError("E0404", f"conv: {what} ({c}) must be divisible by groups ({g})")
         k, s, d = (expand(a[key], n, key) for key in ("k", "s", "d"))
+        _check_weight(a, (a["out_channels"], cin // g, *k))
         p = expand(a["p"], n, "p")
         if p == "valid":
             p = (0,) * n
@@ -75,18 +78,117 @@ class Conv(OpDef):
     def macs(self, a, ins, outs):
         return numel(outs[0]) * (a["in_channels"] // a["groups"] * prod(a["k"]))
 
+    def trainable_params(self, a, params):
+        return params if a["trainable"] else 0
+
     def module(self, a):
         kw = [("stride", compact(a["s"]), 1), ("padding", compact(a["p"]), 0),
               ("dilation", compact(a["d"]), 1), ("groups", a["groups"], 1), ("bias", a["bias"], True)]
-        return Ctor(f"nn.Conv{a['nd']}d", (a["in_channels"], a["out_channels"], compact(a["k"])),
+        args = (a["in_channels"], a["out_channels"], compact(a["k"]))
+        kwargs = tuple((k, v) for k, v, default in kw if v != default)
+        if a["weight"] is None and a["trainable"]:
+            return Ctor(f"nn.Conv{a['nd']}d", args, kwargs)
+        fixed = [("weight", _flat(a["weight"]), None), ("scale", a["scale"], 1.0), ("trainable", a["trainable"], True)]
+        return Ctor(f"rt.FixedConv{a['nd']}d", args,
+                    kwargs + tuple((k, v) for k, v, default in fixed if v != default))  # fmt: skip
+
+    def label(self, a):
+        frozen = "" if a["trainable"] else " (fixed)"
+        return f"conv {_kernel_text(a)}, {a['out_channels']}{frozen}"
+
+
+def _kernel_text(a) -> str:
+    """`3x3/2 dw`: kernel, stride when not 1, groups when not 1."""
+    k = "x".join(str(v) for v in a["k"])
+    s = compact(a["s"])
+    stride = "" if s == 1 else f"/{s}" if isinstance(s, int) else "/" + "x".join(map(str, s))
+    groups = ""
+    if a["groups"] > 1:
+        dw = a["groups"] == a["in_channels"]
+        groups = " dw" if dw else f" g{a['groups']}"
+    return f"{k}{stride}{groups}"
+
+
+def _check_weight(a, full: tuple[int, ...]) -> None:
+    """A literal weight is one kernel (shared by every filter) or the whole weight tensor."""
+    w = a["weight"]
+    if w is None:
+        if a["scale"] != 1.0:
+            raise OpError("E0404", "conv: 'scale' applies to a literal weight, but none is given",
+                          "give weight=[[...]] or drop scale")  # fmt: skip
+        return
+    shape, kernel = array_shape(w), full[2:]
+    if shape != kernel and shape != full:
+        want = " or ".join(str(list(s)) for s in dict.fromkeys((kernel, full)))
+        raise OpError("E0404", f"conv: the literal weight has shape {list(shape)}, expected {want}",
+                      "a kernel of k x k numbers, or [out_channels, in_channels / groups, k, k]")  # fmt: skip
+
+
+def _flat(w) -> tuple[float, ...]:
+    """Nested tuples -> one flat tuple in row-major order (the module reshapes it)."""
+    if not isinstance(w, tuple):
+        return (w,)
+    return tuple(v for item in w for v in _flat(item))
+
+
+@register
+class ConvTranspose(OpDef):
+    name = "conv_transpose"
+    family = "conv"
+    doc = ("Transposed (fractionally-strided) convolution, 1-d or 2-d by input rank: "
+           "out = (in - 1)*s - 2p + d*(k - 1) + output_padding + 1.")  # fmt: skip
+    attrs = (
+        Attr("out_channels", "int", positional=True, min=1, aliases=("channels",),
+             doc="number of output channels"),
+        Attr("k", "ints", 1, aliases=("kernel_size",), positional=True, min=1, doc="kernel size"),
+        Attr("s", "ints", 1, aliases=("stride",), min=1),
+        Attr("p", "ints", 0, aliases=("padding",), min=0),
+        Attr("output_padding", "ints", 0, aliases=("op",), min=0,
+             doc="extra size on one side of the output (picks among the sizes a stride allows)"),
+        Attr("d", "ints", 1, aliases=("dilation",), min=1),
+        Attr("groups", "int", 1, min=1),
+        Attr("bias", "bool", True),
+    )  # fmt: skip
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        need_rank("conv_transpose", x, (3, 4), "[B, C, L] or [B, C, H, W]")
+        n = x.rank - 2
+        cin = known_channels("conv_transpose", x, 1, "channel count")
+        g = a["groups"]
+        for what, c in (("in_channels", cin), ("out_channels", a["out_channels"])):
+            if c % g:
+                raise OpError("E0404", f"conv_transpose: {what} ({c}) must be divisible by groups ({g})")
+        k, s, p, op, d = (expand(a[key], n, key) for key in ("k", "s", "p", "output_padding", "d"))
+        for o, ss, dd in zip(op, s, d):
+            if o >= max(ss, dd):
+                raise OpError("E0404", f"conv_transpose: output_padding {o} must be smaller than the "
+                              f"stride ({ss}) or the dilation ({dd})")  # fmt: skip
+        return {**a, "in_channels": cin, "k": k, "s": s, "p": p, "output_padding": op, "d": d, "nd": n}
+
+    def infer(self, a, ins):
+        x = ins[0]
+        spatial = []
+        for i, size in enumerate(x.dims[2:]):
+            out = (size - 1) * a["s"][i] - 2 * a["p"][i] + a["d"][i] * (a["k"][i] - 1) + a["output_padding"][i] + 1
+            check_size("conv_transpose", out, size, a["k"][i])
+            spatial.append(out)
+        return [x.with_dims((x.dims[0], a["out_channels"], *spatial))]
+
+    def params(self, a):
+        per_in = a["out_channels"] // a["groups"] * prod(a["k"])
+        return a["in_channels"] * per_in + (a["out_channels"] if a["bias"] else 0)
+
+    def macs(self, a, ins, outs):
+        # Every input element meets every weight of its group once (torch's FlopCounter agrees).
+        return numel(ins[0]) * (a["out_channels"] // a["groups"] * prod(a["k"]))
+
+    def module(self, a):
+        kw = [("stride", compact(a["s"]), 1), ("padding", compact(a["p"]), 0),
+              ("output_padding", compact(a["output_padding"]), 0), ("groups", a["groups"], 1),
+              ("bias", a["bias"], True), ("dilation", compact(a["d"]), 1)]
+        return Ctor(f"nn.ConvTranspose{a['nd']}d", (a["in_channels"], a["out_channels"], compact(a["k"])),
                     tuple((k, v) for k, v, default in kw if v != default))  # fmt: skip
 
     def label(self, a):
-        k = "x".join(str(v) for v in a["k"])
-        s = compact(a["s"])
-        stride = "" if s == 1 else f"/{s}" if isinstance(s, int) else "/" + "x".join(map(str, s))
-        groups = ""
-        if a["groups"] > 1:
-            dw = a["groups"] == a["in_channels"]
-            groups = " dw" if dw else f" g{a['groups']}"
-        return f"conv {k}{stride}{groups}, {a['out_channels']}"
+        return f"conv_transpose {_kernel_text(a)}, {a['out_channels']}"

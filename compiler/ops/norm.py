@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelc.ops._util import known_channels, need_rank
+from modelc.ops._util import known_channels, need_rank, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 
 
@@ -56,3 +56,122 @@ class Dropout(OpDef):
 
     def label(self, a):
         return f"dropout {a['p']:g}"
+
+
+@register
+class LocalResponseNorm(OpDef):
+    name = "local_response_norm"
+    family = "norm"
+    doc = ("AlexNet's \"NORM\": x / (k + alpha/size * sum of x^2 over `size` neighbouring "
+           "channels)^beta. torch divides alpha by size; the 2012 paper does not.")  # fmt: skip
+    attrs = (
+        Attr("size", "int", positional=True, min=1, doc="number of neighbouring channels summed"),
+        Attr("alpha", "float", 1e-4),
+        Attr("beta", "float", 0.75),
+        Attr("k", "float", 1.0),
+    )
+    prefer_module = True
+
+    def resolve(self, a, ins):
+        if ins[0].rank < 3:
+            raise OpError("E0305", f"local_response_norm expects [B, C, ...] with spatial dimensions, "
+                          f"got {ins[0]}")  # fmt: skip
+        return a
+
+    def module(self, a):
+        kw = [("alpha", a["alpha"], 1e-4), ("beta", a["beta"], 0.75), ("k", a["k"], 1.0)]
+        return Ctor("nn.LocalResponseNorm", (a["size"],), tuple((k, v) for k, v, d in kw if v != d))
+
+    def label(self, a):
+        return f"LRN {a['size']}"
+
+
+@register
+class InstanceNorm(OpDef):
+    name = "instance_norm"
+    family = "norm"
+    doc = "Instance normalization: each channel of each sample to zero mean, unit variance."
+    attrs = (
+        Attr("eps", "float", 1e-5),
+        Attr("momentum", "float", 0.1),
+        Attr("affine", "bool", False),
+        Attr("track_running_stats", "bool", False),
+    )
+    prefer_module = True
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        need_rank("instance_norm", x, (3, 4), "[B, C, L] or [B, C, H, W]")
+        c = known_channels("instance_norm", x, 1, "channel count")
+        if prod(x.dims[2:]) == 1:  # torch refuses to normalize over a single element
+            raise OpError("E0301", f"instance_norm needs more than one spatial element, got {x}",
+                          "normalize before the spatial size shrinks to 1, or use layer_norm")  # fmt: skip
+        return {**a, "num_features": c, "nd": x.rank - 2}
+
+    def params(self, a):
+        return 2 * a["num_features"] if a["affine"] else 0
+
+    def module(self, a):
+        kw = [("eps", a["eps"], 1e-5), ("momentum", a["momentum"], 0.1), ("affine", a["affine"], False),
+              ("track_running_stats", a["track_running_stats"], False)]
+        return Ctor(f"nn.InstanceNorm{a['nd']}d", (a["num_features"],),
+                    tuple((k, v) for k, v, default in kw if v != default))  # fmt: skip
+
+    def label(self, a):
+        return "instance_norm"
+
+
+@register
+class GroupNorm(OpDef):
+    name = "group_norm"
+    family = "norm"
+    doc = "Group normalization: channels split into `groups`, each normalized per sample."
+    attrs = (
+        Attr("groups", "int", positional=True, min=1, aliases=("num_groups",)),
+        Attr("eps", "float", 1e-5),
+        Attr("affine", "bool", True),
+    )
+    prefer_module = True
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        if x.rank < 2:
+            raise OpError("E0305", f"group_norm expects [B, C, ...], got {x}")
+        c = known_channels("group_norm", x, 1, "channel count")
+        if c % a["groups"]:
+            raise OpError("E0404", f"group_norm: channels ({c}) must be divisible by groups ({a['groups']})")
+        return {**a, "num_channels": c}
+
+    def params(self, a):
+        return 2 * a["num_channels"] if a["affine"] else 0
+
+    def module(self, a):
+        kw = [("eps", a["eps"], 1e-5), ("affine", a["affine"], True)]
+        return Ctor("nn.GroupNorm", (a["groups"], a["num_channels"]),
+                    tuple((k, v) for k, v, default in kw if v != default))  # fmt: skip
+
+    def label(self, a):
+        return f"group_norm {a['groups']}"
+
+
+@register
+class LayerNorm(OpDef):
+    name = "layer_norm"
+    family = "norm"
+    doc = "Layer normalization over the last dimension (transformers: [B, T, D] -> [B, T, D])."
+    attrs = (Attr("eps", "float", 1e-5), Attr("affine", "bool", True, aliases=("elementwise_affine",)))
+    prefer_module = True
+
+    def resolve(self, a, ins):
+        d = known_channels("layer_norm", ins[0], -1, "normalized size (last dimension)")
+        return {**a, "normalized_shape": d}
+
+    def params(self, a):
+        return 2 * a["normalized_shape"] if a["affine"] else 0
+
+    def module(self, a):
+        kw = [("eps", a["eps"], 1e-5), ("elementwise_affine", a["affine"], True)]
+        return Ctor("nn.LayerNorm", (a["normalized_shape"],), tuple((k, v) for k, v, d in kw if v != d))
+
+    def label(self, a):
+        return f"layer norm {a['normalized_shape']}"

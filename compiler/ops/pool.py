@@ -13,6 +13,12 @@ def _pool_out(size: Dim, k: int, s: int, p: int, d: int, ceil: bool) -> Dim:
     # torch drops a last window that would start inside the right padding.
     if ceil and isinstance(out, int) and isinstance(size, int) and (out - 1) * s >= size + p:
         out -= 1
+    # That can happen only when s + p > d*(k - 1) + 1, and then whether it does depends on the
+    # size (on its parity for k=1, s=2), which a symbolic dimension cannot say.
+    if ceil and not isinstance(size, int) and s + p > d * (k - 1) + 1:
+        raise OpError("E0304", f"with ceil=true, this window (k={k}, s={s}, p={p}) gives an output size "
+                      f"that depends on the input size {size} in a way modelc cannot follow",
+                      "give the input a concrete size here, or use ceil=false")  # fmt: skip
     return out
 
 
@@ -28,8 +34,8 @@ class _Pool(OpDef):
         s = expand(a["s"] if a["s"] is not None else a["k"], n, "s")
         p = expand(a["p"], n, "p")
         d = expand(a.get("d", 1), n, "d")
-        for kk, pp, dd in zip(k, p, d):
-            if pp * 2 > dd * (kk - 1) + 1:
+        for kk, pp in zip(k, p):
+            if pp * 2 > kk:  # torch checks the kernel, not the dilated window
                 raise OpError("E0404", f"{self.name}: padding {pp} is more than half the kernel {kk}",
                               "torch allows padding of at most kernel // 2")  # fmt: skip
         return {**a, "k": k, "s": s, "p": p, "d": d, "nd": n}

@@ -1,9 +1,11 @@
-"""Structural tensor ops: flatten, identity, add, concat."""
+"""Structural tensor ops: flatten, identity, add, concat, upsample, pad, center_crop."""
 
 from __future__ import annotations
 
-from modelc.ops._util import norm_dim, prod
+from modelc.ops._util import broadcast, compact, expand, need_rank, norm_dim, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
+from modelc.pyformat import CallExpr
+from modelc.pyrepr import literal
 from modelc.symbolic import sym
 from modelc.types import TensorType
 
@@ -56,17 +58,19 @@ class Identity(OpDef):
 class Add(OpDef):
     name = "add"
     family = "tensor"
-    doc = "Element-wise sum of tensors of one shape; `a + b` in an expression."
+    doc = "Element-wise sum, `a + b` in an expression; shapes broadcast as in torch ([B, H, N, N] + [H, N, N])."
     inputs = None
     min_inputs = 2
 
     def infer(self, a, ins):
-        first = ins[0]
-        for i, other in enumerate(ins[1:], 1):
-            if other.dims != first.dims:
-                raise OpError("E0301", f"cannot add tensors of shapes {first} and {other}",
-                              "both operands of + must have the same shape")  # fmt: skip
-        return [first]
+        dims = ins[0].dims
+        for other in ins[1:]:
+            try:
+                dims = broadcast("+", dims, other.dims)
+            except OpError:
+                raise OpError("E0301", f"cannot add tensors of shapes {ins[0]} and {other}",
+                              "both operands of + must have the same shape") from None  # fmt: skip
+        return [ins[0].with_dims(dims)]
 
     def call(self, a, args):
         return " + ".join(args)
@@ -104,10 +108,192 @@ class Concat(OpDef):
         return [first.with_dims((*first.dims[:dim], total, *first.dims[dim + 1 :]))]
 
     def call(self, a, args):
-        return f"torch.cat([{', '.join(args)}], dim={a['dim']})"
+        # The list is a CallExpr so that a long one is split as ruff splits a list literal.
+        return CallExpr("torch.cat", [CallExpr("", list(args), collection=True, brackets="[]"), f"dim={a['dim']}"])
 
     def label(self, a):
         return f"concat(dim={a['dim']})"
+
+
+_MODES = {"nearest": (3, 4), "nearest-exact": (3, 4), "linear": (3,), "bilinear": (4,), "bicubic": (4,)}
+
+
+@register
+class Upsample(OpDef):
+    name = "upsample"
+    family = "tensor"
+    doc = "Resizes the spatial dimensions by a scale factor or to a size (nn.Upsample / interpolate)."
+    attrs = (
+        Attr("scale", "float", None, positional=True, aliases=("scale_factor",), doc="size multiplier"),
+        Attr("size", "ints", None, min=1, doc="the output's spatial size (instead of scale)"),
+        Attr("mode", "str", "nearest", choices=tuple(_MODES)),
+        Attr("align_corners", "bool", None, doc="for linear, bilinear and bicubic modes"),
+    )
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        need_rank("upsample", x, (3, 4), "[B, C, L] or [B, C, H, W]")
+        if (a["scale"] is None) == (a["size"] is None):
+            raise OpError("E0404", "upsample needs exactly one of 'scale' and 'size'",
+                          "e.g. upsample(2) or upsample(size=[64, 64])")  # fmt: skip
+        if x.rank not in _MODES[a["mode"]]:
+            raise OpError("E0404", f"upsample mode \"{a['mode']}\" does not apply to a rank-{x.rank} input",
+                          "linear is for [B, C, L]; bilinear and bicubic for [B, C, H, W]")  # fmt: skip
+        if a["align_corners"] is not None and a["mode"].startswith("nearest"):
+            raise OpError("E0404", "align_corners applies only to linear, bilinear and bicubic modes")
+        if a["scale"] is not None and a["scale"] <= 0:
+            raise OpError("E0404", f"upsample scale must be positive, got {a['scale']:g}")
+        n = x.rank - 2
+        size = None if a["size"] is None else expand(a["size"], n, "size")
+        return {**a, "size": size, "nd": n}
+
+    def infer(self, a, ins):
+        x = ins[0]
+        if a["size"] is not None:
+            return [x.with_dims((*x.dims[:2], *a["size"]))]
+        scale = a["scale"]
+        spatial = []
+        for d in x.dims[2:]:
+            if isinstance(d, int):
+                spatial.append(int(d * scale))  # torch floors the product
+                if spatial[-1] < 1:
+                    raise OpError("E0303", f"upsample output would be empty: size {d} scaled by {scale:g}",
+                                  "use a larger scale or input")  # fmt: skip
+            elif scale.is_integer():
+                spatial.append(d * int(scale))
+            else:
+                raise OpError("E0304", f"upsample by {scale:g} needs known sizes, but the input {x} has '{d}'",
+                              "use an integer scale, or give the input a concrete size")  # fmt: skip
+        return [x.with_dims((*x.dims[:2], *spatial))]
+
+    def _kwargs(self, a) -> list[tuple[str, object]]:
+        kw = [("size", compact(a["size"])) if a["size"] is not None else ("scale_factor", a["scale"])]
+        kw.append(("mode", a["mode"]))
+        if a["align_corners"] is not None:
+            kw.append(("align_corners", a["align_corners"]))
+        return kw
+
+    def module(self, a):
+        return Ctor("nn.Upsample", (), tuple(self._kwargs(a)))
+
+    def call(self, a, args):
+        kw = "".join(f", {k}={literal(v)}" for k, v in self._kwargs(a))
+        return f"nn.functional.interpolate({args[0]}{kw})"
+
+    def label(self, a):
+        how = f"x{a['scale']:g}" if a["size"] is None else "to " + "x".join(map(str, a["size"]))
+        return f"upsample {how} {a['mode']}"
+
+
+_PAD_MODULES = {"constant": "ConstantPad", "reflect": "ReflectionPad", "replicate": "ReplicationPad",
+                "circular": "CircularPad"}  # fmt: skip
+
+
+@register
+class Pad(OpDef):
+    name = "pad"
+    family = "tensor"
+    doc = ("Pads the spatial dimensions. p: one number for every side; one per spatial dimension "
+           "(both sides, like conv); or torch's order, last dimension first (left, right, top, bottom). "
+           "Negative amounts crop.")  # fmt: skip
+    attrs = (
+        Attr("p", "ints", positional=True, aliases=("padding",)),
+        Attr("mode", "str", "constant", choices=tuple(_PAD_MODULES)),
+        Attr("value", "float", 0.0, doc="fill value of constant mode"),
+    )
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        need_rank("pad", x, (3, 4), "[B, C, L] or [B, C, H, W]")
+        n = x.rank - 2
+        p = a["p"]
+        if isinstance(p, int):
+            pad = (p,) * (2 * n)
+        elif len(p) == n:  # per spatial dimension, first to last -> torch's last-first pairs
+            pad = tuple(v for size in reversed(p) for v in (size, size))
+        elif len(p) == 2 * n:
+            pad = tuple(p)
+        else:
+            raise OpError("E0404", f"pad: 'p' needs 1, {n} or {2 * n} values for a {n}-d input, got {len(p)}")
+        if a["mode"] != "constant" and (a["value"] != 0.0 or any(v < 0 for v in pad)):
+            raise OpError("E0404", f"pad mode \"{a['mode']}\" takes neither a fill value nor negative padding")
+        return {**a, "pad": pad, "nd": n}
+
+    def infer(self, a, ins):
+        x = ins[0]
+        n = a["nd"]
+        spatial = list(x.dims[2:])
+        for i in range(n):  # torch pairs run from the last dimension backwards
+            before, after = a["pad"][2 * i], a["pad"][2 * i + 1]
+            d = n - 1 - i
+            size = spatial[d]
+            if a["mode"] == "reflect" and isinstance(size, int) and max(before, after) >= size:
+                raise OpError("E0404", f"pad: reflect padding {max(before, after)} needs an input larger "
+                              f"than that, got {size}")  # fmt: skip
+            if a["mode"] == "circular" and isinstance(size, int) and max(before, after) > size:
+                raise OpError("E0404", f"pad: circular padding {max(before, after)} would wrap around an "
+                              f"input of size {size} more than once")  # fmt: skip
+            spatial[d] = size + before + after
+            if isinstance(spatial[d], int) and spatial[d] <= 0:
+                raise OpError("E0303", f"pad output would be empty: size {size} padded by {before}, {after}")
+        return [x.with_dims((*x.dims[:2], *spatial))]
+
+    def module(self, a):
+        n, pad = a["nd"], compact(a["pad"])
+        if a["mode"] == "constant":
+            if a["value"] == 0.0 and n == 2:
+                return Ctor("nn.ZeroPad2d", (pad,))
+            return Ctor(f"nn.ConstantPad{n}d", (pad, a["value"]))
+        return Ctor(f"nn.{_PAD_MODULES[a['mode']]}{n}d", (pad,))
+
+    def call(self, a, args):
+        kw = "" if a["mode"] == "constant" else f", mode={literal(a['mode'])}"
+        kw += "" if a["value"] == 0.0 else f", value={literal(a['value'])}"
+        return f"nn.functional.pad({args[0]}, {literal(a['pad'])}{kw})"
+
+    def label(self, a):
+        return f"pad {','.join(map(str, a['pad']))}" + ("" if a["mode"] == "constant" else f" {a['mode']}")
+
+
+@register
+class CenterCrop(OpDef):
+    name = "center_crop"
+    family = "tensor"
+    doc = ("Crops the middle of the spatial dimensions: to `size`, or to the spatial size of a "
+           "second input (U-Net's copy-and-crop: center_crop(skip, up)).")  # fmt: skip
+    attrs = (Attr("size", "ints", None, positional=True, min=1),)
+    inputs = None
+    min_inputs = 1
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        need_rank("center_crop", x, (3, 4), "[B, C, L] or [B, C, H, W]")
+        if len(ins) > 2 or (len(ins) == 2) == (a["size"] is not None):
+            raise OpError("E0406", "center_crop takes a size, or a second tensor whose size to crop to",
+                          "center_crop(x, [56, 56]) or center_crop(skip, like)")  # fmt: skip
+        n = x.rank - 2
+        if len(ins) == 2 and ins[1].rank != x.rank:
+            raise OpError("E0302", f"center_crop to a tensor of another rank: {x} and {ins[1]}")
+        size = tuple(ins[1].dims[2:]) if len(ins) == 2 else expand(a["size"], n, "size")
+        for have, want in zip(x.dims[2:], size):
+            if isinstance(have, int) and isinstance(want, int) and want > have:
+                raise OpError("E0303", f"center_crop to {list(size)} does not fit in {x}",
+                              "the crop must not be larger than the input")  # fmt: skip
+        return {**a, "size": size if len(ins) == 1 else None, "crop": size}
+
+    def infer(self, a, ins):
+        return [ins[0].with_dims((*ins[0].dims[:2], *a["crop"]))]
+
+    def module(self, a):
+        return Ctor("rt.CenterCrop", () if a["size"] is None else (compact(a["size"]),))
+
+    def call(self, a, args):
+        if a["size"] is None:
+            return f"rt.center_crop({args[0]}, {args[1]}.shape[2:])"
+        return f"rt.center_crop({args[0]}, {literal(a['size'])})"
+
+    def label(self, a):
+        return "center_crop " + "x".join(map(str, a["crop"]))
 
 
 @register

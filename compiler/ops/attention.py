@@ -1,0 +1,246 @@
+"""Attention, as layers and as the primitives textbooks write it with.
+
+Layers (torch's nn.MultiheadAttention, batch-first, so state_dict keys are
+torch's `in_proj_weight`, `out_proj.weight`):
+    multihead_attention(q, k, v, heads=8)   self_attention(heads=8, causal=true)
+    cross_attention(x, memory, heads=8)     scaled_dot_product_attention(q, k, v)
+Primitives, for `softmax(Q K^T / sqrt(d)) V` line by line:
+    matmul (`@`), scale (`x * k`, `x / k`), masked_fill, causal_mask.
+
+MACs: every matmul counts, the projections and the two attention products
+(Q K^T and A V), as the references count them (see REFERENCE.md).
+"""
+
+from __future__ import annotations
+
+from modelc.ops._util import broadcast, known_channels, prod
+from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
+from modelc.pyformat import CallExpr
+from modelc.pyrepr import literal
+from modelc.symbolic import Dim
+from modelc.types import TensorType
+
+
+# ---- layers ---------------------------------------------------------------------------------
+class _Multihead(OpDef):
+    """nn.MultiheadAttention(D, heads, batch_first=True); subclasses say which inputs are q, k, v."""
+
+    family = "attention"
+    attrs = (
+        Attr("heads", "int", 8, positional=True, min=1, aliases=("num_heads",)),
+        Attr("causal", "bool", False, doc="each position attends only to itself and earlier ones"),
+        Attr("dropout", "float", 0.0, min=0, doc="on the attention weights, in training"),
+        Attr("bias", "bool", True),
+    )
+    inputs = None
+    sequential = False
+    qkv: tuple[int, int, int] = (0, 1, 2)  # input index of q, k, v; one more input is a mask
+
+    def resolve(self, a, ins):
+        need = max(self.qkv) + 1
+        if len(ins) not in (need, need + 1):
+            raise OpError("E0406", f"{self.name} takes {need} input tensor(s) and an optional mask, "
+                          f"got {len(ins)}")  # fmt: skip
+        q, k, v = (ins[i] for i in self.qkv)
+        for t in (q, k, v):
+            if t.rank != 3:
+                raise OpError("E0305", f"{self.name} expects [B, T, D] inputs (batch first), got {t}")
+        d = known_channels(self.name, q, 2, "model width D (last dimension)")
+        if d % a["heads"]:
+            raise OpError("E0404", f"{self.name}: width {d} is not divisible by {a['heads']} heads")
+        if k.dims[2] != d or v.dims[2] != d or k.dims[:2] != v.dims[:2] or k.dims[0] != q.dims[0]:
+            raise OpError("E0301", f"{self.name}: query {q}, key {k} and value {v} do not fit "
+                          "[B, T, D], [B, S, D], [B, S, D]")  # fmt: skip
+        masked = len(ins) == need + 1
+        if masked and a["causal"]:
+            raise OpError("E0404", f"{self.name}: give either causal=true or a mask, not both")
+        if masked:
+            broadcast(f"{self.name} mask", ins[-1].dims, (q.dims[1], k.dims[1]))
+        return {**a, "embed_dim": d, "masked": masked}
+
+    def infer(self, a, ins):
+        return [ins[self.qkv[0]]]
+
+    def params(self, a):
+        d = a["embed_dim"]
+        return 4 * d * d + (4 * d if a["bias"] else 0)
+
+    def macs(self, a, ins, outs):
+        q, k = ins[self.qkv[0]], ins[self.qkv[1]]
+        b, t, d = q.dims
+        s = k.dims[1]
+        return b * (2 * t * d * d + 2 * s * d * d) + self.attention_macs(a, ins, outs)
+
+    def attention_macs(self, a, ins, outs) -> Dim:
+        """The Q K^T and A V products alone."""
+        q, k = ins[self.qkv[0]], ins[self.qkv[1]]
+        return 2 * q.dims[0] * q.dims[1] * k.dims[1] * a["embed_dim"]
+
+    def module(self, a):
+        kw = [("dropout", a["dropout"], 0.0), ("bias", a["bias"], True)]
+        kwargs = tuple((k, v) for k, v, default in kw if v != default) + (("batch_first", True),)
+        return Ctor("nn.MultiheadAttention", (a["embed_dim"], a["heads"]), kwargs)
+
+    def invoke(self, a, callee, args):
+        q, k, v = (args[i] for i in self.qkv)
+        extra = []
+        if a["causal"]:
+            extra.append(f"attn_mask=rt.causal_mask({q}.shape[1], {k}.shape[1], {q}.device)")
+        elif a["masked"]:
+            extra.append(f"attn_mask={args[-1]}")
+        return CallExpr(callee, [q, k, v, *extra, "need_weights=False"])
+
+    def targets(self, a, names):
+        return f"{names[0]}, _"  # (output, weights); weights are not computed
+
+    def label(self, a):
+        causal = ", causal" if a["causal"] else ""
+        return f"{self.name.replace('_', ' ')} {a['heads']} heads{causal}"
+
+
+@register
+class MultiheadAttention(_Multihead):
+    name = "multihead_attention"
+    doc = "softmax(Q K^T / sqrt(d)) V over `heads` heads, with projections: (q, k, v[, mask]) -> [B, T, D]."
+
+
+@register
+class SelfAttention(_Multihead):
+    name = "self_attention"
+    doc = "multihead_attention(x, x, x): x -> self_attention(heads=8, causal=true)."
+    qkv = (0, 0, 0)
+
+
+@register
+class CrossAttention(_Multihead):
+    name = "cross_attention"
+    doc = "multihead_attention(x, memory, memory): queries from x, keys and values from memory."
+    qkv = (0, 1, 1)
+
+
+@register
+class ScaledDotProductAttention(OpDef):
+    name = "scaled_dot_product_attention"
+    family = "attention"
+    doc = "softmax(Q K^T * scale) V on [..., T, E] tensors, as one fused call (no parameters)."
+    attrs = (Attr("causal", "bool", False), Attr("scale", "float", None, doc="default 1/sqrt(E)"))
+    inputs = None
+    min_inputs = 3
+
+    def resolve(self, a, ins):
+        if len(ins) > 4:
+            raise OpError("E0406", f"{self.name} takes q, k, v and an optional mask, got {len(ins)} inputs")
+        q, k, v = ins[:3]
+        if q.rank < 2 or k.dims[-1] != q.dims[-1] or k.dims[-2] != v.dims[-2]:
+            raise OpError("E0301", f"{self.name}: query {q}, key {k} and value {v} do not fit "
+                          "[..., T, E], [..., S, E], [..., S, Ev]")  # fmt: skip
+        batch = broadcast(self.name, q.dims[:-2], k.dims[:-2])
+        broadcast(self.name, batch, v.dims[:-2])
+        if len(ins) == 4:
+            if a["causal"]:
+                raise OpError("E0404", f"{self.name}: give either causal=true or a mask, not both")
+            broadcast(f"{self.name} mask", ins[3].dims, (*batch, q.dims[-2], k.dims[-2]))
+        return {**a, "batch": batch}
+
+    def infer(self, a, ins):
+        q, _, v = ins[:3]
+        return [q.with_dims((*a["batch"], q.dims[-2], v.dims[-1]))]
+
+    def macs(self, a, ins, outs):
+        q, k, v = ins[:3]
+        return prod(a["batch"]) * q.dims[-2] * k.dims[-2] * (q.dims[-1] + v.dims[-1])
+
+    def call(self, a, args):
+        extra = [f"attn_mask={args[3]}"] if len(args) == 4 else []
+        extra += ["is_causal=True"] if a["causal"] else []
+        extra += [f"scale={literal(a['scale'])}"] if a["scale"] is not None else []
+        return CallExpr("nn.functional.scaled_dot_product_attention", [*args[:3], *extra])
+
+    def label(self, a):
+        return "attention" + (" causal" if a["causal"] else "")
+
+
+# ---- primitives -------------------------------------------------------------------------------
+@register
+class MatMul(OpDef):
+    name = "matmul"
+    family = "attention"
+    doc = "Batched matrix product a @ b: [..., n, k] x [..., k, m] -> [..., n, m] (batch dims broadcast)."
+    inputs = 2
+
+    def resolve(self, a, ins):
+        x, y = ins
+        if x.rank < 2 or y.rank < 2:
+            raise OpError("E0305", f"matmul needs inputs of rank 2 or more, got {x} and {y}")
+        if x.dims[-1] != y.dims[-2]:
+            raise OpError("E0301", f"matmul of {x} and {y}: inner sizes differ ({x.dims[-1]} vs "
+                          f"{y.dims[-2]})", "transpose one of them, e.g. transpose(k, -2, -1)")  # fmt: skip
+        return {**a, "batch": broadcast("matmul", x.dims[:-2], y.dims[:-2])}
+
+    def infer(self, a, ins):
+        x, y = ins
+        return [x.with_dims((*a["batch"], x.dims[-2], y.dims[-1]))]
+
+    def macs(self, a, ins, outs):
+        return prod(outs[0].dims) * ins[0].dims[-1]
+
+    def call(self, a, args):
+        return f"{args[0]} @ {args[1]}"
+
+
+@register
+class Scale(OpDef):
+    name = "scale"
+    family = "tensor"
+    doc = "Multiplies by a constant: x * factor (also written `x * 0.125`, `x / 8`)."
+    attrs = (Attr("factor", "float", positional=True),)
+
+    def call(self, a, args):
+        return f"{args[0]} * {literal(a['factor'])}"
+
+    def label(self, a):
+        return f"x {a['factor']:g}"
+
+
+@register
+class MaskedFill(OpDef):
+    name = "masked_fill"
+    family = "attention"
+    doc = "Where mask is true, value (default -inf, which softmax turns into a zero weight)."
+    attrs = (Attr("value", "float", float("-inf"), positional=True),)
+    inputs = 2
+
+    def resolve(self, a, ins):
+        x, mask = ins
+        if mask.dtype != "bool":
+            raise OpError("E0506", f"masked_fill needs a bool mask, got a {mask.dtype} tensor {mask}",
+                          "make one with causal_mask(scores)")  # fmt: skip
+        if broadcast("masked_fill", x.dims, mask.dims) != x.dims:
+            raise OpError("E0301", f"masked_fill: mask {mask} is larger than the tensor {x}")
+        return a
+
+    def call(self, a, args):
+        return f"{args[0]}.masked_fill({args[1]}, {literal(a['value'])})"
+
+    def label(self, a):
+        return f"masked fill {a['value']:g}"
+
+
+@register
+class CausalMask(OpDef):
+    name = "causal_mask"
+    family = "attention"
+    doc = "The bool [T, S] mask of scores [..., T, S] that is true above the diagonal (future positions)."
+
+    def infer(self, a, ins):
+        x = ins[0]
+        if x.rank < 2:
+            raise OpError("E0305", f"causal_mask needs scores [..., T, S], got {x}")
+        return [TensorType(x.dims[-2:], "bool")]
+
+    def call(self, a, args):
+        x = args[0]
+        return f"rt.causal_mask({x}.shape[-2], {x}.shape[-1], {x}.device)"
+
+    def label(self, a):
+        return "causal mask"

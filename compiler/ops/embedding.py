@@ -1,0 +1,227 @@
+"""Embeddings: token lookup tables, positional encodings, class tokens, patch embedding.
+
+Sequences are batch-first, `[B, T, D]`. Positional ops *add* their encoding to
+the input (x + P[:T]), as every transformer does right after the token
+embedding; a class token prepends one learned row.
+"""
+
+from __future__ import annotations
+
+from modelc.ops._util import known_channels, need_rank
+from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
+from modelc.ops.layout import exact_div
+from modelc.pyformat import CallExpr
+from modelc.types import TensorType
+
+
+def _sequence(op: str, x: TensorType) -> int:
+    need_rank(op, x, (3,), "[B, T, D]")
+    return known_channels(op, x, 2, "model width D (last dimension)")
+
+
+def _fits(op: str, t, max_len: int) -> None:
+    if isinstance(t, int) and t > max_len:
+        raise OpError("E0301", f"{op}: sequence length {t} exceeds max_len {max_len}",
+                      f"raise max_len to at least {t}")  # fmt: skip
+
+
+@register
+class Embedding(OpDef):
+    name = "embedding"
+    family = "linear"
+    doc = "Looks up a learned vector per integer id: int64[B, T] -> [B, T, dim]."
+    attrs = (
+        Attr("num", "int", positional=True, min=1, aliases=("num_embeddings", "vocab"),
+             doc="number of ids (vocabulary size)"),
+        Attr("dim", "int", positional=True, min=1, aliases=("embedding_dim",), doc="vector size"),
+        Attr("padding_idx", "int", None, min=0, doc="an id whose vector is zero and not trained"),
+    )  # fmt: skip
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        if not x.dtype.startswith("int"):
+            raise OpError("E0506", f"embedding takes integer ids, got a {x.dtype} tensor {x}",
+                          "declare the input as integers: input tokens: int64[B, T]")  # fmt: skip
+        if a["padding_idx"] is not None and a["padding_idx"] >= a["num"]:
+            raise OpError("E0404", f"embedding: padding_idx {a['padding_idx']} is not below num {a['num']}")
+        return a
+
+    def infer(self, a, ins):
+        return [TensorType((*ins[0].dims, a["dim"]), "float32")]
+
+    def params(self, a):
+        return a["num"] * a["dim"]
+
+    def module(self, a):
+        kw = () if a["padding_idx"] is None else (("padding_idx", a["padding_idx"]),)
+        return Ctor("nn.Embedding", (a["num"], a["dim"]), kw)
+
+    def index_bound(self, a):
+        return a["num"]
+
+    def label(self, a):
+        return f"embedding {a['num']}x{a['dim']}"
+
+
+@register
+class SinusoidalPosition(OpDef):
+    name = "sinusoidal_position"
+    family = "tensor"
+    doc = "Adds the fixed sin/cos encoding of each position (Vaswani et al.): x + PE[:T]."
+    attrs = (Attr("max_len", "int", 5000, min=1),)
+    prefer_module = True
+
+    def resolve(self, a, ins):
+        d = _sequence(self.name, ins[0])
+        if d % 2:
+            raise OpError("E0404", f"sinusoidal_position needs an even width, got {d}")
+        _fits(self.name, ins[0].dims[1], a["max_len"])
+        return {**a, "d_model": d}
+
+    def module(self, a):
+        kw = () if a["max_len"] == 5000 else (("max_len", a["max_len"]),)
+        return Ctor("rt.SinusoidalPositionalEncoding", (a["d_model"],), kw)
+
+    def label(self, a):
+        return "sinusoidal position"
+
+
+@register
+class PositionEmbedding(OpDef):
+    name = "position_embedding"
+    family = "linear"
+    doc = "Adds a learned vector per position 0..T-1 (GPT-2's wpe, BERT's position_embeddings)."
+    attrs = (Attr("max_len", "int", positional=True, min=1, doc="the most positions"),)
+
+    def resolve(self, a, ins):
+        d = _sequence(self.name, ins[0])
+        _fits(self.name, ins[0].dims[1], a["max_len"])
+        return {**a, "d_model": d}
+
+    def params(self, a):
+        return a["max_len"] * a["d_model"]
+
+    def module(self, a):
+        return Ctor("rt.PositionEmbedding", (a["max_len"], a["d_model"]))
+
+    def label(self, a):
+        return f"position embedding {a['max_len']}x{a['d_model']}"
+
+
+class _Parameter(OpDef):
+    """An op holding one bare nn.Parameter, named by its label (`class_token`)."""
+
+    sequential = False
+    std = 0.02
+
+    def module(self, a):
+        return Ctor("rt.parameter", a["shape"], (("std", a.get("std", self.std)),))
+
+
+@register
+class Parameter(_Parameter):
+    name = "parameter"
+    family = "tensor"
+    doc = ("A learned tensor of the given shape, normal(0, std) at first: "
+           "table = relative_position_bias_table: parameter([169, 3]).")  # fmt: skip
+    attrs = (Attr("shape", "ints", positional=True, min=1), Attr("std", "float", 0.02, min=0))
+    inputs = 0
+    min_inputs = 0
+
+    def resolve(self, a, ins):
+        return {**a, "shape": a["shape"] if isinstance(a["shape"], tuple) else (a["shape"],)}
+
+    def infer(self, a, ins):
+        return [TensorType(a["shape"])]
+
+    def params(self, a):
+        n = 1
+        for d in a["shape"]:
+            n *= d
+        return n
+
+    def invoke(self, a, callee, args):
+        return callee
+
+    def label(self, a):
+        return "parameter " + "x".join(map(str, a["shape"]))
+
+
+@register
+class LearnedPosition(_Parameter):
+    name = "learned_position"
+    family = "tensor"
+    doc = "Adds a learned [1, T, D] parameter (ViT's pos_embedding); T and D must be known."
+
+    def resolve(self, a, ins):
+        d = _sequence(self.name, ins[0])
+        t = known_channels(self.name, ins[0], 1, "sequence length T")
+        return {**a, "shape": (1, t, d)}
+
+    def params(self, a):
+        return a["shape"][1] * a["shape"][2]
+
+    def invoke(self, a, callee, args):
+        return f"{args[0]} + {callee}"
+
+    def label(self, a):
+        return f"learned position {a['shape'][1]}x{a['shape'][2]}"
+
+
+@register
+class ClsToken(_Parameter):
+    name = "cls_token"
+    family = "tensor"
+    doc = "Prepends a learned token to the sequence: [B, T, D] -> [B, T+1, D] (BERT's [CLS], ViT)."
+    std = 0.0  # zeros, as torchvision's ViT
+
+    def resolve(self, a, ins):
+        return {**a, "shape": (1, 1, _sequence(self.name, ins[0]))}
+
+    def infer(self, a, ins):
+        b, t, d = ins[0].dims
+        return [ins[0].with_dims((b, t + 1, d))]
+
+    def params(self, a):
+        return a["shape"][2]
+
+    def invoke(self, a, callee, args):
+        x = args[0]
+        return CallExpr("torch.cat", [f"[{callee}.expand({x}.shape[0], -1, -1), {x}]", "dim=1"])
+
+    def label(self, a):
+        return "class token"
+
+
+@register
+class PatchEmbed(OpDef):
+    name = "patch_embed"
+    family = "conv"
+    doc = "Cuts an image into p x p patches and projects each: [B, C, H, W] -> [B, H/p * W/p, dim]."
+    attrs = (Attr("dim", "int", positional=True, min=1), Attr("patch", "int", positional=True, min=1))
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        need_rank(self.name, x, (4,), "[B, C, H, W]")
+        return {**a, "in_channels": known_channels(self.name, x, 1, "channel count")}
+
+    def infer(self, a, ins):
+        b, _, h, w = ins[0].dims
+        p = a["patch"]
+        nh, nw = exact_div(h, p), exact_div(w, p)
+        if nh is None or nw is None:
+            raise OpError("E0301", f"patch_embed: image {h}x{w} is not a multiple of the patch {p}")
+        return [ins[0].with_dims((b, nh * nw, a["dim"]))]
+
+    def params(self, a):
+        return a["dim"] * (a["in_channels"] * a["patch"] ** 2 + 1)
+
+    def macs(self, a, ins, outs):
+        b, n, d = outs[0].dims
+        return b * n * d * a["in_channels"] * a["patch"] ** 2
+
+    def module(self, a):
+        return Ctor("rt.PatchEmbed", (a["in_channels"], a["dim"], a["patch"]))
+
+    def label(self, a):
+        return f"patch embed {a['patch']}x{a['patch']}, {a['dim']}"

@@ -1,0 +1,624 @@
+"""Layout ops: move, regroup and pick elements without arithmetic.
+
+transpose, permute, reshape/view (dimensions may be symbolic: `reshape([B, T, heads, -1])`),
+unsqueeze, split/chunk/unbind (several outputs), select/slice, roll, mean, the Swin
+window partition and reverse, and pixel_shuffle.
+
+NOTE: [Symbolic sizes in generated code] A target size that is a symbol (`T`,
+`B*T`, `floor(H/7)`) is written in terms of the input's runtime sizes: an input
+dimension equal to it (`x.shape[1]`), else an expression over the input's
+symbols (`x.shape[0] * x.shape[1]`), else `-1` (at most once). Generated code
+never bakes in a size that the spec left symbolic.
+"""
+
+from __future__ import annotations
+
+from modelc.ops._util import norm_dim, numel, prod
+from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
+from modelc.pyformat import CallExpr
+from modelc.symbolic import Dim, Sym
+from modelc.types import TensorType
+
+__all__ = ["dim_code", "exact_div"]
+
+
+# ---- symbolic helpers ------------------------------------------------------------------
+def exact_div(p: Dim, q: Dim) -> Dim | None:
+    """p / q when q divides p exactly (as polynomials), else None."""
+    if isinstance(q, int):
+        if q == 0:
+            return None
+        if isinstance(p, int):
+            return p // q if p % q == 0 else None
+        if all(c % q == 0 for c in p.terms.values()):
+            return Sym.make({m: c // q for m, c in p.terms.items()})
+        return None
+    if p == q:
+        return 1
+    if len(q.terms) != 1:
+        return None
+    ((qm, qc),) = q.terms.items()
+    out = {}
+    for m, c in Sym.lift(p).terms.items():
+        rest = list(m)
+        for atom in qm:
+            if atom not in rest:
+                return None
+            rest.remove(atom)
+        if c % qc:
+            return None
+        out[tuple(rest)] = c // qc
+    return Sym.make(out)
+
+
+def dim_code(d: Dim, dims: tuple[Dim, ...]) -> str | None:
+    """Python code for size d from the sizes `dims` of input `{0}`, or None (see the NOTE)."""
+    if isinstance(d, int):
+        return str(d)
+    for i, have in enumerate(dims):
+        if have == d:
+            return f"{{0}}.shape[{i}]"
+    names = {}
+    for i, have in enumerate(dims):
+        if isinstance(have, Sym) and len(have.terms) == 1:
+            ((m, c),) = have.terms.items()
+            if c == 1 and len(m) == 1 and m[0].num is None:
+                names.setdefault(m[0].key, f"{{0}}.shape[{i}]")
+    return _poly_code(d, names)
+
+
+def _poly_code(d: Dim, names: dict[str, str]) -> str | None:
+    if isinstance(d, int):
+        return str(d)
+    parts = []
+    for m, c in d.terms.items():
+        factors = [] if c == 1 and m else [str(c)]
+        for atom in m:
+            if atom.num is not None:
+                inner = _poly_code(atom.num, names)
+                if inner is None:
+                    return None
+                factors.append(f"({inner} // {atom.den})")
+            elif atom.key in names:
+                factors.append(names[atom.key])
+            else:
+                return None
+        parts.append(" * ".join(factors))
+    return " + ".join(parts).replace("+ -", "- ")
+
+
+def _same_size(op: str, a: TensorType, b_dims: tuple[Dim, ...]) -> None:
+    if numel(a) != prod(b_dims):
+        shape = "[" + ", ".join(str(d) for d in b_dims) + "]"
+        raise OpError("E0301", f"{op}: cannot reshape {a} ({numel(a)} elements) to {shape} "
+                      f"({prod(b_dims)} elements)")  # fmt: skip
+
+
+def _index(rank_before: int, item: str) -> str:
+    """`x[:, :, item]` as the subscript text."""
+    return "[" + ":, " * rank_before + item + "]"
+
+
+# ---- transpose and friends -----------------------------------------------------------------
+@register
+class Transpose(OpDef):
+    name = "transpose"
+    family = "tensor"
+    doc = "Swaps two dimensions: transpose(k, -2, -1) is K^T for a batch of matrices."
+    attrs = (Attr("dim0", "dim", positional=True), Attr("dim1", "dim", positional=True))
+
+    def resolve(self, a, ins):
+        r = ins[0].rank
+        return {**a, "axes": (norm_dim(a["dim0"], r, "transpose"), norm_dim(a["dim1"], r, "transpose"))}
+
+    def infer(self, a, ins):
+        d = list(ins[0].dims)
+        i, j = a["axes"]
+        d[i], d[j] = d[j], d[i]
+        return [ins[0].with_dims(d)]
+
+    def module(self, a):
+        return Ctor("rt.Transpose", (a["dim0"], a["dim1"]))
+
+    def call(self, a, args):
+        return f"{args[0]}.transpose({a['dim0']}, {a['dim1']})"
+
+    def label(self, a):
+        return f"transpose({a['dim0']}, {a['dim1']})"
+
+
+@register
+class Permute(OpDef):
+    name = "permute"
+    family = "tensor"
+    doc = "Reorders the dimensions: permute([0, 2, 3, 1]) makes NCHW channels-last."
+    attrs = (Attr("dims", "ints", positional=True),)
+
+    def resolve(self, a, ins):
+        r = ins[0].rank
+        dims = a["dims"] if isinstance(a["dims"], tuple) else (a["dims"],)
+        dims = tuple(norm_dim(d, r, "permute") for d in dims)
+        if sorted(dims) != list(range(r)):
+            raise OpError("E0404", f"permute: {list(dims)} is not an order of the {r} dimensions of {ins[0]}")
+        return {**a, "dims": dims}
+
+    def infer(self, a, ins):
+        return [ins[0].with_dims(ins[0].dims[i] for i in a["dims"])]
+
+    def module(self, a):
+        return Ctor("rt.Permute", (a["dims"],))
+
+    def call(self, a, args):
+        return f"{args[0]}.permute({', '.join(map(str, a['dims']))})"
+
+    def label(self, a):
+        return f"permute{list(a['dims'])}"
+
+
+@register
+class Unsqueeze(OpDef):
+    name = "unsqueeze"
+    family = "tensor"
+    doc = "Inserts a dimension of size 1 at dim."
+    attrs = (Attr("dim", "dim", positional=True),)
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        dim = norm_dim(a["dim"], x.rank + 1, "unsqueeze")
+        # The module form, nn.Unflatten, splits an existing dimension of size n into (1, n),
+        # or into (n, 1) when the new dimension comes last.
+        split = dim if dim < x.rank else dim - 1
+        return {**a, "dim": dim, "split": split, "size": x.dims[split] if x.rank else None}
+
+    def infer(self, a, ins):
+        d = list(ins[0].dims)
+        d.insert(a["dim"], 1)
+        return [ins[0].with_dims(d)]
+
+    def module(self, a):
+        if a["dim"] == 0 or not isinstance(a["size"], int):
+            return None
+        sizes = (1, a["size"]) if a["split"] == a["dim"] else (a["size"], 1)
+        return Ctor("nn.Unflatten", (a["split"], sizes))
+
+    def call(self, a, args):
+        return f"{args[0]}.unsqueeze({a['dim']})"
+
+
+@register
+class Reshape(OpDef):
+    name = "reshape"
+    family = "tensor"
+    doc = ("New dimensions of the same elements; one may be -1, symbols are kept: "
+           "reshape([B, T, heads, -1]).")  # fmt: skip
+    attrs = (Attr("shape", "shape", positional=True, doc="a list of sizes: integers, symbols, one -1"),)
+    method = "reshape"
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        want = list(a["shape"])
+        holes = [i for i, d in enumerate(want) if d == -1]
+        if len(holes) > 1 or any(isinstance(d, int) and d < 1 and d != -1 for d in want):
+            raise OpError("E0404", f"{self.name}: sizes must be positive, with at most one -1, "
+                          f"got {_text(want)}")  # fmt: skip
+        if holes:
+            known = prod(d for d in want if d != -1)
+            hole = exact_div(numel(x), known)
+            if hole is None:
+                raise OpError("E0301", f"{self.name}: cannot infer the -1 in {_text(want)}: {x} has "
+                              f"{numel(x)} elements, not a multiple of {known}")  # fmt: skip
+            want[holes[0]] = hole
+        _same_size(self.name, x, tuple(want))
+        return {**a, "out": tuple(want), "sizes": _sizes(self.name, tuple(want), x.dims, holes)}
+
+    def infer(self, a, ins):
+        return [ins[0].with_dims(a["out"])]
+
+    def module(self, a):
+        if all(isinstance(s, int) for s in a["sizes"]):
+            return Ctor("rt.Reshape", a["sizes"])
+        return None
+
+    def call(self, a, args):
+        sizes = [s if isinstance(s, int) else s.format(args[0]) for s in a["sizes"]]
+        return CallExpr(f"{args[0]}.{self.method}", [str(s) for s in sizes])
+
+    def label(self, a):
+        return f"{self.name} {_text(a['out'])}"
+
+
+def _sizes(op: str, out: tuple[Dim, ...], dims: tuple[Dim, ...], holes: list[int]) -> tuple:
+    """Each target size as an int, or code over input `{0}`; -1 at most once."""
+    sizes: list = []
+    hole = holes[0] if holes else None
+    for i, d in enumerate(out):
+        code = None if i == hole else dim_code(d, dims)
+        if code is None:
+            if hole not in (None, i):
+                raise OpError("E0304", f"{op}: sizes {_text(out)} cannot all be computed from the "
+                              f"input's sizes {_text(dims)}", "write -1 for one of them")  # fmt: skip
+            hole, code = i, "-1"
+        sizes.append(int(code) if code.lstrip("-").isdigit() else code)
+    return tuple(sizes)
+
+
+def _text(dims) -> str:
+    return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+@register
+class View(Reshape):
+    name = "view"
+    doc = "reshape for contiguous tensors (torch's view: no copy, fails if impossible)."
+    method = "view"
+
+    def module(self, a):
+        return None
+
+
+# ---- several outputs ---------------------------------------------------------------------
+class _Split(OpDef):
+    family = "tensor"
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        dim = norm_dim(a["dim"], x.rank, self.name)
+        return {**a, "dim": dim, "sizes": self._sizes(a, x.dims[dim])}
+
+    def infer(self, a, ins):
+        x, dim = ins[0], a["dim"]
+        return [x.with_dims((*x.dims[:dim], s, *x.dims[dim + 1 :])) for s in a["sizes"]]
+
+    def _sizes(self, a, size: Dim) -> tuple:
+        raise NotImplementedError
+
+    def label(self, a):
+        return f"{self.name}({len(a['sizes'])}, dim={a['dim']})"
+
+
+@register
+class Chunk(_Split):
+    name = "chunk"
+    doc = "n equal parts along dim: q, k, v = x -> chunk(3)."
+    attrs = (Attr("n", "int", positional=True, min=1), Attr("dim", "dim", -1, positional=True))
+
+    def _sizes(self, a, size):
+        part = exact_div(size, a["n"])
+        if part is None:
+            raise OpError("E0301", f"chunk: size {size} does not split into {a['n']} equal parts")
+        return (part,) * a["n"]
+
+    def call(self, a, args):
+        return f"{args[0]}.chunk({a['n']}, dim={a['dim']})"
+
+
+@register
+class Split(_Split):
+    name = "split"
+    doc = "Parts of the given sizes along dim: a, b = x -> split([64, 192], dim=1)."
+    attrs = (Attr("sizes", "ints", positional=True, min=1), Attr("dim", "dim", -1, positional=True))
+
+    def resolve(self, a, ins):
+        return super().resolve({**a, "parts": a.get("parts", a["sizes"])}, ins)  # resolve twice: same
+
+    def _sizes(self, a, size):
+        parts = a["parts"]
+        if isinstance(parts, int):
+            if not isinstance(size, int):
+                raise OpError("E0304", f"split into parts of {parts} needs a known size, got {size}",
+                              "give the sizes as a list, or use chunk(n)")  # fmt: skip
+            return (parts,) * (size // parts) + ((size % parts,) if size % parts else ())
+        if sum(parts) != size:
+            raise OpError("E0301", f"split: sizes {list(parts)} add up to {sum(parts)}, not {size}")
+        return tuple(parts)
+
+    def call(self, a, args):
+        parts = a["parts"] if isinstance(a["parts"], int) else list(a["parts"])
+        return f"{args[0]}.split({parts}, dim={a['dim']})"
+
+
+@register
+class Unbind(_Split):
+    name = "unbind"
+    doc = "Removes dim, giving one output per index: q, k, v = qkv -> unbind(0)."
+    attrs = (Attr("dim", "dim", 0, positional=True),)
+
+    def _sizes(self, a, size):
+        if not isinstance(size, int):
+            raise OpError("E0304", f"unbind needs a known size in dim {a['dim']}, got {size}")
+        return (size,)
+
+    def infer(self, a, ins):
+        x, dim = ins[0], a["dim"]
+        return [x.with_dims((*x.dims[:dim], *x.dims[dim + 1 :]))] * x.dims[dim]
+
+    def call(self, a, args):
+        return f"{args[0]}.unbind({a['dim']})"
+
+    def label(self, a):
+        return f"unbind(dim={a['dim']})"
+
+
+# ---- picking ------------------------------------------------------------------------------
+@register
+class Select(OpDef):
+    name = "select"
+    family = "tensor"
+    doc = "One index of dim, removing it: select(1, -1) is the last time step, select(1, 0) the first token."
+    attrs = (Attr("dim", "dim", positional=True), Attr("index", "int", positional=True))
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        dim = norm_dim(a["dim"], x.rank, "select")
+        size, i = x.dims[dim], a["index"]
+        if isinstance(size, int) and not -size <= i < size:
+            raise OpError("E0404", f"select: index {i} is out of range for size {size} (dim {dim} of {x})")
+        if not isinstance(size, int) and i not in (0, -1):
+            raise OpError("E0304", f"select: index {i} of dimension {size} (dim {dim} of {x}) exists only "
+                          f"if {size} > {max(i, -i - 1)}", "index 0 (first) and -1 (last) always exist; "
+                          "or give the input a concrete size there")  # fmt: skip
+        return {**a, "dim": dim}
+
+    def infer(self, a, ins):
+        d = ins[0].dims
+        return [ins[0].with_dims((*d[: a["dim"]], *d[a["dim"] + 1 :]))]
+
+    def module(self, a):
+        return Ctor("rt.Select", (a["dim"], a["index"]))
+
+    def call(self, a, args):
+        return args[0] + _index(a["dim"], str(a["index"]))
+
+    def label(self, a):
+        return f"select(dim={a['dim']}, {a['index']})"
+
+
+@register
+class Slice(OpDef):
+    name = "slice"
+    family = "tensor"
+    doc = "Indices start:end:step of dim (end omitted: to the end): slice(1, 0, step=2)."
+    attrs = (Attr("dim", "dim", positional=True), Attr("start", "int", 0, positional=True),
+             Attr("end", "int", None, positional=True), Attr("step", "int", 1, min=1))  # fmt: skip
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        dim = norm_dim(a["dim"], x.rank, "slice")
+        size = x.dims[dim]
+        if not isinstance(size, int) and (a["start"] != 0 or a["end"] is not None):
+            raise OpError("E0304", f"slice {a['start']}:{a['end'] if a['end'] is not None else ''} of "
+                          f"dimension {size} (dim {dim} of {x}) may be empty",
+                          "only a step (slice(d, 0, step=2)) is safe on a symbolic size; "
+                          "give the input a concrete size there")  # fmt: skip
+        start = _clip(a["start"], size)
+        end = size if a["end"] is None else _clip(a["end"], size)
+        n = (end - start + a["step"] - 1) // a["step"]
+        if isinstance(n, int) and n <= 0:
+            raise OpError("E0303", f"slice {a['start']}:{a['end']} of size {size} is empty")
+        return {**a, "dim": dim, "len": n}
+
+    def infer(self, a, ins):
+        d = ins[0].dims
+        return [ins[0].with_dims((*d[: a["dim"]], a["len"], *d[a["dim"] + 1 :]))]
+
+    def call(self, a, args):
+        start = "" if a["start"] == 0 else str(a["start"])
+        end = "" if a["end"] is None else str(a["end"])
+        step = "" if a["step"] == 1 else f":{a['step']}"
+        return args[0] + _index(a["dim"], f"{start}:{end}{step}")
+
+    def label(self, a):
+        end = "" if a["end"] is None else a["end"]
+        return f"slice(dim={a['dim']}, {a['start']}:{end}:{a['step']})"
+
+
+def _clip(i: int, size: Dim) -> Dim:
+    if i < 0:
+        i = size + i
+        return max(i, 0) if isinstance(i, int) else i
+    return min(i, size) if isinstance(size, int) else i
+
+
+@register
+class IndexSelect(OpDef):
+    name = "index_select"
+    family = "tensor"
+    doc = "Rows of x picked by integer ids: index_select(table, ids) is table[ids] for 1-d ids."
+    attrs = (Attr("dim", "dim", 0),)
+    inputs = 2
+
+    def resolve(self, a, ins):
+        x, ids = ins
+        if ids.rank != 1 or not ids.dtype.startswith("int"):
+            raise OpError("E0506", f"index_select needs 1-d integer ids, got a {ids.dtype} tensor {ids}")
+        return {**a, "dim": norm_dim(a["dim"], x.rank, self.name)}
+
+    def infer(self, a, ins):
+        x, ids = ins
+        d = a["dim"]
+        return [x.with_dims((*x.dims[:d], ids.dims[0], *x.dims[d + 1 :]))]
+
+    def call(self, a, args):
+        return f"torch.index_select({args[0]}, {a['dim']}, {args[1]})"
+
+    def label(self, a):
+        return f"index select(dim={a['dim']})"
+
+
+@register
+class Roll(OpDef):
+    name = "roll"
+    family = "tensor"
+    doc = "Cyclic shift along dims: roll([-3, -3], [1, 2]) (Swin's shifted windows)."
+    attrs = (Attr("shifts", "ints", positional=True), Attr("dims", "ints", positional=True))
+
+    def resolve(self, a, ins):
+        shifts = a["shifts"] if isinstance(a["shifts"], tuple) else (a["shifts"],)
+        dims = a["dims"] if isinstance(a["dims"], tuple) else (a["dims"],)
+        if len(shifts) != len(dims):
+            raise OpError("E0404", f"roll: {len(shifts)} shift(s) for {len(dims)} dim(s)")
+        return {**a, "shifts": shifts, "dims": tuple(norm_dim(d, ins[0].rank, "roll") for d in dims)}
+
+    def call(self, a, args):
+        return CallExpr("torch.roll", [args[0], f"shifts={a['shifts']}", f"dims={a['dims']}"])
+
+    def label(self, a):
+        return f"roll{list(a['shifts'])}"
+
+
+@register
+class Mean(OpDef):
+    name = "mean"
+    family = "pool"
+    doc = "Average over dim (mean pooling over time: mean(1))."
+    attrs = (Attr("dim", "dim", positional=True), Attr("keepdim", "bool", False))
+
+    def resolve(self, a, ins):
+        return {**a, "dim": norm_dim(a["dim"], ins[0].rank, "mean")}
+
+    def infer(self, a, ins):
+        d = list(ins[0].dims)
+        if a["keepdim"]:
+            d[a["dim"]] = 1
+        else:
+            del d[a["dim"]]
+        return [ins[0].with_dims(d)]
+
+    def call(self, a, args):
+        keep = ", keepdim=True" if a["keepdim"] else ""
+        return f"{args[0]}.mean({a['dim']}{keep})"
+
+    def label(self, a):
+        return f"mean(dim={a['dim']})"
+
+
+# ---- windows and pixels --------------------------------------------------------------------
+def _windows(op: str, size: Dim, w: int, what: str) -> Dim:
+    n = exact_div(size, w)
+    if n is None:
+        raise OpError("E0301", f"{op}: {what} {size} is not a multiple of the window {w}",
+                      "pad the input, or choose a window that divides it")  # fmt: skip
+    return n
+
+
+@register
+class WindowPartition(OpDef):
+    name = "window_partition"
+    family = "tensor"
+    doc = "[B, H, W, C] -> [B * H/w * W/w, w*w, C]: non-overlapping w x w windows (Swin)."
+    attrs = (Attr("window", "int", positional=True, min=1),)
+
+    def infer(self, a, ins):
+        x, w = ins[0], a["window"]
+        if x.rank != 4:
+            raise OpError("E0305", f"window_partition expects [B, H, W, C], got {x}")
+        b, h, wd, c = x.dims
+        nh, nw = _windows(self.name, h, w, "height"), _windows(self.name, wd, w, "width")
+        return [x.with_dims((b * nh * nw, w * w, c))]
+
+    def call(self, a, args):
+        return f"rt.window_partition({args[0]}, {a['window']})"
+
+    def label(self, a):
+        return f"window partition {a['window']}x{a['window']}"
+
+
+@register
+class WindowReverse(OpDef):
+    name = "window_reverse"
+    family = "tensor"
+    doc = "Inverse of window_partition: [B * H/w * W/w, w*w, C] -> [B, H, W, C]."
+    attrs = (Attr("window", "int", positional=True, min=1), Attr("h", "int", positional=True, min=1),
+             Attr("w", "int", positional=True, min=1))  # fmt: skip
+
+    def infer(self, a, ins):
+        x, w = ins[0], a["window"]
+        if x.rank != 3 or x.dims[1] != w * w:
+            raise OpError("E0305", f"window_reverse expects [windows, {w * w}, C], got {x}")
+        n = _windows(self.name, a["h"], w, "height") * _windows(self.name, a["w"], w, "width")
+        b = exact_div(x.dims[0], n)
+        if b is None:
+            raise OpError("E0301", f"window_reverse: {x.dims[0]} windows are not a multiple of the "
+                          f"{n} windows of a {a['h']}x{a['w']} map")  # fmt: skip
+        return [x.with_dims((b, a["h"], a["w"], x.dims[2]))]
+
+    def call(self, a, args):
+        return f"rt.window_reverse({args[0]}, {a['window']}, {a['h']}, {a['w']})"
+
+    def label(self, a):
+        return f"window reverse {a['window']}x{a['window']}"
+
+
+@register
+class RelativePositionIndex(OpDef):
+    name = "relative_position_index"
+    family = "tensor"
+    doc = ("The constant ids [w*w * w*w] of the relative offset of every pair of positions in a "
+           "w x w window, for a (2w-1)^2-row bias table (Swin); a buffer named by its label.")  # fmt: skip
+    attrs = (Attr("window", "int", positional=True, min=1),)
+    inputs = 0
+    min_inputs = 0
+    sequential = False
+
+    def infer(self, a, ins):
+        return [TensorType((a["window"] ** 4,), "int64")]
+
+    def module(self, a):
+        return Ctor("rt.relative_position_index", (a["window"],))
+
+    def invoke(self, a, callee, args):
+        return callee
+
+    def label(self, a):
+        return f"relative position index {a['window']}x{a['window']}"
+
+
+@register
+class ShiftedWindowMask(OpDef):
+    name = "shifted_window_mask"
+    family = "attention"
+    doc = ("For x [B, H, W, C] rolled by -shift: [windows, w*w, w*w], -100 between positions "
+           "of a window that came from different regions of the unrolled map, else 0 (Swin).")  # fmt: skip
+    attrs = (Attr("window", "int", positional=True, min=1), Attr("shift", "int", positional=True, min=1))
+
+    def infer(self, a, ins):
+        x, w = ins[0], a["window"]
+        if x.rank != 4:
+            raise OpError("E0305", f"shifted_window_mask expects [B, H, W, C], got {x}")
+        n = _windows(self.name, x.dims[1], w, "height") * _windows(self.name, x.dims[2], w, "width")
+        return [TensorType((n, w * w, w * w))]
+
+    def call(self, a, args):
+        x = args[0]
+        return CallExpr("rt.shifted_window_mask", [f"{x}.shape[1]", f"{x}.shape[2]", str(a["window"]),
+                                                    str(a["shift"]), f"{x}.device"])  # fmt: skip
+
+    def label(self, a):
+        return f"shifted window mask {a['shift']}"
+
+
+@register
+class PixelShuffle(OpDef):
+    name = "pixel_shuffle"
+    family = "tensor"
+    doc = "[B, C*r*r, H, W] -> [B, C, H*r, W*r] (sub-pixel upsampling)."
+    attrs = (Attr("r", "int", positional=True, min=1, aliases=("upscale_factor",)),)
+
+    def infer(self, a, ins):
+        x, r = ins[0], a["r"]
+        if x.rank != 4:
+            raise OpError("E0305", f"pixel_shuffle expects [B, C, H, W], got {x}")
+        b, c, h, w = x.dims
+        out_c = exact_div(c, r * r)
+        if out_c is None:
+            raise OpError("E0301", f"pixel_shuffle({r}): channels {c} are not a multiple of {r * r}")
+        return [x.with_dims((b, out_c, h * r, w * r))]
+
+    def module(self, a):
+        return Ctor("nn.PixelShuffle", (a["r"],))
+
+    def call(self, a, args):
+        return f"nn.functional.pixel_shuffle({args[0]}, {a['r']})"
+
+    def label(self, a):
+        return f"pixel shuffle x{a['r']}"
