@@ -221,6 +221,8 @@ class _Tree:
         for path in graph.containers:
             if path:
                 self.children[path[:-1]].append(path)
+        self._units: dict[tuple[str, ...], list] = {}  # memo of ordered_units
+        self._subtrees: dict[tuple[str, ...], list[int]] = {}  # memo of _subtree_nodes
 
     def unit_of(self, path: tuple[str, ...], n: int):
         scope = self.graph.node(n).scope
@@ -230,8 +232,12 @@ class _Tree:
             return ("container", scope[: len(path) + 1])
         return None
 
-    @functools.cache
     def ordered_units(self, path: tuple[str, ...]) -> list:
+        if path not in self._units:
+            self._units[path] = self._order(path)
+        return self._units[path]
+
+    def _order(self, path: tuple[str, ...]) -> list:
         units = {("node", n): n for n in self.members[path] if self.graph.node(n).op != "input"}
         for child in self.children[path]:
             units[("container", child)] = min(self._subtree_nodes(child), default=0)
@@ -253,15 +259,13 @@ class _Tree:
         kind, ref = unit
         return [ref] if kind == "node" else self._subtree_nodes(ref)
 
-    @functools.cache
     def _subtree_nodes(self, path: tuple[str, ...]) -> list[int]:
-        out = list(self.members[path])
-        for child in self.children[path]:
-            out += self._subtree_nodes(child)
-        return out
-
-    def __hash__(self) -> int:
-        return id(self)
+        if path not in self._subtrees:
+            out = list(self.members[path])
+            for child in self.children[path]:
+                out += self._subtree_nodes(child)
+            self._subtrees[path] = out
+        return self._subtrees[path]
 
 
 class _Vars:

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from modelc.diagnostics import Span, SpecError, error
+from modelc.diagnostics import Span, error
 from modelc.pyformat import CallExpr
 from modelc.symbolic import Dim, Sym
 from modelc.types import TensorType

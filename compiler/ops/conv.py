@@ -5,6 +5,7 @@ from __future__ import annotations
 from modelc.ops._util import compact, expand, known_channels, need_rank, numel, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, array_shape, register
 from modelc.symbolic import Dim
+from modelc.types import TensorType
 
 
 def conv_out(size: Dim, k: int, s: int, p: int, d: int, ceil: bool = False) -> Dim:
@@ -13,6 +14,17 @@ def conv_out(size: Dim, k: int, s: int, p: int, d: int, ceil: bool = False) -> D
     if ceil:
         span = span + s - 1
     return span // s + 1
+
+
+def _channels_and_groups(op: str, x: TensorType, a) -> tuple[int, int, int]:
+    """(spatial rank, in_channels, groups) of a 1-d/2-d convolution's input, checked."""
+    need_rank(op, x, (3, 4), "[B, C, L] or [B, C, H, W]")
+    cin = known_channels(op, x, 1, "channel count")
+    g = a["groups"]
+    for what, c in (("in_channels", cin), ("out_channels", a["out_channels"])):
+        if c % g:
+            raise OpError("E0404", f"{op}: {what} ({c}) must be divisible by groups ({g})")
+    return x.rank - 2, cin, g
 
 
 def check_size(op: str, out: Dim, size: Dim, k: int) -> None:
@@ -42,13 +54,7 @@ class Conv(OpDef):
 
     def resolve(self, a, ins):
         x = ins[0]
-        need_rank("conv", x, (3, 4), "[B, C, L] or [B, C, H, W]")
-        n = x.rank - 2
-        cin = known_channels("conv", x, 1, "channel count")
-        g = a["groups"]
-        for what, c in (("in_channels", cin), ("out_channels", a["out_channels"])):
-            if c % g:
-                raise OpError("E0404", f"conv: {what} ({c}) must be divisible by groups ({g})")
+        n, cin, g = _channels_and_groups("conv", x, a)
         k, s, d = (expand(a[key], n, key) for key in ("k", "s", "d"))
         _check_weight(a, (a["out_channels"], cin // g, *k))
         p = expand(a["p"], n, "p")
@@ -152,13 +158,7 @@ class ConvTranspose(OpDef):
 
     def resolve(self, a, ins):
         x = ins[0]
-        need_rank("conv_transpose", x, (3, 4), "[B, C, L] or [B, C, H, W]")
-        n = x.rank - 2
-        cin = known_channels("conv_transpose", x, 1, "channel count")
-        g = a["groups"]
-        for what, c in (("in_channels", cin), ("out_channels", a["out_channels"])):
-            if c % g:
-                raise OpError("E0404", f"conv_transpose: {what} ({c}) must be divisible by groups ({g})")
+        n, cin, g = _channels_and_groups("conv_transpose", x, a)
         k, s, p, op, d = (expand(a[key], n, key) for key in ("k", "s", "p", "output_padding", "d"))
         for o, ss, dd in zip(op, s, d):
             if o >= max(ss, dd):
