@@ -16,7 +16,9 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from modelc.diagnostics import CompilerBug, error
 from modelc.ir import Graph
 from modelc.ops import FAMILIES
-from modelc.render_dot import Panel, to_dot
+from modelc.render_dot import Panel, lift_captions, to_dot
 from modelc.render_layout import LIMIT_PT, PNG_DPI, PNG_LIMIT_PX, Plan, plan_layout
 from modelc.render_style import DIFF, FAMILY_COLORS, SIZES, SKIP_COLOR, count, html, macs_text, short
 from modelc.render_view import View, build_view
@@ -127,14 +129,33 @@ def dot_binary() -> str | None:
 
 
 def run_dot(source: str, fmt: str, dpi: int | None = None) -> bytes:
+    """Lay out and draw DOT text. A drawing with clusters is laid out by `dot` and drawn
+    by `neato -n2` (nothing moves) with its captions above the edges (`lift_captions`)."""
+    exe = _dot()
+    extra = [f"-Gdpi={dpi}"] if dpi else []
+    if fmt in ("svg", "png", "pdf") and re.search(r'subgraph "?cluster', source):
+        return _graphviz([exe, "-Kneato", "-n2", f"-T{fmt}", *extra], lift_captions(layout(source)))
+    return _graphviz([exe, f"-T{fmt}", *extra], source)
+
+
+@functools.lru_cache(maxsize=4)
+def layout(source: str) -> str:
+    """The laid-out graph (`dot -Tdot`), kept for the other formats of the same drawing."""
+    return _graphviz([_dot(), "-Tdot"], source).decode()
+
+
+def _dot() -> str:
     exe = dot_binary()
     if exe is None:
         raise error("E0602", "Graphviz not found (the `dot` program is missing)", None,
                     "install Graphviz: apt install graphviz, brew install graphviz")  # fmt: skip
-    args = [exe, f"-T{fmt}"] + ([f"-Gdpi={dpi}"] if dpi else [])
+    return exe
+
+
+def _graphviz(args: list[str], source: str) -> bytes:
     done = subprocess.run(args, input=source.encode(), capture_output=True, timeout=600, check=False)
     if done.returncode != 0 or not done.stdout:
-        raise CompilerBug(f"dot -T{fmt} failed: {done.stderr.decode(errors='replace').strip()}")
+        raise CompilerBug(f"{' '.join(args[1:])} failed: {done.stderr.decode(errors='replace').strip()}")
     return done.stdout
 
 
@@ -143,8 +164,8 @@ def png_dpi(rendered: Rendered) -> int | None:
     w, h = max((p.size for p in rendered.plans), default=(0.0, 0.0), key=max)
     if rendered.plans and max(w, h) < LIMIT_PT * 0.4:
         return None
-    fields = run_dot(rendered.dot, "plain").split(b"\n", 1)[0].split()
-    inches = max(float(fields[2]), float(fields[3]))
+    bb = re.search(r'\bbb="([^"]+)"', layout(rendered.dot)).group(1).split(",")
+    inches = max(float(bb[2]) - float(bb[0]), float(bb[3]) - float(bb[1])) / 72
     fit = int((PNG_LIMIT_PX - 64) / inches)
     return fit if fit < PNG_DPI else None
 
@@ -200,7 +221,8 @@ def _legend(views: list[View], diff: bool) -> list[list[dict]]:
         entries.append(_entry("- - \u2192", SKIP_COLOR, "skip connection"))
     if diff:
         entries += [_entry(mark, color, state) for state, (color, _, mark) in DIFF.items()]
-    per_row = 6
+    rows = -(-len(entries) // 6)  # at most 6 a row, rows of even length (4 + 3, not 6 + 1)
+    per_row = -(-len(entries) // max(rows, 1))
     return [entries[i : i + per_row] for i in range(0, len(entries), per_row)]
 
 

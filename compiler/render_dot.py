@@ -10,6 +10,7 @@ the layout, so every column starts at the top.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
@@ -20,7 +21,7 @@ from modelc.render_style import (
 )  # fmt: skip
 from modelc.render_view import Cluster, Item, View
 
-__all__ = ["Panel", "to_dot"]
+__all__ = ["Panel", "lift_captions", "to_dot"]
 
 Path = tuple[str, ...]
 _BIG = 300  # boxes above which layout speed matters more than the straightest edges
@@ -42,6 +43,8 @@ def to_dot(panels: list[Panel], direction: str, caption: str, link=None) -> str:
     dg = graphviz.Digraph(name=name)
     dg.attr("graph", rankdir=direction, fontname=FONT, fontsize=str(SIZES["name"]), label=caption,
             labelloc="t", nodesep="0.18", ranksep="0.06", pad="0.2", outputorder="edgesfirst")  # fmt: skip
+    if any(p.view.ranks for p in panels):
+        dg.attr("graph", newrank="true")  # rank=same across clusters (a U-Net's levels)
     if sum(len(p.view.items) for p in panels) > _BIG:
         dg.attr("graph", nslimit="4")  # bound dot's x-placement passes: seconds, not minutes
     dg.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize=str(SIZES["name"]),
@@ -77,6 +80,11 @@ def _panel(dg, panel: Panel, link, direction: str) -> None:
             _edge(dg, panel.prefix + edge.src, panel.prefix + edge.dst, edge)
         else:
             _wrap_edge(dg, panel, edge, links, (edge.src, edge.out) in labelled)
+    for level in panel.view.ranks:  # items drawn level with each other (render_ushape.py)
+        with dg.subgraph() as same:
+            same.attr(rank="same")
+            for key in level:
+                same.node(panel.prefix + key)
 
 
 def _wrap_edge(dg, panel: Panel, edge, links: dict[str, int], label: bool) -> None:
@@ -115,7 +123,8 @@ def _cluster(dg, panel: Panel, path: Path, col: int, paths: set, by_place: dict,
 def _cluster_attrs(c: Cluster, panel: Panel, cont: bool) -> dict[str, str]:
     mark = panel.cluster_marks.get(c.path)
     per = f"{count(c.params)} params" + (" each" if c.count > 1 else "")
-    label = html("cluster", name=c.name + (" (cont.)" if cont else ""), text="" if cont else c.text,
+    label = html("cluster", name=c.name + (" (cont.)" if cont else ""),
+                 **_counted("" if cont else c.text, c.kind),
                  badge=f"\u00d7 {c.count}" if c.count > 1 and not cont else "",
                  details="" if cont else per, **_mark_context(mark))  # fmt: skip
     fill = "#F3F3F3" if c.kind == "seq" else "#FFFFFF"
@@ -138,7 +147,7 @@ def _node_attrs(item: Item, panel: Panel, link) -> dict[str, str]:
     if item.kind in ("input", "output"):
         attrs.update(style="rounded,filled,bold", fillcolor="#FFFFFF", penwidth="2")
     elif item.kind in ("block", "seq"):
-        attrs.update(penwidth="1.5", peripheries="2" if item.count > 1 else "1")
+        attrs.update(penwidth="1.5", peripheries="2" if item.badge > 1 else "1")
     href = link(item.span) if link and item.span is not None else None
     if href:
         attrs["href"] = href
@@ -152,14 +161,22 @@ def _label(item: Item, mark: str | None) -> str:
     strip, badge, details = [], "", ""
     if item.kind in ("block", "seq"):
         strip = _strip(item.families)
-        if item.count > 1:
-            badge = f"\u00d7 {item.count}"
+        if item.badge > 1:
+            badge = f"\u00d7 {item.badge}"
     if item.params:
         details = f"{count(item.params)} params" + (" each" if badge else "")
     text = item.text if item.kind != "output" else "output"
-    return html("node", name=item.name, text=text, strip=strip, badge=badge, details=details,
-                strip_width=sum(w for _, w in strip),
+    return html("node", name=item.name, **_counted(text, item.kind), strip=strip, badge=badge,
+                details=details, strip_width=sum(w for _, w in strip),
                 **_mark_context(mark))  # fmt: skip
+
+
+def _counted(text: str, kind: str) -> dict[str, str]:
+    """A sequence's length in bold, like a badge: `**6 x** SwinBlock` (the spec's depth)."""
+    lead, sep, rest = text.partition(" \u00d7 ")
+    if kind == "seq" and sep and lead.isdigit():
+        return {"lead": lead + " \u00d7", "text": rest}
+    return {"lead": "", "text": text}
 
 
 def _mark_context(mark: str | None) -> dict[str, str]:
@@ -199,10 +216,71 @@ def _tooltip(item: Item) -> str:
 
 def _edge(dg, src: str, dst: str, e) -> None:
     attrs: dict[str, str] = {}
-    if e.label:
-        attrs["label"] = e.shape
+    label = " \u00b7 ".join(t for t in (e.name, e.shape if e.label else "") if t)
+    if label:
+        attrs["label"] = label
     if e.skip:
         attrs.update(style="dashed", color=SKIP_COLOR, penwidth="1.3", weight="1")
     else:
         attrs["weight"] = "4"
+    if e.name:  # a side input (a decoder's memory) may arrive level, from the side
+        attrs.update(minlen="0", weight="1")
+    if e.back:  # drawn from the far end, pointing the right way: a U's rising side
+        src, dst = dst, src
+        attrs["dir"] = "back"
     dg.edge(src, dst, **attrs)
+
+
+# ---- captions above the edges -------------------------------------------------------------
+_CLUSTER = re.compile(r'subgraph ("?cluster[^{"]*"?) \{\s*graph \[(.*?)\];', re.DOTALL)
+
+
+def lift_captions(laid: str) -> str:
+    """A laid-out graph (`dot -Tdot`) whose cluster captions are drawn above the edges.
+
+    NOTE: [Captions over edges]
+    Graphviz draws clusters first, so an edge entering a cluster runs through its
+    caption, and dot does not route edges around captions. Each caption is taken
+    out of its cluster (which keeps the space dot reserved for it) and drawn again,
+    at the same place, as a node filled with the cluster's colour; nodes are drawn
+    after edges (`outputorder=edgesfirst`), so an edge passes *under* the caption
+    instead of striking its text. `neato -n2` then draws the result without moving
+    anything.
+    """
+    captions = []
+
+    def lift(m: re.Match) -> str:
+        attrs = m.group(2)
+        label = _html_value(attrs, "label")
+        lp, fill = _value(attrs, "lp"), _value(attrs, "fillcolor") or "#FFFFFF"
+        if label is None or lp is None:
+            return m.group(0)
+        name = m.group(1).strip('"')
+        tip = _value(attrs, "tooltip")
+        captions.append(f'"caption:{name}" [label={label} pos="{lp}" width={_value(attrs, "lwidth")} '
+                        f'height={_value(attrs, "lheight")} fixedsize=true shape=box margin=0 '
+                        f'style=filled fillcolor="{fill}" color="{fill}" penwidth=0'
+                        + (f' tooltip="{tip}"' if tip else "") + "];")  # fmt: skip
+        return m.group(0).replace(f"label={label}", 'label=""', 1)
+
+    body = _CLUSTER.sub(lift, laid)
+    end = body.rstrip().rfind("}")
+    return body[:end] + "".join(f"\t{c}\n" for c in captions) + body[end:]
+
+
+def _value(attrs: str, key: str) -> str | None:
+    m = re.search(rf'(?<![\w_]){key}=("(?:[^"\\]|\\.)*"|[^,\s\]]+)', attrs)
+    return m.group(1).strip('"') if m else None
+
+
+def _html_value(attrs: str, key: str) -> str | None:
+    """An HTML-like value, `<...>` with its nested tags, as written."""
+    start = attrs.find(f"{key}=<")
+    if start < 0:
+        return None
+    depth, i = 0, start + len(key) + 1
+    for j in range(i, len(attrs)):
+        depth += {"<": 1, ">": -1}.get(attrs[j], 0)
+        if depth == 0:
+            return attrs[i : j + 1]
+    return None

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from modelc.render_ushape import undo
 from modelc.render_view import Item, View
 
 __all__ = ["PNG_LIMIT_PX", "Plan", "estimate", "plan_layout"]
@@ -121,6 +122,10 @@ def plan_layout(view: View, direction: str = "TB", wrap: bool = True) -> Plan:
         plan.direction = direction = turned
         along, across, pos = estimate(view, direction)
     k = _columns(along, across, direction) if wrap else 1
+    if view.ranks:  # a U (render_ushape.py) is half as long: wrapped only for the PNG limit
+        k = k if along > SAFE_PT else 1
+        if k > 1:
+            undo(view)
     if k > 1:
         plan.columns = _split(view, pos, along, k)
         if plan.ncolumns > 1:

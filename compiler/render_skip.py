@@ -2,8 +2,10 @@
 
 NOTE: [Skip connections]
 A skip connection joins two paths that split earlier: it ends at a merge (an
-`add` or `concat`, or any box with several inputs, such as a collapsed U-Net
-`Up` block or a `center_crop`). For each merge we find the fork where its
+`add`, `concat` or other tensor op with several inputs, such as a `center_crop`,
+or a collapsed block with several inputs, such as a U-Net `Up` block). Ops that
+compute with their inputs (a matmul's values, a cross-attention's memory) are
+not merges: what they read is not a skip. For each merge we find the fork where its
 inputs' paths split (the latest common ancestor of all inputs) and the longest
 path from the fork to each input. The input with the longest path is the main
 branch; an input whose path is short (at most two steps, or a third of the main
@@ -41,7 +43,8 @@ def mark_skips(view) -> None:
         return
     rank = {k: i for i, k in enumerate(nx.lexicographical_topological_sort(dag))}
     for item in view.items:
-        if len({e.src for e in preds[item.key]}) > 1:
+        merges = item.kind in ("block", "seq") or item.family == "tensor"
+        if merges and len({e.src for e in preds[item.key]}) > 1:
             _mark(item.key, dag, rank, preds, succs)
 
 

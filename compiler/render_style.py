@@ -14,7 +14,7 @@ import functools
 
 import jinja2
 
-from modelc.symbolic import Dim
+from modelc.symbolic import Dim, Sym
 
 __all__ = [
     "DIFF", "FAMILY_COLORS", "FONT", "SIZES", "SKIP_COLOR",
@@ -79,4 +79,19 @@ def short(n: float) -> str:
 
 
 def macs_text(macs: Dim) -> str:
-    return f"{short(macs)} MACs" if isinstance(macs, int) else f"{macs} MACs"
+    """`4.09G MACs`; symbolic counts term by term: `22M·S + 6.14k·S² + ... MACs`."""
+    return f"{short(macs)} MACs" if isinstance(macs, int) else f"{_polynomial(macs)} MACs"
+
+
+def _polynomial(d: Sym) -> str:
+    terms = []
+    for monomial, c in sorted(d.terms.items(), key=lambda mc: (len(mc[0]) == 0, mc[0])):
+        powers = {a.key: sum(1 for b in monomial if b.key == a.key) for a in monomial}
+        body = "\u00b7".join(k + (_SUPERSCRIPT.get(n, f"^{n}") if n > 1 else "") for k, n in powers.items())
+        coeff = short(abs(c))
+        text = body if coeff == "1" and body else "\u00b7".join(t for t in (coeff, body) if t)
+        terms.append(("\u2212 " if c < 0 else "+ ") + text)
+    return " ".join(terms).removeprefix("+ ")
+
+
+_SUPERSCRIPT = {2: "\u00b2", 3: "\u00b3"}

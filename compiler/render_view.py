@@ -7,13 +7,17 @@ writer (`render_dot.py`) draws a :class:`View`, and the differ
 NOTE: [Zoom levels]
 Levels follow the spec's containers, not a numeric depth:
 - `model`: the model's own layers; every labelled sequence or block is one box;
-- `stage`: sequences (`repeat`, `for`, `( ... )`) are opened; blocks are boxes;
+- `stage`: sequences (`repeat`, `for`, `( ... )`) are opened; blocks are boxes,
+  except a block holding a repetition of blocks (a Transformer's `Encoder`, a
+  ViT's encoder, SwinIR's RSTB): its stages are inside, so it is opened too;
 - `block`: blocks are opened too, down to single ops;
 - `op`:    everything is opened and nothing is folded (the full graph).
 `depth=N` opens every container at most N deep instead. At every level but
 `op`, a run of identical consecutive block instances in a sequence is *folded*:
-the first of the run stands for all of them with an exact `x N` count
-(see :mod:`modelc.render_fold`).
+the first of the run stands for all of them with an exact `x N` count; a run of
+identical groups (Swin's alternating blocks) is drawn as its first group in a
+cluster of its own (see :mod:`modelc.render_fold`). A U-Net's nested skips are
+levelled by :mod:`modelc.render_ushape`.
 
 Invariants: every IR node maps to exactly one item; the sum of
 `item.params * item.count` over the items is the model's parameter count;
@@ -28,6 +32,7 @@ from modelc.diagnostics import CompilerBug, Span
 from modelc.ir import Attrs, Graph
 from modelc.render_fold import Folding, fold_runs
 from modelc.render_skip import mark_skips
+from modelc.render_ushape import shape_u
 from modelc.summary import batch_env
 from modelc.symbolic import Dim, subs
 from modelc.types import TensorType
@@ -45,10 +50,11 @@ class Item:
     kind: str  # "op", "block", "seq", "input" or "output"
     name: str  # shown name (`layer3.1–5` for a folded run)
     text: str  # op label (`conv 3x3/2, 128`) or block signature (`Bottleneck(128, stride=2)`)
-    cluster: tuple[str, ...]  # the opened container it is drawn in
+    cluster: tuple[str, ...]  # the opened container it is drawn in (with any periodic group)
     order: int  # first IR node id: source order
     span: Span | None = None
-    count: int = 1  # copies it stands for (folded runs)
+    count: int = 1  # copies it stands for (folded runs, its own and its clusters')
+    badge: int = 1  # copies folded into this box itself (its `x N`)
     params: int = 0  # per copy
     macs: Dim = 0  # per copy, batch 1
     family: str = ""  # op family; "" for containers, inputs and outputs
@@ -68,6 +74,8 @@ class Edge:
     shape: str  # tensor shape without the batch dimension
     label: bool = True  # carries the shape text (once per tensor)
     skip: bool = False  # part of a skip connection
+    name: str = ""  # the block input it feeds, when not the block's first (`memory`)
+    back: bool = False  # drawn against the flow: the rising side of a U-Net
 
 
 @dataclass
@@ -75,8 +83,8 @@ class Cluster:
     path: tuple[str, ...]
     name: str  # shown name (`layer1`, `layer1.1–2`)
     text: str  # `3 x Bottleneck`, `Bottleneck(64)`
-    kind: str  # "block" or "seq"
-    count: int = 1
+    kind: str  # "block" or "seq" (a periodic run's group is drawn as a "seq")
+    count: int = 1  # copies folded into it (its `x N`)
     span: Span | None = None
     params: int = 0  # per copy
 
@@ -90,6 +98,7 @@ class View:
     clusters: dict[tuple[str, ...], Cluster] = field(default_factory=dict)
     total_params: int = 0
     total_macs: Dim = 0
+    ranks: list[list[str]] = field(default_factory=list)  # items drawn level with each other
 
     def item(self, key: str) -> Item:
         return self._by_key()[key]
@@ -102,16 +111,28 @@ def level_name(level: str | None, depth: int | None) -> str:
     return f"depth {depth}" if depth is not None else (level or "stage")
 
 
-def opened(graph: Graph, path: tuple[str, ...], level: str, depth: int | None) -> bool:
+def opened(graph: Graph, path: tuple[str, ...], level: str, depth: int | None,
+           holders: set | None = None) -> bool:  # fmt: skip
     """Whether the container at `path` is drawn open (its parent being open)."""
     if not path or level == "op":
         return True
     if depth is not None:
         return len(path) <= depth
-    kinds = [graph.containers[path[:i]].kind for i in range(1, len(path) + 1)]
     if level == "stage":
-        return all(k == "seq" for k in kinds)
+        holders = _holders(graph) if holders is None else holders
+        return graph.containers[path].kind == "seq" or path in holders
     return level == "block"
+
+
+def _holders(graph: Graph) -> set[tuple[str, ...]]:
+    """Blocks holding a repetition (`repeat`, `for`) of blocks: opened at stage level."""
+    out = set()
+    for path, c in graph.containers.items():
+        seq = graph.containers.get(path[:-1]) if len(path) >= 2 else None
+        repeated = seq is not None and seq.kind == "seq" and seq.origin in ("repeat", "for")
+        if c.kind == "block" and repeated and graph.containers[path[:-2]].kind == "block":
+            out.add(path[:-2])
+    return out
 
 
 def build_view(graph: Graph, level: str | None = None, depth: int | None = None,
@@ -126,14 +147,18 @@ def build_view(graph: Graph, level: str | None = None, depth: int | None = None,
     view = View(graph, level_name(level, depth))
     _Builder(graph, view, is_open, folding).run()
     mark_skips(view)
+    for e in view.edges:
+        e.name = "" if e.skip else e.name  # a skip is drawn as one already
+    shape_u(view)
     _label_once(view)
     return view
 
 
 def _open_set(graph: Graph, level: str, depth: int | None) -> set[tuple[str, ...]]:
     out = {()}
+    holders = _holders(graph)
     for path in sorted(graph.containers, key=len):
-        if path and path[:-1] in out and opened(graph, path, level, depth):
+        if path and path[:-1] in out and opened(graph, path, level, depth, holders):
             out.add(path)
     return out
 
@@ -171,7 +196,7 @@ class _Builder:
             return
         kind = "input" if node.op == "input" else "op"
         self.items[key] = Item(
-            key, kind, key, node.opdef.label(dict(node.attrs)), scope, n, node.span,
+            key, kind, key, node.opdef.label(dict(node.attrs)), self.folding.display(scope), n, node.span,
             count=self.folding.count(scope), params=node.params, macs=subs(node.macs, self.env),
             family=node.opdef.family, op=node.op, attrs=node.attrs, shape=self._shape(node.types[0]),
         )  # fmt: skip
@@ -185,8 +210,9 @@ class _Builder:
         nodes = self.folding.members(self.graph, path)
         out = self.graph.node(c.outputs[0][1][0]) if c.outputs else self.graph.node(nodes[-1])
         self.items[key] = Item(
-            key, c.kind, self.folding.shown_name(path), container_text(self.graph, path),
-            path[:-1], n, c.span, count=self.folding.count(path),
+            key, c.kind, self.folding.shown_name(path), self._text(path),
+            self.folding.display(path)[:-1], n, c.span, count=self.folding.count(path),
+            badge=self.folding.own(path),
             params=sum(self.graph.node(m).params for m in nodes),
             macs=sum((subs(self.graph.node(m).macs, self.env) for m in nodes), start=0),
             families=tuple(self.graph.node(m).opdef.family for m in nodes), op=c.name,
@@ -218,29 +244,66 @@ class _Builder:
                     continue
                 seen.add((src, dst, out))
                 shape = self._shape(self.graph.node(u).types[out])
+                name = self._input_name(u, out, v)
                 edges.append((self.items[dst].order, port, self.items[src].order,
-                              Edge(src, dst, port, out, shape)))  # fmt: skip
+                              Edge(src, dst, port, out, shape, name=name)))  # fmt: skip
         outputs = self.view.edges
         self.view.edges = [e for *_, e in sorted(edges, key=lambda t: t[:3])] + outputs
+
+    def _text(self, path: tuple[str, ...]) -> str:
+        """A container's text; a folded run's arguments that differ between copies (that
+        did not change its structure) are listed: `SwinBlock(24, shift=0|3, ...)`."""
+        copies = self.folding.runs.get(path) if self.folding.own(path) > 1 else None
+        return container_text(self.graph, path, copies)
+
+    def _input_name(self, u: int, out: int, v: int) -> str:
+        """The name of the block input through which `v` reads `(u, out)`, when that is not
+        the first input of the outermost block entered (a decoder's `memory`)."""
+        scope, inside = self.graph.node(v).scope, self.graph.node(u).scope
+        for i in range(1, len(scope) + 1):
+            c = self.graph.containers[scope[:i]]
+            if inside[:i] == scope[:i] or c.kind != "block":
+                continue
+            names = [name for name, ref in c.inputs if ref == (u, out)]
+            return names[0] if names and c.inputs[0][1] != (u, out) else ""
+        return ""
 
     # ---- clusters
     def _clusters(self) -> None:
         used = {p[:i] for it in self.view.items for p in [it.cluster] for i in range(1, len(p) + 1)}
         for path in sorted(used):
-            c = self.graph.containers[path]
-            nodes = self.folding.members(self.graph, path)
-            self.view.clusters[path] = Cluster(
-                path, self.folding.shown_name(path), container_text(self.graph, path), c.kind,
-                self.folding.count(path), c.span, sum(self.graph.node(m).params for m in nodes),
-            )  # fmt: skip
+            group = self.folding.shown_groups.get(path)
+            self.view.clusters[path] = self._group(path, group) if group else self._cluster(path)
+
+    def _cluster(self, shown: tuple[str, ...]) -> Cluster:
+        path = self.folding.real(shown)
+        c = self.graph.containers[path]
+        nodes = self.folding.members(self.graph, path)
+        return Cluster(shown, self.folding.shown_name(path), self._text(path), c.kind,
+                       self.folding.own(path), c.span,
+                       sum(self.graph.node(m).params for m in nodes))  # fmt: skip
+
+    def _group(self, shown: tuple[str, ...], group: tuple[str, ...]) -> Cluster:
+        """The cluster around the drawn group of a periodic run: `(SwinBlock, SwinBlock) x 3`."""
+        first, drawn = self.folding.groups[group]
+        names = [self.graph.containers[m].name or "layers" for m in drawn]
+        nodes = [n for m in drawn for n in self.folding.members(self.graph, m)]
+        return Cluster(shown, ".".join(group), "(" + ", ".join(names) + ")", "seq",
+                       self.folding.times[first], self.graph.containers[first].span,
+                       sum(self.graph.node(n).params for n in nodes))  # fmt: skip
 
 
-def container_text(graph: Graph, path: tuple[str, ...]) -> str:
-    """`Bottleneck(128, stride=2)` for a block; `4 x Bottleneck` or `31 layers` for a sequence."""
+def container_text(graph: Graph, path: tuple[str, ...], copies: list | None = None) -> str:
+    """`Bottleneck(128, stride=2)` for a block; `4 x Bottleneck` or `31 layers` for a sequence.
+    With the `copies` a block stands for, arguments that differ read `shift=0|3`."""
     c = graph.containers[path]
     if c.kind == "block":
-        args = ", ".join(_arg(k, v, i) for i, (k, v) in enumerate(c.args))
-        return f"{c.name}({args})"
+        copies = [graph.containers[p].args for p in copies or [path]]
+        args = []
+        for i, (key, _) in enumerate(c.args):
+            values = "|".join(dict.fromkeys(_value(a[i][1]) for a in copies))
+            args.append(values if i == 0 else f"{key}={values}")
+        return f"{c.name}({', '.join(args)})"
     kids = [p for p in graph.containers if len(p) == len(path) + 1 and p[: len(path)] == path]
     names = {graph.containers[p].name for p in kids}
     direct = [n for n in graph.nodes() if graph.node(n).scope == path]
@@ -250,11 +313,10 @@ def container_text(graph: Graph, path: tuple[str, ...]) -> str:
     return f"{count} layer{'s' if count != 1 else ''}"
 
 
-def _arg(key: str, value, index: int) -> str:
-    text = repr(value) if isinstance(value, str) else str(value).replace(" ", "")
+def _value(value) -> str:
     if isinstance(value, bool):
-        text = "true" if value else "false"
-    return text if index == 0 else f"{key}={text}"
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, str) else str(value).replace(" ", "")
 
 
 def shape_text(t: TensorType, batch: frozenset[str]) -> str:

@@ -24,7 +24,7 @@ import pytest
 import modelc
 from modelc.driver import build_all
 from modelc.load import load_file
-from modelc.render import diff_dot, link_for, render_dot, write
+from modelc.render import diff_dot, link_for, render_dot, run_dot, write
 from modelc.render_layout import PNG_LIMIT_PX
 from modelc.render_style import FAMILY_COLORS, SKIP_COLOR
 from modelc.summary import batch_env
@@ -64,10 +64,11 @@ class Drawing:
         self.png = png_size(png) if png else None
 
     def nodes(self) -> dict[str, ET.Element]:
-        """Diagram boxes by id (connectors of wrapped drawings left out)."""
+        """Diagram boxes by id (connectors of wrapped drawings and cluster captions left out)."""
         out = {}
         for g in self.root.iter(f"{SVG}g"):
-            if g.get("class") == "node" and not re.search(r"wrap\d+_", g.findtext(f"{SVG}title")):
+            title = g.findtext(f"{SVG}title")
+            if g.get("class") == "node" and not re.search(r"wrap\d+_|^caption:", title):
                 out[g.findtext(f"{SVG}title")] = g
         return out
 
@@ -151,12 +152,19 @@ def check_boxes(d: Drawing, where: str) -> None:
 
 def check_edges(d: Drawing, where: str) -> None:
     shapes = {e.shape for e in d.view.edges}
-    labels = [text_of(e) for e in d.edges() if text_of(e)]
+    names = {e.name for e in d.view.edges if e.name}  # `memory · Sx512`: the block input's name
+    labels = [_shape_part(text_of(e), names) for e in d.edges()]
+    labels = [label for label in labels if label]
     tensors = {(e.src, e.out) for e in d.view.edges}
     assert len(labels) == len(tensors), f"{where}: each tensor's shape is written once"
     assert set(labels) <= shapes, where
     batch = set(batch_env(d.view.graph))  # the symbolic batch dimension: never drawn
     assert not any(batch & set(label.split("x")) for label in labels), where
+
+
+def _shape_part(label: str, names: set[str]) -> str:
+    head, _, tail = label.partition(" · ")
+    return tail if head in names else label
 
 
 def check_counts(d: Drawing, where: str) -> None:
@@ -322,3 +330,184 @@ def test_jupyter_and_no_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+# ---- U-Net's U, periodic folds, the Transformer's memory -------------------------------------
+def positions(rendered) -> dict[str, tuple[float, float]]:
+    """Node centres (points, y up) from Graphviz's own layout (`dot -Tplain`)."""
+    out = {}
+    for line in run_dot(rendered.dot, "plain").decode().splitlines():
+        if line.startswith("node "):
+            _, name, x, y = line.split(" ", 4)[:4]
+            out[name.strip('"')] = (float(x) * 72, float(y) * 72)
+    return out
+
+
+TINY_U = """model TinyU(size: int = 64) {
+    input image: [B, 3, size, size]
+    a = image -> conv(8, k=3, p=1) -> relu
+    b = a -> maxpool(2) -> conv(16, k=3, p=1) -> relu
+    c = b -> maxpool(2) -> conv(32, k=3, p=1) -> relu
+    x = c -> conv_transpose(16, k=2, s=2)
+    x = concat(b, x) -> conv(16, k=3, p=1) -> relu -> conv_transpose(8, k=2, s=2)
+    x = concat(a, x) -> conv(8, k=3, p=1) -> relu
+    output x -> conv(2, k=1)
+}
+"""
+
+
+def levels(view) -> list[list[str]]:
+    """The U's levels: the ranks that begin with a skip's fork (outermost first)."""
+    return [r for r in view.ranks if any(e.skip and e.src == r[0] for e in view.edges)]
+
+
+def check_u(rendered, bottom: str, direction: str, where: str) -> None:
+    """Every skip is level (its ends on one rank), the levels are stacked along the flow
+    on either side, and `bottom` is the extreme point of the drawing."""
+    view, at = rendered.views[0], positions(rendered)
+    axis = 1 if direction == "TB" else 0  # TB: ranks are rows (y); LR: columns (x)
+    skips = [e for e in view.edges if e.skip]
+    assert len(skips) >= 2, where
+    for e in skips:
+        assert abs(at[e.src][axis] - at[e.dst][axis]) < 1.0, (where, e.src, e.dst, at[e.src], at[e.dst])
+    forks = [level[0] for level in levels(view)]  # outermost first
+    merges = [level[-1] for level in levels(view)]
+    depth = [at[k][axis] for k in forks]
+    assert depth == (sorted(depth, reverse=True) if axis == 1 else sorted(depth)), where  # going down
+    across = 1 - axis  # the contracting path on one side, the expanding path on the other
+    assert all(at[f][across] < at[m][across] for f, m in zip(forks, merges)) or all(
+        at[f][across] > at[m][across] for f, m in zip(forks, merges)), where  # fmt: skip
+    extreme = min if axis == 1 else max
+    assert extreme(at.values(), key=lambda p: p[axis])[axis] == at[bottom][axis], where
+
+
+@needs_dot
+@pytest.mark.parametrize("direction", ["TB", "LR"])
+def test_unet_keeps_its_u_shape(tmp_path, direction):
+    unet = modelc.graph(str(ROOT / "specs/unet.model"))
+    stage = render_dot(unet, direction=direction)
+    assert [level[0] for level in levels(stage.views[0])] == ["enc1", "enc2", "enc3", "enc4"]
+    assert [level[-1] for level in levels(stage.views[0])] == ["dec1", "dec2", "dec3", "dec4"]
+    check_u(stage, "bottom", direction, f"U-Net stage {direction}")
+    at, axis = positions(stage), 1 if direction == "TB" else 0
+    assert at["output/out"][axis] == at["head"][axis] == at["dec1"][axis]  # the head along the top
+    if direction == "TB":  # inside the blocks too, valid and padded convs
+        check_u(render_dot(unet, level="block"), "bottom.conv2", "TB", "U-Net block")
+        padded = modelc.graph(str(ROOT / "specs/unet.model"), p=1, size=64)
+        check_u(render_dot(padded, level="op"), "bottom.conv2", "TB", "U-Net p=1 op")
+        # not by name: any encoder-decoder whose nested skips shrink level by level
+        (tmp_path / "tiny.model").write_text(TINY_U)
+        tiny = render_dot(modelc.graph(str(tmp_path / "tiny.model")))
+        assert [len(level) for level in levels(tiny.views[0])] == [2, 2]
+        check_u(tiny, "relu_2", "TB", "TinyU")
+
+
+def test_only_encoder_decoders_are_drawn_as_a_u():
+    for name in ("resnet50", "swinir_light", "transformer", "googlenet", "swin_t"):
+        for level in LEVELS:
+            view = render_dot(graphs(name)[0], level=level, wrap=False).views[0]
+            assert not view.ranks and not any(e.back for e in view.edges), (name, level)
+
+
+def badges(d: Drawing) -> dict[str, str]:
+    """Box and cluster captions by name (`features.5.0–5` -> `... × 3`)."""
+    out = {}
+    for g in d.root.iter(f"{SVG}g"):
+        if g.get("class") == "node":  # boxes, and cluster captions (drawn as nodes)
+            text = text_of(g)
+            out[text.split(" · ")[0].strip()] = text
+    return out
+
+
+@needs_dot
+def test_swin_stages_fold_by_period(tmp_path):
+    d = draw(graphs("swin_t")[0], tmp_path / "swin", level="stage")
+    text = badges(d)
+    depths = [re.search(r"· (\d+) × SwinBlock", text[f"features.{i}"]).group(1) for i in (1, 3, 5, 7)]
+    assert depths == ["2", "2", "6", "2"]  # the spec's depths, in bold like a badge
+    assert "<B>6 ×</B> SwinBlock" in d.rendered.dot
+    # stage 3 alternates shift 0 and 3: drawn as one pair, x 3
+    assert "(SwinBlock, SwinBlock)  × 3" in text["features.5.0–5"]
+    assert "shift=0" in text["features.5.0"] and "shift=3" in text["features.5.1"]
+    blocks = [i for i in d.view.items if i.op == "SwinBlock"]
+    assert len(blocks) == 7 and sum(i.count for i in blocks) == 12  # 2 + 2 + 2 + 1 boxes, 12 blocks
+    assert not any(k.startswith(("features.5.2", "features.5.3")) for k in d.nodes())
+    # the last stage's two blocks are the same (one 7x7 window: no shift), args say so
+    assert "SwinBlock(24, shift=0|3, window=7, mlp_ratio=4)  × 2" in text["features.7.0–1"]
+    assert len(d.nodes()) <= 21 and d.png[1] <= 1800, (len(d.nodes()), d.png)
+
+
+@needs_dot
+def test_swinir_and_vit_show_their_depths(tmp_path):
+    swinir = draw(graphs("swinir_light")[0], tmp_path / "swinir", level="stage")
+    text = badges(swinir)
+    assert "RSTB(6, heads=6, window=8)  × 4" in text["layers.0–3"]
+    assert "(SwinBlock, SwinBlock)  × 3" in text["layers.0.residual_group.0–5"]
+    blocks = [i for i in swinir.view.items if i.op == "SwinBlock"]
+    assert len(blocks) == 2 and sum(i.count for i in blocks) == 24  # 4 RSTBs of 6 blocks
+    vit = draw(graphs("vit_b_16")[0], tmp_path / "vit", level="stage")
+    layers = badges(vit)["encoder.layers.encoder_layer_0–11"]
+    assert "EncoderBlock(12, mlp_dim=3072, p=0.0)  × 12" in layers
+
+
+def memory_edges(dot: str) -> list[str]:
+    return [line.strip() for line in dot.splitlines() if "->" in line and "memory" in line]
+
+
+@needs_dot
+def test_transformer_memory_is_drawn_once(tmp_path):
+    g = graphs("transformer")[0]
+    for level in ("model", "stage", "block"):
+        edges = memory_edges(render_dot(g, level=level).dot)
+        assert len(edges) == 1, (level, edges)  # once, not once per decoder layer
+        assert "memory · Sx512" in edges[0] and "dashed" not in edges[0] and "minlen=0" in edges[0], edges
+    stage = render_dot(g)
+    assert memory_edges(stage.dot)[0].startswith('"encoder.norm" -> "decoder.layers.0"')
+    at = positions(stage)  # it arrives level, from the side: not through a caption
+    assert abs(at["encoder.norm"][1] - at["decoder.layers.0"][1]) < 1.0
+    block = render_dot(g, level="block")
+    assert memory_edges(block.dot)[0].startswith('"encoder.norm" -> "decoder.layers.0.multihead_attn"')
+    op = render_dot(g, level="op", wrap=False)  # nothing folded: one per layer, none a skip
+    edges = memory_edges(op.dot)
+    assert len(edges) == 6 and not any("dashed" in e for e in edges)
+
+
+def test_readme_shows_the_diagrams():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Diagrams", 1)[1].split("\n## ", 1)[0]
+    shown = re.findall(r"\((docs/diagrams/[\w.-]+\.svg)\)", section)
+    for name in ("unet", "transformer", "swin-t-stage", "lenet5", "resnet50-stage", "resnet152-stage"):
+        assert f"docs/diagrams/{name}.svg" in shown, name
+    for svg in shown:
+        assert (ROOT / svg).exists() and (ROOT / svg).with_suffix(".png").exists(), svg
+        assert max(png_size((ROOT / svg).with_suffix(".png"))) <= PNG_LIMIT_PX, svg
+
+
+def _box(g: ET.Element) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) of the first outline in an SVG group."""
+    shape = next(el for el in g.iter() if el.tag in (f"{SVG}path", f"{SVG}polygon"))
+    nums = [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?", shape.get("d") or shape.get("points"))]
+    xs, ys = nums[0::2], nums[1::2]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+@needs_dot
+def test_cluster_captions_are_drawn_over_edges(tmp_path):
+    d = draw(graphs("resnet50")[0], tmp_path / "r", png=False, level="block")
+    groups = [g for g in d.root.iter(f"{SVG}g") if g.get("class") in ("cluster", "node", "edge")]
+    title = {id(g): g.findtext(f"{SVG}title") for g in groups}
+    captions = [i for i, g in enumerate(groups) if title[id(g)].startswith("caption:")]
+    edges = [i for i, g in enumerate(groups) if g.get("class") == "edge"]
+    clusters = {title[id(g)]: g for g in groups if g.get("class") == "cluster"}
+    assert len(captions) == len(clusters) == len(d.view.clusters)
+    assert min(captions) > max(edges)  # drawn after (over) every edge
+    for i in captions:
+        g = groups[i]
+        cluster = clusters[title[id(g)].removeprefix("caption:")]
+        assert not text_of(cluster)  # the caption is drawn once, by the node
+        x0, y0, x1, y1 = _box(g)
+        cx0, cy0, cx1, _ = _box(cluster)
+        assert cx0 <= x0 and x1 <= cx1 and cy0 <= y0 and y1 <= cy0 + 30, title[id(g)]  # top band
+        fill = next(el for el in g.iter() if el.tag == f"{SVG}polygon").get("fill").upper()
+        assert fill == next(el for el in cluster.iter() if el.tag == f"{SVG}path").get("fill").upper()
+    assert any(text_of(groups[i]).startswith("layer3 · 6 × Bottleneck") for i in captions)
