@@ -48,7 +48,8 @@ def arith(op: str, a, b):
         raise EvalError("E0506", f"cannot apply '{op}' to {describe_value(a)} and {describe_value(b)}",
                         _arith_hint(op, a, b))  # fmt: skip
     sym = isinstance(a, Sym) or isinstance(b, Sym)
-    if sym and (op in ("/", "%", "**") or isinstance(a, float) or isinstance(b, float)):
+    if sym and (op in ("/", "%", "**") or isinstance(a, float) or isinstance(b, float)
+                or (op == "//" and isinstance(b, Sym))):  # 3 // H: no floor of a reciprocal
         raise EvalError("E0506", f"'{op}' is not supported on symbolic dimension {a if isinstance(a, Sym) else b}")
     if op in ("/", "//", "%") and b == 0:
         raise EvalError("E0507", "division by zero")

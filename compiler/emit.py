@@ -280,7 +280,7 @@ class _Vars:
     def bind(self, ref: Ref, hint: str, at: int) -> str:
         if ref in self.env:
             return self.env[ref]
-        base = self.ns._sanitize(hint)
+        base = self._base(hint)
         name, k = base, 0
         while name in _RESERVED or (name in self.holder and self.last_use.get(self.holder[name], -1) > at):
             k += 1
@@ -291,11 +291,16 @@ class _Vars:
 
     def fresh(self, hint: str) -> str:
         """A parameter that aliases an earlier one (the same tensor passed twice)."""
-        name = self.ns._sanitize(hint)
+        name = self._base(hint)
         while name in self.holder:
             name += "_"
         self.holder[name] = (-1, -1)
         return name
+
+    def _base(self, hint: str) -> str:
+        # `_` takes the outputs a forward throws away (`y, _ = self.lstm(x)`): never a value's name.
+        base = self.ns._sanitize(hint)
+        return "_v" if base == "_" else base
 
 
 def _last_uses(tree: _Tree, c: Container, units) -> dict[Ref, float]:

@@ -196,7 +196,20 @@ def _check(op: OpDef, attr: Attr, value: Any, span: Span) -> Any:
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v < attr.min:
                 raise error("E0404", f"attribute '{attr.name}' of {op.name} must be at least "
                             f"{attr.min}, got {v}", span)  # fmt: skip
+    # torch keeps kernel sizes, strides and the like in 32-bit ints and scalars in float32:
+    # beyond those, a module that compiled would fail (or overflow) when it runs.
+    for v in checked if isinstance(checked, tuple) else (checked,):
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_ATTR_INT:
+            raise error("E0508", f"attribute '{attr.name}' of {op.name} is {v:,}, over the limit of "
+                        f"{MAX_ATTR_INT:,}", span)  # fmt: skip
+        if isinstance(v, float) and abs(v) > MAX_ATTR_FLOAT:
+            raise error("E0404", f"attribute '{attr.name}' of {op.name} is {v:g}, outside float32's "
+                        f"range (+-{MAX_ATTR_FLOAT:.4g})", span)  # fmt: skip
     return checked
+
+
+MAX_ATTR_INT = 2**31 - 1
+MAX_ATTR_FLOAT = 3.4028234663852886e38  # the largest float32
 
 
 _BAD = object()

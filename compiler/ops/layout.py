@@ -257,6 +257,15 @@ class View(Reshape):
 
 
 # ---- several outputs ---------------------------------------------------------------------
+MAX_OUTPUTS = 100_000  # outputs of one split, as LIMITS["repeat"] bounds one repetition
+
+
+def _check_outputs(op: str, n: int) -> None:
+    # Checked before the parts are built: unbind of a dimension of 2**31 - 1 would make that many.
+    if n > MAX_OUTPUTS:
+        raise OpError("E0508", f"{op} into {n:,} parts is over the limit of {MAX_OUTPUTS:,}")
+
+
 class _Split(OpDef):
     family = "tensor"
 
@@ -283,6 +292,7 @@ class Chunk(_Split):
     attrs = (Attr("n", "int", positional=True, min=1), Attr("dim", "dim", -1, positional=True))
 
     def _sizes(self, a, size):
+        _check_outputs("chunk", a["n"])
         part = exact_div(size, a["n"])
         if part is None:
             raise OpError("E0301", f"chunk: size {size} does not split into {a['n']} equal parts")
@@ -307,6 +317,7 @@ class Split(_Split):
             if not isinstance(size, int):
                 raise OpError("E0304", f"split into parts of {parts} needs a known size, got {size}",
                               "give the sizes as a list, or use chunk(n)")  # fmt: skip
+            _check_outputs("split", -(-size // parts))
             return (parts,) * (size // parts) + ((size % parts,) if size % parts else ())
         if sum(parts) != size:
             raise OpError("E0301", f"split: sizes {list(parts)} add up to {sum(parts)}, not {size}")
@@ -326,6 +337,7 @@ class Unbind(_Split):
     def _sizes(self, a, size):
         if not isinstance(size, int):
             raise OpError("E0304", f"unbind needs a known size in dim {a['dim']}, got {size}")
+        _check_outputs("unbind", size)
         return (size,)
 
     def infer(self, a, ins):

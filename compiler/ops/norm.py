@@ -23,6 +23,8 @@ class BatchNorm(OpDef):
         x = ins[0]
         need_rank("batchnorm", x, (2, 3, 4), "[B, C], [B, C, L] or [B, C, H, W]")
         c = known_channels("batchnorm", x, 1, "channel count")
+        if a["eps"] <= 0:  # torch refuses it (0 only in training)
+            raise OpError("E0404", f"batchnorm: eps must be positive, got {a['eps']:g}")
         return {**a, "num_features": c, "nd": 2 if x.rank == 4 else 1}
 
     def params(self, a):

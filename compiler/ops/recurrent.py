@@ -39,6 +39,8 @@ class _Recurrent(OpDef):
         x = ins[0]
         need_rank(self.name, x, (3,), "[B, T, features] (batch first)")
         size = known_channels(self.name, x, 2, "feature count (last dimension)")
+        if a["dropout"] > 1:
+            raise OpError("E0404", f"{self.name}: dropout must be between 0 and 1, got {a['dropout']:g}")
         if len(ins) not in (1, 1 + self.states):
             want = "x, h0" if self.states == 1 else "x, h0, c0"
             raise OpError("E0406", f"{self.name} takes x or ({want}), got {len(ins)} input tensors")
@@ -57,18 +59,19 @@ class _Recurrent(OpDef):
         state = x.with_dims((a["layers"] * a["dirs"], b, a["hidden"]))
         return [out] + ([state] * self.states if a["state"] else [])
 
-    def _layer_inputs(self, a) -> list[int]:
-        return [a["input_size"]] + [a["dirs"] * a["hidden"]] * (a["layers"] - 1)
+    def _inputs_total(self, a) -> int:
+        """The input sizes of the stacked layers added up: the first reads x, each other the
+        layer below (a closed form: `layers` may be huge until the size limits reject it)."""
+        return a["input_size"] + (a["layers"] - 1) * a["dirs"] * a["hidden"]
 
     def params(self, a):
-        g, h = self.gates * a["hidden"], a["hidden"]
-        per = [g * (i + h) + (2 * g if a["bias"] else 0) for i in self._layer_inputs(a)]
-        return a["dirs"] * sum(per)
+        g, h, n = self.gates * a["hidden"], a["hidden"], a["layers"]
+        return a["dirs"] * (g * (self._inputs_total(a) + n * h) + (2 * g * n if a["bias"] else 0))
 
     def macs(self, a, ins, outs):
         b, t, _ = ins[0].dims
         g, h = self.gates * a["hidden"], a["hidden"]
-        return b * t * a["dirs"] * sum(g * (i + h) for i in self._layer_inputs(a))
+        return b * t * a["dirs"] * g * (self._inputs_total(a) + a["layers"] * h)
 
     def module(self, a):
         kw = [("num_layers", a["layers"], 1), ("bias", a["bias"], True), ("batch_first", True, None),

@@ -155,6 +155,8 @@ class Upsample(OpDef):
         spatial = []
         for d in x.dims[2:]:
             if isinstance(d, int):
+                if d * scale >= 2**63:  # int() of an infinite product would raise
+                    raise OpError("E0508", f"upsample by {scale:g} makes size {d} too large")
                 spatial.append(int(d * scale))  # torch floors the product
                 if spatial[-1] < 1:
                     raise OpError("E0303", f"upsample output would be empty: size {d} scaled by {scale:g}",
