@@ -204,7 +204,14 @@ class _Emitter:
     def _call_stmt(self, tree: _Tree, c: Container, vars_: _Vars, i: int, callee: str | None = None) -> list[str]:
         args = [vars_.env[r] for _, r in c.inputs]
         hint = c.var or c.local
-        targets = [vars_.bind(r, name if len(c.outputs) > 1 else hint, i) for name, r in c.outputs]
+        # An output that is a value the caller already holds (a block returning its input) or
+        # that repeats an earlier output is thrown away (`_`): binding it again would make
+        # `y, x = ...` assign one name twice, and the later target would win.
+        known = set(vars_.env)
+        targets = []
+        for name, r in c.outputs:
+            targets.append("_" if r in known else vars_.bind(r, name if len(c.outputs) > 1 else hint, i))
+            known.add(r)
         expr = CallExpr(callee or f"self.{c.local}", args)
         return render(expr, 8, f"{', '.join(targets)} = ", comment=_where(c))
 

@@ -304,6 +304,12 @@ def test_regression_rejected_before_torch_fails(text, code):
     "model M { input x: [B, 8, 6, 6]  output x -> s: (unsqueeze(1) -> relu) }",
     "model M { input x: [B, 8, 6, 6]  output x -> s: (unsqueeze(-1) -> relu) }",
     "model M { input x: [B, 8, 6]  output x -> s: (unsqueeze(2) -> relu) }",
+    # A block returning its input as a second output: `out0, out0 = self.p(out0)` (the first
+    # output reused the dead input's name, the second is that input), so out0 was the input.
+    "block P { input x  output x -> linear(5), x }\nmodel M { input x: [B, 3]\n  out0 = x -> relu\n"
+    "  a, b = P(out0)\n  output a }",
+    "block P { input x  output x, x -> linear(5), x }\nmodel M { input x: [B, 3]\n  out1 = x -> relu\n"
+    "  a, b, c = P(out1)\n  output b }",
 ])  # fmt: skip
 def test_regression_modules_run(text):
     pytest.importorskip("torch")
