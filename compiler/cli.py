@@ -142,7 +142,7 @@ def _compile(args) -> int:
 
 def _verify(graphs, source: str, args) -> None:
     from modelc.driver import exec_source
-    from modelc.verify import verify_module
+    from modelc.verify import env_text, verify_module
 
     try:
         import torch  # noqa: F401
@@ -151,9 +151,9 @@ def _verify(graphs, source: str, args) -> None:
     module = exec_source(source, args.spec)
     for g in graphs:
         result = verify_module(getattr(module, g.name), g)
-        print(f"{args.spec}: verified {g.name}: {result['params']:,} parameters, "
-              f"{result['modules_checked']} module outputs and {len(result['outputs'])} model "
-              f"output(s) match the IR", file=sys.stderr)  # fmt: skip
+        print(f"{args.spec}: verified {g.name} at {env_text(result['env']) or 'its fixed sizes'}: "
+              f"{result['params']:,} parameters, {result['modules_checked']} module outputs and "
+              f"{len(result['outputs'])} model output(s) match the IR", file=sys.stderr)  # fmt: skip
         for name in result["nonfinite"]:
             print(f"{args.spec}: warning: output '{name}' of {g.name} is not finite on a random batch; "
                   "check the attributes (a negative alpha, a zero eps, ...)", file=sys.stderr)  # fmt: skip

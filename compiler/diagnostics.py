@@ -69,6 +69,7 @@ CODES: dict[str, str] = {
     # E06xx: command line
     "E0601": "invalid command-line value",
     "E0602": "Graphviz not found",
+    "E0603": "cannot verify here",
 }
 
 

@@ -8,13 +8,26 @@ only compiler module that imports torch, and only when called.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Any
 
-from modelc.diagnostics import CompilerBug
+from modelc.diagnostics import CompilerBug, error
 from modelc.ir import Graph
 from modelc.symbolic import Sym, subs
 
-__all__ = ["concrete_env", "verify_module"]
+__all__ = ["Plan", "concrete_env", "env_text", "plan", "verify_module"]
+
+# NOTE: [What a verify run may cost] A spec can be valid and still too large to run
+# here (an input of [B, 2, 16, 2**31 - 4], a 10-billion-parameter model) or, with
+# symbolic sizes, too small at the sizes verify picks (five stride-2 convs need H > 32).
+# Neither is a compiler bug: `plan` finds sizes at which every tensor has a positive
+# size, estimates the memory and the work of one batch from the IR, and refuses with
+# E0603 (and a hint) what would not fit or would take minutes, before torch allocates.
+SIZES = (16, 32, 64, 128, 256, 512, 1024)  # tried in turn for every non-batch symbol
+MAX_MACS = 10**12  # one batch: about a minute on two CPU cores
+_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2,
+          "bool": 1, "int8": 1, "uint8": 1}  # fmt: skip
 
 
 def concrete_env(graph: Graph, batch: int = 2, other: int = 16) -> dict[str, int]:
@@ -27,8 +40,136 @@ def concrete_env(graph: Graph, batch: int = 2, other: int = 16) -> dict[str, int
     return env
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The sizes a verify run uses, and what one batch at those sizes costs."""
+
+    env: dict[str, int]
+    param_bytes: int
+    activation_bytes: int  # peak of the tensors alive at once, by the IR's schedule
+    macs: int
+
+    @property
+    def memory(self) -> int:
+        # Modules allocate temporaries the IR does not show (an LSTM's gates, attention
+        # scores): count each live tensor twice.
+        return self.param_bytes + 2 * self.activation_bytes
+
+
+def plan(graph: Graph, device: str = "cpu", batch: int = 2, memory: int | None = None) -> Plan:
+    """Sizes and costs of a verify run of `graph`; SpecError E0603 where none is possible here."""
+    env = _sizes(graph, batch)
+    params = sum(graph.node(n).params for n in graph.nodes())
+    p = Plan(env, 4 * params, _activation_peak(graph, env), sum(int(subs(graph.node(n).macs, env))
+                                                                for n in graph.nodes()))  # fmt: skip
+    at = f" at {env_text(env)}" if env else ""
+    hint = ("verify a smaller model (--param K=V)" if p.param_bytes > p.activation_bytes
+            else "verify smaller inputs (--input NAME=D1,D2,...)") + "; the compiled file is written as it is"  # fmt: skip
+    available = _available_memory(device) if memory is None else memory
+    if p.memory > available:
+        raise error("E0603", f"--verify cannot run {graph.name}{at}: it needs about {_gib(p.memory)} "
+                    f"(parameters {_gib(p.param_bytes)}, activations {_gib(2 * p.activation_bytes)}), "
+                    f"and {_gib(available)} is available", None, hint)  # fmt: skip
+    if device == "cpu" and p.macs > MAX_MACS:
+        raise error("E0603", f"--verify cannot run {graph.name}{at}: one batch is {p.macs:,} "
+                    f"multiply-accumulates, over the limit of {MAX_MACS:,} for a check on the CPU",
+                    None, hint)  # fmt: skip
+    return p
+
+
+def _sizes(graph: Graph, batch: int) -> dict[str, int]:
+    """The first of SIZES at which every tensor of the graph has a positive size."""
+    worst = None
+    for other in SIZES:
+        env = concrete_env(graph, batch, other)
+        bad = next(((n, d) for n in graph.topo() for t in graph.node(n).types
+                    for d in (subs(d, env) for d in t.dims) if not (isinstance(d, int) and d > 0)), None)  # fmt: skip
+        if bad is None:
+            return env
+        worst = (env, *bad)
+    env, n, d = worst
+    raise error("E0603", f"--verify cannot run {graph.name}: with the symbolic sizes at "
+                f"{env_text(env)}, '{graph.node(n).name}' would have a size of {d}", None,
+                "give the inputs concrete sizes with --input NAME=D1,D2,...")  # fmt: skip
+
+
+def _activation_peak(graph: Graph, env: dict[str, int]) -> int:
+    """Peak bytes of tensors alive at once when the nodes run in topological order: a
+    node's outputs live until their last user has run (a model output, to the end)."""
+    order = graph.topo()
+    index = {n: i for i, n in enumerate(order)}
+    outputs = {ref[0] for _, ref in graph.outputs}
+    last = {n: len(order) if n in outputs else max((index[u] for u, _, _ in graph.users(n)), default=index[n])
+            for n in order}  # fmt: skip
+    freed_at: dict[int, list[int]] = {}
+    for n, i in last.items():
+        freed_at.setdefault(i, []).append(n)
+    size = {n: sum(_nbytes(t, env) for t in graph.node(n).types) for n in order}
+    live = peak = 0
+    for i, n in enumerate(order):
+        live += size[n]
+        peak = max(peak, live)
+        live -= sum(size[m] for m in freed_at.get(i, ()))
+    return peak
+
+
+def _nbytes(t, env: dict[str, int]) -> int:
+    count = 1
+    for d in t.dims:
+        count *= int(subs(d, env))
+    return count * _BYTES.get(t.dtype, 4)
+
+
+def _available_memory(device: str) -> int:
+    if device != "cpu":
+        import torch
+
+        return torch.cuda.mem_get_info(torch.device(device))[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 8 * 2**30
+
+
+def env_text(env: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in env.items())
+
+
+def _gib(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def verify_module(cls: type, graph: Graph, device: str = "cpu", seed: int = 0) -> dict[str, Any]:
-    """Instantiate `cls`, run one random batch, and check it against `graph`."""
+    """Instantiate `cls`, run one random batch, and check it against `graph`.
+
+    SpecError E0603 where the run cannot happen here (see `plan`); CompilerBug where the
+    module disagrees with the IR."""
+    run = plan(graph, device)
+    try:
+        return _verify(cls, graph, device, seed, run.env)
+    except (MemoryError, RuntimeError) as exc:  # torch reports a failed allocation as a RuntimeError
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if not isinstance(exc, MemoryError) and not any(m in text for m in _OOM_MESSAGES):
+            raise
+        raise error("E0603", f"--verify ran out of memory running {graph.name} at {env_text(run.env)} "
+                    f"(estimated {_gib(run.memory)}): {text}", None,
+                    "verify smaller inputs (--input NAME=D1,D2,...)") from None  # fmt: skip
+
+
+_OOM_MESSAGES = ("can't allocate memory", "out of memory")
+
+
+def _verify(cls: type, graph: Graph, device: str, seed: int, env: dict[str, int]) -> dict[str, Any]:
     import torch
 
     torch.manual_seed(seed)
@@ -37,7 +178,6 @@ def verify_module(cls: type, graph: Graph, device: str = "cpu", seed: int = 0) -
     actual = sum(p.numel() for p in model.parameters())
     if actual != expected:
         raise CompilerBug(f"{graph.name}: the module has {actual:,} parameters, the IR predicted {expected:,}")
-    env = concrete_env(graph)
     args = []
     for n in graph.inputs:
         t = graph.node(n).type.subs(env)

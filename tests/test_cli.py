@@ -279,7 +279,7 @@ def test_compile_writes_a_file(net, tmp_path, capsys):
 def test_compile_verify(net, tmp_path):
     proc = run("compile", net, "-o", str(tmp_path / "net.py"), "--verify")
     assert proc.returncode == 0, proc.stderr
-    assert f"{net}: verified Net:" in proc.stderr
+    assert f"{net}: verified Net at B=2:" in proc.stderr
     assert "match the IR" in proc.stderr
 
 

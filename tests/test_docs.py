@@ -155,6 +155,9 @@ ENVIRONMENT = {
     "E0602": lambda mp: mp.setattr(
         "modelc.render.dot_binary", lambda: None
     ),  # no Graphviz
+    "E0603": lambda mp: mp.setattr(
+        "modelc.verify._available_memory", lambda device: 16 * 2**30
+    ),  # 16 GiB free
 }
 
 

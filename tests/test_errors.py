@@ -308,6 +308,24 @@ example.model:3:38: error[E0202]: 'conv1' is defined twice in the model
   = hint: labels name modules and must be unique in their block""",
     ),
     Case(
+        "output_twice",
+        "E0202",
+        spec="""\
+model M {
+    input x: [B, 8]
+    output y = x -> relu
+    output y = x -> sigmoid
+}
+""",
+        expected="""\
+example.model:4:5: error[E0202]: output 'y' is defined twice
+   |
+ 4 |     output y = x -> sigmoid
+   |     ^^^^^^^^^^^^^^^^^^^^^^^
+  = note: first defined here at example.model:3:5
+  = hint: give each output its own name""",
+    ),
+    Case(
         "block_twice",
         "E0202",
         spec="""\
@@ -1354,7 +1372,8 @@ def test_api_raises_the_exact_diagnostic(case, workdir):
 
 
 def test_every_code_has_a_case():
-    covered = {c.code for c in CASES} | {"E0602"}  # E0602: test_render_without_graphviz
+    # E0602: test_render_without_graphviz; E0603 (compile --verify): tests/test_verify.py
+    covered = {c.code for c in CASES} | {"E0602", "E0603"}
     assert sorted(covered) == sorted(CODES)
 
 
