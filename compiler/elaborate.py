@@ -26,6 +26,7 @@ error, and independent mistakes are all reported together.
 
 from __future__ import annotations
 
+import itertools
 import keyword
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -44,7 +45,7 @@ from modelc.values import Poison, Tensor, describe_value, type_name
 __all__ = ["LIMITS", "elaborate", "check_param"]
 
 LIMITS = {
-    "nodes": 1_000_000,  # graph size
+    "nodes": 100_000,  # graph size
     "dim": 2**31 - 1,  # one tensor dimension
     "params": 2**40,  # parameters of one layer
     "repeat": 100_000,  # one repetition or loop
@@ -236,6 +237,8 @@ class _Elaborator:
             value = self._eval(replace(ctx, var=stmt.names[0]), stmt.value)
             self._assign(ctx, stmt, value)
         elif isinstance(stmt, S.Output):
+            if stmt.name is not None:
+                _check_output_name(ctx, stmt)
             for i, expr in enumerate(stmt.values):
                 name = stmt.name or (expr.id if isinstance(expr, S.Name) else None)
                 value = self._eval(replace(ctx, var=name or "out"), expr)
@@ -871,12 +874,28 @@ def _names_in(expr) -> set[str]:
     return out
 
 
+def _check_output_name(ctx: Ctx, stmt: S.Output) -> None:
+    """`output y = ...` names part of the model's interface: it may not repeat an earlier
+    output's name (`output y` of a variable y included), which would rename one silently."""
+    statements, index = ctx.body
+    for earlier in statements[:index]:
+        if isinstance(earlier, S.Output) and stmt.name in (
+                earlier.name, *(e.id for e in earlier.values if earlier.name is None and isinstance(e, S.Name))):  # fmt: skip
+            raise error("E0202", f"output '{stmt.name}' is defined twice", stmt.span,
+                        "give each output its own name", (Note("first defined here", earlier.span),))  # fmt: skip
+
+
 def _name_outputs(outputs: list[tuple[str | None, Tensor]]) -> list[tuple[str, Tensor]]:
+    """Output names: each output's own (`output y = ...`, or the variable `output y` returns),
+    else `out` for a single output and `outN` (N its position) among several; a name already
+    taken (`output x, x`) gets the next free `outN`."""
     if len(outputs) == 1:
         return [(outputs[0][0] or "out", outputs[0][1])]
     named, used = [], set()
     for i, (name, v) in enumerate(outputs):
-        name = name if name and name not in used else f"out{i}"
+        if not name or name in used:
+            name = next(f"out{j}" for j in itertools.count(i) if f"out{j}" not in used
+                        and f"out{j}" not in (n for n, _ in outputs[i + 1:]))  # fmt: skip
         used.add(name)
         named.append((name, v))
     return named

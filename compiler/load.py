@@ -41,6 +41,10 @@ def load_file(path: str) -> Program:
 
 
 def load_text(text: str, path: str = "<string>") -> Program:
+    # The same bound as for files: text given to the API may come from anywhere too.
+    size = len(text) if len(text) > MAX_FILE_BYTES else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_BYTES:
+        raise error("E0508", f"{path} is {size:,} bytes; specs are limited to {MAX_FILE_BYTES:,}", None)
     program = Program(path)
     _add_module(program, parse(text, path), main=True, stack=(path,))
     return program

@@ -1680,8 +1680,8 @@ def mutate(r: random.Random, text: str, n: int | None = None) -> str:
             open_, close = r.choice([("(", ")"), ("[", "]"), ("-", ""), ("not ", ""), ("{", "}"), ("(relu -> ", ")"),
                                      ("repeat 2 ", ""), ("x -> (", ")"), ("1 + ", ""), ("[1, ", "]")])  # fmt: skip
             if open_ == "repeat 2 ":
-                # 2**20 copies of anything reach the limit of 1,000,000 layers, which takes minutes
-                # (~100 us a layer): a known slow path, not fuzzed again and again.
+                # 2**17 copies of anything reach the limit of 100,000 layers, seconds of work (~50-100
+                # us a layer; test_limits.py trips it once): not worth fuzzing again and again.
                 depth = r.randint(1, 12)
             toks.insert(i + 1, close * depth)
             toks.insert(i, open_ * depth)

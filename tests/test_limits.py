@@ -60,6 +60,24 @@ def test_node_limit(monkeypatch):
     assert code_of("model M { input x: [B, 3]  output x -> repeat 100 relu }") == "E0508"
 
 
+def test_real_node_limit_trips_in_seconds():
+    # 100,000 layers: any spec within the limits elaborates in seconds.
+    text = "model M { input x: [B, 3]  output x -> repeat 1000 repeat 1000 relu }"
+    assert code_of(text) == "E0508"
+
+
+@pytest.mark.parametrize("char", ["x", "\u00e9"])  # one byte, two bytes in UTF-8
+def test_source_text_has_the_file_limit(char):
+    text = "# " + char * (MAX_FILE_BYTES // len(char.encode()) + 1) + "\nmodel M { input x: [B, 3]  output x }"
+    assert len(text) < 2 * MAX_FILE_BYTES
+    with pytest.raises(SpecError) as info:
+        modelc.compile_source(text, "big.model")
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E0508" and f"limited to {MAX_FILE_BYTES:,}" in diag.message
+    just_under = "model M { input x: [B, 3]  output x }\n#" + "x" * (MAX_FILE_BYTES - 100)
+    assert "class M(nn.Module)" in modelc.compile_source(just_under, "ok.model")
+
+
 def test_error_flood_is_capped():
     lines = "\n".join(f"  y{i} = undefined{i}" for i in range(500))
     with pytest.raises(SpecError) as info:
