@@ -20,7 +20,7 @@ __all__ = ["Plan", "concrete_env", "env_text", "plan", "verify_module"]
 
 # NOTE: [What a verify run may cost] A spec can be valid and still too large to run
 # here (an input of [B, 2, 16, 2**31 - 4], a 10-billion-parameter model) or, with
-# symbolic sizes, too small at the sizes verify picks (five stride-2 convs need H > 32).
+# symbolic sizes, too small at 16 (three unpadded 7x7 convs of stride 2, 2, 1 need H >= 64).
 # Neither is a compiler bug: `plan` finds sizes at which every tensor has a positive
 # size, estimates the memory and the work of one batch from the IR, and refuses with
 # E0603 (and a hint) what would not fit or would take minutes, before torch allocates.

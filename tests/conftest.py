@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import NamedTuple
 
 import modelc
+from hypothesis import settings
+
+# NOTE: [Hypothesis in CI] Locally every run draws new examples (and keeps failures in
+# .hypothesis/). .ci/run sets MODELC_HYPOTHESIS=ci: the same examples on every run, so a
+# submission cannot fail on a case it did not touch; bench/fuzz.py explores at length.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.load_profile(os.environ.get("MODELC_HYPOTHESIS", "default"))
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

@@ -12,7 +12,8 @@ Property tests (hypothesis) over the generators of tests/fuzzgen.py:
 - fixed hostile inputs (empty, binary, 10 MB files, deep nesting, huge numbers) likewise.
 
 The regression tests at the end are inputs the fuzzers found; bench/fuzz.py runs the same
-checks for hours without hypothesis's shrinking.
+checks for hours without hypothesis's shrinking. Locally each run draws new examples; CI draws
+the same ones every run (MODELC_HYPOTHESIS=ci, see tests/conftest.py).
 """
 
 from __future__ import annotations
