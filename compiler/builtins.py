@@ -136,6 +136,8 @@ def _minmax(fn):
 def _to_int(v):
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise EvalError("E0506", f"int() expects a number, got {describe_value(v)}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise EvalError("E0507", f"int() of {v}")
     return int(v)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, VisitError
@@ -272,7 +273,12 @@ class _ToAst(Transformer):
         return S.Literal(value, self._span(meta))
 
     def float_(self, meta, c):
-        return S.Literal(float(c[0]), self._span(meta))
+        value = float(c[0])
+        if not math.isfinite(value):  # 1e999: an infinity would flow into sizes and attributes
+            text = c[0] if len(c[0]) <= 20 else c[0][:17] + "..."
+            raise error("E0508", f"number {text} is too large", self._tspan(c[0]),
+                        "numbers with a fraction or exponent are limited to about 1.8e308")  # fmt: skip
+        return S.Literal(value, self._span(meta))
 
     def string(self, meta, c):
         return S.Literal(self._string(c[0]), self._span(meta))

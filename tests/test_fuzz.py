@@ -286,6 +286,8 @@ def test_regression_passthrough_blocks_compile(text):
     ("model M { input x: [B, 3 // H, 16]  output x }", "E0506"),
     # MemoryError: the parameter count of stacked recurrent layers built a list of `layers` items.
     ("model M { input x: [B, 5, 8]  output x -> lstm(16, layers=4294967296) }", "E0508"),
+    # OverflowError: int() of an infinite float literal.
+    ("model M { input x: [B, 3, int(1e999)]  output x }", "E0508"),
     # VisitError (ValueError: int() refuses 4,300 digits or more) instead of a SpecError.
     ("model M { input x: [B, 3]  output x -> linear(" + "9" * 5000 + ") }", "E0508"),
 ])  # fmt: skip

@@ -109,8 +109,8 @@ HOSTILE_OK = {
         block nn(c: int) { input x  output x -> linear(c) }
         block rt(c: int) { input x  output x -> linear(c) }
         model M { input x: [B, 3]  output x -> nn(4) -> rt(5) }''',
-    "infinite float parameter used only in a docstring": '''
-        block B(f: float = 1e999) { input x  output x -> relu }
+    "huge float parameter used only in a docstring": '''
+        block B(f: float = 1e308) { input x  output x -> relu }
         model M { input x: [B, 3]  output x -> B() }''',
     "labels that shadow builtins": '''
         model M { input x: [B, 3]  output x -> exec: linear(3) -> print: relu -> open: linear(2) }''',
@@ -126,7 +126,10 @@ HOSTILE_REJECTED = {
     "keyword model name": ("model class { input x: [B, 3]  output x }", "E0206"),
     "model named torch": ("model torch { input x: [B, 3]  output x }", "E0206"),
     "nan attribute": ("model M { input x: [B, 3]  output x -> dropout(0.0 * 1e999) }", None),
-    "inf attribute": ("model M { input x: [B, 3]  output x -> leaky_relu(1e999) }", "E0402"),
+    "inf attribute": ("model M { input x: [B, 3]  output x -> leaky_relu(1e999) }", "E0508"),
+    "inf from arithmetic": ("model M { input x: [B, 3]  output x -> leaky_relu(1e308 * 10) }", "E0507"),
+    "inf parameter default": ("block B(f: float = 1e999) { input x  output x }\n"
+                              "model M { input x: [B, 3]  output x -> B() }", "E0508"),
     "huge integer literal": ("model M { input x: [B, 3]  output x -> linear(99999999999999999999999) }", "E0508"),
     "string choice with code": ('model M { input x: [B, 3]  output x -> gelu(approximate="tanh\\"); import os") }', "E0404"),
     "string where a number goes": ('model M { input x: [B, 3]  output x -> linear("3); import os; (") }', "E0402"),
