@@ -562,6 +562,9 @@ class _Elaborator:
         parent = ctx.frame
         self._claim(parent, step.label, step.label_span)
         origin = {S.Seq: "group", S.Repeat: "repeat", S.For: "for"}[type(step.step)]
+        if len(parent.path) >= LIMITS["depth"]:  # generated code nests nn.Sequential(...) as deep
+            raise error("E0508", f"modules (blocks and sequences) nested more than {LIMITS['depth']} deep",
+                        step.span)  # fmt: skip
         container = Container((*parent.path, step.label), "seq", "", step.span,
                               inputs=[("x", x.ref)], trace=parent.trace, origin=origin, var=ctx.var)  # fmt: skip
         self.graph.containers[container.path] = container

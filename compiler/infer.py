@@ -28,6 +28,8 @@ def infer_node(
     """Resolve attributes against input types and compute outputs, params and MACs."""
     try:
         resolved = opdef.resolve(dict(attrs), ins)
+        for requirement in opdef.requires(resolved, ins):
+            requirement.check()
         outs = tuple(opdef.infer(resolved, ins))
         params = opdef.params(resolved)
         macs = opdef.macs(resolved, ins, list(outs))

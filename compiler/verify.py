@@ -78,19 +78,28 @@ def plan(graph: Graph, device: str = "cpu", batch: int = 2, memory: int | None =
 
 
 def _sizes(graph: Graph, batch: int) -> dict[str, int]:
-    """The first of SIZES at which every tensor of the graph has a positive size."""
-    worst = None
+    """The first of SIZES at which every tensor of the graph has a positive size and every
+    op's run-time requirement on its input sizes holds (`OpDef.requires`)."""
+    problem = ""
     for other in SIZES:
         env = concrete_env(graph, batch, other)
-        bad = next(((n, d) for n in graph.topo() for t in graph.node(n).types
-                    for d in (subs(d, env) for d in t.dims) if not (isinstance(d, int) and d > 0)), None)  # fmt: skip
-        if bad is None:
+        problem = next(filter(None, (_problem(graph, n, env) for n in graph.topo())), "")
+        if not problem:
             return env
-        worst = (env, *bad)
-    env, n, d = worst
-    raise error("E0603", f"--verify cannot run {graph.name}: with the symbolic sizes at "
-                f"{env_text(env)}, '{graph.node(n).name}' would have a size of {d}", None,
-                "give the inputs concrete sizes with --input NAME=D1,D2,...")  # fmt: skip
+    raise error("E0603", f"--verify cannot run {graph.name}: with the symbolic sizes at {env_text(env)}, "
+                f"{problem}", None, "give the inputs concrete sizes with --input NAME=D1,D2,...")  # fmt: skip
+
+
+def _problem(graph: Graph, n: int, env: dict[str, int]) -> str | None:
+    node = graph.node(n)
+    for t in node.types:
+        for d in t.dims:
+            if not (isinstance(size := subs(d, env), int) and size > 0):
+                return f"'{node.name}' would have a size of {size}"
+    for r in node.opdef.requires(dict(node.attrs), graph.input_types(n)):
+        if not isinstance(value := subs(r.value, env), int) or value < r.minimum:
+            return f"'{node.name}' fails: {r.message.format(value=value)}"
+    return None
 
 
 def _activation_peak(graph: Graph, env: dict[str, int]) -> int:

@@ -313,6 +313,9 @@ def test_regression_rejected_before_torch_fails(text, code):
     "  a, b = P(out0)\n  output a }",
     "block P { input x  output x, x -> linear(5), x }\nmodel M { input x: [B, 3]\n  out1 = x -> relu\n"
     "  a, b, c = P(out1)\n  output b }",
+    # Valid for L >= 11 only; verify ran it at L=16, where the pad's input is 4 (RuntimeError:
+    # padding wraps around more than once). Ops now state such run-time requirements.
+    'model M { input x: [B, 8, L]  output x -> conv(4, k=3, s=2, p=1) -> conv(4, k=3, s=2, p=1) -> pad(11, mode="circular") }',
 ])  # fmt: skip
 def test_regression_modules_run(text):
     pytest.importorskip("torch")

@@ -3,6 +3,7 @@ a RecursionError or exhausted memory."""
 
 from __future__ import annotations
 
+import ast
 import time
 
 import pytest
@@ -39,6 +40,18 @@ def test_nested_blocks_hit_the_depth_limit():
     blocks = "\n".join(f"block B{i} {{ input x  output x -> B{i + 1} }}" for i in range(n))
     text = blocks + f"\nblock B{n} {{ input x  output x -> relu }}\nmodel M {{ input x: [B, 3]  output x -> B0 }}"
     assert code_of(text) == "E0508"
+
+
+def test_nested_sequences_hit_the_depth_limit():
+    # Each [...] is a numbered sequence inside the last, emitted as nested nn.Sequential(...):
+    # past Python's 200 nested parentheses the generated file would not even parse.
+    def nested(n: int) -> str:
+        return "model M { input x: [B, 3]  output x -> s: " + "[" * n + "relu" + "]" * n + " }"  # n deep
+
+    n = elaborate.LIMITS["depth"]
+    ast.parse(modelc.compile_source(nested(n), "deep.model"))
+    assert code_of(nested(n + 1)) == "E0508"
+    assert code_of(nested(200)) == "E0508"
 
 
 def test_recursive_block_is_an_error_not_a_hang():

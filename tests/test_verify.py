@@ -123,3 +123,30 @@ def test_cli_names_the_sizes_it_verified_at(tmp_path, capsys):
     spec.write_text(SHRINKING + "\n")
     assert main(["compile", str(spec), "-o", str(tmp_path / "s.py"), "--verify"]) == 0
     assert f"{spec}: verified M at B=2, H=64, W=64: " in capsys.readouterr().err
+
+
+def test_sizes_meet_the_ops_run_time_requirements():
+    # Circular padding of 11 wraps more than once around a size below 11; every size stays
+    # positive at 16 (16 -> 8 -> 4 + 22), so only the pad's own requirement moves L to 64.
+    graph, cls = graph_and_class("model M { input x: [B, 8, L]  output x -> conv(4, k=3, s=2, p=1) "
+                                 '-> conv(4, k=3, s=2, p=1) -> pad(11, mode="circular") }')
+    assert verify.plan(graph).env == {"B": 2, "L": 64}
+    assert verify.verify_module(cls, graph)["outputs"]["out"] == (2, 4, 16 + 22)
+    graph, cls = graph_and_class("model M { input x: [B, 4, H, W]  output x -> pad(40, mode=\"reflect\") }")
+    assert verify.plan(graph).env == {"B": 2, "H": 64, "W": 64}
+    verify.verify_module(cls, graph)
+
+
+def test_requirement_no_size_meets():
+    graph, _ = graph_and_class('model M { input x: [B, 4, L]  output x -> pad(2000, mode="reflect") }')
+    text = e0603(lambda: verify.plan(graph))
+    assert "'pad' fails: pad: reflect padding 2000 needs an input larger than that, got 1024" in text
+
+
+def test_known_sizes_check_requirements_when_compiling():
+    with pytest.raises(SpecError) as info:
+        modelc.compile_source('model M { input x: [B, 4, 8]  output x -> pad(9, mode="circular") }', "r.model")
+    assert "circular padding 9 would wrap around an input of size 8 more than once" in info.value.render()
+    with pytest.raises(SpecError) as info:
+        modelc.compile_source("model M { input x: [B, 4, 1, 1]  output x -> instance_norm }", "r.model")
+    assert info.value.diagnostics[0].code == "E0301"

@@ -2,6 +2,6 @@
 
 from modelc.ops import activation, conv, generative, linear, norm, pool, tensor  # noqa: F401
 from modelc.ops import attention, embedding, layout, recurrent  # noqa: F401 - sequences, attention
-from modelc.ops.base import FAMILIES, REGISTRY, Attr, Ctor, OpDef, OpError, get, register
+from modelc.ops.base import FAMILIES, REGISTRY, Attr, Ctor, OpDef, OpError, Requirement, get, register
 
-__all__ = ["FAMILIES", "REGISTRY", "Attr", "Ctor", "OpDef", "OpError", "get", "register"]
+__all__ = ["FAMILIES", "REGISTRY", "Attr", "Ctor", "OpDef", "OpError", "Requirement", "get", "register"]

@@ -24,7 +24,7 @@ from modelc.symbolic import Dim, Sym
 from modelc.types import TensorType
 
 __all__ = [
-    "REQUIRED", "Attr", "Ctor", "OpDef", "OpError", "REGISTRY", "FAMILIES",
+    "REQUIRED", "Attr", "Ctor", "OpDef", "OpError", "REGISTRY", "FAMILIES", "Requirement",
     "array_shape", "bind_attrs", "get", "register", "suggest",
 ]  # fmt: skip
 
@@ -40,6 +40,24 @@ class OpError(Exception):
     def __init__(self, code: str, message: str, hint: str | None = None):
         super().__init__(message)
         self.code, self.message, self.hint = code, message, hint
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A condition on input sizes that torch checks only when the module runs: `value`
+    (a size, possibly symbolic) must be at least `minimum`. Shape inference reports it
+    when the sizes are known (`message` formatted with the value); with symbolic sizes,
+    `compile --verify` picks sizes that meet it."""
+
+    value: Dim
+    minimum: int
+    code: str
+    message: str  # may use {value}
+    hint: str | None = None
+
+    def check(self) -> None:
+        if isinstance(self.value, int) and self.value < self.minimum:
+            raise OpError(self.code, self.message.format(value=self.value), self.hint)
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,10 @@ class OpDef:
 
     def infer(self, a: dict[str, Any], ins: list[TensorType]) -> list[TensorType]:
         return [ins[0]]
+
+    def requires(self, a: dict[str, Any], ins: list[TensorType]) -> list[Requirement]:
+        """Run-time conditions on the input sizes (reflect padding narrower than the input)."""
+        return []
 
     def params(self, a: dict[str, Any]) -> int:
         return 0

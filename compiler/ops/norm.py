@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelc.ops._util import known_channels, need_rank, prod
-from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
+from modelc.ops.base import Attr, Ctor, OpDef, OpError, Requirement, register
 
 
 @register
@@ -105,10 +105,12 @@ class InstanceNorm(OpDef):
         x = ins[0]
         need_rank("instance_norm", x, (3, 4), "[B, C, L] or [B, C, H, W]")
         c = known_channels("instance_norm", x, 1, "channel count")
-        if prod(x.dims[2:]) == 1:  # torch refuses to normalize over a single element
-            raise OpError("E0301", f"instance_norm needs more than one spatial element, got {x}",
-                          "normalize before the spatial size shrinks to 1, or use layer_norm")  # fmt: skip
         return {**a, "num_features": c, "nd": x.rank - 2}
+
+    def requires(self, a, ins):  # torch refuses to normalize over a single element
+        return [Requirement(prod(ins[0].dims[2:]), 2, "E0301", f"instance_norm needs more than one spatial "
+                            f"element, got {ins[0]}", "normalize before the spatial size shrinks to 1, or use "
+                            "layer_norm")]  # fmt: skip
 
     def params(self, a):
         return 2 * a["num_features"] if a["affine"] else 0

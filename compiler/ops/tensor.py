@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelc.ops._util import broadcast, compact, expand, need_rank, norm_dim, prod
-from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
+from modelc.ops.base import Attr, Ctor, OpDef, OpError, Requirement, register
 from modelc.pyformat import CallExpr
 from modelc.pyrepr import literal
 from modelc.symbolic import sym
@@ -229,16 +229,22 @@ class Pad(OpDef):
             before, after = a["pad"][2 * i], a["pad"][2 * i + 1]
             d = n - 1 - i
             size = spatial[d]
-            if a["mode"] == "reflect" and isinstance(size, int) and max(before, after) >= size:
-                raise OpError("E0404", f"pad: reflect padding {max(before, after)} needs an input larger "
-                              f"than that, got {size}")  # fmt: skip
-            if a["mode"] == "circular" and isinstance(size, int) and max(before, after) > size:
-                raise OpError("E0404", f"pad: circular padding {max(before, after)} would wrap around an "
-                              f"input of size {size} more than once")  # fmt: skip
             spatial[d] = size + before + after
             if isinstance(spatial[d], int) and spatial[d] <= 0:
                 raise OpError("E0303", f"pad output would be empty: size {size} padded by {before}, {after}")
         return [x.with_dims((*x.dims[:2], *spatial))]
+
+    def requires(self, a, ins):
+        n, out = a["nd"], []
+        for i in range(n):  # torch pairs run from the last dimension backwards
+            p, size = max(a["pad"][2 * i], a["pad"][2 * i + 1]), ins[0].dims[2 + n - 1 - i]
+            if a["mode"] == "reflect":
+                out.append(Requirement(size, p + 1, "E0404", f"pad: reflect padding {p} needs an input larger "
+                                       "than that, got {value}"))  # fmt: skip
+            elif a["mode"] == "circular":
+                out.append(Requirement(size, p, "E0404", f"pad: circular padding {p} would wrap around an "
+                                       "input of size {value} more than once"))  # fmt: skip
+        return out
 
     def module(self, a):
         n, pad = a["nd"], compact(a["pad"])
