@@ -47,6 +47,7 @@ CODES: dict[str, str] = {
     "E0303": "empty output",
     "E0304": "dimension must be known",
     "E0305": "wrong rank",
+    "E0306": "view of a tensor that may not be contiguous",
     # E04xx: calls, attributes and arguments
     "E0401": "unknown attribute",
     "E0402": "wrong attribute type",

@@ -162,6 +162,7 @@ class _Elaborator:
         self.problems: list[Diagnostic] = []
         self.globals = Scope({})
         self._const_stack: list[str] = []
+        self.strided: dict[int, int] = {}
 
     # ---- entry ---------------------------------------------------------------------
     def model(self, mdef: S.BlockDef, overrides: dict[str, Any]) -> Graph:
@@ -174,6 +175,7 @@ class _Elaborator:
         values = self._bind_params(ctx0, mdef, [], [(k, v, None) for k, v in overrides.items()], mdef.span)
         graph = Graph(mdef.name, mdef.span, tuple(values.items()))
         self.graph = graph
+        self.strided: dict[int, int] = {}  # node -> the node whose output may leave it non-contiguous
         frame = Frame(graph.containers[()])
         ctx = Ctx(frame, Scope(dict(values), self.globals))
         if not any(isinstance(s, S.Input) for s in mdef.body):
@@ -671,6 +673,12 @@ class _Elaborator:
                         f"'{frame.container.local}'", span, "apply it before or after the sequence",
                         frame.trace)  # fmt: skip
         _check_size(types, params, span)
+        source = next((self.strided[t.ref[0]] for t in tensors if t.ref[0] in self.strided), None)
+        if opdef.needs_contiguous and source is not None:
+            origin = self.graph.node(source)
+            raise error("E0306", f"{opdef.name} needs a contiguous input, and this one may not be: "
+                        f"{origin.op} changes its layout", span, "use reshape, which copies when it must",
+                        (Note(f"the {origin.op} is here", origin.span), *frame.trace))  # fmt: skip
         functional = type(opdef).call is not ops.OpDef.call
         numbered = frame.counter is not None and label is None
         module = bool(label) or numbered or opdef.prefer_module or params > 0 or not functional
@@ -687,6 +695,9 @@ class _Elaborator:
         if len(self.graph) >= LIMITS["nodes"]:
             raise error("E0508", f"the model has more than {LIMITS['nodes']:,} layers", span)
         n = self.graph.add(node, [t.ref for t in tensors])
+        layout = opdef.layout(resolved)  # NOTE: [Memory layout] in ops/base.py
+        if layout == "strided" or (layout == "same" and source is not None):
+            self.strided[n] = n if layout == "strided" else source
         if not label and not numbered:
             frame.unnamed.append(n)
         outs = [Tensor(n, i, t) for i, t in enumerate(types)]

@@ -97,14 +97,14 @@ def causal_mask(t: int, s: int, device: torch.device | None = None) -> torch.Ten
 def window_partition(x: torch.Tensor, w: int) -> torch.Tensor:
     """[B, H, W, C] -> [B * H/w * W/w, w*w, C], windows in row-major order (as torchvision's Swin)."""
     b, h, wd, c = x.shape
-    x = x.view(b, h // w, w, wd // w, w, c).permute(0, 1, 3, 2, 4, 5)
+    x = x.reshape(b, h // w, w, wd // w, w, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(b * (h // w) * (wd // w), w * w, c)
 
 
 def window_reverse(x: torch.Tensor, w: int, h: int, wd: int) -> torch.Tensor:
     """Inverse of window_partition: [B * h/w * wd/w, w*w, C] -> [B, h, wd, C]."""
     c = x.shape[-1]
-    x = x.view(-1, h // w, wd // w, w, w, c).permute(0, 1, 3, 2, 4, 5)
+    x = x.reshape(-1, h // w, wd // w, w, w, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, h, wd, c)
 
 

@@ -906,7 +906,7 @@ class _Gen:
                 if e >= 1 and base**e == target:
                     return f"({base} ** {e})"
             return f"({sub(target)} ** 1)"
-        if kind == "max":
+        if kind == "max" and target >= 0:  # max(-1, 0) is 0: the second item is clamped at 0
             return f"max({sub(target)}, {max(0, target - r.randint(0, 3))})"
         if kind == "min":
             return f"min([{target + r.randint(0, 3)}, {sub(target)}])" if self.p(0.5) else f"min({sub(target)}, {target + 1})"

@@ -618,6 +618,24 @@ example.model:3:17: error[E0305]: conv expects a rank-3 or 4 input ([B, C, L] or
    |                 ^^^^^^^^^^^^^""",
     ),
     Case(
+        "view_of_a_permuted_tensor",
+        "E0306",
+        spec="""\
+model M {
+    input x: [B, 16, 64]
+    y = x -> transpose(1, 2) -> relu
+    output y -> view([B, 1024])
+}
+""",
+        expected="""\
+example.model:4:17: error[E0306]: view needs a contiguous input, and this one may not be: transpose changes its layout
+   |
+ 4 |     output y -> view([B, 1024])
+   |                 ^^^^^^^^^^^^^^^
+  = note: the transpose is here at example.model:3:14
+  = hint: use reshape, which copies when it must""",
+    ),
+    Case(
         "unknown_attribute",
         "E0401",
         spec="""\

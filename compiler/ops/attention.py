@@ -36,6 +36,9 @@ class _Multihead(OpDef):
     sequential = False
     qkv: tuple[int, int, int] = (0, 1, 2)  # input index of q, k, v; one more input is a mask
 
+    def layout(self, a):
+        return "strided"
+
     def resolve(self, a, ins):
         need = max(self.qkv) + 1
         if len(ins) not in (need, need + 1):
@@ -127,6 +130,9 @@ class ScaledDotProductAttention(OpDef):
     inputs = None
     min_inputs = 3
 
+    def layout(self, a):
+        return "strided"
+
     def resolve(self, a, ins):
         if len(ins) > 4:
             raise OpError("E0406", f"{self.name} takes q, k, v and an optional mask, got {len(ins)} inputs")
@@ -167,6 +173,9 @@ class MatMul(OpDef):
     family = "attention"
     doc = "Batched matrix product a @ b: [..., n, k] x [..., k, m] -> [..., n, m] (batch dims broadcast)."
     inputs = 2
+
+    def layout(self, a):
+        return "new"
 
     def resolve(self, a, ins):
         x, y = ins

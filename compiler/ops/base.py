@@ -101,6 +101,17 @@ class OpDef:
     def infer(self, a: dict[str, Any], ins: list[TensorType]) -> list[TensorType]:
         return [ins[0]]
 
+    # NOTE: [Memory layout] torch's `view` (and nothing else the compiler emits) needs its
+    # input's elements in row-major order. `layout` says what an op's outputs are, so the
+    # elaborator can refuse a view of something that may not be: "new" (contiguous, as
+    # linear and matmul make), "same" (as its inputs: element-wise ops keep their input's
+    # strides, and conv, pooling and batchnorm keep a channels-last layout), or "strided"
+    # (may not be: permute, transpose, slices, nn.MultiheadAttention's batch-first output).
+    needs_contiguous: ClassVar[bool] = False
+
+    def layout(self, a: dict[str, Any]) -> str:
+        return "same"
+
     def requires(self, a: dict[str, Any], ins: list[TensorType]) -> list[Requirement]:
         """Run-time conditions on the input sizes (reflect padding narrower than the input)."""
         return []

@@ -107,6 +107,9 @@ class Transpose(OpDef):
     doc = "Swaps two dimensions: transpose(k, -2, -1) is K^T for a batch of matrices."
     attrs = (Attr("dim0", "dim", positional=True), Attr("dim1", "dim", positional=True))
 
+    def layout(self, a):
+        return "strided"
+
     def resolve(self, a, ins):
         r = ins[0].rank
         return {**a, "axes": (norm_dim(a["dim0"], r, "transpose"), norm_dim(a["dim1"], r, "transpose"))}
@@ -133,6 +136,9 @@ class Permute(OpDef):
     family = "tensor"
     doc = "Reorders the dimensions: permute([0, 2, 3, 1]) makes NCHW channels-last."
     attrs = (Attr("dims", "ints", positional=True),)
+
+    def layout(self, a):
+        return "strided"
 
     def resolve(self, a, ins):
         r = ins[0].rank
@@ -249,8 +255,10 @@ def _text(dims) -> str:
 @register
 class View(Reshape):
     name = "view"
-    doc = "reshape for contiguous tensors (torch's view: no copy, fails if impossible)."
+    doc = ("reshape without a copy (torch's view); its input must be contiguous, which the compiler "
+           "checks (E0306): after permute, transpose or a slice, use reshape.")  # fmt: skip
     method = "view"
+    needs_contiguous = True
 
     def module(self, a):
         return None
@@ -268,6 +276,9 @@ def _check_outputs(op: str, n: int) -> None:
 
 class _Split(OpDef):
     family = "tensor"
+
+    def layout(self, a):  # a part along the first dimension keeps row-major order
+        return "same" if a["dim"] == 0 and a.get("step", 1) == 1 else "strided"
 
     def resolve(self, a, ins):
         x = ins[0]
@@ -359,6 +370,9 @@ class Select(OpDef):
     doc = "One index of dim, removing it: select(1, -1) is the last time step, select(1, 0) the first token."
     attrs = (Attr("dim", "dim", positional=True), Attr("index", "int", positional=True))
 
+    def layout(self, a):  # a part along the first dimension keeps row-major order
+        return "same" if a["dim"] == 0 and a.get("step", 1) == 1 else "strided"
+
     def resolve(self, a, ins):
         x = ins[0]
         dim = norm_dim(a["dim"], x.rank, "select")
@@ -392,6 +406,9 @@ class Slice(OpDef):
     doc = "Indices start:end:step of dim (end omitted: to the end): slice(1, 0, step=2)."
     attrs = (Attr("dim", "dim", positional=True), Attr("start", "int", 0, positional=True),
              Attr("end", "int", None, positional=True), Attr("step", "int", 1, min=1))  # fmt: skip
+
+    def layout(self, a):  # a part along the first dimension keeps row-major order
+        return "same" if a["dim"] == 0 and a.get("step", 1) == 1 else "strided"
 
     def resolve(self, a, ins):
         x = ins[0]
@@ -439,6 +456,9 @@ class IndexSelect(OpDef):
     attrs = (Attr("dim", "dim", 0),)
     inputs = 2
 
+    def layout(self, a):
+        return "new"
+
     def resolve(self, a, ins):
         x, ids = ins
         if ids.rank != 1 or not ids.dtype.startswith("int"):
@@ -485,6 +505,9 @@ class Mean(OpDef):
     doc = "Average over dim (mean pooling over time: mean(1))."
     attrs = (Attr("dim", "dim", positional=True), Attr("keepdim", "bool", False))
 
+    def layout(self, a):
+        return "new"
+
     def resolve(self, a, ins):
         return {**a, "dim": norm_dim(a["dim"], ins[0].rank, "mean")}
 
@@ -520,6 +543,9 @@ class WindowPartition(OpDef):
     doc = "[B, H, W, C] -> [B * H/w * W/w, w*w, C]: non-overlapping w x w windows (Swin)."
     attrs = (Attr("window", "int", positional=True, min=1),)
 
+    def layout(self, a):
+        return "new"
+
     def infer(self, a, ins):
         x, w = ins[0], a["window"]
         if x.rank != 4:
@@ -542,6 +568,9 @@ class WindowReverse(OpDef):
     doc = "Inverse of window_partition: [B * H/w * W/w, w*w, C] -> [B, H, W, C]."
     attrs = (Attr("window", "int", positional=True, min=1), Attr("h", "int", positional=True, min=1),
              Attr("w", "int", positional=True, min=1))  # fmt: skip
+
+    def layout(self, a):
+        return "new"
 
     def infer(self, a, ins):
         x, w = ins[0], a["window"]

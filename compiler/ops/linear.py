@@ -16,6 +16,9 @@ class Linear(OpDef):
         Attr("bias", "bool", True),
     )
 
+    def layout(self, a):
+        return "new"
+
     def resolve(self, a, ins):
         x = ins[0]
         if x.rank < 2:

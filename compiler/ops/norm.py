@@ -166,6 +166,9 @@ class LayerNorm(OpDef):
     attrs = (Attr("eps", "float", 1e-5), Attr("affine", "bool", True, aliases=("elementwise_affine",)))
     prefer_module = True
 
+    def layout(self, a):
+        return "new"
+
     def resolve(self, a, ins):
         d = known_channels("layer_norm", ins[0], -1, "normalized size (last dimension)")
         return {**a, "normalized_shape": d}

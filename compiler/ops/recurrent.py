@@ -35,6 +35,9 @@ class _Recurrent(OpDef):
     inputs = None
     sequential = False
 
+    def layout(self, a):
+        return "strided"
+
     def resolve(self, a, ins):
         x = ins[0]
         need_rank(self.name, x, (3,), "[B, T, features] (batch first)")
@@ -143,6 +146,9 @@ class JordanRNN(OpDef):
     )
     prefer_module = True
 
+    def layout(self, a):
+        return "strided"
+
     def resolve(self, a, ins):
         x = ins[0]
         need_rank(self.name, x, (3,), "[B, T, features] (batch first)")
@@ -183,6 +189,9 @@ class BahdanauDecoder(OpDef):
     )
     inputs = 3
     sequential = False
+
+    def layout(self, a):
+        return "strided"
 
     def resolve(self, a, ins):
         y, enc, s0 = ins

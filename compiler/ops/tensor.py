@@ -273,6 +273,9 @@ class CenterCrop(OpDef):
     inputs = None
     min_inputs = 1
 
+    def layout(self, a):
+        return "strided"
+
     def resolve(self, a, ins):
         x = ins[0]
         need_rank("center_crop", x, (3, 4), "[B, C, L] or [B, C, H, W]")
