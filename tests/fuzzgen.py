@@ -340,6 +340,56 @@ def _mean(t, a):
     return TT(d), 0
 
 
+def _ints(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,)
+
+
+def _permute(t, a):
+    dims = [_norm_dim(d, len(t)) for d in _ints(a["dims"])]
+    if sorted(dims) != list(range(len(t))) or dims[0] != 0:
+        raise Invalid("permute")
+    return TT(t[d] for d in dims), 0
+
+
+def _reshape(t, a):
+    shape = _ints(a["shape"])
+    if shape[0] != -1 or any(not _is_int(d) or d < 1 for d in shape[1:]) or math.prod(shape[1:]) != math.prod(t[1:]):
+        raise Invalid("reshape")  # the generator writes [-1, sizes...] keeping the batch
+    return TT((t[0], *shape[1:])), 0
+
+
+def _slice(t, a):
+    dim = _norm_dim(a["dim"], len(t))
+    start, end, step = a["start"], a["end"], a["step"]
+    if dim == 0 or start < 0 or (end is not None and end < 0) or not _is_int(t[dim]):
+        raise Invalid("slice")
+    n = len(range(start, t[dim] if end is None else min(end, t[dim]), step))
+    if n < 1:
+        raise Invalid("empty slice")
+    return TT((*t[:dim], n, *t[dim + 1 :])), 0
+
+
+def _select(t, a):
+    dim = _norm_dim(a["dim"], len(t))
+    if dim == 0 or len(t) < 3 or not -t[dim] <= a["index"] < t[dim]:
+        raise Invalid("select")
+    return TT((*t[:dim], *t[dim + 1 :])), 0
+
+
+def _unsqueeze(t, a):
+    dim = _norm_dim(a["dim"], len(t) + 1)
+    if dim == 0 or len(t) >= 4:
+        raise Invalid("unsqueeze")
+    return TT((*t[:dim], 1, *t[dim:])), 0
+
+
+def _roll(t, a):
+    shifts, dims = _ints(a["shifts"]), [_norm_dim(d, len(t)) for d in _ints(a["dims"])]
+    if len(shifts) != len(dims):
+        raise Invalid("roll")
+    return t, 0
+
+
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
@@ -367,6 +417,8 @@ SHAPES = {
     "conv_transpose": _conv_transpose, "layer_norm": _norm_last, "group_norm": _group_norm,
     "instance_norm": _instance_norm, "local_response_norm": _lrn, "upsample": _upsample, "pad": _pad,
     "pixel_shuffle": _pixel_shuffle, "transpose": _transpose, "mean": _mean, "rnn": _recurrent("rnn"),
+    "permute": _permute, "reshape": _reshape, "slice": _slice, "select": _select, "unsqueeze": _unsqueeze,
+    "roll": _roll,
     "gru": _recurrent("gru"), "lstm": _recurrent("lstm"), "self_attention": _self_attention,
     "relu6": _same, "hardswish": _same, "hardsigmoid": _same,
     "conv": _conv, "maxpool": _pool, "avgpool": _pool, "adaptive_avgpool": _adaptive,
@@ -1017,9 +1069,12 @@ class _Gen:
             if not keep_rank:
                 kinds += [("flatten", 1)]
         if len(t) >= 3:
-            kinds += [("transpose", 0.5)]
+            kinds += [("transpose", 0.5), ("permute", 0.4)]
             if not keep_rank:
-                kinds += [("mean", 0.5)]
+                kinds += [("mean", 0.5), ("select", 0.3)]
+        kinds += [("slice", 0.4), ("roll", 0.2)]
+        if not keep_rank:
+            kinds += [("reshape", 0.5)] + ([("unsqueeze", 0.3)] if len(t) <= 3 else [])
         if len(t) == 3 and not sc.numbered:
             kinds += [("recurrent", 1.5), ("self_attention", 1)]
         kinds += [("linear", 2 if len(t) == 2 else 0.5)]
@@ -1163,6 +1218,44 @@ class _Gen:
     def _s_transpose(self, t, sc, keep_rank):
         i, j = self.r.sample(range(1, len(t)), 2)
         return self._op("transpose", sc, {"dim0": i - len(t) if self.p(0.3) else i, "dim1": j}, positional=2)
+
+    # Layout steps: new orders and views of the same elements (contiguous or not).
+    def _s_permute(self, t, sc, keep_rank):
+        rest = list(range(1, len(t)))
+        self.r.shuffle(rest)
+        return self._op("permute", sc, {"dims": (0, *(d - len(t) if self.p(0.2) else d for d in rest))}, positional=1)
+
+    def _s_reshape(self, t, sc, keep_rank):
+        n, factors = math.prod(t[1:]), []
+        for _ in range(self.r.randint(0, 2)):  # up to 3 sizes after the batch: rank 2 to 4
+            f = self.r.choice([d for d in range(1, min(n, 16) + 1) if n % d == 0])
+            factors.append(f)
+            n //= f
+        sizes = [*factors, n]
+        self.r.shuffle(sizes)
+        return self._op("reshape", sc, {"shape": (-1, *sizes)}, positional=1)
+
+    def _s_slice(self, t, sc, keep_rank):
+        dim = self.r.randint(1, len(t) - 1)
+        values = {"dim": dim if self.p(0.7) else dim - len(t), "start": self.r.randint(0, max(0, t[dim] - 1))}
+        if self.p(0.5):
+            values["end"] = self.r.randint(values["start"] + 1, t[dim] + 2)
+        if self.p(0.4):
+            values["step"] = self.r.randint(1, 3)
+        return self._op("slice", sc, values, positional=3)
+
+    def _s_select(self, t, sc, keep_rank):
+        dim = self.r.randint(1, len(t) - 1)
+        return self._op("select", sc, {"dim": dim, "index": self.r.randint(-t[dim], t[dim] - 1)}, positional=2)
+
+    def _s_unsqueeze(self, t, sc, keep_rank):
+        dim = self.r.randint(1, len(t))
+        return self._op("unsqueeze", sc, {"dim": dim if self.p(0.7) else dim - len(t) - 1}, positional=1)
+
+    def _s_roll(self, t, sc, keep_rank):
+        dims = self.r.sample(range(1, len(t)), self.r.randint(1, len(t) - 1))
+        shifts = [self.r.randint(-5, 5) for _ in dims]
+        return self._op("roll", sc, {"shifts": tuple(shifts), "dims": tuple(dims)}, positional=2)
 
     def _s_mean(self, t, sc, keep_rank):
         dim = self.r.randint(1, len(t) - 1)
