@@ -2,7 +2,8 @@
 
 Property tests (hypothesis) over the generators of tests/fuzzgen.py:
 - generated specs (chains, residual `+`, `concat`, blocks with parameters, labelled and
-  numbered sequences, repeat/for, conditionals, constants) all check, compile to code that
+  numbered sequences, repeat/for, conditionals, constants, layout steps such as permute,
+  reshape and slices) all check, compile to code that
   parses, have the output shapes and parameter count the generator predicted, and compile to
   the same bytes every time; a sample also runs in torch (`verify_module`);
 - mutations of the zoo's specs and of generated ones (deleted, duplicated, swapped and replaced
