@@ -162,7 +162,7 @@ class _Elaborator:
         self.problems: list[Diagnostic] = []
         self.globals = Scope({})
         self._const_stack: list[str] = []
-        self.strided: dict[int, int] = {}
+        self.strided: dict[int, int] = {}  # node -> the node whose output may leave it non-contiguous
 
     # ---- entry ---------------------------------------------------------------------
     def model(self, mdef: S.BlockDef, overrides: dict[str, Any]) -> Graph:
@@ -175,7 +175,7 @@ class _Elaborator:
         values = self._bind_params(ctx0, mdef, [], [(k, v, None) for k, v in overrides.items()], mdef.span)
         graph = Graph(mdef.name, mdef.span, tuple(values.items()))
         self.graph = graph
-        self.strided: dict[int, int] = {}  # node -> the node whose output may leave it non-contiguous
+        self.strided = {}  # node ids are per graph
         frame = Frame(graph.containers[()])
         ctx = Ctx(frame, Scope(dict(values), self.globals))
         if not any(isinstance(s, S.Input) for s in mdef.body):
