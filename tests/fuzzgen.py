@@ -1562,7 +1562,11 @@ class _Gen:
             name = tensors[-1] if i == 0 and self.p(0.7) else self.r.choice(tensors)
             t = sc.env[name]
             if keep_rank_of is not None and len(t) != len(keep_rank_of):
-                name = inputs[0]
+                # Not inputs[0] by name: a statement may have rebound it to another rank (reshape).
+                same = [n for n in tensors if len(sc.env[n]) == len(keep_rank_of)]
+                if not same:
+                    raise Invalid("no tensor of the block input's rank")
+                name = self.r.choice(same)
                 t = sc.env[name]
             expr = Var(name)
             if self.p(0.5) and self.budget > 0:
