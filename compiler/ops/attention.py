@@ -35,9 +35,7 @@ class _Multihead(OpDef):
     inputs = None
     sequential = False
     qkv: tuple[int, int, int] = (0, 1, 2)  # input index of q, k, v; one more input is a mask
-
-    def layout(self, a):
-        return "strided"
+    outputs_layout = "strided"
 
     def resolve(self, a, ins):
         need = max(self.qkv) + 1
@@ -129,9 +127,7 @@ class ScaledDotProductAttention(OpDef):
     attrs = (Attr("causal", "bool", False), Attr("scale", "float", None, doc="default 1/sqrt(E)"))
     inputs = None
     min_inputs = 3
-
-    def layout(self, a):
-        return "strided"
+    outputs_layout = "strided"
 
     def resolve(self, a, ins):
         if len(ins) > 4:
@@ -173,9 +169,7 @@ class MatMul(OpDef):
     family = "attention"
     doc = "Batched matrix product a @ b: [..., n, k] x [..., k, m] -> [..., n, m] (batch dims broadcast)."
     inputs = 2
-
-    def layout(self, a):
-        return "new"
+    outputs_layout = "new"
 
     def resolve(self, a, ins):
         x, y = ins

@@ -108,9 +108,10 @@ class OpDef:
     # strides, and conv, pooling and batchnorm keep a channels-last layout), or "strided"
     # (may not be: permute, transpose, slices, nn.MultiheadAttention's batch-first output).
     needs_contiguous: ClassVar[bool] = False
+    outputs_layout: ClassVar[str] = "same"  # what `layout` says unless the attributes matter
 
     def layout(self, a: dict[str, Any]) -> str:
-        return "same"
+        return self.outputs_layout
 
     def requires(self, a: dict[str, Any], ins: list[TensorType]) -> list[Requirement]:
         """Run-time conditions on the input sizes (reflect padding narrower than the input)."""

@@ -36,9 +36,7 @@ class Embedding(OpDef):
         Attr("dim", "int", positional=True, min=1, aliases=("embedding_dim",), doc="vector size"),
         Attr("padding_idx", "int", None, min=0, doc="an id whose vector is zero and not trained"),
     )  # fmt: skip
-
-    def layout(self, a):
-        return "new"
+    outputs_layout = "new"
 
     def resolve(self, a, ins):
         x = ins[0]
@@ -202,9 +200,7 @@ class PatchEmbed(OpDef):
     family = "conv"
     doc = "Cuts an image into p x p patches and projects each: [B, C, H, W] -> [B, H/p * W/p, dim]."
     attrs = (Attr("dim", "int", positional=True, min=1), Attr("patch", "int", positional=True, min=1))
-
-    def layout(self, a):
-        return "strided"
+    outputs_layout = "strided"
 
     def resolve(self, a, ins):
         x = ins[0]

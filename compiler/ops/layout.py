@@ -106,9 +106,7 @@ class Transpose(OpDef):
     family = "tensor"
     doc = "Swaps two dimensions: transpose(k, -2, -1) is K^T for a batch of matrices."
     attrs = (Attr("dim0", "dim", positional=True), Attr("dim1", "dim", positional=True))
-
-    def layout(self, a):
-        return "strided"
+    outputs_layout = "strided"
 
     def resolve(self, a, ins):
         r = ins[0].rank
@@ -136,9 +134,7 @@ class Permute(OpDef):
     family = "tensor"
     doc = "Reorders the dimensions: permute([0, 2, 3, 1]) makes NCHW channels-last."
     attrs = (Attr("dims", "ints", positional=True),)
-
-    def layout(self, a):
-        return "strided"
+    outputs_layout = "strided"
 
     def resolve(self, a, ins):
         r = ins[0].rank
@@ -264,6 +260,14 @@ class View(Reshape):
         return None
 
 
+class _Part(OpDef):
+    """An op returning part of its input (split, select, slice): a view that keeps
+    row-major order only when it cuts along the first dimension, with step 1."""
+
+    def layout(self, a):
+        return "same" if a["dim"] == 0 and a.get("step", 1) == 1 else "strided"
+
+
 # ---- several outputs ---------------------------------------------------------------------
 MAX_OUTPUTS = 100_000  # outputs of one split, as LIMITS["repeat"] bounds one repetition
 
@@ -274,11 +278,8 @@ def _check_outputs(op: str, n: int) -> None:
         raise OpError("E0508", f"{op} into {n:,} parts is over the limit of {MAX_OUTPUTS:,}")
 
 
-class _Split(OpDef):
+class _Split(_Part):
     family = "tensor"
-
-    def layout(self, a):  # a part along the first dimension keeps row-major order
-        return "same" if a["dim"] == 0 and a.get("step", 1) == 1 else "strided"
 
     def resolve(self, a, ins):
         x = ins[0]
@@ -364,14 +365,11 @@ class Unbind(_Split):
 
 # ---- picking ------------------------------------------------------------------------------
 @register
-class Select(OpDef):
+class Select(_Part):
     name = "select"
     family = "tensor"
     doc = "One index of dim, removing it: select(1, -1) is the last time step, select(1, 0) the first token."
     attrs = (Attr("dim", "dim", positional=True), Attr("index", "int", positional=True))
-
-    def layout(self, a):  # a part along the first dimension keeps row-major order
-        return "same" if a["dim"] == 0 and a.get("step", 1) == 1 else "strided"
 
     def resolve(self, a, ins):
         x = ins[0]
@@ -400,15 +398,12 @@ class Select(OpDef):
 
 
 @register
-class Slice(OpDef):
+class Slice(_Part):
     name = "slice"
     family = "tensor"
     doc = "Indices start:end:step of dim (end omitted: to the end): slice(1, 0, step=2)."
     attrs = (Attr("dim", "dim", positional=True), Attr("start", "int", 0, positional=True),
              Attr("end", "int", None, positional=True), Attr("step", "int", 1, min=1))  # fmt: skip
-
-    def layout(self, a):  # a part along the first dimension keeps row-major order
-        return "same" if a["dim"] == 0 and a.get("step", 1) == 1 else "strided"
 
     def resolve(self, a, ins):
         x = ins[0]
@@ -455,9 +450,7 @@ class IndexSelect(OpDef):
     doc = "Rows of x picked by integer ids: index_select(table, ids) is table[ids] for 1-d ids."
     attrs = (Attr("dim", "dim", 0),)
     inputs = 2
-
-    def layout(self, a):
-        return "new"
+    outputs_layout = "new"
 
     def resolve(self, a, ins):
         x, ids = ins
@@ -504,9 +497,7 @@ class Mean(OpDef):
     family = "pool"
     doc = "Average over dim (mean pooling over time: mean(1))."
     attrs = (Attr("dim", "dim", positional=True), Attr("keepdim", "bool", False))
-
-    def layout(self, a):
-        return "new"
+    outputs_layout = "new"
 
     def resolve(self, a, ins):
         return {**a, "dim": norm_dim(a["dim"], ins[0].rank, "mean")}
@@ -542,9 +533,7 @@ class WindowPartition(OpDef):
     family = "tensor"
     doc = "[B, H, W, C] -> [B * H/w * W/w, w*w, C]: non-overlapping w x w windows (Swin)."
     attrs = (Attr("window", "int", positional=True, min=1),)
-
-    def layout(self, a):
-        return "new"
+    outputs_layout = "new"
 
     def infer(self, a, ins):
         x, w = ins[0], a["window"]
@@ -568,9 +557,7 @@ class WindowReverse(OpDef):
     doc = "Inverse of window_partition: [B * H/w * W/w, w*w, C] -> [B, H, W, C]."
     attrs = (Attr("window", "int", positional=True, min=1), Attr("h", "int", positional=True, min=1),
              Attr("w", "int", positional=True, min=1))  # fmt: skip
-
-    def layout(self, a):
-        return "new"
+    outputs_layout = "new"
 
     def infer(self, a, ins):
         x, w = ins[0], a["window"]

@@ -15,9 +15,7 @@ class Linear(OpDef):
         Attr("out_features", "int", positional=True, min=1, aliases=("features",)),
         Attr("bias", "bool", True),
     )
-
-    def layout(self, a):
-        return "new"
+    outputs_layout = "new"
 
     def resolve(self, a, ins):
         x = ins[0]

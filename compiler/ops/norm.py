@@ -165,9 +165,7 @@ class LayerNorm(OpDef):
     doc = "Layer normalization over the last dimension (transformers: [B, T, D] -> [B, T, D])."
     attrs = (Attr("eps", "float", 1e-5), Attr("affine", "bool", True, aliases=("elementwise_affine",)))
     prefer_module = True
-
-    def layout(self, a):
-        return "new"
+    outputs_layout = "new"
 
     def resolve(self, a, ins):
         d = known_channels("layer_norm", ins[0], -1, "normalized size (last dimension)")

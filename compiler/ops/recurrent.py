@@ -34,9 +34,7 @@ class _Recurrent(OpDef):
     )  # fmt: skip
     inputs = None
     sequential = False
-
-    def layout(self, a):
-        return "strided"
+    outputs_layout = "strided"
 
     def resolve(self, a, ins):
         x = ins[0]
@@ -145,9 +143,7 @@ class JordanRNN(OpDef):
         Attr("output_activation", "str", "sigmoid", choices=_ACTIVATIONS),
     )
     prefer_module = True
-
-    def layout(self, a):
-        return "strided"
+    outputs_layout = "strided"
 
     def resolve(self, a, ins):
         x = ins[0]
@@ -189,9 +185,7 @@ class BahdanauDecoder(OpDef):
     )
     inputs = 3
     sequential = False
-
-    def layout(self, a):
-        return "strided"
+    outputs_layout = "strided"
 
     def resolve(self, a, ins):
         y, enc, s0 = ins

@@ -272,9 +272,7 @@ class CenterCrop(OpDef):
     attrs = (Attr("size", "ints", None, positional=True, min=1),)
     inputs = None
     min_inputs = 1
-
-    def layout(self, a):
-        return "strided"
+    outputs_layout = "strided"
 
     def resolve(self, a, ins):
         x = ins[0]
