@@ -122,7 +122,7 @@ def _run_valid(case: dict) -> tuple[str, str]:
     symbols = case["symbols"]
     outs = [tuple(d if isinstance(d, int) else str(d) for d in (subs(d, symbols) for d in graph.type_of(r).dims))
             for _, r in graph.outputs]  # fmt: skip
-    params = sum(graph.node(n).params for n in graph.nodes())
+    params = graph.num_params()
     if outs != [tuple(o) for o in case["outputs"]] or params != case["params"]:
         return "fail", f"prediction: outputs {outs} params {params}, expected {case['outputs']} {case['params']}"
     if modelc.compile_source(text, path) != source:
@@ -141,7 +141,7 @@ def _run_module(text: str) -> tuple[str, str]:
     from modelc.verify import verify_module
 
     graph = build_all(load_text(text, "gen.model"))[0]
-    if sum(graph.node(n).params for n in graph.nodes()) > 10_000_000 or not fuzzgen.runnable(graph):
+    if graph.num_params() > 10_000_000 or not fuzzgen.runnable(graph):
         return "ok:skipped", ""  # too large to run here, or too small at verify's sizes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -106,7 +106,7 @@ def _graphs(args) -> tuple[Program, list]:
 def _check(args) -> int:
     _, graphs = _graphs(args)
     for g in graphs:
-        total = sum(g.node(n).params for n in g.nodes())
+        total = g.num_params()
         print(f"{args.spec}: ok: {g.name}: {len(g)} nodes, {total:,} parameters")
     return 0
 

@@ -206,12 +206,12 @@ class _Emitter:
         hint = c.var or c.local
         # An output that is a value the caller already holds (a block returning its input) or
         # that repeats an earlier output is thrown away (`_`): binding it again would make
-        # `y, x = ...` assign one name twice, and the later target would win.
-        known = set(vars_.env)
-        targets = []
-        for name, r in c.outputs:
-            targets.append("_" if r in known else vars_.bind(r, name if len(c.outputs) > 1 else hint, i))
-            known.add(r)
+        # `y, x = ...` assign one name twice, and the later target would win. (`bind` adds each
+        # new output to `vars_.env`, so a repeat of it is seen there too.)
+        targets = [
+            "_" if r in vars_.env else vars_.bind(r, name if len(c.outputs) > 1 else hint, i)
+            for name, r in c.outputs
+        ]
         expr = CallExpr(callee or f"self.{c.local}", args)
         return render(expr, 8, f"{', '.join(targets)} = ", comment=_where(c))
 
@@ -354,7 +354,7 @@ def _doc(graph: Graph, c: Container, model: bool) -> str:
         return f"{doc(_signature(c.name, c.args))}, defined at {where}."
     ins = ", ".join(f"{doc(graph.node(n).local)} {graph.node(n).type}" for n in graph.inputs)
     outs = ", ".join(f"{doc(name)} {graph.type_of(ref)}" for name, ref in graph.outputs)
-    total = sum(graph.node(n).params for n in graph.nodes())
+    total = graph.num_params()
     lines = [f"{doc(_signature(graph.name, graph.params))}, defined at {where}.", "",
              f"    Inputs: {ins}.", f"    Outputs: {outs}.", f"    Parameters: {total:,}.", "    "]  # fmt: skip
     return "\n".join(lines)
@@ -385,7 +385,7 @@ def _model_attrs(graph: Graph) -> list[str]:
 
     ins = [f"{literal(graph.node(n).local)}: {shape(graph.node(n).type)}" for n in graph.inputs]
     outs = [f"{literal(name)}: {shape(graph.type_of(ref))}" for name, ref in graph.outputs]
-    total = sum(graph.node(n).params for n in graph.nodes())
+    total = graph.num_params()
     out = []
     out += render(CallExpr("", ins, collection=True, brackets="{}"), 4, "INPUT_SHAPES = ")
     out += render(CallExpr("", outs, collection=True, brackets="{}"), 4, "OUTPUT_SHAPES = ")

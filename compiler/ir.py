@@ -145,6 +145,10 @@ class Graph:
         return self.g.number_of_nodes()
 
     # ---- queries
+    def num_params(self) -> int:
+        """Parameters of the whole model (the sum over its nodes)."""
+        return sum(data.params for _, data in self.g.nodes(data="data"))
+
     def inputs_of(self, n: int) -> list[Ref]:
         edges = sorted((d["port"], u, d["out"]) for u, _, d in self.g.in_edges(n, data=True))
         return [(u, out) for _, u, out in edges]

@@ -59,9 +59,8 @@ class Plan:
 def plan(graph: Graph, device: str = "cpu", batch: int = 2, memory: int | None = None) -> Plan:
     """Sizes and costs of a verify run of `graph`; SpecError E0603 where none is possible here."""
     env = _sizes(graph, batch)
-    params = sum(graph.node(n).params for n in graph.nodes())
-    p = Plan(env, 4 * params, _activation_peak(graph, env), sum(int(subs(graph.node(n).macs, env))
-                                                                for n in graph.nodes()))  # fmt: skip
+    macs = sum(int(subs(graph.node(n).macs, env)) for n in graph.nodes())
+    p = Plan(env, 4 * graph.num_params(), _activation_peak(graph, env), macs)
     at = f" at {env_text(env)}" if env else ""
     hint = ("verify a smaller model (--param K=V)" if p.param_bytes > p.activation_bytes
             else "verify smaller inputs (--input NAME=D1,D2,...)") + "; the compiled file is written as it is"  # fmt: skip
@@ -80,10 +79,10 @@ def plan(graph: Graph, device: str = "cpu", batch: int = 2, memory: int | None =
 def _sizes(graph: Graph, batch: int) -> dict[str, int]:
     """The first of SIZES at which every tensor of the graph has a positive size and every
     op's run-time requirement on its input sizes holds (`OpDef.requires`)."""
-    problem = ""
+    problem, order = "", graph.topo()
     for other in SIZES:
         env = concrete_env(graph, batch, other)
-        problem = next(filter(None, (_problem(graph, n, env) for n in graph.topo())), "")
+        problem = next(filter(None, (_problem(graph, n, env) for n in order)), "")
         if not problem:
             return env
     raise error("E0603", f"--verify cannot run {graph.name}: with the symbolic sizes at {env_text(env)}, "
@@ -183,7 +182,7 @@ def _verify(cls: type, graph: Graph, device: str, seed: int, env: dict[str, int]
 
     torch.manual_seed(seed)
     model = cls().to(device).eval()
-    expected = sum(graph.node(n).params for n in graph.nodes())
+    expected = graph.num_params()
     actual = sum(p.numel() for p in model.parameters())
     if actual != expected:
         raise CompilerBug(f"{graph.name}: the module has {actual:,} parameters, the IR predicted {expected:,}")

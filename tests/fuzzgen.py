@@ -32,29 +32,6 @@ __all__ = ["GeneratedSpec", "Invalid", "generate", "hostile_texts", "mutate", "r
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The ResNet-50 of the brief: the mutation seed when specs/ is empty.
-RESNET50 = """\
-block Bottleneck(width: int, stride: int = 1) {
-    input x
-    out = x -> conv1: conv(width, k=1, bias=false) -> bn1: batchnorm -> relu
-            -> conv2: conv(width, k=3, s=stride, p=1, bias=false) -> bn2: batchnorm -> relu
-            -> conv3: conv(width * 4, k=1, bias=false) -> bn3: batchnorm
-    skip = x if stride == 1 and channels(x) == width * 4
-           else x -> downsample: (conv(width * 4, k=1, s=stride, bias=false) -> batchnorm)
-    output relu(out + skip)
-}
-model ResNet50(num_classes: int = 1000) {
-    input image: [B, 3, 224, 224]
-    x = image -> conv1: conv(64, k=7, s=2, p=3, bias=false) -> bn1: batchnorm -> relu: relu
-              -> maxpool: maxpool(3, s=2, p=1)
-    x = x -> layer1: repeat 3 Bottleneck(64)
-    x = x -> layer2: for i in 0..4 { Bottleneck(128, stride = 2 if i == 0 else 1) }
-    x = x -> layer3: for i in 0..6 { Bottleneck(256, stride = 2 if i == 0 else 1) }
-    x = x -> layer4: for i in 0..3 { Bottleneck(512, stride = 2 if i == 0 else 1) }
-    output x -> avgpool: adaptive_avgpool(1) -> flatten -> fc: linear(num_classes)
-}
-"""
-
 
 class Invalid(Exception):
     """The generator's shape model rejects a choice (the generator then picks another)."""
@@ -1806,7 +1783,7 @@ def runnable(graph, max_elems: int = 20_000_000) -> bool:
     from modelc.symbolic import subs
     from modelc.verify import concrete_env
 
-    if sum(graph.node(n).params for n in graph.nodes()) > max_elems:
+    if graph.num_params() > max_elems:
         return False
     env = concrete_env(graph)
     for n in graph.nodes():
@@ -1818,14 +1795,14 @@ def runnable(graph, max_elems: int = 20_000_000) -> bool:
 
 
 def seed_texts() -> list[tuple[str, str]]:
-    """(name, text) of the zoo's specs, or the ResNet-50 above when there are none."""
+    """(name, text) of the zoo's specs."""
     seeds = []
     for path in sorted((ROOT / "specs").glob("*.model")):
         try:
             seeds.append((path.name, path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError):
             continue
-    return seeds or [("resnet50.model", RESNET50)]
+    return seeds
 
 
 def hostile_texts(n: int = 3000) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import spec_path
 from modelc import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,28 +33,6 @@ model Broken {
 }
 """
 
-RESNET50 = """\
-block Bottleneck(width: int, stride: int = 1) {
-    input x
-    out = x -> conv1: conv(width, k=1, bias=false) -> bn1: batchnorm -> relu
-            -> conv2: conv(width, k=3, s=stride, p=1, bias=false) -> bn2: batchnorm -> relu
-            -> conv3: conv(width * 4, k=1, bias=false) -> bn3: batchnorm
-    skip = x if stride == 1 and channels(x) == width * 4
-           else x -> downsample: (conv(width * 4, k=1, s=stride, bias=false) -> batchnorm)
-    output relu(out + skip)
-}
-model ResNet50(num_classes: int = 1000) {
-    input image: [B, 3, 224, 224]
-    x = image -> conv1: conv(64, k=7, s=2, p=3, bias=false) -> bn1: batchnorm -> relu: relu
-              -> maxpool: maxpool(3, s=2, p=1)
-    x = x -> layer1: repeat 3 Bottleneck(64)
-    x = x -> layer2: for i in 0..4 { Bottleneck(128, stride = 2 if i == 0 else 1) }
-    x = x -> layer3: for i in 0..6 { Bottleneck(256, stride = 2 if i == 0 else 1) }
-    x = x -> layer4: for i in 0..3 { Bottleneck(512, stride = 2 if i == 0 else 1) }
-    output x -> avgpool: adaptive_avgpool(1) -> flatten -> fc: linear(num_classes)
-}
-"""
-
 
 @pytest.fixture
 def net(tmp_path) -> str:
@@ -70,10 +49,8 @@ def broken(tmp_path) -> str:
 
 
 @pytest.fixture
-def resnet50(tmp_path) -> str:
-    path = tmp_path / "resnet50.model"
-    path.write_text(RESNET50)
-    return str(path)
+def resnet50() -> str:
+    return spec_path("resnet50")
 
 
 def run(*argv: str) -> subprocess.CompletedProcess:

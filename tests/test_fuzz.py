@@ -95,7 +95,7 @@ def check_generated(spec: fuzzgen.GeneratedSpec, path: str = "gen.model") -> str
     graph = graphs[0]
     assert graph.name == spec.model
     assert [dims(graph, ref, spec.symbols) for _, ref in graph.outputs] == spec.outputs
-    assert sum(graph.node(n).params for n in graph.nodes()) == spec.params
+    assert graph.num_params() == spec.params
     ast.parse(source)
     return source
 

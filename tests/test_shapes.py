@@ -77,7 +77,7 @@ def predicted(graph) -> tuple[tuple[int, ...], int]:
     """The IR's model output shape at batch BATCH, and its parameter count."""
     ((_, ref),) = graph.outputs
     shape = tuple(subs(d, {"B": BATCH}) for d in graph.type_of(ref).dims)
-    return shape, sum(graph.node(n).params for n in graph.nodes())
+    return shape, graph.num_params()
 
 
 def run_reference(make, *shapes):
