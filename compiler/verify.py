@@ -1,13 +1,16 @@
 """Self-verification: run the emitted module and compare it with the IR.
 
-`modelc compile --verify` (and every spec test) instantiates the generated
-class, counts its parameters and runs a random batch; any disagreement with the
-shapes and counts the compiler predicted is a :class:`CompilerBug`. This is the
-only compiler module that imports torch, and only when called.
+`modelc compile --verify` (and every spec test, and the fuzzers) instantiates the
+generated class, counts its parameters and runs a random batch; then runs the
+reference interpreter (`modelc.interpret`) on the same inputs with the module's own
+state_dict. Any disagreement with the shapes, dtypes and counts the compiler
+predicted, or with the values the interpreter computes, is a :class:`CompilerBug`.
+This module imports torch only when called.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +19,7 @@ from modelc.diagnostics import CompilerBug, error
 from modelc.ir import Graph
 from modelc.symbolic import Sym, subs
 
-__all__ = ["Plan", "concrete_env", "env_text", "plan", "verify_module"]
+__all__ = ["HALF_RTOL", "RTOL", "Plan", "concrete_env", "difference", "env_text", "plan", "verify_module"]
 
 # NOTE: [What a verify run may cost] A spec can be valid and still too large to run
 # here (an input of [B, 2, 16, 2**31 - 4], a 10-billion-parameter model) or, with
@@ -158,13 +161,21 @@ def _gib(n: int) -> str:
 
 
 def verify_module(cls: type, graph: Graph, device: str = "cpu", seed: int = 0) -> dict[str, Any]:
-    """Instantiate `cls`, run one random batch, and check it against `graph`.
+    """Instantiate `cls`, redraw its weights at random (`_redraw`), run one random batch, and
+    check it against `graph`: parameter count, state_dict names, every submodule's output
+    shape and dtype, and the outputs' values against the reference interpreter's.
 
     SpecError E0603 where the run cannot happen here (see `plan`); CompilerBug where the
-    module disagrees with the IR."""
+    module disagrees with the IR or the interpreter."""
     run = plan(graph, device)
     try:
         return _verify(cls, graph, device, seed, run.env)
+    except NotImplementedError as exc:  # torch has no CPU kernel for some ops in half precision
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if not any(f"'{t}'" in text for t in ("Half", "BFloat16")):
+            raise
+        raise error("E0603", f"--verify cannot run {graph.name} on {device}: {text}", None,
+                    "torch runs it on a GPU: verify_module(cls, graph, device=\"cuda\")") from None  # fmt: skip
     except (MemoryError, RuntimeError) as exc:  # torch reports a failed allocation as a RuntimeError
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         if not isinstance(exc, MemoryError) and not any(m in text for m in _OOM_MESSAGES):
@@ -186,17 +197,22 @@ def _verify(cls: type, graph: Graph, device: str, seed: int, env: dict[str, int]
     actual = sum(p.numel() for p in model.parameters())
     if actual != expected:
         raise CompilerBug(f"{graph.name}: the module has {actual:,} parameters, the IR predicted {expected:,}")
+    _redraw(model)
     args = []
     for n in graph.inputs:
         t = graph.node(n).type.subs(env)
         args.append(_random_input(graph, n, t, device))
+    inputs = [a.clone() for a in args]  # for the interpreter, whatever the module does to its own
     expected_shapes = _module_shapes(graph, env)
+    expected_dtypes = _module_dtypes(graph)
     seen: dict[str, tuple] = {}
+    dtypes: dict[str, tuple] = {}
 
     def hook(name):
         def record(module, inputs, output):
             values = _flatten(output)  # torch's LSTM returns (out, (h, c))
             seen[name] = tuple(tuple(v.shape) for v in values)
+            dtypes[name] = tuple(str(v.dtype).removeprefix("torch.") for v in values)
 
         return record
 
@@ -216,6 +232,9 @@ def _verify(cls: type, graph: Graph, device: str, seed: int, env: dict[str, int]
         if seen.get(name, ())[: len(want)] != want:
             raise CompilerBug(f"{graph.name}: module '{name}' produced shape {seen.get(name)}, "
                               f"the IR predicted {want}")  # fmt: skip
+        if dtypes[name][: len(want)] != expected_dtypes[name]:
+            raise CompilerBug(f"{graph.name}: module '{name}' produced {', '.join(dtypes[name])}, the IR "
+                              f"predicted {', '.join(expected_dtypes[name])}")  # fmt: skip
     outs = out if isinstance(out, tuple) else (out,)
     if len(outs) != len(graph.outputs):
         raise CompilerBug(f"{graph.name}: forward returned {len(outs)} values, expected {len(graph.outputs)}")
@@ -226,23 +245,164 @@ def _verify(cls: type, graph: Graph, device: str, seed: int, env: dict[str, int]
         if tuple(value.shape) != want:
             raise CompilerBug(f"{graph.name}: output '{name}' has shape {tuple(value.shape)}, "
                               f"the IR predicted {want} (inputs with {env})")  # fmt: skip
+        if str(value.dtype).removeprefix("torch.") != graph.type_of(ref).dtype:
+            raise CompilerBug(f"{graph.name}: output '{name}' is {value.dtype}, the IR predicted "
+                              f"{graph.type_of(ref).dtype}")  # fmt: skip
         if not torch.isfinite(value).all():  # attributes can cause it (a negative LRN alpha): not a bug
             nonfinite.append(name)
         shapes[name] = want
+    _check_weights(graph, model.state_dict())
+    _check_values(graph, model, inputs, outs)
     return {"params": actual, "outputs": shapes, "env": env, "modules_checked": len(seen), "nonfinite": nonfinite}
 
 
-def _module_shapes(graph: Graph, env: dict[str, int]) -> dict[str, tuple]:
-    """Predicted output shapes of every submodule, by its qualified name."""
+# NOTE: [Comparing with the interpreter] The module and the reference interpreter share
+# torch's kernels, not their order of operations (a batchnorm as one fused kernel or as
+# (x - mean) / sqrt(var + eps) * w + b), so fp32 rounding differs a little and adds up over
+# layers. An output may differ by RTOL times a magnitude: its own largest finite value (the
+# zoo's deepest models stay below 1e-6 of it) or, if larger, the largest value the run
+# computes anywhere, as an output near 0 may be amplified rounding (a group_norm with one
+# element per group is its bias, plus the rounding of x - mean divided by sqrt(eps)). In
+# half precision the budget is a few units in the last place (HALF_RTOL; near 1, a unit is
+# 1/1024 in float16 and 1/128 in bfloat16). Integer and bool outputs must be equal. Where
+# the reference is not finite (a fully masked attention row, an overflow) the spec gives no
+# value and nothing is compared; elsewhere a module value that is not finite is a difference.
+RTOL = 1e-4
+HALF_RTOL = {"torch.float16": 1e-2, "torch.bfloat16": 5e-2}
+
+
+def difference(got, want, floor: float = 0.0) -> str | None:
+    """How tensor `got` differs from the reference value `want`, or None within tolerance (of
+    the largest finite value of `want`, or `floor` if larger)."""
+    import torch
+
+    if got.dtype != want.dtype or got.shape != want.shape:
+        return f"is {got.dtype} {list(got.shape)}, the reference {want.dtype} {list(want.shape)}"
+    if not want.is_floating_point():
+        wrong = int((got != want).sum())
+        return f"differs in {wrong:,} of {want.numel():,} elements" if wrong else None
+    defined = torch.isfinite(want)
+    if not defined.any():
+        return None
+    err = torch.where(defined, (got.double() - want.double()).abs(), 0.0).nan_to_num(float("inf")).max().item()
+    scale = max(want.double().abs()[defined].max().item(), floor)
+    tolerance = HALF_RTOL.get(str(want.dtype), RTOL) * scale
+    if err <= tolerance:
+        return None
+    return f"differs by up to {err:.3g} (values up to {scale:.3g}; tolerance {tolerance:.3g})"
+
+
+def _check_values(graph: Graph, model, inputs: list, outs: tuple) -> None:
+    """Compare the module's outputs with the interpreter's; name the first module that differs."""
+    import torch
+    from modelc.interpret import evaluate
+
+    largest = [0.0]
+
+    def measure(ref, value) -> None:
+        if value.is_floating_point() and value.numel():
+            top = value.abs().amax().item()  # one pass; a second only when something is not finite
+            if not math.isfinite(top):
+                top = torch.where(torch.isfinite(value), value.abs(), 0).amax().item()
+            largest[0] = max(largest[0], top)
+
+    values = evaluate(graph, model.state_dict(), inputs, observe=measure)
+    for (name, r), got in zip(graph.outputs, outs):
+        problem = difference(got, values[r], largest[0])
+        if problem:
+            raise CompilerBug(f"{graph.name}: output '{name}' {problem} from the reference interpreter"
+                              f"{_first_module_difference(graph, model, inputs, largest[0])}")  # fmt: skip
+
+
+def _first_module_difference(graph: Graph, model, inputs: list, floor: float) -> str:
+    """`; the first module to differ is 'layers.1' (...)`, by running both again and keeping
+    every value (only when an output differs: it costs memory)."""
+    import torch
+
+    from modelc.interpret import evaluate
+
+    values = evaluate(graph, model.state_dict(), [x.clone() for x in inputs], keep_all=True)
+    refs = _module_refs(graph)
+    order: list[tuple[str, tuple]] = []
+    hooks = [m.register_forward_hook(lambda mod, i, out, name=name: order.append((name, _flatten(out))))
+             for name, m in model.named_modules() if name in refs]  # fmt: skip
+    try:
+        with torch.no_grad():
+            model(*[x.clone() for x in inputs])
+    finally:
+        for h in hooks:
+            h.remove()
+    for name, got in order:
+        for k, ref in enumerate(refs[name]):
+            problem = difference(got[k], values[ref], floor) if k < len(got) else "is missing"
+            if problem:
+                return f"; the first module to differ is '{name}': its output {k} {problem}"
+    return "; every module's output agrees (the difference is in the code between them)"
+
+
+def _module_refs(graph: Graph) -> dict[str, list]:
+    """The IR values each submodule returns, by qualified name (nodes and containers)."""
     out = {}
     for n in graph.nodes():
         node = graph.node(n)
         if node.module and node.opdef.module(dict(node.attrs)) is not None:
-            out[node.name] = tuple(tuple(subs(d, env) for d in t.dims) for t in node.types)
+            out[node.name] = [(n, k) for k in range(len(node.types))]
     for path, c in graph.containers.items():
         if path and c.outputs and not c.unrolled:  # an nn.ModuleList is never called itself
-            out[".".join(path)] = tuple(tuple(subs(d, env) for d in graph.type_of(r).dims) for _, r in c.outputs)
+            out[".".join(path)] = [r for _, r in c.outputs]
     return out
+
+
+def _check_weights(graph: Graph, state: dict) -> None:
+    """Every state_dict entry belongs to a node (its key is the node's name, or under it), and
+    every node with parameters has entries: the module's names are the IR's."""
+    names = {graph.node(n).name: graph.node(n) for n in graph.nodes()}
+    owned: set[str] = set()
+    for key in state:
+        parts = key.split(".")
+        owner = next((".".join(parts[:i]) for i in range(len(parts), 0, -1) if ".".join(parts[:i]) in names), None)
+        if owner is None:
+            raise CompilerBug(f"{graph.name}: the module's state_dict entry '{key}' belongs to no node of the "
+                              "IR (a module attribute named otherwise than its node)")  # fmt: skip
+        owned.add(owner)
+    for name, node in names.items():
+        if node.params and name not in owned:
+            raise CompilerBug(f"{graph.name}: node '{name}' has {node.params:,} parameters, the module's "
+                              f"state_dict none under '{name}'")  # fmt: skip
+
+
+def _module_shapes(graph: Graph, env: dict[str, int]) -> dict[str, tuple]:
+    """Predicted output shapes of every submodule, by its qualified name."""
+    return {name: tuple(tuple(subs(d, env) for d in graph.type_of(r).dims) for r in refs)
+            for name, refs in _module_refs(graph).items()}  # fmt: skip
+
+
+def _redraw(model) -> None:
+    """Every float parameter and buffer drawn again at its initial scale (the global generator,
+    seeded by the caller): default initialisations hide faults (zero biases, unit norm weights,
+    zero running means would not show a bias or a statistic that the module drops or swaps).
+    Running variances land in [0.5, 1.5], values that start at one in [0.75, 1.25], constants
+    that start at zero have std 0.1; a frozen parameter is a constant of the spec and stays."""
+    import torch
+
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    with torch.no_grad():
+        for name, t in model.state_dict(keep_vars=True).items():
+            if not t.is_floating_point() or name in frozen or not t.numel():
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand_like(t) + 0.5)
+            elif t.numel() > 1 and t.std() > 0:
+                t.copy_(torch.randn_like(t) * t.std())
+            elif bool((t == 1).all()):
+                t.copy_(torch.rand_like(t) * 0.5 + 0.75)
+            else:
+                t.copy_(torch.randn_like(t) * 0.1)
+
+
+def _module_dtypes(graph: Graph) -> dict[str, tuple]:
+    """Predicted output dtypes of every submodule, by its qualified name."""
+    return {name: tuple(graph.type_of(r).dtype for r in refs) for name, refs in _module_refs(graph).items()}
 
 
 def _flatten(value) -> tuple:

@@ -6,7 +6,46 @@ from modelc.ops.base import OpError
 from modelc.symbolic import Dim
 from modelc.types import TensorType
 
-__all__ = ["broadcast", "expand", "known_channels", "need_rank", "norm_dim", "numel", "prod", "compact"]
+__all__ = ["FLOATS", "broadcast", "need_float", "need_float32", "promote", "expand", "known_channels", "need_rank", "norm_dim", "numel", "prod", "compact"]
+
+FLOATS = ("float16", "bfloat16", "float32", "float64")  # the floating-point element types
+_CATEGORY = {"bool": 0, "int32": 1, "int64": 1, "float16": 2, "bfloat16": 2, "float32": 2, "float64": 2}
+_WIDTH = {"bool": 1, "int32": 32, "int64": 64, "float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}
+
+
+# NOTE: [Element types] The ops follow torch: what torch refuses for a type (softmax of
+# integers, a conv of float64 input with its float32 weights) is refused at compile time
+# (E0506), and what it accepts has the type torch gives it (`promote`). Ops with parameters
+# or running statistics take float32 input, the type of every parameter a generated module
+# creates; element-wise float math takes any floating type.
+def need_float(op: str, *ts: TensorType) -> None:
+    for t in ts:
+        if t.dtype not in FLOATS:
+            raise OpError("E0506", f"{op} needs floating-point input, got a {t.dtype} tensor {t}",
+                          "integer ids become vectors through embedding; declare float inputs as float32")  # fmt: skip
+
+
+def need_float32(op: str, *ts: TensorType) -> None:
+    for t in ts:
+        if t.dtype != "float32":
+            raise OpError("E0506", f"{op} has float32 parameters and needs float32 input, got a {t.dtype} "
+                          f"tensor {t}", "declare the input float32; for another precision, convert the "
+                          "module with its inputs (model.half()) or use torch.autocast")  # fmt: skip
+
+
+def promote(ts) -> str:
+    """The element type torch gives an element-wise op of tensors `ts` (torch.result_type): the
+    highest category (bool < integer < float) of the tensors with dimensions, and the widest type
+    of it (float16 with bfloat16: float32); a 0-d tensor counts only if of a higher category."""
+    shaped = [t.dtype for t in ts if t.rank] or [t.dtype for t in ts]
+    zero_d = [t.dtype for t in ts if not t.rank]
+    top = max(_CATEGORY[d] for d in shaped)
+    if zero_d and max(_CATEGORY[d] for d in zero_d) > top:
+        shaped, top = zero_d, max(_CATEGORY[d] for d in zero_d)
+    kinds = {d for d in shaped if _CATEGORY[d] == top}
+    if kinds == {"float16", "bfloat16"}:
+        return "float32"
+    return max(kinds, key=_WIDTH.__getitem__)
 
 
 def expand(value, n: int, name: str) -> tuple:

@@ -6,8 +6,10 @@ ones, and those inside a numbered sequence, as modules (`nn.ReLU()`).
 
 from __future__ import annotations
 
-from modelc.ops._util import norm_dim
-from modelc.ops.base import Attr, Ctor, OpDef, register
+import math
+
+from modelc.ops._util import need_float, norm_dim
+from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 from modelc.pyrepr import literal
 
 
@@ -15,6 +17,15 @@ class _Activation(OpDef):
     family = "activation"
     module_name = ""  # nn.<module_name>
     function = ""  # expression prefix, called with the input first
+    integers = False  # also integer input (relu, relu6: torch clamps them); else floats only
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        if not self.integers:
+            need_float(self.name, x)
+        elif x.dtype == "bool":
+            raise OpError("E0506", f"{self.name} needs numbers, got a bool tensor {x}")
+        return a
 
     def module(self, a):
         return Ctor(f"nn.{self.module_name}", (), self._kwargs(a))
@@ -31,6 +42,10 @@ class _Activation(OpDef):
 class ReLU(_Activation):
     name, module_name, function = "relu", "ReLU", "torch.relu"
     doc = "max(x, 0)"
+    integers = True
+
+    def reference(self, a, ins, w):
+        return [ins[0].clamp(min=0)]
 
 
 @register
@@ -38,11 +53,17 @@ class Sigmoid(_Activation):
     name, module_name, function = "sigmoid", "Sigmoid", "torch.sigmoid"
     doc = "1 / (1 + exp(-x))"
 
+    def reference(self, a, ins, w):
+        return [1 / (1 + (-ins[0]).exp())]
+
 
 @register
 class Tanh(_Activation):
     name, module_name, function = "tanh", "Tanh", "torch.tanh"
     doc = "tanh(x)"
+
+    def reference(self, a, ins, w):
+        return [ins[0].tanh()]
 
 
 @register
@@ -51,12 +72,20 @@ class LeakyReLU(_Activation):
     doc = "x if x > 0 else negative_slope * x"
     attrs = (Attr("negative_slope", "float", 0.01, positional=True, aliases=("slope",)),)
 
+    def reference(self, a, ins, w):
+        x = ins[0]
+        return [x.where(x > 0, x * a["negative_slope"])]
+
 
 @register
 class ELU(_Activation):
     name, module_name, function = "elu", "ELU", "nn.functional.elu"
     doc = "x if x > 0 else alpha * (exp(x) - 1)"
     attrs = (Attr("alpha", "float", 1.0, positional=True),)
+
+    def reference(self, a, ins, w):
+        x = ins[0]
+        return [x.where(x > 0, a["alpha"] * (x.exp() - 1))]
 
 
 @register
@@ -65,11 +94,18 @@ class GELU(_Activation):
     doc = "x * Phi(x); approximate=\"tanh\" for the tanh approximation"
     attrs = (Attr("approximate", "str", "none", choices=("none", "tanh")),)
 
+    def reference(self, a, ins, w):
+        x = ins[0]
+        if a["approximate"] == "tanh":
+            return [0.5 * x * (1 + ((2 / math.pi) ** 0.5 * (x + 0.044715 * x**3)).tanh())]
+        return [0.5 * x * (1 + (x / 2**0.5).erf())]
+
 
 class _Softmax(_Activation):
     attrs = (Attr("dim", "dim", -1, positional=True, doc="the dimension that sums to one"),)
 
     def resolve(self, a, ins):
+        super().resolve(a, ins)
         return {**a, "dim": norm_dim(a["dim"], ins[0].rank, self.name) - ins[0].rank}
 
     def _kwargs(self, a) -> tuple:
@@ -84,17 +120,29 @@ class Softmax(_Softmax):
     name, module_name, function = "softmax", "Softmax", "torch.softmax"
     doc = "exp(x) / sum(exp(x)) along dim (default: the last)"
 
+    def reference(self, a, ins, w):
+        e = (ins[0] - ins[0].amax(a["dim"], keepdim=True)).exp()
+        return [e / e.sum(a["dim"], keepdim=True)]
+
 
 @register
 class LogSoftmax(_Softmax):
     name, module_name, function = "log_softmax", "LogSoftmax", "torch.log_softmax"
     doc = "log(softmax(x)) along dim (default: the last)"
 
+    def reference(self, a, ins, w):
+        shifted = ins[0] - ins[0].amax(a["dim"], keepdim=True)
+        return [shifted - shifted.exp().sum(a["dim"], keepdim=True).log()]
+
 
 @register
 class ReLU6(_Activation):
     name, module_name, function = "relu6", "ReLU6", "nn.functional.relu6"
     doc = "min(max(x, 0), 6)"
+    integers = True
+
+    def reference(self, a, ins, w):
+        return [ins[0].clamp(0, 6)]
 
 
 @register
@@ -102,8 +150,14 @@ class Hardswish(_Activation):
     name, module_name, function = "hardswish", "Hardswish", "nn.functional.hardswish"
     doc = "x * relu6(x + 3) / 6"
 
+    def reference(self, a, ins, w):
+        return [ins[0] * (ins[0] + 3).clamp(0, 6) / 6]
+
 
 @register
 class Hardsigmoid(_Activation):
     name, module_name, function = "hardsigmoid", "Hardsigmoid", "nn.functional.hardsigmoid"
     doc = "relu6(x + 3) / 6"
+
+    def reference(self, a, ins, w):
+        return [(ins[0] + 3).clamp(0, 6) / 6]

@@ -13,12 +13,31 @@ MACs: every matmul counts, the projections and the two attention products
 
 from __future__ import annotations
 
-from modelc.ops._util import broadcast, known_channels, prod
+from modelc.ops._util import FLOATS, broadcast, known_channels, need_float, need_float32, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 from modelc.pyformat import CallExpr
 from modelc.pyrepr import literal
 from modelc.symbolic import Dim
 from modelc.types import TensorType
+
+
+def _check_mask(op: str, mask: TensorType, q: TensorType, shape: tuple) -> None:
+    """A mask is bool (true hides) or of the queries' float type (added to the scores), and
+    broadcasts to the scores' shape without enlarging it."""
+    if mask.dtype not in ("bool", q.dtype):
+        raise OpError("E0506", f"{op}: a mask is bool (true hides a score) or {q.dtype} (added to the "
+                      f"scores), got a {mask.dtype} tensor {mask}")  # fmt: skip
+    if broadcast(f"{op} mask", mask.dims, shape) != tuple(shape):
+        raise OpError("E0301", f"{op}: the mask {mask} is larger than the scores "
+                      f"[{', '.join(map(str, shape))}]")  # fmt: skip
+
+
+def _same_float(op: str, *ts: TensorType) -> None:
+    """Floating-point inputs of one type: torch multiplies no others (NOTE: [Element types])."""
+    need_float(op, *ts)
+    if len({t.dtype for t in ts}) > 1:
+        raise OpError("E0506", f"{op} needs inputs of one element type, got "
+                      f"{', '.join(f'{t.dtype} {t}' for t in ts)}")  # fmt: skip
 
 
 # ---- layers ---------------------------------------------------------------------------------
@@ -46,6 +65,7 @@ class _Multihead(OpDef):
         for t in (q, k, v):
             if t.rank != 3:
                 raise OpError("E0305", f"{self.name} expects [B, T, D] inputs (batch first), got {t}")
+        need_float32(self.name, q, k, v)
         d = known_channels(self.name, q, 2, "model width D (last dimension)")
         if d % a["heads"]:
             raise OpError("E0404", f"{self.name}: width {d} is not divisible by {a['heads']} heads")
@@ -56,8 +76,26 @@ class _Multihead(OpDef):
         if masked and a["causal"]:
             raise OpError("E0404", f"{self.name}: give either causal=true or a mask, not both")
         if masked:
-            broadcast(f"{self.name} mask", ins[-1].dims, (q.dims[1], k.dims[1]))
+            _check_mask(self.name, ins[-1], q, (q.dims[1], k.dims[1]))
+            if ins[-1].dims != (q.dims[1], k.dims[1]):  # torch takes [T, S] (or [B*heads, T, S]) only
+                raise OpError("E0301", f"{self.name}: the mask must be [T, S] = [{q.dims[1]}, {k.dims[1]}], "
+                              f"got {ins[-1]}")  # fmt: skip
         return {**a, "embed_dim": d, "masked": masked}
+
+    def reference(self, a, ins, w):
+        q, k, v = (ins[i] for i in self.qkv)
+        b, t, d = q.shape
+        wq, wk, wv = w["in_proj_weight"].chunk(3)
+        bq, bk, bv = w["in_proj_bias"].chunk(3) if a["bias"] else (None, None, None)
+
+        def heads(x, weight, bias):  # [B, L, D] -> [B, heads, L, D / heads]
+            y = x @ weight.T + (0 if bias is None else bias)
+            return y.reshape(x.shape[0], x.shape[1], a["heads"], d // a["heads"]).transpose(1, 2)
+
+        mask = ins[-1] if a["masked"] else None
+        out = attend(heads(q, wq, bq), heads(k, wk, bk), heads(v, wv, bv), mask, a["causal"], None)
+        out = out.transpose(1, 2).reshape(b, t, d) @ w["out_proj.weight"].T
+        return [out + w["out_proj.bias"] if a["bias"] else out]
 
     def infer(self, a, ins):
         return [ins[self.qkv[0]]]
@@ -123,7 +161,9 @@ class CrossAttention(_Multihead):
 class ScaledDotProductAttention(OpDef):
     name = "scaled_dot_product_attention"
     family = "attention"
-    doc = "softmax(Q K^T * scale) V on [..., T, E] tensors, as one fused call (no parameters)."
+    doc = ("softmax(Q K^T * scale + M) V on [..., T, E] tensors, as one fused call (no parameters). "
+           "An optional mask [..., T, S]: bool hides the scores where true (as causal_mask, masked_fill "
+           "and multihead_attention read it); float is added to them (0 visible, -inf hidden).")  # fmt: skip
     attrs = (Attr("causal", "bool", False), Attr("scale", "float", None, doc="default 1/sqrt(E)"))
     inputs = None
     min_inputs = 3
@@ -133,6 +173,7 @@ class ScaledDotProductAttention(OpDef):
         if len(ins) > 4:
             raise OpError("E0406", f"{self.name} takes q, k, v and an optional mask, got {len(ins)} inputs")
         q, k, v = ins[:3]
+        _same_float(self.name, q, k, v)
         if q.rank < 2 or k.dims[-1] != q.dims[-1] or k.dims[-2] != v.dims[-2]:
             raise OpError("E0301", f"{self.name}: query {q}, key {k} and value {v} do not fit "
                           "[..., T, E], [..., S, E], [..., S, Ev]")  # fmt: skip
@@ -141,8 +182,10 @@ class ScaledDotProductAttention(OpDef):
         if len(ins) == 4:
             if a["causal"]:
                 raise OpError("E0404", f"{self.name}: give either causal=true or a mask, not both")
-            broadcast(f"{self.name} mask", ins[3].dims, (*batch, q.dims[-2], k.dims[-2]))
-        return {**a, "batch": batch}
+            _check_mask(self.name, ins[3], q, (*batch, q.dims[-2], k.dims[-2]))
+            if ins[3].rank < 2:
+                raise OpError("E0305", f"{self.name}: the mask needs [..., T, S], got {ins[3]}")
+        return {**a, "batch": batch, "hide": len(ins) == 4 and ins[3].dtype == "bool"}
 
     def infer(self, a, ins):
         q, _, v = ins[:3]
@@ -152,8 +195,12 @@ class ScaledDotProductAttention(OpDef):
         q, k, v = ins[:3]
         return prod(a["batch"]) * q.dims[-2] * k.dims[-2] * (q.dims[-1] + v.dims[-1])
 
+    def reference(self, a, ins, w):
+        return [attend(*ins[:3], ins[3] if len(ins) == 4 else None, a["causal"], a["scale"])]
+
     def call(self, a, args):
-        extra = [f"attn_mask={args[3]}"] if len(args) == 4 else []
+        # torch's bool attn_mask is true where a query MAY attend; modelc's, where it may not.
+        extra = [f"attn_mask=~{args[3]}" if a["hide"] else f"attn_mask={args[3]}"] if len(args) == 4 else []
         extra += ["is_causal=True"] if a["causal"] else []
         extra += [f"scale={literal(a['scale'])}"] if a["scale"] is not None else []
         return CallExpr("nn.functional.scaled_dot_product_attention", [*args[:3], *extra])
@@ -175,6 +222,7 @@ class MatMul(OpDef):
         x, y = ins
         if x.rank < 2 or y.rank < 2:
             raise OpError("E0305", f"matmul needs inputs of rank 2 or more, got {x} and {y}")
+        _same_float("matmul", x, y)
         if x.dims[-1] != y.dims[-2]:
             raise OpError("E0301", f"matmul of {x} and {y}: inner sizes differ ({x.dims[-1]} vs "
                           f"{y.dims[-2]})", "transpose one of them, e.g. transpose(k, -2, -1)")  # fmt: skip
@@ -187,6 +235,9 @@ class MatMul(OpDef):
     def macs(self, a, ins, outs):
         return prod(outs[0].dims) * ins[0].dims[-1]
 
+    def reference(self, a, ins, w):
+        return [ins[0] @ ins[1]]
+
     def call(self, a, args):
         return f"{args[0]} @ {args[1]}"
 
@@ -195,8 +246,25 @@ class MatMul(OpDef):
 class Scale(OpDef):
     name = "scale"
     family = "tensor"
-    doc = "Multiplies by a constant: x * factor (also written `x * 0.125`, `x / 8`)."
-    attrs = (Attr("factor", "float", positional=True),)
+    doc = ("Multiplies by a constant: x * factor (also written `x * 0.125`, `x / 8`). The type "
+           "follows torch: an integer tensor times an integer stays integer; times a float (or "
+           "divided) it becomes float32.")  # fmt: skip
+    attrs = (Attr("factor", "number", positional=True),)
+
+    def resolve(self, a, ins):
+        # On a float tensor, `x * 2` and `x * 2.0` are the same: one form in the IR.
+        return {**a, "factor": float(a["factor"])} if ins[0].dtype in FLOATS else a
+
+    def infer(self, a, ins):
+        x = ins[0]
+        if x.dtype in FLOATS:
+            return [x]
+        if isinstance(a["factor"], float):  # torch's default float type
+            return [TensorType(x.dims, "float32")]
+        return [TensorType(x.dims, "int64" if x.dtype == "bool" else x.dtype)]
+
+    def reference(self, a, ins, w):
+        return [ins[0] * a["factor"]]
 
     def call(self, a, args):
         return f"{args[0]} * {literal(a['factor'])}"
@@ -220,7 +288,14 @@ class MaskedFill(OpDef):
                           "make one with causal_mask(scores)")  # fmt: skip
         if broadcast("masked_fill", x.dims, mask.dims) != x.dims:
             raise OpError("E0301", f"masked_fill: mask {mask} is larger than the tensor {x}")
+        value = a["value"]
+        if x.dtype not in FLOATS and not (value.is_integer() and (x.dtype != "bool" or value in (0, 1))):
+            raise OpError("E0506", f"masked_fill of a {x.dtype} tensor needs a value of that type, got {value:g}",
+                          "fill with 0 and 1 (bool) or an integer, or fill a float tensor")  # fmt: skip
         return a
+
+    def reference(self, a, ins, w):
+        return [ins[0].masked_fill(ins[1], a["value"])]
 
     def call(self, a, args):
         return f"{args[0]}.masked_fill({args[1]}, {literal(a['value'])})"
@@ -241,9 +316,34 @@ class CausalMask(OpDef):
             raise OpError("E0305", f"causal_mask needs scores [..., T, S], got {x}")
         return [TensorType(x.dims[-2:], "bool")]
 
+    def reference(self, a, ins, w):
+        return [future(*ins[0].shape[-2:], ins[0].device)]
+
     def call(self, a, args):
         x = args[0]
         return f"rt.causal_mask({x}.shape[-2], {x}.shape[-1], {x}.device)"
 
     def label(self, a):
         return "causal mask"
+
+
+# ---- reference semantics ----------------------------------------------------------------------
+def future(t: int, s: int, device):
+    """Bool [t, s], true where key j comes after query i (j > i): what a causal query may not see."""
+    import torch
+
+    return torch.arange(s, device=device)[None, :] > torch.arange(t, device=device)[:, None]
+
+
+def attend(q, k, v, mask, causal: bool, scale: float | None):
+    """softmax(q k^T * scale + M) v from the definition. M: -inf where a bool mask is true or,
+    when causal, where j > i; a float mask itself (added)."""
+    import torch
+
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    if causal:
+        mask = future(q.shape[-2], k.shape[-2], q.device)
+    if mask is not None:
+        scores = scores.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    e = (scores - scores.amax(-1, keepdim=True)).exp()
+    return (e / e.sum(-1, keepdim=True)) @ v

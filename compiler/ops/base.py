@@ -7,6 +7,7 @@ An entry declares everything about its op in one place:
 - `params` / `macs`: parameter count and multiply-accumulates;
 - `module` / `call`: how it is emitted (an `nn.Module` constructor, or an expression);
 - `label` and `family`: how it is drawn and summarised.
+- `reference`: what it computes, for the interpreter that checks emitted modules.
 
 Rules raise :class:`OpError`; the elaborator attaches the span of the node.
 """
@@ -18,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from modelc.diagnostics import Span, error
+from modelc.diagnostics import CompilerBug, Span, error
 from modelc.pyformat import CallExpr
 from modelc.symbolic import Dim, Sym
 from modelc.types import TensorType
@@ -63,7 +64,7 @@ class Requirement:
 @dataclass(frozen=True)
 class Attr:
     name: str
-    kind: str  # int, float, bool, str, ints, padding, dim, array, shape
+    kind: str  # int, float, number (an int stays an int), bool, str, ints, padding, dim, array, shape
     default: Any = REQUIRED
     aliases: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
@@ -155,6 +156,18 @@ class OpDef:
         """For ops taking integer ids (embedding): ids must be below this (verify feeds such)."""
         return None
 
+    # NOTE: [Reference semantics] `reference` is what the op computes, in eval mode: the oracle
+    # that generated modules are checked against (modelc.interpret, run by verify). It is
+    # written from the op's definition with torch.nn.functional and tensor methods, and never
+    # with the nn.Module or the expression the emitter writes, nor with modelc.runtime (both are
+    # under test). `a`: the resolved attributes, symbolic sizes replaced by the run's; `ins`:
+    # the input tensors; `w`: the node's own parameters and buffers from the module's
+    # state_dict, keyed relative to the node (`weight`, `running_mean`, `out_proj.weight`; a
+    # node that is itself a bare parameter or buffer, as `parameter`, finds it under "").
+    # It returns one tensor per output, of the IR's shape and dtype (the interpreter checks).
+    def reference(self, a: dict[str, Any], ins: list, w: dict[str, Any]) -> list:
+        raise CompilerBug(f"op {self.name} has no reference semantics")
+
 
 REGISTRY: dict[str, OpDef] = {}
 
@@ -188,22 +201,21 @@ def bind_attrs(
     out: dict[str, Any] = {}
     positional = [a for a in op.attrs if a.positional]
     if len(args) > len(positional):
-        _, span = args[len(positional)]
+        from modelc.hints import positional_hint  # torch's `linear(in, out)`, ...
+
+        span, hint = positional_hint(op, args, kwargs)
         names = ", ".join(a.name for a in positional) or "none"
         raise error("E0405", f"{op.name} takes {len(positional)} positional attribute(s) "
-                    f"({names}), got {len(args)}", span,
-                    "pass the others by name, e.g. k=3")  # fmt: skip
+                    f"({names}), got {len(args)}", span, hint)  # fmt: skip
     for attr, (value, span) in zip(positional, args):
         out[attr.name] = _check(op, attr, value, span)
     by_name = {n: a for a in op.attrs for n in a.names}
     for name, value, span in kwargs:
         attr = by_name.get(name)
         if attr is None:
-            known = [n for a in op.attrs for n in a.names]
-            hint = suggest(name, known) or (
-                f"{op.name} takes: {', '.join(a.name for a in op.attrs)}" if op.attrs
-                else f"{op.name} takes no attributes")  # fmt: skip
-            raise error("E0401", f"{op.name} has no attribute '{name}'", span, hint)
+            from modelc.hints import attribute_hint  # `in_features=` is inferred, ...
+
+            raise error("E0401", f"{op.name} has no attribute '{name}'", span, attribute_hint(op, name))
         if attr.name in out:
             raise error("E0408", f"attribute '{attr.name}' of {op.name} given twice", span)
         out[attr.name] = _check(op, attr, value, span)
@@ -251,6 +263,7 @@ _KIND_TEXT = {
     "int": "an integer",
     "dim": "an integer dimension",
     "float": "a number",
+    "number": "a number",
     "bool": "true or false",
     "str": "a string",
     "ints": "an integer or a list of integers",
@@ -268,9 +281,9 @@ def _coerce(attr: Attr, v: Any) -> Any:
     kind = attr.kind
     if kind in ("int", "dim"):
         return v if _is_int(v) else _BAD
-    if kind == "float":
+    if kind in ("float", "number"):
         if _is_int(v):
-            return float(v)
+            return float(v) if kind == "float" else v
         return v if isinstance(v, float) and math.isfinite(v) else _BAD
     if kind == "bool":
         return v if isinstance(v, bool) else _BAD

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelc.ops._util import compact, expand, known_channels, need_rank, numel, prod
+from modelc.ops._util import compact, expand, known_channels, need_float32, need_rank, numel, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, array_shape, register
 from modelc.symbolic import Dim
 from modelc.types import TensorType
@@ -19,6 +19,7 @@ def conv_out(size: Dim, k: int, s: int, p: int, d: int, ceil: bool = False) -> D
 def _channels_and_groups(op: str, x: TensorType, a) -> tuple[int, int, int]:
     """(spatial rank, in_channels, groups) of a 1-d/2-d convolution's input, checked."""
     need_rank(op, x, (3, 4), "[B, C, L] or [B, C, H, W]")
+    need_float32(op, x)
     cin = known_channels(op, x, 1, "channel count")
     g = a["groups"]
     for what, c in (("in_channels", cin), ("out_channels", a["out_channels"])):
@@ -98,6 +99,16 @@ class Conv(OpDef):
         return Ctor(f"rt.FixedConv{a['nd']}d", args,
                     kwargs + tuple((k, v) for k, v, default in fixed if v != default))  # fmt: skip
 
+    def reference(self, a, ins, w):
+        import torch.nn.functional as F
+
+        weight, bias = w.get("weight"), w.get("bias")
+        if not a["trainable"]:  # constants of the spec: the literal kernel, a zero bias
+            weight = _literal_weight(a, ins[0])
+            bias = None if bias is None else bias.new_zeros(bias.shape)
+        conv = F.conv1d if a["nd"] == 1 else F.conv2d
+        return [conv(ins[0], weight, bias, a["s"], a["p"], a["d"], a["groups"])]
+
     def label(self, a):
         frozen = "" if a["trainable"] else " (fixed)"
         return f"conv {_kernel_text(a)}, {a['out_channels']}{frozen}"
@@ -128,6 +139,15 @@ def _check_weight(a, full: tuple[int, ...]) -> None:
         want = " or ".join(str(list(s)) for s in dict.fromkeys((kernel, full)))
         raise OpError("E0404", f"conv: the literal weight has shape {list(shape)}, expected {want}",
                       "a kernel of k x k numbers, or [out_channels, in_channels / groups, k, k]")  # fmt: skip
+
+
+def _literal_weight(a, x):
+    """The weight a literal gives: [out, in/groups, *k], one kernel repeated or all of it."""
+    import torch
+
+    full = (a["out_channels"], a["in_channels"] // a["groups"], *a["k"])
+    values = torch.tensor(a["weight"], dtype=x.dtype, device=x.device) * a["scale"]
+    return values.expand(full) if values.dim() == len(a["k"]) else values
 
 
 def _flat(w) -> tuple[float, ...]:
@@ -189,6 +209,12 @@ class ConvTranspose(OpDef):
               ("bias", a["bias"], True), ("dilation", compact(a["d"]), 1)]
         return Ctor(f"nn.ConvTranspose{a['nd']}d", (a["in_channels"], a["out_channels"], compact(a["k"])),
                     tuple((k, v) for k, v, default in kw if v != default))  # fmt: skip
+
+    def reference(self, a, ins, w):
+        import torch.nn.functional as F
+
+        conv = F.conv_transpose1d if a["nd"] == 1 else F.conv_transpose2d
+        return [conv(ins[0], w["weight"], w.get("bias"), a["s"], a["p"], a["output_padding"], a["groups"], a["d"])]
 
     def label(self, a):
         return f"conv_transpose {_kernel_text(a)}, {a['out_channels']}"

@@ -7,15 +7,17 @@ embedding; a class token prepends one learned row.
 
 from __future__ import annotations
 
-from modelc.ops._util import known_channels, need_rank
+from modelc.ops._util import known_channels, need_float, need_float32, need_rank
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 from modelc.ops.layout import exact_div
 from modelc.pyformat import CallExpr
 from modelc.types import TensorType
 
 
-def _sequence(op: str, x: TensorType) -> int:
+def _sequence(op: str, x: TensorType, learned: bool = True) -> int:
+    """D of a [B, T, D] input, checked: float32 for a learned encoding, else any float."""
     need_rank(op, x, (3,), "[B, T, D]")
+    (need_float32 if learned else need_float)(op, x)
     return known_channels(op, x, 2, "model width D (last dimension)")
 
 
@@ -57,6 +59,9 @@ class Embedding(OpDef):
         kw = () if a["padding_idx"] is None else (("padding_idx", a["padding_idx"]),)
         return Ctor("nn.Embedding", (a["num"], a["dim"]), kw)
 
+    def reference(self, a, ins, w):
+        return [w["weight"][ins[0]]]
+
     def index_bound(self, a):
         return a["num"]
 
@@ -73,7 +78,7 @@ class SinusoidalPosition(OpDef):
     prefer_module = True
 
     def resolve(self, a, ins):
-        d = _sequence(self.name, ins[0])
+        d = _sequence(self.name, ins[0], learned=False)
         if d % 2:
             raise OpError("E0404", f"sinusoidal_position needs an even width, got {d}")
         _fits(self.name, ins[0].dims[1], a["max_len"])
@@ -82,6 +87,15 @@ class SinusoidalPosition(OpDef):
     def module(self, a):
         kw = () if a["max_len"] == 5000 else (("max_len", a["max_len"]),)
         return Ctor("rt.SinusoidalPositionalEncoding", (a["d_model"],), kw)
+
+    def reference(self, a, ins, w):
+        import torch
+
+        x = ins[0]  # PE(p, 2i) = sin(p / 10000^(2i/d)), PE(p, 2i+1) = cos(p / 10000^(2i/d))
+        p = torch.arange(x.shape[1], dtype=torch.float64, device=x.device)[:, None]
+        angle = p / 10000.0 ** (torch.arange(0, a["d_model"], 2, dtype=torch.float64, device=x.device) / a["d_model"])
+        pe = torch.stack([angle.sin(), angle.cos()], -1).flatten(1)  # sin, cos interleaved
+        return [x + pe.to(x.dtype)]
 
     def label(self, a):
         return "sinusoidal position"
@@ -104,6 +118,9 @@ class PositionEmbedding(OpDef):
 
     def module(self, a):
         return Ctor("rt.PositionEmbedding", (a["max_len"], a["d_model"]))
+
+    def reference(self, a, ins, w):
+        return [ins[0] + w["weight"][: ins[0].shape[1]]]
 
     def label(self, a):
         return f"position embedding {a['max_len']}x{a['d_model']}"
@@ -144,6 +161,9 @@ class Parameter(_Parameter):
     def invoke(self, a, callee, args):
         return callee
 
+    def reference(self, a, ins, w):
+        return [w[""]]
+
     def label(self, a):
         return "parameter " + "x".join(map(str, a["shape"]))
 
@@ -164,6 +184,9 @@ class LearnedPosition(_Parameter):
 
     def invoke(self, a, callee, args):
         return f"{args[0]} + {callee}"
+
+    def reference(self, a, ins, w):
+        return [ins[0] + w[""]]
 
     def label(self, a):
         return f"learned position {a['shape'][1]}x{a['shape'][2]}"
@@ -190,6 +213,12 @@ class ClsToken(_Parameter):
         x = args[0]
         return CallExpr("torch.cat", [f"[{callee}.expand({x}.shape[0], -1, -1), {x}]", "dim=1"])
 
+    def reference(self, a, ins, w):
+        import torch
+
+        x = ins[0]
+        return [torch.cat([w[""].expand(x.shape[0], 1, x.shape[2]), x], 1)]
+
     def label(self, a):
         return "class token"
 
@@ -205,6 +234,7 @@ class PatchEmbed(OpDef):
     def resolve(self, a, ins):
         x = ins[0]
         need_rank(self.name, x, (4,), "[B, C, H, W]")
+        need_float32(self.name, x)
         return {**a, "in_channels": known_channels(self.name, x, 1, "channel count")}
 
     def infer(self, a, ins):
@@ -224,6 +254,12 @@ class PatchEmbed(OpDef):
 
     def module(self, a):
         return Ctor("rt.PatchEmbed", (a["in_channels"], a["dim"], a["patch"]))
+
+    def reference(self, a, ins, w):
+        x, p = ins[0], a["patch"]  # each p x p patch, flattened (channel, row, col), projected
+        b, c, _, _ = x.shape
+        patches = x.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5).reshape(b, -1, c * p * p)
+        return [patches @ w["proj.weight"].reshape(a["dim"], -1).T + w["proj.bias"]]
 
     def label(self, a):
         return f"patch embed {a['patch']}x{a['patch']}, {a['dim']}"

@@ -7,7 +7,7 @@ identity (or the mean) in eval mode, like nn.Dropout.
 
 from __future__ import annotations
 
-from modelc.ops._util import known_channels, need_rank, numel, prod
+from modelc.ops._util import known_channels, need_float, need_float32, need_rank, numel, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 from modelc.pyrepr import literal
 
@@ -15,6 +15,9 @@ from modelc.pyrepr import literal
 class _Noise(OpDef):
     family = "norm"  # drawn and summarised with dropout: a training-time regularizer
     prefer_module = True
+
+    def reference(self, a, ins, w):
+        return [ins[0]]  # eval mode: no noise
 
 
 @register
@@ -26,6 +29,10 @@ class GaussianNoise(_Noise):
         Attr("std", "float", 0.1, positional=True, min=0, doc="standard deviation of the noise"),
         Attr("multiplicative", "bool", False),
     )
+
+    def resolve(self, a, ins):
+        need_float(self.name, ins[0])  # normal noise: floats
+        return a
 
     def module(self, a):
         kw = (("multiplicative", True),) if a["multiplicative"] else ()
@@ -68,10 +75,17 @@ class Reparameterize(OpDef):
         mean, log_var = ins
         if mean.dims != log_var.dims:
             raise OpError("E0301", f"reparameterize: mean {mean} and log-variance {log_var} differ in shape")
+        need_float(self.name, mean, log_var)
+        if mean.dtype != log_var.dtype:
+            raise OpError("E0506", f"reparameterize: mean ({mean.dtype}) and log-variance ({log_var.dtype}) "
+                          "differ in element type")  # fmt: skip
         return [mean]
 
     def module(self, a):
         return Ctor("rt.Reparameterize")
+
+    def reference(self, a, ins, w):
+        return [ins[0]]  # eval mode: the mean
 
     def label(self, a):
         return "sample z"
@@ -105,6 +119,10 @@ class Maxout(OpDef):
     def call(self, a, args):
         return f"rt.maxout({args[0]}, {literal(a['k'])})"
 
+    def reference(self, a, ins, w):
+        x, k = ins[0], a["k"]  # out[:, c] = max of x[:, c*k .. c*k + k-1]
+        return [x.reshape(x.shape[0], x.shape[1] // k, k, *x.shape[2:]).amax(2)]
+
     def label(self, a):
         return f"maxout {a['k']}"
 
@@ -124,6 +142,7 @@ class ChannelFC(OpDef):
     def resolve(self, a, ins):
         x = ins[0]
         need_rank("channel_fc", x, (3, 4), "[B, C, L] or [B, C, H, W]")
+        need_float32("channel_fc", x)
         c = known_channels("channel_fc", x, 1, "channel count")
         size_in = tuple(known_channels("channel_fc", x, i, "spatial size") for i in range(2, x.rank))
         size = a["size"]
@@ -146,6 +165,12 @@ class ChannelFC(OpDef):
     def module(self, a):
         kw = () if a["bias"] else (("bias", False),)
         return Ctor("rt.ChannelFC", (a["channels"], a["in_size"], a["size"]), kw)
+
+    def reference(self, a, ins, w):
+        x = ins[0]  # out[b, c, o] = sum_i x[b, c, i] * weight[c, i, o] + bias[c, o]
+        y = (x.flatten(2)[..., None] * w["weight"]).sum(2)
+        y = y + w["bias"] if a["bias"] else y
+        return [y.reshape(*x.shape[:2], *a["size"])]
 
     def label(self, a):
         return f"channel-wise fc {'x'.join(map(str, a['in_size']))}->{'x'.join(map(str, a['size']))}"

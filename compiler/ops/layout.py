@@ -1,8 +1,8 @@
 """Layout ops: move, regroup and pick elements without arithmetic.
 
 transpose, permute, reshape/view (dimensions may be symbolic: `reshape([B, T, heads, -1])`),
-unsqueeze, split/chunk/unbind (several outputs), select/slice, roll, mean, the Swin
-window partition and reverse, and pixel_shuffle.
+unsqueeze, split/chunk/unbind (several outputs), select/slice, index_select and mean; Swin's
+windows, roll and pixel_shuffle are in window.py.
 
 NOTE: [Symbolic sizes in generated code] A target size that is a symbol (`T`,
 `B*T`, `floor(H/7)`) is written in terms of the input's runtime sizes: an input
@@ -13,7 +13,7 @@ never bakes in a size that the spec left symbolic.
 
 from __future__ import annotations
 
-from modelc.ops._util import norm_dim, numel, prod
+from modelc.ops._util import need_float, norm_dim, numel, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 from modelc.pyformat import CallExpr
 from modelc.symbolic import Dim, Sym
@@ -121,6 +121,9 @@ class Transpose(OpDef):
     def module(self, a):
         return Ctor("rt.Transpose", (a["dim0"], a["dim1"]))
 
+    def reference(self, a, ins, w):
+        return [ins[0].transpose(*a["axes"])]
+
     def call(self, a, args):
         return f"{args[0]}.transpose({a['dim0']}, {a['dim1']})"
 
@@ -149,6 +152,9 @@ class Permute(OpDef):
 
     def module(self, a):
         return Ctor("rt.Permute", (a["dims"],))
+
+    def reference(self, a, ins, w):
+        return [ins[0].permute(a["dims"])]
 
     def call(self, a, args):
         return f"{args[0]}.permute({', '.join(map(str, a['dims']))})"
@@ -182,6 +188,9 @@ class Unsqueeze(OpDef):
             return None
         sizes = (1, a["size"]) if a["split"] == a["dim"] else (a["size"], 1)
         return Ctor("nn.Unflatten", (a["split"], sizes))
+
+    def reference(self, a, ins, w):
+        return [ins[0].unsqueeze(a["dim"])]
 
     def call(self, a, args):
         return f"{args[0]}.unsqueeze({a['dim']})"
@@ -220,6 +229,9 @@ class Reshape(OpDef):
         if all(isinstance(s, int) for s in a["sizes"]):
             return Ctor("rt.Reshape", a["sizes"])
         return None
+
+    def reference(self, a, ins, w):
+        return [ins[0].reshape(a["out"])]  # view too: the same values (contiguity is checked at compile time)
 
     def call(self, a, args):
         sizes = [s if isinstance(s, int) else s.format(args[0]) for s in a["sizes"]]
@@ -290,6 +302,9 @@ class _Split(_Part):
         x, dim = ins[0], a["dim"]
         return [x.with_dims((*x.dims[:dim], s, *x.dims[dim + 1 :])) for s in a["sizes"]]
 
+    def reference(self, a, ins, w):
+        return list(ins[0].split(list(a["sizes"]), a["dim"]))
+
     def _sizes(self, a, size: Dim) -> tuple:
         raise NotImplementedError
 
@@ -356,6 +371,10 @@ class Unbind(_Split):
         x, dim = ins[0], a["dim"]
         return [x.with_dims((*x.dims[:dim], *x.dims[dim + 1 :]))] * x.dims[dim]
 
+    def reference(self, a, ins, w):
+        x = ins[0]
+        return [x.select(a["dim"], i) for i in range(x.shape[a["dim"]])]
+
     def call(self, a, args):
         return f"{args[0]}.unbind({a['dim']})"
 
@@ -389,6 +408,10 @@ class Select(_Part):
 
     def module(self, a):
         return Ctor("rt.Select", (a["dim"], a["index"]))
+
+    def reference(self, a, ins, w):
+        x = ins[0]
+        return [x.select(a["dim"], a["index"] % x.shape[a["dim"]])]
 
     def call(self, a, args):
         return args[0] + _index(a["dim"], str(a["index"]))
@@ -424,6 +447,13 @@ class Slice(_Part):
     def infer(self, a, ins):
         d = ins[0].dims
         return [ins[0].with_dims((*d[: a["dim"]], a["len"], *d[a["dim"] + 1 :]))]
+
+    def reference(self, a, ins, w):
+        import torch
+
+        x = ins[0]
+        picked = range(*slice(a["start"], a["end"], a["step"]).indices(x.shape[a["dim"]]))  # Python's rule
+        return [x.index_select(a["dim"], torch.tensor(picked, dtype=torch.int64, device=x.device))]
 
     def call(self, a, args):
         start = "" if a["start"] == 0 else str(a["start"])
@@ -463,32 +493,15 @@ class IndexSelect(OpDef):
         d = a["dim"]
         return [x.with_dims((*x.dims[:d], ids.dims[0], *x.dims[d + 1 :]))]
 
+    def reference(self, a, ins, w):
+        x, ids = ins
+        return [x.movedim(a["dim"], 0)[ids].movedim(0, a["dim"])]
+
     def call(self, a, args):
         return f"torch.index_select({args[0]}, {a['dim']}, {args[1]})"
 
     def label(self, a):
         return f"index select(dim={a['dim']})"
-
-
-@register
-class Roll(OpDef):
-    name = "roll"
-    family = "tensor"
-    doc = "Cyclic shift along dims: roll([-3, -3], [1, 2]) (Swin's shifted windows)."
-    attrs = (Attr("shifts", "ints", positional=True), Attr("dims", "ints", positional=True))
-
-    def resolve(self, a, ins):
-        shifts = a["shifts"] if isinstance(a["shifts"], tuple) else (a["shifts"],)
-        dims = a["dims"] if isinstance(a["dims"], tuple) else (a["dims"],)
-        if len(shifts) != len(dims):
-            raise OpError("E0404", f"roll: {len(shifts)} shift(s) for {len(dims)} dim(s)")
-        return {**a, "shifts": shifts, "dims": tuple(norm_dim(d, ins[0].rank, "roll") for d in dims)}
-
-    def call(self, a, args):
-        return CallExpr("torch.roll", [args[0], f"shifts={a['shifts']}", f"dims={a['dims']}"])
-
-    def label(self, a):
-        return f"roll{list(a['shifts'])}"
 
 
 @register
@@ -500,6 +513,7 @@ class Mean(OpDef):
     outputs_layout = "new"
 
     def resolve(self, a, ins):
+        need_float("mean", ins[0])
         return {**a, "dim": norm_dim(a["dim"], ins[0].rank, "mean")}
 
     def infer(self, a, ins):
@@ -510,143 +524,13 @@ class Mean(OpDef):
             del d[a["dim"]]
         return [ins[0].with_dims(d)]
 
+    def reference(self, a, ins, w):
+        x = ins[0]
+        return [x.sum(a["dim"], keepdim=a["keepdim"]) / x.shape[a["dim"]]]
+
     def call(self, a, args):
         keep = ", keepdim=True" if a["keepdim"] else ""
         return f"{args[0]}.mean({a['dim']}{keep})"
 
     def label(self, a):
         return f"mean(dim={a['dim']})"
-
-
-# ---- windows and pixels --------------------------------------------------------------------
-def _windows(op: str, size: Dim, w: int, what: str) -> Dim:
-    n = exact_div(size, w)
-    if n is None:
-        raise OpError("E0301", f"{op}: {what} {size} is not a multiple of the window {w}",
-                      "pad the input, or choose a window that divides it")  # fmt: skip
-    return n
-
-
-@register
-class WindowPartition(OpDef):
-    name = "window_partition"
-    family = "tensor"
-    doc = "[B, H, W, C] -> [B * H/w * W/w, w*w, C]: non-overlapping w x w windows (Swin)."
-    attrs = (Attr("window", "int", positional=True, min=1),)
-    outputs_layout = "new"
-
-    def infer(self, a, ins):
-        x, w = ins[0], a["window"]
-        if x.rank != 4:
-            raise OpError("E0305", f"window_partition expects [B, H, W, C], got {x}")
-        b, h, wd, c = x.dims
-        nh, nw = _windows(self.name, h, w, "height"), _windows(self.name, wd, w, "width")
-        return [x.with_dims((b * nh * nw, w * w, c))]
-
-    def call(self, a, args):
-        return f"rt.window_partition({args[0]}, {a['window']})"
-
-    def label(self, a):
-        return f"window partition {a['window']}x{a['window']}"
-
-
-@register
-class WindowReverse(OpDef):
-    name = "window_reverse"
-    family = "tensor"
-    doc = "Inverse of window_partition: [B * H/w * W/w, w*w, C] -> [B, H, W, C]."
-    attrs = (Attr("window", "int", positional=True, min=1), Attr("h", "int", positional=True, min=1),
-             Attr("w", "int", positional=True, min=1))  # fmt: skip
-    outputs_layout = "new"
-
-    def infer(self, a, ins):
-        x, w = ins[0], a["window"]
-        if x.rank != 3 or x.dims[1] != w * w:
-            raise OpError("E0305", f"window_reverse expects [windows, {w * w}, C], got {x}")
-        n = _windows(self.name, a["h"], w, "height") * _windows(self.name, a["w"], w, "width")
-        b = exact_div(x.dims[0], n)
-        if b is None:
-            raise OpError("E0301", f"window_reverse: {x.dims[0]} windows are not a multiple of the "
-                          f"{n} windows of a {a['h']}x{a['w']} map")  # fmt: skip
-        return [x.with_dims((b, a["h"], a["w"], x.dims[2]))]
-
-    def call(self, a, args):
-        return f"rt.window_reverse({args[0]}, {a['window']}, {a['h']}, {a['w']})"
-
-    def label(self, a):
-        return f"window reverse {a['window']}x{a['window']}"
-
-
-@register
-class RelativePositionIndex(OpDef):
-    name = "relative_position_index"
-    family = "tensor"
-    doc = ("The constant ids [w*w * w*w] of the relative offset of every pair of positions in a "
-           "w x w window, for a (2w-1)^2-row bias table (Swin); a buffer named by its label.")  # fmt: skip
-    attrs = (Attr("window", "int", positional=True, min=1),)
-    inputs = 0
-    min_inputs = 0
-    sequential = False
-
-    def infer(self, a, ins):
-        return [TensorType((a["window"] ** 4,), "int64")]
-
-    def module(self, a):
-        return Ctor("rt.relative_position_index", (a["window"],))
-
-    def invoke(self, a, callee, args):
-        return callee
-
-    def label(self, a):
-        return f"relative position index {a['window']}x{a['window']}"
-
-
-@register
-class ShiftedWindowMask(OpDef):
-    name = "shifted_window_mask"
-    family = "attention"
-    doc = ("For x [B, H, W, C] rolled by -shift: [windows, w*w, w*w], -100 between positions "
-           "of a window that came from different regions of the unrolled map, else 0 (Swin).")  # fmt: skip
-    attrs = (Attr("window", "int", positional=True, min=1), Attr("shift", "int", positional=True, min=1))
-
-    def infer(self, a, ins):
-        x, w = ins[0], a["window"]
-        if x.rank != 4:
-            raise OpError("E0305", f"shifted_window_mask expects [B, H, W, C], got {x}")
-        n = _windows(self.name, x.dims[1], w, "height") * _windows(self.name, x.dims[2], w, "width")
-        return [TensorType((n, w * w, w * w))]
-
-    def call(self, a, args):
-        x = args[0]
-        return CallExpr("rt.shifted_window_mask", [f"{x}.shape[1]", f"{x}.shape[2]", str(a["window"]),
-                                                    str(a["shift"]), f"{x}.device"])  # fmt: skip
-
-    def label(self, a):
-        return f"shifted window mask {a['shift']}"
-
-
-@register
-class PixelShuffle(OpDef):
-    name = "pixel_shuffle"
-    family = "tensor"
-    doc = "[B, C*r*r, H, W] -> [B, C, H*r, W*r] (sub-pixel upsampling)."
-    attrs = (Attr("r", "int", positional=True, min=1, aliases=("upscale_factor",)),)
-
-    def infer(self, a, ins):
-        x, r = ins[0], a["r"]
-        if x.rank != 4:
-            raise OpError("E0305", f"pixel_shuffle expects [B, C, H, W], got {x}")
-        b, c, h, w = x.dims
-        out_c = exact_div(c, r * r)
-        if out_c is None:
-            raise OpError("E0301", f"pixel_shuffle({r}): channels {c} are not a multiple of {r * r}")
-        return [x.with_dims((b, out_c, h * r, w * r))]
-
-    def module(self, a):
-        return Ctor("nn.PixelShuffle", (a["r"],))
-
-    def call(self, a, args):
-        return f"nn.functional.pixel_shuffle({args[0]}, {a['r']})"
-
-    def label(self, a):
-        return f"pixel shuffle x{a['r']}"

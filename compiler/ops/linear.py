@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelc.ops._util import known_channels, numel
+from modelc.ops._util import known_channels, need_float32, numel
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 
 
@@ -22,6 +22,7 @@ class Linear(OpDef):
         if x.rank < 2:
             raise OpError("E0305", f"linear expects an input of rank 2 or more, got {x}")
         fin = known_channels("linear", x, -1, "feature count (last dimension)")
+        need_float32("linear", x)
         return {**a, "in_features": fin}
 
     def infer(self, a, ins):
@@ -37,6 +38,10 @@ class Linear(OpDef):
     def module(self, a):
         kw = () if a["bias"] else (("bias", False),)
         return Ctor("nn.Linear", (a["in_features"], a["out_features"]), kw)
+
+    def reference(self, a, ins, w):
+        y = ins[0] @ w["weight"].T
+        return [y + w["bias"] if a["bias"] else y]
 
     def label(self, a):
         return f"linear {a['in_features']}->{a['out_features']}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelc.ops._util import known_channels, need_rank, prod
+from modelc.ops._util import known_channels, need_float, need_float32, need_rank, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, Requirement, register
 
 
@@ -23,6 +23,7 @@ class BatchNorm(OpDef):
         x = ins[0]
         need_rank("batchnorm", x, (2, 3, 4), "[B, C], [B, C, L] or [B, C, H, W]")
         c = known_channels("batchnorm", x, 1, "channel count")
+        _need_type("batchnorm", x, a["affine"] or a["track_running_stats"])
         if a["eps"] <= 0:  # torch refuses it (0 only in training)
             raise OpError("E0404", f"batchnorm: eps must be positive, got {a['eps']:g}")
         return {**a, "num_features": c, "nd": 2 if x.rank == 4 else 1}
@@ -35,6 +36,15 @@ class BatchNorm(OpDef):
               ("track_running_stats", a["track_running_stats"], True)]
         return Ctor(f"nn.BatchNorm{a['nd']}d", (a["num_features"],),
                     tuple((k, v) for k, v, default in kw if v != default))  # fmt: skip
+
+    def reference(self, a, ins, w):
+        x = ins[0]
+        axes = [0, *range(2, x.dim())]  # all but the channels
+        if a["track_running_stats"]:  # eval mode uses the running statistics
+            mean, var = _channels(w["running_mean"], x), _channels(w["running_var"], x)
+        else:
+            mean, var = x.mean(axes, keepdim=True), x.var(axes, correction=0, keepdim=True)
+        return [_affine((x - mean) / (var + a["eps"]).sqrt(), w, a["affine"])]
 
     def label(self, a):
         return "batchnorm"
@@ -51,10 +61,14 @@ class Dropout(OpDef):
     def resolve(self, a, ins):
         if a["p"] > 1:
             raise OpError("E0404", f"dropout probability must be between 0 and 1, got {a['p']}")
+        need_float("dropout", ins[0])
         return a
 
     def module(self, a):
         return Ctor("nn.Dropout", () if a["p"] == 0.5 else (a["p"],))
+
+    def reference(self, a, ins, w):
+        return [ins[0]]  # eval mode
 
     def label(self, a):
         return f"dropout {a['p']:g}"
@@ -78,11 +92,26 @@ class LocalResponseNorm(OpDef):
         if ins[0].rank < 3:
             raise OpError("E0305", f"local_response_norm expects [B, C, ...] with spatial dimensions, "
                           f"got {ins[0]}")  # fmt: skip
+        need_float("local_response_norm", ins[0])
         return a
 
     def module(self, a):
         kw = [("alpha", a["alpha"], 1e-4), ("beta", a["beta"], 0.75), ("k", a["k"], 1.0)]
         return Ctor("nn.LocalResponseNorm", (a["size"],), tuple((k, v) for k, v, d in kw if v != d))
+
+    def reference(self, a, ins, w):
+        import torch
+
+        x = ins[0]
+        c, size = x.shape[1], a["size"]
+        # The sum of squares over channels c - size//2 .. c + (size-1)//2 (zeros beyond the
+        # ends), by differences of a cumulative sum, in float64.
+        sums = torch.cat([torch.zeros_like(x[:, :1], dtype=torch.float64),
+                          (x.double() ** 2).cumsum(1)], 1)  # fmt: skip
+        idx = torch.arange(c, device=x.device)
+        hi, lo = (idx + (size - 1) // 2 + 1).clamp(max=c), (idx - size // 2).clamp(min=0)
+        window = (sums.index_select(1, hi) - sums.index_select(1, lo)).to(x.dtype)
+        return [x / (a["k"] + a["alpha"] / size * window) ** a["beta"]]
 
     def label(self, a):
         return f"LRN {a['size']}"
@@ -105,6 +134,7 @@ class InstanceNorm(OpDef):
         x = ins[0]
         need_rank("instance_norm", x, (3, 4), "[B, C, L] or [B, C, H, W]")
         c = known_channels("instance_norm", x, 1, "channel count")
+        _need_type("instance_norm", x, a["affine"] or a["track_running_stats"])
         return {**a, "num_features": c, "nd": x.rank - 2}
 
     def requires(self, a, ins):  # torch refuses to normalize over a single element
@@ -120,6 +150,15 @@ class InstanceNorm(OpDef):
               ("track_running_stats", a["track_running_stats"], False)]
         return Ctor(f"nn.InstanceNorm{a['nd']}d", (a["num_features"],),
                     tuple((k, v) for k, v, default in kw if v != default))  # fmt: skip
+
+    def reference(self, a, ins, w):
+        x = ins[0]
+        if a["track_running_stats"]:  # eval mode uses the running statistics
+            mean, var = _channels(w["running_mean"], x), _channels(w["running_var"], x)
+        else:
+            axes = list(range(2, x.dim()))
+            mean, var = x.mean(axes, keepdim=True), x.var(axes, correction=0, keepdim=True)
+        return [_affine((x - mean) / (var + a["eps"]).sqrt(), w, a["affine"])]
 
     def label(self, a):
         return "instance_norm"
@@ -142,6 +181,7 @@ class GroupNorm(OpDef):
         if x.rank < 2:
             raise OpError("E0305", f"group_norm expects [B, C, ...], got {x}")
         c = known_channels("group_norm", x, 1, "channel count")
+        _need_type("group_norm", x, a["affine"])
         if c % a["groups"]:
             raise OpError("E0404", f"group_norm: channels ({c}) must be divisible by groups ({a['groups']})")
         return {**a, "num_channels": c}
@@ -153,6 +193,12 @@ class GroupNorm(OpDef):
         kw = [("eps", a["eps"], 1e-5), ("affine", a["affine"], True)]
         return Ctor("nn.GroupNorm", (a["groups"], a["num_channels"]),
                     tuple((k, v) for k, v, default in kw if v != default))  # fmt: skip
+
+    def reference(self, a, ins, w):
+        x = ins[0]
+        g = x.reshape(x.shape[0], a["groups"], -1)
+        mean, var = g.mean(-1, keepdim=True), g.var(-1, correction=0, keepdim=True)
+        return [_affine(((g - mean) / (var + a["eps"]).sqrt()).reshape(x.shape), w, a["affine"])]
 
     def label(self, a):
         return f"group_norm {a['groups']}"
@@ -169,6 +215,7 @@ class LayerNorm(OpDef):
 
     def resolve(self, a, ins):
         d = known_channels("layer_norm", ins[0], -1, "normalized size (last dimension)")
+        _need_type("layer_norm", ins[0], a["affine"])
         return {**a, "normalized_shape": d}
 
     def params(self, a):
@@ -178,5 +225,26 @@ class LayerNorm(OpDef):
         kw = [("eps", a["eps"], 1e-5), ("elementwise_affine", a["affine"], True)]
         return Ctor("nn.LayerNorm", (a["normalized_shape"],), tuple((k, v) for k, v, d in kw if v != d))
 
+    def reference(self, a, ins, w):
+        x = ins[0]
+        mean, var = x.mean(-1, keepdim=True), x.var(-1, correction=0, keepdim=True)
+        y = (x - mean) / (var + a["eps"]).sqrt()
+        return [y * w["weight"] + w["bias"] if a["affine"] else y]
+
     def label(self, a):
         return f"layer norm {a['normalized_shape']}"
+
+
+def _need_type(op: str, x, stored: bool) -> None:
+    """Float input; float32 when the norm stores parameters or statistics (NOTE: [Element types])."""
+    (need_float32 if stored else need_float)(op, x)
+
+
+def _channels(v, x):
+    """A per-channel vector [C] shaped to broadcast over x [B, C, ...]."""
+    return v.reshape(1, -1, *([1] * (x.dim() - 2)))
+
+
+def _affine(y, w, affine: bool):
+    """y * weight + bias per channel (dimension 1), when the norm is affine."""
+    return _channels(w["weight"], y) * y + _channels(w["bias"], y) if affine else y

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelc.ops._util import compact, expand, need_rank
+from modelc.ops._util import compact, expand, need_float, need_rank
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 from modelc.ops.conv import check_size, conv_out
 from modelc.symbolic import Dim
@@ -29,6 +29,7 @@ class _Pool(OpDef):
     def resolve(self, a, ins):
         x = ins[0]
         need_rank(self.name, x, (3, 4), "[B, C, L] or [B, C, H, W]")
+        need_float(self.name, x)
         n = x.rank - 2
         k = expand(a["k"], n, "k")
         s = expand(a["s"] if a["s"] is not None else a["k"], n, "s")
@@ -70,6 +71,12 @@ class MaxPool(_Pool):
     doc = "Max pooling, 1-d or 2-d by input rank."
     attrs = (*_POOL_ATTRS, Attr("d", "ints", 1, aliases=("dilation",), min=1))
 
+    def reference(self, a, ins, w):
+        import torch.nn.functional as F
+
+        pool = F.max_pool1d if a["nd"] == 1 else F.max_pool2d
+        return [pool(ins[0], a["k"], a["s"], a["p"], a["d"], ceil_mode=a["ceil"])]
+
     def module(self, a):
         kw = [("stride", compact(a["s"]), compact(a["k"])), ("padding", compact(a["p"]), 0),
               ("dilation", compact(a["d"]), 1), ("ceil_mode", a["ceil"], False)]
@@ -83,6 +90,12 @@ class AvgPool(_Pool):
     kind = "avg"
     doc = "Average pooling, 1-d or 2-d by input rank."
     attrs = (*_POOL_ATTRS, Attr("count_include_pad", "bool", True))
+
+    def reference(self, a, ins, w):
+        import torch.nn.functional as F
+
+        pool = F.avg_pool1d if a["nd"] == 1 else F.avg_pool2d
+        return [pool(ins[0], a["k"], a["s"], a["p"], a["ceil"], a["count_include_pad"])]
 
     def module(self, a):
         kw = [("stride", compact(a["s"]), compact(a["k"])), ("padding", compact(a["p"]), 0),
@@ -98,6 +111,7 @@ class _AdaptivePool(OpDef):
 
     def resolve(self, a, ins):
         need_rank(self.name, ins[0], (3, 4), "[B, C, L] or [B, C, H, W]")
+        need_float(self.name, ins[0])
         n = ins[0].rank - 2
         return {**a, "size": expand(a["size"], n, "size"), "nd": n}
 
@@ -107,6 +121,12 @@ class _AdaptivePool(OpDef):
 
     def module(self, a):
         return Ctor(f"nn.Adaptive{self.kind.capitalize()}Pool{a['nd']}d", (compact(a["size"]),))
+
+    def reference(self, a, ins, w):
+        import torch.nn.functional as F
+
+        pool = getattr(F, f"adaptive_{self.kind}_pool{a['nd']}d")
+        return [pool(ins[0], a["size"])]
 
     def label(self, a):
         return f"adaptive {self.kind}pool " + "x".join(map(str, a["size"]))

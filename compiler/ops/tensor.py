@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelc.ops._util import broadcast, compact, expand, need_rank, norm_dim, prod
+from modelc.ops._util import broadcast, compact, expand, need_float, need_rank, norm_dim, prod, promote
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, Requirement, register
 from modelc.pyformat import CallExpr
 from modelc.pyrepr import literal
@@ -36,6 +36,11 @@ class Flatten(OpDef):
             args.pop()
         return Ctor("nn.Flatten", tuple(args))
 
+    def reference(self, a, ins, w):
+        x = ins[0]
+        end = a["end"] + x.dim()
+        return [x.reshape(*x.shape[: a["start"]], prod(x.shape[a["start"] : end + 1]), *x.shape[end + 1 :])]
+
     def call(self, a, args):
         end = "" if a["end"] == -1 else f", {a['end']}"
         return f"torch.flatten({args[0]}, {a['start']}{end})"
@@ -49,6 +54,9 @@ class Identity(OpDef):
 
     def module(self, a):
         return Ctor("nn.Identity")
+
+    def reference(self, a, ins, w):
+        return [ins[0]]
 
     def call(self, a, args):
         return args[0]
@@ -68,9 +76,17 @@ class Add(OpDef):
             try:
                 dims = broadcast("+", dims, other.dims)
             except OpError:
+                from modelc.hints import add_mismatch_hint  # the dimension that differs, the fix
+
                 raise OpError("E0301", f"cannot add tensors of shapes {ins[0]} and {other}",
-                              "both operands of + must have the same shape") from None  # fmt: skip
-        return [ins[0].with_dims(dims)]
+                              add_mismatch_hint(dims, other.dims)) from None  # fmt: skip
+        return [TensorType(dims, promote(ins))]  # torch's type promotion: int64 + float32 is float32
+
+    def reference(self, a, ins, w):
+        total = ins[0]
+        for x in ins[1:]:
+            total = total + x
+        return [total]
 
     def call(self, a, args):
         return " + ".join(args)
@@ -105,7 +121,12 @@ class Concat(OpDef):
                                   f"differ in dim {i} ({x} vs {y})",
                                   "all inputs must match except in the concat dimension")  # fmt: skip
         total = sum((t.dims[dim] for t in ins[1:]), start=first.dims[dim])
-        return [first.with_dims((*first.dims[:dim], total, *first.dims[dim + 1 :]))]
+        return [TensorType((*first.dims[:dim], total, *first.dims[dim + 1 :]), promote(ins))]
+
+    def reference(self, a, ins, w):
+        import torch
+
+        return [torch.cat(ins, a["dim"])]
 
     def call(self, a, args):
         # The list is a CallExpr so that a long one is split as ruff splits a list literal.
@@ -133,6 +154,7 @@ class Upsample(OpDef):
     def resolve(self, a, ins):
         x = ins[0]
         need_rank("upsample", x, (3, 4), "[B, C, L] or [B, C, H, W]")
+        need_float("upsample", x)
         if (a["scale"] is None) == (a["size"] is None):
             raise OpError("E0404", "upsample needs exactly one of 'scale' and 'size'",
                           "e.g. upsample(2) or upsample(size=[64, 64])")  # fmt: skip
@@ -174,6 +196,13 @@ class Upsample(OpDef):
         if a["align_corners"] is not None:
             kw.append(("align_corners", a["align_corners"]))
         return kw
+
+    def reference(self, a, ins, w):
+        import torch.nn.functional as F
+
+        size = None if a["size"] is None else list(a["size"])
+        scale = None if a["scale"] is None else a["scale"]
+        return [F.interpolate(ins[0], size, scale, a["mode"], a["align_corners"])]
 
     def module(self, a):
         return Ctor("nn.Upsample", (), tuple(self._kwargs(a)))
@@ -219,6 +248,8 @@ class Pad(OpDef):
             raise OpError("E0404", f"pad: 'p' needs 1, {n} or {2 * n} values for a {n}-d input, got {len(p)}")
         if a["mode"] != "constant" and (a["value"] != 0.0 or any(v < 0 for v in pad)):
             raise OpError("E0404", f"pad mode \"{a['mode']}\" takes neither a fill value nor negative padding")
+        if a["mode"] in ("reflect", "replicate") and x.dtype == "bool":
+            raise OpError("E0506", f"pad mode \"{a['mode']}\" needs numbers, got a bool tensor {x}")
         return {**a, "pad": pad, "nd": n}
 
     def infer(self, a, ins):
@@ -245,6 +276,11 @@ class Pad(OpDef):
                 out.append(Requirement(size, p, "E0404", f"pad: circular padding {p} would wrap around an "
                                        "input of size {value} more than once"))  # fmt: skip
         return out
+
+    def reference(self, a, ins, w):
+        import torch.nn.functional as F
+
+        return [F.pad(ins[0], a["pad"], a["mode"], a["value"] if a["mode"] == "constant" else None)]
 
     def module(self, a):
         n, pad = a["nd"], compact(a["pad"])
@@ -293,6 +329,12 @@ class CenterCrop(OpDef):
     def infer(self, a, ins):
         return [ins[0].with_dims((*ins[0].dims[:2], *a["crop"]))]
 
+    def reference(self, a, ins, w):
+        x = ins[0]
+        for axis, want in enumerate(a["crop"], start=2):
+            x = x.narrow(axis, (x.shape[axis] - want) // 2, want)
+        return [x]
+
     def module(self, a):
         return Ctor("rt.CenterCrop", () if a["size"] is None else (compact(a["size"]),))
 
@@ -320,6 +362,9 @@ class Input(OpDef):
     def infer(self, a, ins):
         dims = tuple(sym(d) if isinstance(d, str) else d for d in a["shape"])
         return [TensorType(dims, a["dtype"])]
+
+    def reference(self, a, ins, w):
+        return [ins[0]]  # the value fed to the model (the interpreter passes it in)
 
     def label(self, a):
         return "input"
