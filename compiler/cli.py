@@ -6,22 +6,26 @@
     modelc render SPEC -o OUT.svg       draw it (.svg/.png/.pdf/.dot; --level, --diff B.model)
     modelc ops                          list the ops and their attributes
 
-Exit status: 0 success, 1 errors in the spec, 2 bad command line, 3 internal error.
-Errors print as `file:line:col: error[CODE]: message` with the source line and a
-caret, never as a Python traceback (unless --traceback is given).
+Exit status: 0 success, 1 errors in the spec (or in an option's value), 2 bad command
+line, 3 internal error (a bug in modelc), 130 interrupted (Ctrl-C). Errors print as
+`file:line:col: error[CODE]: message` with the source line and a caret, never as a
+Python traceback (unless --traceback is given).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 import traceback
 from typing import Any
 
 from modelc import ops
-from modelc.diagnostics import CompilerBug, SpecError, error
+from modelc.builtins import MAX_INT
+from modelc.diagnostics import CompilerBug, SpecError, error, printable
 from modelc.driver import build_all
 from modelc.load import Program, load_file
 
@@ -31,11 +35,15 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.loaded = []  # the spec files read, which an output must not overwrite
     try:
         return args.run(args)
     except SpecError as exc:
         print(exc.render(), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: what was being written is left as it was (fileio)
+        print("modelc: interrupted", file=sys.stderr)
+        return 130  # what a shell reports for a program killed by SIGINT (128 + 2)
     except BrokenPipeError:  # `modelc summary ... | head` stopped reading: not a bug
         # Python flushes stdout again at exit; send that to devnull so it cannot fail.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -44,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "traceback", False):
             traceback.print_exc()
         kind = "compiler bug" if isinstance(exc, CompilerBug) else f"{type(exc).__name__}"
-        print(f"modelc: internal error ({kind}): {exc}", file=sys.stderr)
+        print(f"modelc: internal error ({kind}): {printable(str(exc))}", file=sys.stderr)
         print("modelc: this is a bug in modelc, not in your spec; rerun with --traceback and report it",
               file=sys.stderr)  # fmt: skip
         return 3
@@ -97,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 # ---- commands -----------------------------------------------------------------------------
 def _graphs(args) -> tuple[Program, list]:
     program = load_file(args.spec)
+    args.loaded.extend([program.path, *sorted(program.imported)])
     params = _params(program, args)
     inputs = dict(_input(text) for text in args.input)
     graphs = build_all(program, args.model, params, inputs)
@@ -107,7 +116,7 @@ def _check(args) -> int:
     _, graphs = _graphs(args)
     for g in graphs:
         total = g.num_params()
-        print(f"{args.spec}: ok: {g.name}: {len(g)} nodes, {total:,} parameters")
+        print(f"{printable(args.spec)}: ok: {g.name}: {len(g)} nodes, {total:,} parameters")
     return 0
 
 
@@ -130,9 +139,9 @@ def _compile(args) -> int:
     _, graphs = _graphs(args)
     source = emit(graphs, args.spec)
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(source)
+        from modelc.fileio import write_file
+
+        write_file(args.output, source, args.loaded)
     else:
         sys.stdout.write(source)
     if args.verify:
@@ -151,11 +160,11 @@ def _verify(graphs, source: str, args) -> None:
     module = exec_source(source, args.spec)
     for g in graphs:
         result = verify_module(getattr(module, g.name), g)
-        print(f"{args.spec}: verified {g.name} at {env_text(result['env']) or 'its fixed sizes'}: "
+        print(f"{printable(args.spec)}: verified {g.name} at {env_text(result['env']) or 'its fixed sizes'}: "
               f"{result['params']:,} parameters, {result['modules_checked']} module outputs and "
               f"{len(result['outputs'])} model output(s) match the IR", file=sys.stderr)  # fmt: skip
         for name in result["nonfinite"]:
-            print(f"{args.spec}: warning: output '{name}' of {g.name} is not finite on a random batch; "
+            print(f"{printable(args.spec)}: warning: output '{name}' of {g.name} is not finite on a random batch; "
                   "check the attributes (a negative alpha, a zero eps, ...)", file=sys.stderr)  # fmt: skip
 
 
@@ -175,11 +184,11 @@ def _render(args) -> int:
         rendered = render_dot(graphs, fold=False if args.no_fold else None, **opts)
     notes = list(rendered.notes)
     if args.output:
-        notes += write(rendered, args.output)
+        notes += write(rendered, args.output, args.loaded)
     else:
         sys.stdout.write(rendered.dot)
     for note in notes:
-        print(f"modelc: note: {note}", file=sys.stderr)
+        print(f"modelc: note: {printable(note)}", file=sys.stderr)
     return 0
 
 
@@ -237,19 +246,37 @@ def _params(program: Program, args) -> dict[str, Any]:
     return out
 
 
+# Numbers on the command line are ASCII, as in a spec: Python's int() and float() would also
+# take '²', '٣', '1_000', 'nan' and 'inf'.
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _value(key: str, text: str, typ: str) -> Any:
-    try:
-        if typ == "int":
-            return int(text)
-        if typ == "float":
-            return float(text)
-        if typ == "bool":
-            return {"true": True, "false": False}[text.lower()]
-        if typ == "list":
-            return [int(x) for x in text.split(",") if x.strip()]
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    if typ == "int" and _INT.fullmatch(text):
+        return _int(key, text, shown)
+    if typ == "float" and _FLOAT.fullmatch(text):
+        value = float(text)
+        if not math.isfinite(value):
+            raise error("E0601", f"--param {key}={shown}: expected a finite number", None)
+        return value
+    if typ == "float":
+        raise error("E0601", f"--param {key}={shown}: expected a finite number (a float)", None)
+    if typ == "bool" and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if typ == "list" and all(_INT.fullmatch(x.strip()) for x in text.split(",") if x.strip()):
+        return [_int(key, x.strip(), shown) for x in text.split(",") if x.strip()]
+    if typ not in ("int", "float", "bool", "list"):  # str (another type is the spec's error)
         return text
-    except (ValueError, KeyError):
-        raise error("E0601", f"--param {key}={text}: expected a value of type {typ}", None) from None
+    raise error("E0601", f"--param {key}={shown}: expected a value of type {typ}", None)
+
+
+def _int(key: str, text: str, shown: str) -> int:
+    if len(text.lstrip("+-")) > 19 or abs(int(text)) > MAX_INT:
+        raise error("E0601", f"--param {key}={shown}: integers are limited to {MAX_INT}", None)
+    return int(text)
 
 
 def _input(text: str) -> tuple[str, tuple]:
@@ -259,9 +286,9 @@ def _input(text: str) -> tuple[str, tuple]:
     out: list[int | str] = []
     for d in dims.split(","):
         d = d.strip()
-        if d.isdigit() and int(d) > 0:
+        if re.fullmatch(r"[0-9]{1,19}", d) and int(d) > 0:
             out.append(int(d))
-        elif d.isidentifier():
+        elif _SYMBOL.fullmatch(d):
             out.append(d)
         else:
             raise error("E0601", f"--input {text!r}: {d!r} is not a positive integer or a symbol", None)

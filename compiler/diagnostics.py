@@ -10,6 +10,9 @@ Invariants:
 
 from __future__ import annotations
 
+import bisect
+import functools
+import unicodedata
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -21,6 +24,7 @@ __all__ = [
     "Span",
     "SpecError",
     "error",
+    "printable",
 ]
 
 # NOTE: [Error codes]
@@ -71,19 +75,46 @@ CODES: dict[str, str] = {
     "E0601": "invalid command-line value",
     "E0602": "Graphviz not found",
     "E0603": "cannot verify here",
+    "E0604": "cannot write file",
 }
 
 
 @dataclass(frozen=True)
 class SourceFile:
-    """The text of one spec file, shared by all spans into it."""
+    """The text of one spec file, shared by all spans into it.
+
+    NOTE: [Lines] `text` has its line breaks normalized to LF (parse.normalize): a line
+    ends at LF, CRLF or CR, as in an editor, and the lexer refuses the other characters
+    that some programs take for line breaks. So line numbers here are the lexer's.
+    NOTE: [Quoting] Lines before `shown_from` are never quoted in an error: the file has
+    not shown yet that it is a spec (load.py decides; docs/errors.md, E0104).
+    """
 
     path: str
     text: str = field(repr=False)
+    shown_from: int = 1
 
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
-        return lines[number - 1] if 0 < number <= len(lines) else ""
+        starts = self._starts
+        if not 0 < number <= len(starts):
+            return ""
+        end = starts[number] - 1 if number < len(starts) else len(self.text)
+        return self.text[starts[number - 1] : end]
+
+    def position(self, offset: int) -> tuple[int, int]:
+        """(line, column), 1-based, of a character offset into `text`."""
+        line = bisect.bisect_right(self._starts, offset)
+        return line, offset - self._starts[line - 1] + 1
+
+    @functools.cached_property
+    def _starts(self) -> list[int]:  # offsets where lines start
+        out = [0]
+        find = self.text.find
+        at = find("\n")
+        while at >= 0:
+            out.append(at + 1)
+            at = find("\n", at + 1)
+        return out
 
 
 @dataclass(frozen=True)
@@ -128,15 +159,17 @@ class Diagnostic:
             raise CompilerBug(f"unknown diagnostic code {self.code}")
 
     def render(self) -> str:
-        where = f"{self.span}: " if self.span else ""
-        out = [f"{where}error[{self.code}]: {self.message}"]
+        """The text a terminal shows: user text in it (names, strings, paths, source lines)
+        has its control, bidirectional and other invisible characters escaped."""
+        where = f"{printable(str(self.span))}: " if self.span else ""
+        out = [f"{where}error[{self.code}]: {printable(self.message)}"]
         if self.span:
             out.extend(_excerpt(self.span))
         for note in self.notes:
             loc = f" at {note.span.file}:{note.span.line}:{note.span.col}" if note.span else ""
-            out.append(f"  = note: {note.message}{loc}")
+            out.append(f"  = note: {printable(note.message + loc)}")
         if self.hint:
-            out.append(f"  = hint: {self.hint}")
+            out.append(f"  = hint: {printable(self.hint)}")
         return "\n".join(out)
 
 
@@ -172,6 +205,10 @@ def error(
 
 
 def _excerpt(span: Span) -> list[str]:
+    if span.line < span.source.shown_from:
+        return []
+    if (span.end_line, span.end_col) == (span.line, span.col):  # no text: the whole file
+        return []
     text = span.source.line(span.line)
     if not text:
         return []
@@ -179,7 +216,6 @@ def _excerpt(span: Span) -> list[str]:
     pad = " " * len(num)
     end = span.end_col if span.end_line == span.line else len(text) + 1
     width = max(1, end - span.col)
-    # Tabs keep their width under the caret so it lines up in a terminal.
     col = span.col
     if len(text) > _MAX_EXCERPT:  # a window around the caret, not a megabyte line
         start = max(0, min(col - 1 - _MAX_EXCERPT // 3, len(text) - _MAX_EXCERPT))
@@ -187,8 +223,42 @@ def _excerpt(span: Span) -> list[str]:
         text = ("..." if start else "") + text[start : start + _MAX_EXCERPT] + tail
         col = col - start + (3 if start else 0)
         width = min(width, _MAX_EXCERPT)
-    lead = "".join("\t" if ch == "\t" else " " for ch in text[: col - 1])
-    return [f" {pad} |", f" {num} | {text}", f" {pad} | {lead}{'^' * width}"]
+    cells = [ch if ch == "\t" else printable(ch) for ch in text]
+    # The caret lines up in a terminal: tabs stay tabs, an escaped character is as wide as
+    # its escape, a wide (CJK) character two columns, a combining mark none.
+    lead = "".join("\t" if c == "\t" else " " * _width(c) for c in cells[: col - 1])
+    carets = sum(_width(cells[i]) if i < len(cells) else 1 for i in range(col - 1, col - 1 + width))
+    return [f" {pad} |", f" {num} | {''.join(cells)}", f" {pad} | {lead}{'^' * max(1, carets)}"]
+
+
+def _width(cell: str) -> int:
+    if len(cell) != 1:
+        return len(cell)  # an escape
+    if unicodedata.combining(cell):
+        return 0
+    return 2 if unicodedata.east_asian_width(cell) in ("W", "F") else 1
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: every character that str.isprintable() rejects
+    (controls such as ESC and BEL, bidirectional overrides such as U+202E, line and
+    paragraph separators, non-ASCII spaces, lone surrogates) becomes a Python-style escape
+    (`\\x1b`, `\\u202e`); the rest is kept."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    n = ord(ch)
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    if n < 0x100:
+        return f"\\x{n:02x}"
+    return f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
 _MAX_EXCERPT = 160

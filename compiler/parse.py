@@ -2,6 +2,14 @@
 
 The grammar lives in `grammar/modelc.lark` (LALR, positions kept). Lark's
 exceptions never escape: they become :class:`SpecError` with a caret.
+
+NOTE: [Lines] A line ends at LF, CRLF or a lone CR, as in every editor: :func:`normalize`
+turns the last two into LF before the lexer sees the text, so a `#` comment ends
+where the editor's line does. The other characters that Python's `splitlines()` or
+some editors take for line breaks (VT, FF, FS, GS, RS, NEL, U+2028, U+2029), the
+other control characters, and the bidirectional controls that can make a line
+display in another order than it is read (U+202E, ...) are refused anywhere in a
+file, comments and strings included (E0102): what modelc reads is what a person sees.
 """
 
 from __future__ import annotations
@@ -9,15 +17,17 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
+from dataclasses import replace
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, VisitError
 
 from modelc import syntax as S
 from modelc.builtins import MAX_INT
-from modelc.diagnostics import SourceFile, Span, SpecError, error
+from modelc.diagnostics import Diagnostic, SourceFile, Span, SpecError, error
 
-__all__ = ["parse"]
+__all__ = ["NotASpec", "normalize", "parse", "source_file"]
 
 # Readable names for the grammar's named terminals in "expected ..." lists.
 _TERMINAL_NAMES = {
@@ -44,9 +54,49 @@ def _parser() -> Lark:
     )
 
 
-def parse(text: str, path: str) -> S.Module:
-    """Parse one spec file. Raises SpecError (E0101-E0103) on bad input."""
-    source = SourceFile(path, text)
+def normalize(text: str) -> str:
+    """The text as the lexer reads it: a leading byte-order mark dropped, CRLF and CR as LF."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def source_file(text: str, path: str, shown_from: int = 1) -> SourceFile:
+    return SourceFile(path, normalize(text), shown_from)
+
+
+class NotASpec(SpecError):
+    """A syntax error before the file showed it is a spec (`SourceFile.shown_from`): the
+    file may be anything (/etc/passwd), so the error does not quote it."""
+
+    def __init__(self, span: Span):
+        self.span = span
+        super().__init__(Diagnostic("E0104", "not a modelc spec (it does not parse as one here; "
+                                    "its text is not shown)", span, NOT_SHOWN_HINT))  # fmt: skip
+
+
+NOT_SHOWN_HINT = ("modelc shows the text of a file only if its name ends in .model, or from its "
+                  "first line that starts a model, block or import")  # fmt: skip
+
+
+def parse(text: str, path: str, shown_from: int = 1) -> S.Module:
+    """Parse one spec file. Raises SpecError (E0101-E0103) on bad input, and NotASpec
+    (E0104) for an error in a line before `shown_from`."""
+    source = source_file(text, path, shown_from)
+    try:
+        return _parse(source)
+    except SpecError as exc:
+        span = exc.diagnostics[0].span
+        if span is not None and span.line < shown_from:
+            raise NotASpec(span) from None
+        raise
+
+
+def _parse(source: SourceFile) -> S.Module:
+    text = source.text
+    _check_characters(source)
     try:
         tree = _parser().parse(text)
         items = _ToAst(source).transform(tree)
@@ -66,7 +116,36 @@ def parse(text: str, path: str) -> S.Module:
         raise _eof(source, sorted(exc.expected)) from None
     except RecursionError:
         raise _too_deep(source) from None
-    return S.Module(path, tuple(items))
+    return S.Module(source.path, tuple(items))
+
+
+# Refused anywhere in a file, see NOTE: [Lines]. (LF is the only line break left after
+# normalize; TAB is whitespace.)
+_LINE_BREAKS = {"\x0b": "vertical tab", "\x0c": "form feed", "\x1c": "file separator",
+                "\x1d": "group separator", "\x1e": "record separator", "\x85": "next line (NEL)",
+                "\u2028": "line separator", "\u2029": "paragraph separator"}  # fmt: skip
+_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_REFUSED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029" + _BIDI + "]")
+
+
+def _check_characters(source: SourceFile) -> None:
+    m = _REFUSED.search(source.text)
+    if m is None:
+        return
+    char = m.group()
+    line, col = source.position(m.start())
+    span = Span(source, line, col, line, col + 1)
+    code = f"U+{ord(char):04X}"
+    if char in _LINE_BREAKS:
+        raise error("E0102", f"{_LINE_BREAKS[char]} ({code}): modelc does not take it for a line "
+                    "break, and other programs do", span,
+                    "lines end at LF, CRLF or CR; write a newline (or a space) instead")  # fmt: skip
+    if char in _BIDI:
+        raise error("E0102", f"bidirectional control character {code}", span,
+                    "it can make the line display in another order than modelc reads it; "
+                    "remove it")  # fmt: skip
+    raise error("E0102", f"control character {code}", span,
+                "remove it: a control character can change what a terminal shows")  # fmt: skip
 
 
 def _too_deep(source: SourceFile) -> SpecError:
@@ -81,16 +160,52 @@ def _unexpected_token(source: SourceFile, exc: UnexpectedToken) -> SpecError:
         return _eof(source, accepts)
     span = _tok_span(source, tok)
     expected = _describe_expected(accepts)
-    hint = None
-    if tok.type == "IF" or tok.value == "if":
-        hint = "a conditional is an expression: `a if cond else b`"
-    elif "=>" in source.text[tok.start_pos - 1 : tok.start_pos + 2]:
-        hint = "a chain step is written '->'"
-    elif tok.value == "=" and "RPAR" in accepts:
-        hint = "keyword arguments are written `name=value` inside a call"
-    elif accepts == ["COMMA", "EQUAL"]:
-        hint = _dangling_name_hint(exc)
+    hint = _token_hint(source, tok, accepts, exc)
     return error("E0101", f"unexpected {tok.value!r}, expected {expected}", span, hint)
+
+
+def _token_hint(source: SourceFile, tok: Token, accepts: list[str], exc) -> str | None:
+    hint = _reserved_hint(source, tok) or _step_keyword_hint(source, tok)
+    if hint:
+        return hint
+    if tok.type == "IF" or tok.value == "if":
+        return "a conditional is an expression: `a if cond else b`"
+    if "=>" in source.text[tok.start_pos - 1 : tok.start_pos + 2]:
+        return "a chain step is written '->'"
+    if tok.value == "=" and "RPAR" in accepts:
+        return "keyword arguments are written `name=value` inside a call"
+    if accepts == ["COMMA", "EQUAL"]:
+        return _dangling_name_hint(exc)
+    return None
+
+
+_RESERVED = ("input", "output", "model", "import")
+
+
+def _reserved_hint(source: SourceFile, tok: Token) -> str | None:
+    """`-> model: linear(8)`, `input = ...`: a reserved word used as a label or a name."""
+    text = source.text
+    word = None
+    if tok.value in _RESERVED and re.match(r"[ \t]*(?::|=(?!=))", text[tok.end_pos :]):
+        word = tok.value  # the parser stopped at the word
+    elif tok.value in (":", "="):  # ... or after it, where a name had to follow
+        m = re.search(r"\b(input|output|model|import)[ \t]*$", text[: tok.start_pos])
+        word = m.group(1) if m else None
+    if word is None:
+        return None
+    return (f"'{word}' is a reserved word (input, output, model and import are never names); "
+            f"choose another name, such as '{word}_'")  # fmt: skip
+
+
+def _step_keyword_hint(source: SourceFile, tok: Token) -> str | None:
+    """`ys = for e in 0..4 { ... }`: `for` and `repeat` are steps, they need a tensor."""
+    line = source.line(tok.line)[: tok.column - 1]
+    m = re.search(r"(?:^|=|,|\boutput)[ \t]*(for|repeat)\b[ \t]*(?:[A-Za-z_]\w*[ \t]*)?$", line)
+    if m is None:
+        return None
+    example = "x -> for i in 0..4 { ... }" if m.group(1) == "for" else "x -> repeat 3 relu"
+    return (f"'{m.group(1)}' is a step: it applies to the tensor before it, as in "
+            f"`y = {example}`")  # fmt: skip
 
 
 def _accepts(exc: UnexpectedToken) -> list[str]:
@@ -116,7 +231,7 @@ def _dangling_name_hint(exc: UnexpectedToken) -> str | None:
 
 
 def _eof(source: SourceFile, expected: list[str]) -> SpecError:
-    lines = source.text.rstrip().splitlines() or [""]  # point at the last line with text
+    lines = source.text.rstrip().split("\n")  # point at the last line with text
     line = len(lines)
     col = len(lines[-1]) + 1
     span = Span(source, line, max(col - 1, 1), line, col)
@@ -158,6 +273,8 @@ def _char_hint(char: str) -> str | None:
         return 'strings use double quotes: "same"'
     if char == ";":
         return "statements need no separator; start the next one on a new line"
+    if char == '"':
+        return 'a string ends with " on the line where it starts (\\n in it is a line break)'
     return None
 
 
@@ -165,6 +282,15 @@ def _tok_span(source: SourceFile, tok: Token) -> Span:
     end_line = tok.end_line or tok.line
     end_col = tok.end_column or tok.column + len(tok.value)
     return Span(source, tok.line, tok.column, end_line, end_col)
+
+
+def _fold(operands, make):
+    """`a op b op c` as ((a op b) op c), without recursion; each node spans its operands."""
+    out = operands[0]
+    for right in operands[1:]:
+        span = replace(out.span, end_line=right.span.end_line, end_col=right.span.end_col)
+        out = make(out, right, span)
+    return out
 
 
 @v_args(meta=True)
@@ -235,10 +361,10 @@ class _ToAst(Transformer):
         return S.Chain(c[0], tuple(c[1:]), self._span(meta))
 
     def or_(self, meta, c):
-        return S.BoolOp("or", c[0], c[1], self._span(meta))
+        return _fold(c, lambda a, b, span: S.BoolOp("or", a, b, span))
 
     def and_(self, meta, c):
-        return S.BoolOp("and", c[0], c[1], self._span(meta))
+        return _fold(c, lambda a, b, span: S.BoolOp("and", a, b, span))
 
     def not_(self, meta, c):
         return S.Not(c[0], self._span(meta))
@@ -250,7 +376,9 @@ class _ToAst(Transformer):
         return S.Range(c[0], c[1], self._span(meta))
 
     def binop(self, meta, c):
-        return S.BinOp(str(c[1]), c[0], c[2], self._span(meta))
+        # [a, op, b, op, c, ...]: operators and operands alternate.
+        ops = iter(c[1::2])
+        return _fold(c[0::2], lambda a, b, span: S.BinOp(str(next(ops)), a, b, span))
 
     def neg(self, meta, c):
         return S.Neg(c[0], self._span(meta))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelc.diagnostics import printable
 from modelc.ir import Graph
 from modelc.symbolic import Dim, Sym, subs
 from modelc.types import TensorType
@@ -98,7 +99,7 @@ def format_table(s: dict[str, Any]) -> str:
     batch = " (batch 1)" if s["batch_symbols"] else ""
     out.append(f"parameters: {s['total_params']:,} (trainable {s['trainable_params']:,})")
     out.append(f"MACs{batch}: {_num(s, 'macs')}   FLOPs{batch}: {_num(s, 'flops')}")
-    return "\n".join(out)
+    return "\n".join(printable(line) for line in out)  # a file name or --param may hold ESC
 
 
 def _shape_text(shape) -> str:

@@ -196,6 +196,9 @@ def test_param(net, capsys):
         "deep=maybe",
         "scale=fast",
         "hidden=1.5",
+        "scale=nan",
+        "scale=inf",
+        "hidden=\u0663",  # int() would take an Arabic-Indic 3
     ],
 )
 def test_bad_param(net, capsys, value):
@@ -227,6 +230,7 @@ def test_input(net, capsys):
         "image=-1,1,28,28",
         "nope=1,1,28,28",
         "=1,2",
+        "image=\u00b2,1,28,28",  # '²'.isdigit() is true
     ],
 )
 def test_bad_input(net, capsys, value):

@@ -115,7 +115,7 @@ model M(deep: bool = false) {
 }
 """,
         expected="""\
-example.model:3:13: error[E0101]: unexpected '{', expected one of 'else', 'or'
+example.model:3:13: error[E0101]: unexpected '{', expected 'else'
    |
  3 |     if deep { x = x -> conv(16, k=3) }
    |             ^""",
@@ -492,11 +492,27 @@ model M {
 }
 """,
         expected="""\
-example.model:3:17: error[E0206]: 'forward' cannot name a layer: it is reserved in Python or nn.Module
+example.model:3:17: error[E0206]: 'forward' cannot name a layer: it is reserved in Python, nn.Module or generated code
    |
  3 |     output x -> forward: conv(16, k=3)
    |                 ^^^^^^^
   = hint: try 'forward_'""",
+    ),
+    Case(
+        "private_label",
+        "E0206",
+        spec="""\
+model M {
+    input x: [B, 3, 32, 32]
+    output x -> _modules: conv(16, k=3)
+}
+""",
+        expected="""\
+example.model:3:17: error[E0206]: '_modules' cannot name a layer: names starting with '_' belong to nn.Module
+   |
+ 3 |     output x -> _modules: conv(16, k=3)
+   |                 ^^^^^^^^
+  = hint: try 'modules_'""",
     ),
     Case(
         "add_shapes",
@@ -514,7 +530,7 @@ example.model:5:12: error[E0301]: cannot add tensors of shapes [B, 16, 32, 32] a
    |
  5 |     output a + b
    |            ^^^^^
-  = hint: both operands of + must have the same shape""",
+  = hint: dimension 2 differs (32 vs 30); + broadcasts only sizes that are equal or 1: check the padding and stride of the layers on each side""",
     ),
     Case(
         "block_input_shape",
@@ -819,7 +835,7 @@ example.model:3:29: error[E0405]: conv takes 2 positional attribute(s) (out_chan
    |
  3 |     output x -> conv(16, 3, 2)
    |                             ^
-  = hint: pass the others by name, e.g. k=3""",
+  = hint: name the others, e.g. conv(16, 3, s=2); conv infers in_channels from its input tensor""",
     ),
     Case(
         "builtin_arguments",
@@ -1036,7 +1052,7 @@ block Stem {
 }
 """,
         expected="""\
-error[E0504]: example.model defines no model
+example.model:1:1: error[E0504]: example.model defines no model
   = hint: a spec needs a `model Name { ... }` section""",
     ),
     Case(
@@ -1326,6 +1342,285 @@ example.model:3:34: error[E0101]: unexpected '=', expected one of '(', ')', '*',
   = hint: keyword arguments are written `name=value` inside a call""",
     ),
     Case(
+        "reserved_word_as_label",
+        "E0101",
+        spec="""\
+model M {
+    input x: [B, 8]
+    y = x -> model: linear(8)
+    output y
+}
+""",
+        expected="""\
+example.model:3:14: error[E0101]: unexpected 'model', expected one of '(', '[', 'for', 'repeat', a name
+   |
+ 3 |     y = x -> model: linear(8)
+   |              ^^^^^
+  = hint: 'model' is a reserved word (input, output, model and import are never names); choose another name, such as 'model_'""",
+    ),
+    Case(
+        "for_without_a_tensor",
+        "E0101",
+        spec="""\
+model M {
+    input x: [B, 8]
+    ys = for i in 0..4 { linear(8) }
+    output ys
+}
+""",
+        expected="""\
+example.model:3:16: error[E0101]: unexpected 'in', expected one of ',', '='
+   |
+ 3 |     ys = for i in 0..4 { linear(8) }
+   |                ^^
+  = hint: 'for' is a step: it applies to the tensor before it, as in `y = x -> for i in 0..4 { ... }`""",
+    ),
+    Case(
+        "torch_style_linear",
+        "E0405",
+        spec="""\
+model M {
+    input x: [B, 32, 8, 8]
+    output x -> flatten -> linear(32 * 8 * 8, 128)
+}
+""",
+        expected="""\
+example.model:3:35: error[E0405]: linear takes 1 positional attribute(s) (out_features), got 2
+   |
+ 3 |     output x -> flatten -> linear(32 * 8 * 8, 128)
+   |                                   ^^^^^^^^^^
+  = hint: linear infers in_features from its input tensor: write linear(128)""",
+    ),
+    Case(
+        "torch_style_conv",
+        "E0405",
+        spec="""\
+model M {
+    input x: [B, 3, 32, 32]
+    output x -> conv(3, 64, 3, 1, 1) -> batchnorm(64)
+}
+""",
+        expected="""\
+example.model:3:22: error[E0405]: conv takes 2 positional attribute(s) (out_channels, k), got 5
+   |
+ 3 |     output x -> conv(3, 64, 3, 1, 1) -> batchnorm(64)
+   |                      ^
+  = hint: conv infers in_channels from its input tensor: write conv(64, 3, s=1, p=1)""",
+    ),
+    Case(
+        "torch_style_batchnorm",
+        "E0405",
+        spec="""\
+model M {
+    input x: [B, 3, 32, 32]
+    output x -> conv(64, 3) -> batchnorm(64)
+}
+""",
+        expected="""\
+example.model:3:42: error[E0405]: batchnorm takes 0 positional attribute(s) (none), got 1
+   |
+ 3 |     output x -> conv(64, 3) -> batchnorm(64)
+   |                                          ^^
+  = hint: batchnorm infers num_features from its input tensor: write batchnorm""",
+    ),
+    Case(
+        "inferred_attribute",
+        "E0401",
+        spec="""\
+model M {
+    input x: [B, 512]
+    output x -> linear(in_features=512, out_features=10)
+}
+""",
+        expected="""\
+example.model:3:24: error[E0401]: linear has no attribute 'in_features'
+   |
+ 3 |     output x -> linear(in_features=512, out_features=10)
+   |                        ^^^^^^^^^^^^^^^
+  = hint: linear infers in_features from its input tensor: leave it out""",
+    ),
+    Case(
+        "torch_op_name",
+        "E0203",
+        spec="""\
+model M {
+    input x: [B, 3, 32, 32]
+    output x -> Conv2d(16, 3) -> BatchNorm2d -> ReLU
+}
+""",
+        expected="""\
+example.model:3:17: error[E0203]: unknown op or block 'Conv2d'
+   |
+ 3 |     output x -> Conv2d(16, 3) -> BatchNorm2d -> ReLU
+   |                 ^^^^^^
+  = hint: did you mean 'conv'?""",
+    ),
+    Case(
+        "no_elementwise_product",
+        "E0203",
+        spec="""\
+model M {
+    input x: [B, 512]
+    gate = x -> linear(512) -> sigmoid
+    output x -> mul(gate)
+}
+""",
+        expected="""\
+example.model:4:17: error[E0203]: unknown op or block 'mul'
+   |
+ 4 |     output x -> mul(gate)
+   |                 ^^^
+  = hint: modelc has no element-wise product of two tensors yet; `x * 0.5` (the scale op) multiplies by a constant, and `@` (matmul) is the matrix product""",
+    ),
+    Case(
+        "no_function_suggested_for_a_step",
+        "E0203",
+        spec="""\
+model M {
+    input x: [B, 512]
+    output x -> lenn
+}
+""",
+        expected="""\
+example.model:3:17: error[E0203]: unknown op or block 'lenn'
+   |
+ 3 |     output x -> lenn
+   |                 ^^^^""",
+    ),
+    Case(
+        "function_suggested_for_a_value",
+        "E0203",
+        spec="""\
+model M {
+    input x: [B, 3, 32, 32]
+    output x -> conv(chanels(x), k=3)
+}
+""",
+        expected="""\
+example.model:3:22: error[E0203]: unknown op or block 'chanels'
+   |
+ 3 |     output x -> conv(chanels(x), k=3)
+   |                      ^^^^^^^
+  = hint: did you mean 'channels'?""",
+    ),
+    Case(
+        "add_channels",
+        "E0301",
+        spec="""\
+model M {
+    input x: [B, 64, 56, 56]
+    y = x -> conv(128, k=3, s=2, p=1)
+    output y + x
+}
+""",
+        expected="""\
+example.model:4:12: error[E0301]: cannot add tensors of shapes [B, 128, 28, 28] and [B, 64, 56, 56]
+   |
+ 4 |     output y + x
+   |            ^^^^^
+  = hint: dimension 1 differs (128 vs 64); + broadcasts only sizes that are equal or 1: project the [B, 64, 56, 56] operand to 128 channels (and its spatial size) with a 1x1 convolution, e.g. conv(128, k=1, s=2), as a ResNet shortcut does""",
+    ),
+    Case(
+        "add_features",
+        "E0301",
+        spec="""\
+model M {
+    input x: [B, T, 64]
+    y = x -> linear(128)
+    output x + y
+}
+""",
+        expected="""\
+example.model:4:12: error[E0301]: cannot add tensors of shapes [B, T, 64] and [B, T, 128]
+   |
+ 4 |     output x + y
+   |            ^^^^^
+  = hint: dimension 2 differs (64 vs 128); + broadcasts only sizes that are equal or 1: project the [B, T, 64] operand, e.g. linear(128)""",
+    ),
+    Case(
+        "bidi_in_comment",
+        "E0102",
+        spec="""\
+model M {
+    input x: [B, 8]    # \u202e}
+    output x
+}
+""",
+        expected="""\
+example.model:2:26: error[E0102]: bidirectional control character U+202E
+   |
+ 2 |     input x: [B, 8]    # \\u202e}
+   |                          ^^^^^^
+  = hint: it can make the line display in another order than modelc reads it; remove it""",
+    ),
+    Case(
+        "escape_in_comment",
+        "E0102",
+        spec="""\
+model M {
+    input x: [B, 8]    # \x1b[2J
+    output x
+}
+""",
+        expected="""\
+example.model:2:26: error[E0102]: control character U+001B
+   |
+ 2 |     input x: [B, 8]    # \\x1b[2J
+   |                          ^^^^
+  = hint: remove it: a control character can change what a terminal shows""",
+    ),
+    Case(
+        "line_separator",
+        "E0102",
+        spec="""\
+model M {
+    input x: [B, 8]    # the input\u2028output x -> relu
+    output x
+}
+""",
+        expected="""\
+example.model:2:35: error[E0102]: line separator (U+2028): modelc does not take it for a line break, and other programs do
+   |
+ 2 |     input x: [B, 8]    # the input\\u2028output x -> relu
+   |                                   ^^^^^^
+  = hint: lines end at LF, CRLF or CR; write a newline (or a space) instead""",
+    ),
+    Case(
+        "unfinished_string",
+        "E0102",
+        spec="""\
+model M {
+    input x: [B, 8]
+    output x -> gelu(approximate="tanh)
+}
+""",
+        expected="""\
+example.model:3:34: error[E0102]: unexpected character '"'
+   |
+ 3 |     output x -> gelu(approximate="tanh)
+   |                                  ^
+  = hint: a string ends with " on the line where it starts (\\n in it is a line break)""",
+    ),
+    Case(
+        "import_not_a_spec",
+        "E0104",
+        spec="""\
+import "settings.txt"
+
+model M {
+    input x: [B, 8]
+    output x
+}
+""",
+        expected="""\
+example.model:1:1: error[E0104]: settings.txt is not a modelc spec (line 1, column 6 does not parse; its text is not shown)
+   |
+ 1 | import "settings.txt"
+   | ^^^^^^^^^^^^^^^^^^^^^
+  = hint: modelc shows the text of a file only if its name ends in .model, or from its first line that starts a model, block or import""",
+        files={"settings.txt": "user alice\npassword hunter2\n"},
+    ),
+    Case(
         "power",
         "E0507",
         spec="""\
@@ -1390,8 +1685,9 @@ def test_api_raises_the_exact_diagnostic(case, workdir):
 
 
 def test_every_code_has_a_case():
-    # E0602: test_render_without_graphviz; E0603 (compile --verify): tests/test_verify.py
-    covered = {c.code for c in CASES} | {"E0602", "E0603"}
+    # E0602: test_render_without_graphviz; E0603 (compile --verify): tests/test_verify.py;
+    # E0604: test_output_that_cannot_be_written
+    covered = {c.code for c in CASES} | {"E0602", "E0603", "E0604"}
     assert sorted(covered) == sorted(CODES)
 
 
@@ -1603,7 +1899,7 @@ example.model:6:17: error[E0301]: cannot add tensors of shapes [B, 128, 28, 28] 
  6 |     output relu(out + x)
    |                 ^^^^^^^
   = note: in block Bottleneck, instantiated as layer2.0 at example.model:12:38
-  = hint: both operands of + must have the same shape"""
+  = hint: dimension 1 differs (128 vs 64); + broadcasts only sizes that are equal or 1: project the [B, 64, 56, 56] operand to 128 channels (and its spatial size) with a 1x1 convolution, e.g. conv(128, k=1, s=2), as a ResNet shortcut does"""
     assert run_cli("check", "example.model") == (1, "", expected + "\n")
     with pytest.raises(SpecError) as info:
         modelc.compile_file("example.model")
@@ -1636,7 +1932,7 @@ example.model:9:12: error[E0301]: cannot add tensors of shapes [B, 16, 32, 32] a
  9 |     output y + x
    |            ^^^^^
   = note: in block Stage, instantiated as stages.1 at example.model:14:67
-  = hint: both operands of + must have the same shape"""
+  = hint: dimension 1 differs (16 vs 8); + broadcasts only sizes that are equal or 1: project the [B, 8, 32, 32] operand to 16 channels with a 1x1 convolution, e.g. conv(16, k=1), as a ResNet shortcut does"""
     assert run_cli("check", "example.model") == (1, "", expected + "\n")
 
     (workdir / "example.model").write_text("""\
@@ -1695,14 +1991,26 @@ def test_compile_writes_nothing_on_error(workdir):
     assert not (workdir / "out").exists()
 
 
+def test_output_that_cannot_be_written(workdir):
+    case = next(c for c in CASES if c.id == "unknown_op")
+    (workdir / "example.model").write_text(case.spec.replace("conv2d", "conv"))
+    assert run_cli("compile", "example.model", "-o", "example.model/model.py") == (
+        1, "", "error[E0604]: cannot write example.model/model.py: example.model is a file, not a "
+        "directory\n")  # fmt: skip
+    assert run_cli("compile", "example.model", "-o", "example.model") == (
+        1, "", "error[E0601]: will not write the output over the spec example.model\n"
+        "  = hint: write it to another file, e.g. example.py\n")  # fmt: skip
+
+
 def test_missing_spec_file(workdir):
     expected = "error[E0104]: cannot read nope.model: No such file or directory\n"
     assert run_cli("check", "nope.model") == (1, "", expected)
 
 
 def test_spec_that_is_not_utf8(workdir):
-    (workdir / "example.model").write_bytes(b"model M \xff")
-    expected = "error[E0104]: example.model is not UTF-8 text (byte 8)\n"
+    (workdir / "example.model").write_bytes(b"model M {\n    input x\xe9: [B, 8]\n")
+    expected = ("example.model:2:12: error[E0104]: not UTF-8 text (byte 0xe9)\n"
+                "  = hint: modelc reads specs as UTF-8: save the file in that encoding\n")  # fmt: skip
     assert run_cli("check", "example.model") == (1, "", expected)
 
 
