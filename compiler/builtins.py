@@ -13,9 +13,11 @@ from collections.abc import Callable
 from modelc.symbolic import Sym
 from modelc.values import Tensor, describe_value, type_name
 
-__all__ = ["BUILTINS", "MAX_INT", "EvalError", "arith", "compare", "truth"]
+__all__ = ["BUILTINS", "MAX_INT", "MAX_ITEMS", "EvalError", "arith", "check_list", "compare", "truth"]
 
 MAX_INT = 2**63 - 1  # numbers beyond this are a limit error (no 10**10**9 hangs)
+MAX_ITEMS = 1_000_000  # numbers in one list value, nested lists flattened (a literal weight)
+MAX_NESTING = 32  # lists in lists
 
 
 class EvalError(Exception):
@@ -37,13 +39,37 @@ def _bounded(v):
     return v
 
 
+def check_list(v: list) -> list:
+    """`v` if it holds at most MAX_ITEMS values once flattened (a list that appears twice counts
+    twice, as in the weight it may become) and nests at most MAX_NESTING deep; else E0508."""
+    memo: dict[int, int] = {}
+
+    def count(x, depth: int) -> int:
+        if not isinstance(x, list):
+            return 1
+        if depth > MAX_NESTING:
+            raise EvalError("E0508", f"lists nested more than {MAX_NESTING} deep")
+        if id(x) not in memo:
+            total = 0
+            for item in x:
+                total += count(item, depth + 1)
+                if total > MAX_ITEMS:
+                    raise EvalError("E0508", f"a list of more than {MAX_ITEMS:,} values (nested lists "
+                                    "counted in full)", "a literal weight this large belongs in a checkpoint")
+            memo[id(x)] = total
+        return memo[id(x)]
+
+    count(v, 1)
+    return v
+
+
 def arith(op: str, a, b):
     if op == "+" and isinstance(a, list) and isinstance(b, list):
-        return a + b
+        return check_list(a + b)
     if op == "*" and isinstance(a, list) and isinstance(b, int) and not isinstance(b, bool):
-        if len(a) * b > 1_000_000:
-            raise EvalError("E0508", "list too long")
-        return a * b
+        if len(a) * b > MAX_ITEMS:
+            raise EvalError("E0508", f"a list of {len(a) * b:,} items; the limit is {MAX_ITEMS:,}")
+        return check_list(a * b)
     if not (_num(a) and _num(b)):
         raise EvalError("E0506", f"cannot apply '{op}' to {describe_value(a)} and {describe_value(b)}",
                         _arith_hint(op, a, b))  # fmt: skip

@@ -82,7 +82,9 @@ def exec_source(source: str, path: str) -> types.ModuleType:
     _counter += 1
     stem = re.sub(r"\W", "_", os.path.basename(path))
     name = f"modelc_generated.{stem}_{_counter}"
-    filename = f"<modelc:{path}>"
+    # One source name per load: two loads of one path with other parameters are other code,
+    # and inspect, tracebacks and torch.jit read each class's source by this name.
+    filename = f"<modelc:{path}#{_counter}>"
     # Registered in linecache and sys.modules so tracebacks, inspect and
     # torch.compile can read the generated source.
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)

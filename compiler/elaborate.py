@@ -27,19 +27,19 @@ error, and independent mistakes are all reported together.
 from __future__ import annotations
 
 import itertools
-import keyword
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelc import ops
 from modelc import syntax as S
-from modelc.builtins import BUILTINS, EvalError, arith, compare, truth
+from modelc.builtins import BUILTINS, EvalError, arith, check_list, compare, truth
 from modelc.diagnostics import CompilerBug, Diagnostic, Note, Span, SpecError, error
 from modelc.infer import infer_node
 from modelc.ir import Container, Graph, Node
+from modelc.names import reserved_attribute
 from modelc.load import Program
 from modelc.ops.base import bind_attrs, suggest
-from modelc.symbolic import Sym, sym
+from modelc.symbolic import Sym, TooComplex, sym
 from modelc.values import Poison, Tensor, describe_value, type_name
 
 __all__ = ["LIMITS", "elaborate", "check_param"]
@@ -52,18 +52,6 @@ LIMITS = {
     "depth": 64,  # nested block instantiations
     "errors": 50,  # diagnostics kept before stopping
 }
-
-# Names a label cannot take: they would shadow nn.Module's API in generated code.
-_MODULE_API = frozenset("""
-T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda
-double dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter
-get_submodule half ipu load_state_dict modules mtia named_buffers named_children
-named_modules named_parameters parameters register_backward_hook register_buffer
-register_forward_hook register_forward_pre_hook register_full_backward_hook
-register_full_backward_pre_hook register_load_state_dict_post_hook register_module
-register_parameter register_state_dict_pre_hook requires_grad_ reset_parameters
-set_extra_state share_memory state_dict to to_empty train training type xpu zero_grad
-""".split())  # fmt: skip
 
 _PARAM_TYPES = ("int", "float", "bool", "str", "list")
 
@@ -101,6 +89,7 @@ class Frame:
     stack: tuple[str, ...] = ()  # block names being instantiated (recursion check)
     trace: tuple[Note, ...] = ()
     used: dict[str, Span] = field(default_factory=dict)
+    automatic: set[str] = field(default_factory=set)  # names of `used` that modelc chose
     suffix: dict[str, int] = field(default_factory=dict)  # next _N to try per base name
     unnamed: list[int] = field(default_factory=list)
     counter: list[int] | None = None  # set in a numbered sequence
@@ -142,7 +131,7 @@ def _pick_model(program: Program, name: str | None) -> S.BlockDef:
         raise error("E0504", f"no model named '{name}' in {program.path}", None,
                     suggest(name, program.models) or _models_hint(program))  # fmt: skip
     if not program.main_models:
-        raise error("E0504", f"{program.path} defines no model", None,
+        raise error("E0504", f"{program.path} defines no model", program.span,
                     "a spec needs a `model Name { ... }` section")  # fmt: skip
     if len(program.main_models) > 1:
         raise error("E0504", f"{program.path} defines several models; choose one",
@@ -287,13 +276,13 @@ class _Elaborator:
         for i, d in enumerate(shape):
             if isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= LIMITS["dim"]:
                 dims.append(d)
-            elif isinstance(d, Sym) and len(d.terms) == 1 and str(d).isidentifier():
-                dims.append(str(d))
+            elif isinstance(d, Sym) and len(d.terms) == 1 and str(d).isidentifier() and str(d).isascii():
+                dims.append(str(d))  # a name as the language spells names: ASCII (--input, the API)
             else:
                 where = items[i].span if len(items) == len(shape) else stmt.span
                 raise error("E0404", f"a dimension of input '{stmt.name}' must be an integer from 1 to "
                             f"{LIMITS['dim']:,} or a symbol like B, got {describe_value(d)}", where)  # fmt: skip
-        self._claim(ctx.frame, stmt.name, stmt.span)
+        self._claim(ctx.frame, stmt.name, stmt.span, attribute=False)  # a parameter of forward
         node = Node("input", None, (), stmt.name, stmt.span, labelled=True, var=stmt.name)  # type: ignore[arg-type]
         node.attrs, node.types, node.params, node.macs = infer_node(
             ops.REGISTRY["input"], {"shape": tuple(dims), "dtype": stmt.dtype or "float32"}, [], stmt.span)
@@ -349,6 +338,9 @@ class _Elaborator:
             return method(ctx, e)
         except EvalError as exc:
             raise error(exc.code, exc.message, e.span, exc.hint, ctx.frame.trace) from None
+        except TooComplex as exc:  # NOTE: [Bounded expressions] in symbolic.py
+            raise error("E0508", f"too complex: {exc}", e.span,
+                        "give the input concrete sizes (--input NAME=D1,D2,...)", ctx.frame.trace) from None
 
     def _e_Literal(self, ctx, e: S.Literal):
         v = e.value
@@ -420,10 +412,23 @@ class _Elaborator:
         return value
 
     def _e_List(self, ctx, e: S.List):
-        return [self._eval(ctx, x) for x in e.items]
+        items = [self._eval(ctx, x) for x in e.items]
+        return Poison if any(v is Poison for v in items) else check_list(items)
 
     def _e_BinOp(self, ctx, e: S.BinOp):
-        a, b = self._eval(ctx, e.left), self._eval(ctx, e.right)
+        """`a + b + c` is ((a + b) + c): the left spine is walked in a loop, not by recursion,
+        so a sum of 200,000 terms is not "nested too deeply"."""
+        spine = _left_spine(e, S.BinOp)
+        value = self._eval(ctx, spine[-1].left)
+        for node in reversed(spine):
+            right = self._eval(ctx, node.right)
+            try:
+                value = self._binop(ctx, node, value, right)
+            except EvalError as exc:
+                raise error(exc.code, exc.message, node.span, exc.hint, ctx.frame.trace) from None
+        return value
+
+    def _binop(self, ctx, e: S.BinOp, a, b):
         if a is Poison or b is Poison:
             return Poison
         if e.op == "+" and isinstance(a, Tensor) and isinstance(b, Tensor):
@@ -447,13 +452,20 @@ class _Elaborator:
         return Poison if v is Poison else not truth(v, "the operand of 'not'")
 
     def _e_BoolOp(self, ctx, e: S.BoolOp):
-        a = self._eval(ctx, e.left)
-        if a is Poison:
-            return Poison
-        if truth(a, f"the left side of '{e.op}'") == (e.op == "or"):
-            return a
-        b = self._eval(ctx, e.right)
-        return Poison if b is Poison else truth(b, f"the right side of '{e.op}'")
+        """`a or b or c`, short-circuit, left to right (a loop over the left spine, as `_e_BinOp`)."""
+        spine = _left_spine(e, S.BoolOp)
+        value = self._eval(ctx, spine[-1].left)
+        for node in reversed(spine):
+            if value is Poison:
+                return Poison
+            try:
+                if truth(value, f"the left side of '{node.op}'") == (node.op == "or"):
+                    continue
+                right = self._eval(ctx, node.right)
+                value = Poison if right is Poison else truth(right, f"the right side of '{node.op}'")
+            except EvalError as exc:
+                raise error(exc.code, exc.message, node.span, exc.hint, ctx.frame.trace) from None
+        return value
 
     def _e_Compare(self, ctx, e: S.Compare):
         values = [self._eval(ctx, x) for x in e.operands]
@@ -633,10 +645,10 @@ class _Elaborator:
         if call.func in self.program.models:
             raise error("E0203", f"'{call.func}' is a model; only blocks can be used inside a model",
                         call.func_span, f"declare it as `block {call.func}(...)`")  # fmt: skip
-        names = [n for n, d in ops.REGISTRY.items() if not d.internal]
-        candidates = set(names) | set(self.program.blocks) | set(BUILTINS)
+        from modelc.hints import callee_hint  # ops and blocks for a step; PyTorch names
+
         raise error("E0203", f"unknown op or block '{call.func}'", call.func_span,
-                    suggest(call.func, candidates), ctx.frame.trace)  # fmt: skip
+                    callee_hint(call, self.program.blocks, ctx.body), ctx.frame.trace)  # fmt: skip
 
     def _builtin(self, ctx: Ctx, call: S.Call):
         fn, nargs, doc = BUILTINS[call.func]
@@ -796,13 +808,21 @@ class _Elaborator:
         return values
 
     # ---- naming ------------------------------------------------------------------------------
-    def _claim(self, frame: Frame, name: str, span: Span) -> None:
-        if keyword.iskeyword(name) or name in _MODULE_API or name.startswith("__"):
-            alt = name.lstrip("_") or "layer" if name.startswith("__") else name + "_"
-            raise error("E0206", f"'{name}' cannot name a layer: it is reserved in Python or nn.Module",
-                        span, f"try '{alt}'")  # fmt: skip
+    def _claim(self, frame: Frame, name: str, span: Span, attribute: bool = True) -> None:
+        """Take `name` in the frame: unique, and where it names a module attribute, not reserved."""
+        if attribute and reserved_attribute(name):
+            alt = name.lstrip("_") or "layer"
+            while reserved_attribute(alt):
+                alt += "_"
+            why = "names starting with '_' belong to nn.Module" if name.startswith("_") else \
+                "it is reserved in Python, nn.Module or generated code"
+            raise error("E0206", f"'{name}' cannot name a layer: {why}", span, f"try '{alt}'")
         if name in frame.used:
             where = ".".join(frame.path) or "the model"
+            if name in frame.automatic:
+                raise error("E0202", f"'{name}' is already the name modelc gave an unlabelled block "
+                            f"instance in {where}", span, "label that instance, or choose another label",
+                            (Note("the unlabelled instance", frame.used[name]),))  # fmt: skip
             if frame.used[name] == span:  # the same label again: a step that repeat or for copies
                 raise error("E0202", f"'{name}' is defined twice in {where}: a label inside "
                             "repeat or for names every copy", span,
@@ -820,6 +840,14 @@ class _Elaborator:
             node.local = _unique(frame, node.local, node.span)
 
 
+def _left_spine(e, kind) -> list:
+    """`e`, its left operand, that one's left operand, ... while they are of type `kind`."""
+    spine = [e]
+    while isinstance(spine[-1].left, kind):
+        spine.append(spine[-1].left)
+    return spine
+
+
 def _check_size(types, params: int, span: Span) -> None:
     big = [d for t in types for d in t.dims if isinstance(d, int) and d > LIMITS["dim"]]
     if big:
@@ -830,13 +858,18 @@ def _check_size(types, params: int, span: Span) -> None:
 
 
 def _unique(frame: Frame, base: str, span: Span) -> str:
-    """`base`, else the first free `base_N`; claims it in the frame."""
+    """An automatic name: `base` made a valid attribute (`If` -> `if_`, `Forward` ->
+    `forward_`, no leading `_`), else the first free `base_N`; claims it in the frame."""
+    base = base.lstrip("_") or "layer"
+    if reserved_attribute(base):
+        base += "_"
     name, i = base, frame.suffix.get(base, 0)
     while name in frame.used:
         i += 1
         name = f"{base}_{i}"
     frame.suffix[base] = i
     frame.used[name] = span
+    frame.automatic.add(name)
     return name
 
 
@@ -915,15 +948,15 @@ def _name_outputs(outputs: list[tuple[str | None, Tensor]]) -> list[tuple[str, T
     return named
 
 
-def _scaling(op: str, a, b) -> tuple[Tensor, float] | None:
+def _scaling(op: str, a, b) -> tuple[Tensor, int | float] | None:
     """`t * k`, `k * t`, `t / k` for a tensor t and a number k: (t, factor)."""
     number = (int, float)
     if isinstance(a, Tensor) and isinstance(b, number) and not isinstance(b, bool) and op in ("*", "/"):
         if op == "/" and b == 0:
             raise EvalError("E0507", "division by zero")
-        return a, float(b) if op == "*" else 1.0 / b
+        return a, b if op == "*" else 1.0 / b  # an int stays one: `t * 2` keeps int64 (ops.Scale)
     if op == "*" and isinstance(b, Tensor) and isinstance(a, number) and not isinstance(a, bool):
-        return b, float(a)
+        return b, a
     return None
 
 

@@ -12,10 +12,10 @@ from typing import Any
 from modelc import ops
 from modelc.diagnostics import CompilerBug, Note, Span, SpecError, error
 from modelc.ir import Attrs, Graph
+from modelc.symbolic import TooComplex
 from modelc.types import TensorType
 
 __all__ = ["infer_graph", "infer_node"]
-
 
 
 def infer_node(
@@ -35,6 +35,9 @@ def infer_node(
         macs = opdef.macs(resolved, ins, list(outs))
     except ops.OpError as exc:
         raise error(exc.code, exc.message, span, exc.hint, trace) from None
+    except TooComplex as exc:  # NOTE: [Bounded expressions] in symbolic.py
+        raise error("E0508", f"output shape too complex: {exc}", span,
+                    "give the input concrete sizes (--input NAME=D1,D2,...)", trace) from None
     return Attrs(resolved), outs, params, macs
 
 

@@ -13,9 +13,34 @@ import builtins
 import keyword
 import re
 
-__all__ = ["Namespace"]
+__all__ = ["GENERATED_ATTRIBUTES", "MODULE_API", "Namespace", "reserved_attribute"]
 
 _BUILTINS = frozenset(dir(builtins))
+
+# NOTE: [Names a module attribute cannot take] A label or an automatic name becomes an
+# attribute of an nn.Module (`self.<name>`). It must not shadow nn.Module's own attributes:
+# the public ones below (torch 2.14's `dir(nn.Module)` and an instance's `vars`, checked
+# against the installed torch by tests/test_names.py), every name starting with `_` (torch
+# keeps its private state there: `_parameters`, `_modules`, `_call_impl`, `_version`, and
+# future versions add more), and the class attributes generated models define.
+MODULE_API = frozenset("""
+T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda
+double dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter
+get_submodule half ipu load_state_dict modules mtia named_buffers named_children
+named_modules named_parameters parameters register_backward_hook register_buffer
+register_forward_hook register_forward_pre_hook register_full_backward_hook
+register_full_backward_pre_hook register_load_state_dict_post_hook
+register_load_state_dict_pre_hook register_module register_parameter
+register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
+set_submodule share_memory state_dict to to_empty train training type xpu zero_grad
+""".split())  # fmt: skip
+GENERATED_ATTRIBUTES = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS"})
+
+
+def reserved_attribute(name: str) -> bool:
+    """True if `name` cannot be an attribute of a generated module (see the NOTE above)."""
+    return (keyword.iskeyword(name) or name.startswith("_") or name in MODULE_API
+            or name in GENERATED_ATTRIBUTES)  # fmt: skip
 
 
 class Namespace:

@@ -14,7 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
-__all__ = ["Dim", "Sym", "sym", "subs", "dim_str", "is_known"]
+__all__ = ["Dim", "Sym", "TooComplex", "sym", "subs", "dim_str", "is_known"]
+
+# NOTE: [Bounded expressions] A few lines of spec can square a dimension again and again
+# (`s = B + 1`, then `s = s * s` 24 times: 2**24 terms). Every canonical form is bounded,
+# so such growth stops at once with TooComplex (a located E0508 where the elaborator or a
+# shape rule meets it) instead of taking minutes and gigabytes.
+MAX_TERMS = 256  # terms of one polynomial
+MAX_DEGREE = 32  # factors in one term: B*T*H*W is 4
+MAX_TEXT = 2000  # characters in the text of one floor(...) atom
+
+
+class TooComplex(ArithmeticError):
+    """A symbolic dimension over the bounds above."""
 
 
 @dataclass(frozen=True, order=True)
@@ -31,6 +43,10 @@ class Sym:
     __slots__ = ("terms",)
 
     def __init__(self, terms: dict[Monomial, int]):
+        if len(terms) > MAX_TERMS:
+            raise TooComplex(f"a symbolic dimension of {len(terms):,} terms; the limit is {MAX_TERMS}")
+        if any(len(m) > MAX_DEGREE for m in terms):
+            raise TooComplex(f"a symbolic dimension with a product of more than {MAX_DEGREE} factors")
         self.terms = {m: c for m, c in sorted(terms.items()) if c != 0}
 
     # ---- construction helpers
@@ -97,7 +113,10 @@ class Sym:
         if not more and c == 1 and len(m) == 1 and m[0].num is not None:
             # floor((floor(p/a) + r)/den) = floor((p + r*a)/(a*den)): strides compose either way.
             return (m[0].num + (rest.terms.get((), 0) * m[0].den)) // (m[0].den * den) + k
-        atom = _Atom(f"floor(({rest})/{den})", rest if isinstance(rest, Sym) else None, den)
+        text = f"floor(({rest})/{den})"
+        if len(text) > MAX_TEXT:
+            raise TooComplex(f"a symbolic dimension of {len(text):,} characters; the limit is {MAX_TEXT:,}")
+        atom = _Atom(text, rest if isinstance(rest, Sym) else None, den)
         return Sym.make({(atom,): 1}) + k
 
     # ---- comparison, hashing, text

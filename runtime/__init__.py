@@ -13,9 +13,15 @@ from torch import nn
 from modelc.runtime.sequence import *  # noqa: F403 - sequence and attention layers (rt.JordanRNN, ...)
 from modelc.runtime.vision import *  # noqa: F403 - vision and generative layers (rt.FixedConv2d, ...)
 
-__all__ = ["named_sequential"]
+__all__ = ["module_dict", "named_sequential"]
 
 
 def named_sequential(*items: tuple[str, nn.Module]) -> nn.Sequential:
     """An `nn.Sequential` whose children have the given names (`("conv1", m), ("0", m2)`)."""
     return nn.Sequential(OrderedDict(items))
+
+
+def module_dict(*items: tuple[str, nn.Module]) -> nn.ModuleDict:
+    """The items of a sequence that forward calls one by one (extra inputs), when some are
+    labelled: `("0", m), ("gate", m2)`, called as `self.layers["gate"](x, memory)`."""
+    return nn.ModuleDict(OrderedDict(items))

@@ -109,3 +109,55 @@ def test_file_limits(tmp_path):
         with pytest.raises(SpecError) as info:
             modelc.compile_file(str(path))
         assert info.value.diagnostics[0].code == code, info.value.render()
+
+
+def _squarings(start: str, n: int, op: str = "s * s") -> str:
+    lines = "\n".join(f"    s = {op}" for _ in range(n))
+    return f"model M {{\n    input x: [B, 8]\n    s = {start}\n{lines}\n    output x\n}}"
+
+
+@pytest.mark.parametrize("text", [
+    _squarings("B + 1", 24),  # (B + 1) ** (2 ** 24): terms double per line
+    _squarings("B", 24),  # B ** (2 ** 24): one term, degree doubling
+    _squarings("B * 2 + B // 3 + 7", 24),
+    _squarings("[1]", 28, "s + s"),  # a list doubling per line: 2 ** 28 items
+    _squarings("[[0.0] * 1000]", 28, "s + s"),
+    "model M { input x: [B, 1, 8, 8]  r = [0.0] * 1000000  w = [r] * 1000000  "
+    "output x -> conv(1, k=3, weight=[[w]]) }",  # a 10**6 x 10**6 literal weight
+    "model M { input x: [B, 8]  l = [1]  " + "  ".join(["l = [l, l]"] * 40) + "  output x }",
+])  # fmt: skip
+def test_growth_of_values_is_bounded(text):
+    """Fault 9: tiny specs whose values grow exponentially (18 s and 405 MB for 24 lines;
+    3.2 GB for 28) end at once in a located E0508."""
+    with pytest.raises(SpecError) as info:
+        start = time.perf_counter()
+        modelc.compile_source(text, "grow.model")
+    assert time.perf_counter() - start < 10
+    d = info.value.diagnostics[0]
+    assert d.code == "E0508" and d.span is not None, info.value.render()
+
+
+def test_symbolic_growth_in_shapes_is_bounded():
+    """Shape rules meet the same bound: a located E0508, not a slow or huge dimension."""
+    steps = "\n".join(["  x = concat(x -> maxpool(2), x -> maxpool(3), dim=2)"] * 16)
+    text = f"model M {{\n  input x: [B, C, L]\n{steps}\n  output x\n}}"  # floor(L/2) + floor(L/3), nested
+    with pytest.raises(SpecError) as info:
+        modelc.compile_source(text, "grow.model")
+    assert info.value.diagnostics[0].code == "E0508"
+
+
+def test_values_within_the_bounds_still_work():
+    ok = ("model M { input x: [B, 1, 8, 8]  row = [0.5] * 3  k = [row, row, row]\n"
+          "  d = (B + 1) * (B + 2) * (B + 3)\n  output x -> conv(1, k=3, weight=[[k]]) }")  # fmt: skip
+    assert "Conv2d" in modelc.compile_source(ok, "ok.model")
+
+
+@pytest.mark.parametrize("op,term", [("+", "1"), ("*", "1"), ("or", "false"), ("and", "true"), ("+", "x")])
+def test_a_long_flat_expression_is_not_deep(op, term):
+    """`a + b + c + ...` is a flat list, folded in a loop: 20,000 terms are not 'nested too
+    deeply' (they were: the parser's tree and the evaluator both recursed per operator)."""
+    expr = f" {op} ".join([term] * 20_000)
+    text = f"model M {{\n  input x: [B, 8]\n  n = {expr}\n  output x\n}}" if term != "x" else \
+        f"model M {{\n  input x: [B, 8]\n  y = {' + '.join(['x'] * 3000)}\n  output y\n}}"
+    source = modelc.compile_source(text, "flat.model")
+    assert "class M(nn.Module)" in source

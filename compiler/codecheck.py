@@ -1,0 +1,201 @@
+"""The last gate before generated source leaves the compiler: its bytes, as Python reads them.
+
+NOTE: [Checking bytes, not text] Python decides how to decode a file from its
+first two lines (PEP 263): a `coding:` cookie there, put in by spec text, once
+made a generated file decode as UTF-7, and a string parameter then decoded into
+a statement that ran on import, while the `str` the emitter held looked
+harmless. So :func:`check_generated` works on what a reader gets: the bytes
+(pure ASCII), the encoding Python's own tokenizer detects in them (UTF-8,
+declared on line 1), `compile()` of those bytes (which also catches what
+`ast.parse` lets through, such as a repeated parameter name), and a whitelist
+of the statements the emitter writes. Any other shape is a CompilerBug: it
+means spec text reached code, or the emitter produced something it never
+should, and in both cases the file must not be written.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import tokenize
+
+from modelc.diagnostics import CompilerBug
+
+__all__ = ["ENCODING_LINE", "check_generated"]
+
+ENCODING_LINE = "# -*- coding: utf-8 -*-"
+
+# Module-level names generated code may use; every other free name is a local
+# variable or parameter of the function it appears in.
+_IMPORTS = {("torch", None): "torch", ("torch", "nn"): "nn", ("modelc", "runtime"): "rt"}
+_CLASS_CONSTANTS = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS"})
+_METHODS = frozenset({"__init__", "forward"})
+_FORBIDDEN = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Await,
+              ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.Starred, ast.JoinedStr, ast.Global,
+              ast.Nonlocal, ast.Delete)  # fmt: skip
+
+
+def check_generated(source: str, filename: str = "<modelc>") -> bytes:
+    """The bytes of `source` if they are exactly what modelc emits; CompilerBug otherwise."""
+    try:
+        data = source.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise CompilerBug(f"generated code holds a non-ASCII character at offset {exc.start}") from None
+    encoding, first = tokenize.detect_encoding(io.BytesIO(data).readline)
+    if encoding != "utf-8" or not first or first[0].decode("ascii").rstrip("\r\n") != ENCODING_LINE:
+        raise CompilerBug(f"generated code does not declare UTF-8 on line 1 (Python reads it as {encoding})")
+    try:
+        compile(data, filename, "exec", dont_inherit=True)
+        tree = ast.parse(data, filename)
+    except (SyntaxError, ValueError) as exc:
+        raise CompilerBug(f"generated code is not valid Python: {exc}") from None
+    _Whitelist().module(tree)
+    return data
+
+
+class _Whitelist:
+    """The statements modelc emits, and nothing else."""
+
+    def __init__(self) -> None:
+        self.globals: set[str] = set()
+
+    def module(self, tree: ast.Module) -> None:
+        classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+        self.globals = set(classes)
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                self._import(node, [(a.name, None, a.asname) for a in node.names])
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                self._import(node, [(node.module, a.name, a.asname) for a in node.names])
+            elif isinstance(node, ast.ClassDef):
+                self._class(node)
+            else:
+                _refuse(node, "a module-level statement")
+
+    def _import(self, node: ast.stmt, names) -> None:
+        for module, name, asname in names:
+            bound = _IMPORTS.get((module, name))
+            if bound is None or (asname or name or module) != bound:
+                _refuse(node, "an import")
+            self.globals.add(bound)
+
+    def _class(self, cls: ast.ClassDef) -> None:
+        if [ast.unparse(b) for b in cls.bases] != ["nn.Module"] or cls.keywords or cls.decorator_list:
+            _refuse(cls, "a class header")
+        body = list(cls.body)
+        if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):  # fmt: skip
+            _refuse(cls, "a class without its docstring")
+        for stmt in body[1:]:
+            if isinstance(stmt, ast.Assign) and [ast.unparse(t) for t in stmt.targets] in [[c] for c in _CLASS_CONSTANTS]:
+                _literal(stmt.value)
+            elif isinstance(stmt, ast.FunctionDef) and stmt.name in _METHODS and not stmt.decorator_list:
+                self._method(stmt)
+            else:
+                _refuse(stmt, "a class member")
+
+    def _method(self, fn: ast.FunctionDef) -> None:
+        args = fn.args
+        if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs or args.defaults or args.kw_defaults:
+            _refuse(fn, "a method signature")
+        names = [a.arg for a in args.args]
+        if names[:1] != ["self"]:
+            _refuse(fn, "a method signature")
+        for a in args.args:
+            if a.annotation is not None:
+                _annotation(a.annotation)
+        if fn.returns is not None:
+            _annotation(fn.returns)
+        local = set(names)
+        for stmt in fn.body:
+            local |= self._statement(stmt, local)
+
+    def _statement(self, stmt: ast.stmt, local: set[str]) -> set[str]:
+        """Check one statement of a method body; returns the names it binds."""
+        if isinstance(stmt, ast.Pass):
+            return set()
+        if isinstance(stmt, ast.Expr):
+            if ast.unparse(stmt) != "super().__init__()":
+                _refuse(stmt, "an expression statement")
+            return set()
+        if isinstance(stmt, ast.Return):
+            self._expr(stmt.value, local)
+            return set()
+        if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1:
+            _refuse(stmt, "a statement")
+        self._expr(stmt.value, local)
+        target = stmt.targets[0]
+        if isinstance(target, ast.Attribute):  # self.conv1 = nn.Conv2d(...)
+            if not (isinstance(target.value, ast.Name) and target.value.id == "self") or _dunder(target.attr):
+                _refuse(stmt, "an attribute assignment")
+            return set()
+        bound = _target_names(target)
+        if bound is None:
+            _refuse(stmt, "an assignment target")
+        # A local may share a class's name (forward never refers to classes), never an import's.
+        if bound & (set(_IMPORTS.values()) | {"self", "super", "float"}):
+            _refuse(stmt, "an assignment to a reserved name")
+        return bound
+
+    def _expr(self, expr: ast.expr | None, local: set[str]) -> None:
+        if expr is None:
+            return
+        for node in ast.walk(expr):
+            if isinstance(node, _FORBIDDEN):
+                _refuse(node, "an expression")
+            if isinstance(node, ast.Name) and node.id not in local | self.globals | {"super", "float"}:
+                _refuse(node, f"a reference to '{node.id}'")
+            if isinstance(node, ast.Attribute) and _dunder(node.attr):
+                _refuse(node, "a dunder attribute")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                if node.func.id == "super" and (node.args or node.keywords):
+                    _refuse(node, "a call of super")
+                if node.func.id == "float" and not _float_literal(node):
+                    _refuse(node, "a call of float")
+
+
+def _target_names(target: ast.expr) -> set[str] | None:
+    """The names a target binds: a name, or (nested) tuples of names (`y, (h, c) = ...`)."""
+    if isinstance(target, ast.Name):
+        return {target.id}
+    if not isinstance(target, ast.Tuple):
+        return None
+    out: set[str] = set()
+    for e in target.elts:
+        inner = _target_names(e)
+        if inner is None:
+            return None
+        out |= inner
+    return out
+
+
+def _float_literal(call: ast.Call) -> bool:
+    """`float("inf")`, `float("-inf")`, `float("nan")`: how pyrepr writes non-finite numbers."""
+    return (not call.keywords and len(call.args) == 1 and isinstance(call.args[0], ast.Constant)
+            and call.args[0].value in ("inf", "-inf", "nan"))  # fmt: skip
+
+
+def _annotation(node: ast.expr) -> None:
+    text = ast.unparse(node)
+    if text != "None" and not (text == "torch.Tensor" or text.startswith("tuple[")):
+        _refuse(node, "an annotation")
+    for inner in ast.walk(node):
+        if isinstance(inner, ast.Name) and inner.id not in ("torch", "tuple", "None"):
+            _refuse(node, "an annotation")
+
+
+def _literal(node: ast.expr) -> None:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        _refuse(node, "a class constant")
+
+
+def _dunder(name: str) -> bool:
+    return name.startswith("__") and name != "__init__"
+
+
+def _refuse(node: ast.AST, what: str) -> None:
+    line = getattr(node, "lineno", "?")
+    raise CompilerBug(f"generated code has {what} modelc never emits (line {line}): "
+                      f"{ast.unparse(node)[:120]!r}")  # fmt: skip
