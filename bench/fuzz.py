@@ -27,7 +27,6 @@ SpecError codes, failures by signature, and the speed. Exit status 1 if anything
 from __future__ import annotations
 
 import argparse
-import ast
 import collections
 import contextlib
 import io
@@ -44,7 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-KINDS = {"valid": 0.40, "mutant": 0.48, "hostile": 0.04, "cli": 0.08}
+KINDS = {"valid": 0.36, "mutant": 0.42, "hostile": 0.05, "cli": 0.06, "models": 0.04, "reload": 0.03,
+         "lines": 0.04}  # fmt: skip
 
 
 # ---- making cases (in the parent, so a hang's input is known) -----------------------------------
@@ -59,8 +59,24 @@ def make_case(seed: int, index: int, verify_every: int) -> dict:
         case.update(text=spec.text, outputs=spec.outputs, params=spec.params, model=spec.model, symbols=spec.symbols,
                     verify=verify_every > 0 and index % verify_every == 0)  # fmt: skip
     elif kind == "hostile":
-        name, text = r.choice(fuzzgen.hostile_texts(r.choice([100, 1000, 3000, 10000])))
-        case.update(text=text, name=name)
+        import oracles
+
+        pick = r.random()
+        if pick < 0.2:  # imports of files that are not specs: built in the worker, which has the folder
+            case.update(text="", name="import", imported=r.randrange(len(oracles.import_cases("/nonexistent"))))
+        else:
+            family = oracles.growth_texts(r) if pick < 0.4 else fuzzgen.hostile_texts(r.choice([100, 1000, 3000, 10000]))
+            name, text = r.choice(family)
+            case.update(text=text, name=name)
+    elif kind in ("models", "reload"):
+        spec = fuzzgen.generate(r, size=r.choice([3, 6, 10]))
+        case.update(text=spec.text, model=spec.model, verify=verify_every > 0 and index % verify_every == 0,
+                    seed=f"{seed}:{index}:{kind}")  # fmt: skip
+    elif kind == "lines":
+        import oracles
+
+        variant, reference, line = oracles.line_break_case(r, fuzzgen.generate(r, size=r.choice([3, 6])).text)
+        case.update(text=variant, reference=reference, line=line)
     else:
         path, text = _seed_text(r, fuzzgen)
         text = fuzzgen.mutate(r, text)
@@ -95,12 +111,14 @@ def run_case(case: dict, tmp: str) -> tuple[str, str]:
     from modelc.diagnostics import SpecError
 
     try:
-        if case["kind"] == "valid":
-            return _run_valid(case)
-        if case["kind"] == "cli":
-            return _run_cli(case, tmp)
+        run = {"valid": _run_valid, "cli": _run_cli, "models": _run_models, "reload": _run_reload,
+               "lines": _run_lines}.get(case["kind"])  # fmt: skip
+        if run is not None:
+            return run(case, tmp)
+        if case.get("name") == "import":
+            return _run_import(case, tmp)
         try:
-            ast.parse(modelc.compile_source(case["text"], case["path"]))
+            _check_bytes(modelc.compile_source(case["text"], case["path"]))
         except SpecError as exc:
             exc.render()
             return f"spec:{exc.diagnostics[0].code}", ""
@@ -109,7 +127,98 @@ def run_case(case: dict, tmp: str) -> tuple[str, str]:
         return "fail", _signature(exc) + "\n" + traceback.format_exc()
 
 
-def _run_valid(case: dict) -> tuple[str, str]:
+_SENTINEL = None
+
+
+def _check_bytes(source: str) -> None:
+    """The generated file as Python reads it: ASCII, UTF-8 by its cookie, compiles, and imports
+    in the sentinel's process without running anything (tests/sentinel.py)."""
+    global _SENTINEL
+    import oracles
+    import sentinel
+
+    if _SENTINEL is None:
+        _SENTINEL = sentinel.Sentinel()
+    oracles.check_bytes(source, _SENTINEL)
+
+
+def _run_models(case: dict, tmp: str) -> tuple[str, str]:
+    """A copy of the model named like a generated block class: each model is its own class."""
+    import modelc
+    import oracles
+
+    made = oracles.with_second_model(random.Random(case["seed"]), case["text"], case["model"],
+                                     modelc.compile_source(case["text"], "gen.model"))  # fmt: skip
+    if made is None:
+        return "ok:skipped", ""
+    text, names = made
+    _check_bytes(modelc.compile_source(text, "gen.model"))
+    oracles.check_models(text, names, run=case["verify"])
+    return "ok:verified" if case["verify"] else "ok", ""
+
+
+def _run_reload(case: dict, tmp: str) -> tuple[str, str]:
+    """The spec loaded with each model parameter changed: every class keeps its own source."""
+    import oracles
+    from modelc.load import load_text
+
+    r = random.Random(case["seed"])
+    params = load_text(case["text"], "gen.model").models[case["model"]].params
+    other = {"int": lambda: r.choice([1, 2, 3, 4, 8]), "bool": lambda: r.random() < 0.5,
+             "float": lambda: r.choice([0.0, 0.5]), "str": lambda: r.choice(["none", "tanh"]),
+             "list": lambda: [r.choice([4, 8])]}  # fmt: skip
+    overrides = [{}] + [{p.name: other[p.type]()} for p in params if p.type in other]
+    if len(overrides) == 1:
+        return "ok:skipped", ""
+    oracles.check_reloads(case["text"], overrides, run=case["verify"])
+    return "ok:verified" if case["verify"] else "ok", ""
+
+
+def _run_lines(case: dict, tmp: str) -> tuple[str, str]:
+    """A comment ended by another line break (or a control character) reads as a person's editor
+    shows it: the reference's code exactly, or an error located on that line."""
+    import modelc
+    from modelc.diagnostics import SpecError
+
+    def outcome(text: str):
+        try:
+            return modelc.compile_source(text, "gen.model")
+        except SpecError as exc:
+            exc.render()
+            return exc
+
+    got, want = outcome(case["text"]), outcome(case["reference"])
+    if isinstance(got, str):
+        _check_bytes(got)
+        if got != want:
+            return "fail", "lines: the spec compiled to other code than the one a person reads"
+        return "ok", ""
+    d = got.diagnostics[0]
+    if not isinstance(want, SpecError) and (d.span is None or d.span.line != case["line"]):
+        return "fail", f"lines: refused away from the line break (line {case['line']}): {got.render()[:300]}"
+    return f"spec:{d.code}", ""
+
+
+def _run_import(case: dict, tmp: str) -> tuple[str, str]:
+    """A spec importing a FIFO, a device, a folder or a file that is not a spec: a SpecError,
+    quickly (a hang is caught by the timeout), that echoes none of the file's contents."""
+    import modelc
+    import oracles
+    from modelc.diagnostics import SpecError
+
+    name, text, secrets = oracles.import_cases(tmp)[case["imported"]]
+    try:
+        modelc.compile_source(text, os.path.join(tmp, "imports.model"))
+    except SpecError as exc:
+        shown = exc.render()
+        leaked = [s for s in secrets if s in shown]
+        if leaked:
+            return "fail", f"import {name}: the error echoes the imported file: {leaked[0][:40]!r}"
+        return f"spec:{exc.diagnostics[0].code}", ""
+    return "fail", f"import {name}: compiled"
+
+
+def _run_valid(case: dict, tmp: str = "") -> tuple[str, str]:
     import modelc
     from modelc.driver import build_all
     from modelc.load import load_text
@@ -118,7 +227,7 @@ def _run_valid(case: dict) -> tuple[str, str]:
     text, path = case["text"], "gen.model"
     graph = build_all(load_text(text, path))[0]
     source = modelc.compile_source(text, path)
-    ast.parse(source)
+    _check_bytes(source)
     symbols = case["symbols"]
     outs = [tuple(d if isinstance(d, int) else str(d) for d in (subs(d, symbols) for d in graph.type_of(r).dims))
             for _, r in graph.outputs]  # fmt: skip

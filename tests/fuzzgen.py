@@ -813,16 +813,25 @@ class GeneratedSpec:
 
 # ---- the generator -------------------------------------------------------------------------
 _VAR_NAMES = ["x", "y", "h", "z", "t", "u", "a", "b", "feat", "hidden", "skip", "res", "out2", "tmp"]
+# NOTE: [Tricky names] Names that collide with what generated code uses: Python keywords and
+# builtins, nn.Module's attributes, the module aliases, and near-collisions of one another.
 _TRICKY_VARS = ["torch", "nn", "F", "rt", "self", "super", "print", "len", "relu", "conv", "lambda", "class",
                 "None", "True", "pass", "def", "return", "yield", "match", "type", "_", "__init__", "x_1",
-                "forward", "shape"]  # fmt: skip
+                "forward", "shape", "x_", "x__", "print_", "self_", "self_1", "INPUT_SHAPES", "NUM_PARAMETERS",
+                "out_1", "float", "training", "state_dict", "_v", "float_", "int"]  # fmt: skip
 _LABELS = ["stem", "head", "fc", "features", "classifier", "conv1", "bn1", "proj", "pool", "drop", "act",
            "layer1", "layer2", "down", "body", "trunk", "neck", "mlp", "gate", "norm"]  # fmt: skip
 _TRICKY_LABELS = ["x", "self", "torch", "nn", "F", "rt", "out", "int", "list", "print", "super", "block",
-                  "relu", "conv", "input_", "layer_1", "_private", "x_1", "sigma"]  # fmt: skip
+                  "relu", "conv", "input_", "layer_1", "private_", "x_1", "sigma", "x_", "forward_", "training_",
+                  "eval_", "float_", "to_", "apply_", "INPUT_SHAPES_", "out_1", "if_", "class_"]  # fmt: skip
 _BLOCK_NAMES = ["Unit", "Stage", "Res", "Mix", "Cell", "Tower", "Module", "Tensor", "Linear", "Sequential",
-                "ReLU", "Conv2d", "F", "Identity", "Parameter", "Layer", "HTTPBlock", "ABC"]  # fmt: skip
-_MODEL_NAMES = ["Net", "Model", "Fuzz", "Tiny", "MyModel", "Classifier", "Main", "ResNetX", "Sequential"]
+                "ReLU", "Conv2d", "F", "Identity", "Parameter", "Layer", "HTTPBlock", "ABC", "Forward", "Training",
+                "Train", "Eval", "To", "ZeroGrad", "StateDict", "Apply", "Float", "If", "Class", "Lambda", "Self",
+                "Torch", "Nn", "Rt", "InputShapes", "Modules", "Parameters", "Cuda", "Half", "Type", "Super",
+                "Print", "Unit_1", "Layer_1"]  # fmt: skip
+# `Unit_1` is also the name the emitter gives a second class of block Unit: models are named first.
+_MODEL_NAMES = ["Net", "Model", "Fuzz", "Tiny", "MyModel", "Classifier", "Main", "ResNetX", "Sequential", "Unit_1",
+                "Layer_1", "Layer_2", "Mix_1", "Res_1", "Forward", "Module"]  # fmt: skip
 # Steps that keep a symbolic size symbolic and need no known size (no linear on it, no
 # batchnorm after a transpose) and never compare two sizes (no residuals or concats).
 _SYMBOLIC_KINDS = {"act", "dropout", "batchnorm", "softmax", "conv", "pool", "adaptive", "conv_transpose",
@@ -1056,14 +1065,14 @@ class _Gen:
             kinds += [("recurrent", 1.5), ("self_attention", 1)]
         kinds += [("linear", 2 if len(t) == 2 else 0.5)]
         if not small:
-            kinds += [("group", 1), ("repeat", 1), ("for", 1), ("block", 2)]
+            kinds += [("group", 1), ("repeat", 1), ("for", 1), ("block", 2), ("extra", 1.5)]
             if not sc.in_loop:
                 kinds += [("seq", 1.5)]
             if not sc.numbered:
                 kinds += [("pipe", 0.7)]
         if self.symbols:  # NOTE: [Symbolic sizes] in spec()
             kinds = [k for k in kinds if k[0] in _SYMBOLIC_KINDS]
-        return [k for k in kinds if k[0] in ("group", "repeat", "for", "block", "seq", "pipe", "act", "pool",
+        return [k for k in kinds if k[0] in ("group", "repeat", "for", "block", "extra", "seq", "pipe", "act", "pool",
                                              "adaptive", "softmax", "norm", "recurrent") or k[0] in ops.REGISTRY]
 
     def _op(self, op: str, sc: Scope, values: dict, positional: int = 0) -> OpStep:
@@ -1351,9 +1360,23 @@ class _Gen:
     def _s_repeat(self, t, sc, keep_rank):
         n = self.r.randint(0, 3) if self.p(0.9) else 1
         inner = sc.but(in_loop=True)
-        body, _ = self.step(t, inner, keep_rank=True)
+        body = self._try_extra(t, inner)  # NOTE: [Extra inputs]
+        if body is None:
+            body, _ = self.step(t, inner, keep_rank=True)
         count = self._count_text(n, sc)
         return RepeatStep(count, body)
+
+    def _try_extra(self, t: TT, sc: Scope):
+        """Sometimes, a loop's body is a block reading the loop's input again (`repeat 3 Dec(x)`)."""
+        if self.symbols or self.budget <= 0 or not self.p(0.25):
+            return None
+        try:
+            s = self._s_extra(t, sc, True)
+            s.apply(t, self.run_for(sc))
+        except Invalid:
+            return None
+        self.budget -= 1
+        return s
 
     def _count_text(self, n: int, sc: Scope) -> str:
         names = [k for k, v in sc.env.items() if _is_int(v) and v == n and not k.startswith("\0")]
@@ -1381,7 +1404,8 @@ class _Gen:
         items = probe.items(sc.env)
         first = items[0] if items else 1
         inner = sc.but(env={**sc.env, var: first}, in_loop=True)
-        steps, _ = self.steps(t, inner, r.randint(1, 2), keep_rank=True)
+        extra = self._try_extra(t, inner)  # NOTE: [Extra inputs]
+        steps, _ = ([extra], t) if extra is not None else self.steps(t, inner, r.randint(1, 2), keep_rank=True)
         return ForStep(var, iterable, steps)
 
     def _s_pipe(self, t, sc, keep_rank):
@@ -1418,6 +1442,49 @@ class _Gen:
         b = self.new_block([t], sc, keep_rank, n_out=1)
         args, kwargs = self.call_args(b, sc, b.reference)
         return BlockStep(b, args, kwargs, self.label(sc))
+
+    def _s_extra(self, t, sc, keep_rank):
+        """`Mix(m)`: a block that also reads another tensor of this step's type, often the chain's
+        own input (`x = x -> layers: repeat 3 Mix(x)`).
+
+        NOTE: [Extra inputs] In a labelled repeat or for (an nn.ModuleList called item by item),
+        every item must get that tensor, not the previous item's output: the IR interpreter
+        (verify_module) compares the values, so such a mix-up fails the case."""
+        if sc.depth >= 2:
+            raise Invalid("deep")
+        same = [n for n, v in sc.env.items() if isinstance(v, TT) and v == t and n not in _EVAL_NS
+                and not keyword.iskeyword(n)]  # fmt: skip
+        if not same:
+            raise Invalid("no other tensor of this type")
+        fits = [b for b in self.blocks if getattr(b, "mixes", None) == t]
+        b = self.r.choice(fits) if fits and self.p(0.5) else self._mix_block(t, sc)
+        args, kwargs = self.call_args(b, sc, b.reference)
+        return BlockStep(b, args, kwargs, self.label(sc), extra=[Var(self.r.choice(same))])
+
+    def _mix_block(self, t: TT, sc: Scope) -> Block:
+        """A block of two inputs of type t whose output (type t) depends on both."""
+        name = self.fresh(self.r.choice(["Mix", "Dec", "Fuse", "Gate"]))
+        self.taken.add(name)
+        self.reserved_labels.add(_snake(name))
+        x, m = self.r.choice([("x", "memory"), ("x", "m"), ("h", "skip"), ("print", "print_"), ("a", "self"),
+                              ("x", "x_"), ("inp", "inp_1")])  # fmt: skip
+        globals_ = GLOBALS_OF(sc.env)
+        bsc = Scope({_GLOBALS_KEY: globals_, **globals_, x: t, m: t}, set(), depth=sc.depth + 1)
+        saved = self.budget
+        self.budget = min(self.budget, self.r.randint(1, 3))
+        branch = self.to_type(Var(x), t, t, bsc)
+        self.budget = saved - 1
+        kind = self.r.choice(["sum", "pipe", "call"])
+        if kind == "sum":
+            out = Sum([branch, Var(m)] if self.p(0.5) else [Var(m), branch])
+        elif kind == "pipe":
+            out = Chain(branch, [PipeStep("add", [Var(m)])]) if isinstance(branch, Chain) else Sum([branch, Var(m)])
+        else:
+            out = Call("add", [branch, Var(m)])
+        block = Block(name, [], [(x, None), (m, None)], [], [out])
+        block.reference, block.mixes = {}, t
+        self.blocks.append(block)
+        return block
 
     def steps(self, t: TT, sc: Scope, n: int, keep_rank: bool = False) -> tuple[list, TT]:
         out = []
@@ -1497,8 +1564,12 @@ class _Gen:
         env = {_GLOBALS_KEY: globals_, **globals_, **values}
         bsc = Scope(env, set(), depth=sc.depth + 1)
         inputs = []
+        tricky = self.r.choice([["print", "print_"], ["a", "self"], ["x", "x_"], ["torch", "nn"], ["rt", "_v"],
+                                ["x_1", "x"], ["forward", "training"]])  # fmt: skip
         for i, t in enumerate(types):
             iname = ["x", "y", "z"][i] if self.p(0.8) else f"inp{i}"
+            if i < 2 and self.p(0.15):
+                iname = tricky[i]
             shape = None
             if self.p(0.2):  # symbols match any size (and bind names: distinct ones per input)
                 shape = "[" + ", ".join(["N"] + [f"D{i}{j}" for j in range(1, len(t))]) + "]"
@@ -1855,7 +1926,7 @@ def hostile_texts(n: int = 3000) -> list[tuple[str, str]]:
 
 # ---- every attribute of every op at extreme values ----------------------------------------------
 _INPUTS = ["[B, 4, 8, 8]", "[B, 4, 8]", "[B, 8]", "int64[B, 8]", "[B, 4, 16, 16]", "[B, 16, 8]", "[8, 4, 8]"]
-_SAMPLE = {"int": 2, "dim": 1, "float": 0.5, "bool": False, "ints": 2, "padding": 1, "str": None,
+_SAMPLE = {"int": 2, "dim": 1, "float": 0.5, "number": 0.5, "bool": False, "ints": 2, "padding": 1, "str": None,
            "array": [[1, 0], [0, 1]], "shape": ["B", -1]}  # fmt: skip
 EXTREMES = ["0", "-1", "1", "2147483647", "2147483648", "9223372036854775807", "1" + "0" * 30, "1e308", "-1e308",
             "1e-300", "0.0", "true", '"x"', '""', "[]", "[0]", "[1, 1, 1, 1, 1]", "[2147483647, 2147483647]",
@@ -1865,7 +1936,8 @@ EXTREMES = ["0", "-1", "1", "2147483647", "2147483648", "9223372036854775807", "
 # Ops whose required attributes' samples do not fit, or that need an optional one.
 _HINTS = {"permute": "dims=[0, 2, 1]", "upsample": "scale=2", "unbind": "dim=1", "position_embedding": "max_len=64",
           "select": "dim=1, index=0", "slice": "dim=1, start=0, end=2", "roll": "shifts=[1], dims=[1]",
-          "window_reverse": "window=2, h=4, w=4", "mean": "dim=1", "split": "sizes=2, dim=1"}  # fmt: skip
+          "window_reverse": "window=2, h=4, w=4", "mean": "dim=1", "split": "sizes=2, dim=1",
+          "shifted_window_mask": "window=4, shift=2"}  # fmt: skip
 
 
 def _sample_text(attr) -> str:
