@@ -141,6 +141,8 @@ def line_break_case(r: random.Random, text: str) -> tuple[str, str, int]:
     lines = text.split("\n")
     i = r.randrange(len(lines))
     brk = r.choice(LINE_BREAKS + CONTROLS)
+    if brk == "\r" and i + 1 < len(lines) and not lines[i + 1]:
+        brk = "\r\n"  # a CR before the next line's LF is one CRLF, as an editor shows it
     comment = r.choice(["# note", "# projection", "#", "# x = y"])
     variant = "\n".join(lines[:i] + [lines[i] + "  " + comment + brk + lines[i + 1]] + lines[i + 2:]) \
         if i + 1 < len(lines) else text + comment + brk
