@@ -751,18 +751,20 @@ class _Elaborator:
 
         NOTE: [Unrolled sequences] nn.Sequential passes one tensor along, so such a
         sequence (`layers: for i in 0..6 { DecoderLayer(memory) }`) becomes an
-        nn.ModuleList, called item by item in the parent's forward; the keys
-        (`layers.0.self_attn...`) are the same. The extra tensors become inputs of
-        the sequence's container.
+        nn.ModuleList (an nn.ModuleDict when items have names), called item by item in
+        the parent's forward; the keys (`layers.0.self_attn...`) are the same. The
+        extra tensors become inputs of the sequence's container, and of every sequence
+        it is nested in: a sequence holding one called item by item is itself called
+        item by item (nn.Sequential cannot call a ModuleList).
         """
-        c = frame.container
-        if frame.prefix:
-            raise error("E0509", f"the items of '{c.local}' take extra inputs, so they are numbered "
-                        "0, 1, ...; drop the prefix", c.span)  # fmt: skip
-        c.unrolled = True
-        for t in extra:
-            if t.ref not in [r for _, r in c.inputs]:
-                c.inputs.append((f"in{len(c.inputs)}", t.ref))
+        path = frame.container.path
+        while path in self.graph.containers and self.graph.containers[path].kind == "seq":
+            c = self.graph.containers[path]
+            c.unrolled = True
+            for t in extra:
+                if t.ref not in [r for _, r in c.inputs]:
+                    c.inputs.append((f"in{len(c.inputs)}", t.ref))
+            path = path[:-1]
 
     def _instance_name(self, frame: Frame, block: str, label: str | None, span: Span) -> str:
         if label:

@@ -188,6 +188,8 @@ class _Emitter:
             item = f"{callee}[{local if numbered else literal(local)}]"
             if kind == "node":
                 lines += self._node_stmt(tree, ref, vars_, i, item)
+            elif tree.graph.containers[ref].unrolled:  # a nested sequence called item by item too
+                lines += self._unrolled_stmts(tree, tree.graph.containers[ref], vars_, i, item)
             else:
                 lines += self._call_stmt(tree, tree.graph.containers[ref], vars_, i, item)
         return lines
@@ -354,6 +356,8 @@ def _extra_inputs(tree: _Tree, path: tuple[str, ...]) -> set[Ref]:
     for kind, ref in tree.ordered_units(path):
         inputs = graph.inputs_of(ref) if kind == "node" else [r for _, r in graph.containers[ref].inputs]
         out.update(inputs[1:])
+        if kind == "container" and graph.containers[ref].unrolled:
+            out |= _extra_inputs(tree, ref)
     return out
 
 

@@ -28,7 +28,7 @@ __all__ = ["HALF_RTOL", "RTOL", "Plan", "concrete_env", "difference", "env_text"
 # size, estimates the memory and the work of one batch from the IR, and refuses with
 # E0603 (and a hint) what would not fit or would take minutes, before torch allocates.
 SIZES = (16, 32, 64, 128, 256, 512, 1024)  # tried in turn for every non-batch symbol
-MAX_MACS = 10**12  # one batch: about a minute on two CPU cores
+MAX_MACS = 2 * 10**11  # one batch, run twice (module and interpreter): seconds to a minute on two CPU cores
 _BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2,
           "bool": 1, "int8": 1, "uint8": 1}  # fmt: skip
 
@@ -119,9 +119,17 @@ def _activation_peak(graph: Graph, env: dict[str, int]) -> int:
     live = peak = 0
     for i, n in enumerate(order):
         live += size[n]
-        peak = max(peak, live)
+        peak = max(peak, live + _workspace(graph, n, env))
         live -= sum(size[m] for m in freed_at.get(i, ()))
     return peak
+
+
+def _workspace(graph: Graph, n: int, env: dict[str, int]) -> int:
+    """Bytes of the temporaries a node allocates while it runs (attention's scores), which the
+    IR does not show as values (`OpDef.workspace`, in elements of 4 bytes)."""
+    node = graph.node(n)
+    elements = node.opdef.workspace(dict(node.attrs), graph.input_types(n))
+    return 4 * int(subs(elements, env)) if elements else 0
 
 
 def _nbytes(t, env: dict[str, int]) -> int:

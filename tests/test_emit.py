@@ -129,3 +129,29 @@ def test_the_gate_refuses_locals_that_shadow_what_generated_code_uses(name):
     good = modelc.compile_source("model M { input x: [B, 3]  output x -> relu }", "g.model")
     with pytest.raises(CompilerBug, match="reserved name"):
         check_generated(good.replace("out = torch.relu(x)", f"{name} = torch.relu(x)\n        out = x"))
+
+
+def test_a_sequence_holding_one_called_item_by_item_is_called_item_by_item():
+    """Found by bench/fuzz.py (seed 15): `mlp3: [act: for ... { Dec(tmp) }, relu6]` put a
+    ModuleList inside an nn.Sequential, which cannot call it (NotImplementedError)."""
+    text = ("block Dec { input h  input skip  output h -> fc: linear(8) -> add(skip) }\n"
+            "model M { input x: [B, 8]  t = x -> relu\n"
+            "  output t -> mlp: [act: for i in 0..2 { Dec(t) }, relu6(), last: Dec(t), Dec(t)] }")  # fmt: skip
+    model = modelc.load_source(text, "n.model")().eval()
+    _randomize(model)
+    x = torch.randn(3, 8)
+    t = torch.relu(x)
+    y = model.mlp["act"][1].fc(model.mlp["act"][0].fc(t) + t) + t
+    y = model.mlp["last"].fc(torch.clamp(y, 0, 6)) + t
+    y = model.mlp["1"].fc(y) + t
+    torch.testing.assert_close(model(x), y)
+    assert {k.split(".")[1] for k in model.state_dict()} == {"act", "last", "1"}
+
+
+def test_items_with_a_prefix_may_take_extra_inputs():
+    text = (DEC + "model M { input x: [B, 8]  output x -> layers: for i in 0..2 prefix \"layer\" { Dec(x) } }")
+    model = modelc.load_source(text, "p.model")().eval()
+    _randomize(model)
+    x = torch.randn(2, 8)
+    want = model.layers["layer1"].fc(model.layers["layer0"].fc(x) + x) + x
+    torch.testing.assert_close(model(x), want)

@@ -150,3 +150,16 @@ def test_known_sizes_check_requirements_when_compiling():
     with pytest.raises(SpecError) as info:
         modelc.compile_source("model M { input x: [B, 4, 1, 1]  output x -> instance_norm }", "r.model")
     assert info.value.diagnostics[0].code == "E0301"
+
+
+def test_plan_counts_attentions_scores():
+    """Found by bench/fuzz.py (seed 15): self_attention over T = 100,000 passed the plan (the
+    IR has no value for the T x T scores) and then ran for minutes."""
+    from modelc.driver import build_all
+    from modelc.load import load_text
+
+    graph = build_all(load_text("model M { input x: [N, 100000, 12]  output x -> self_attention(3) }",
+                                "a.model"))[0]  # fmt: skip
+    with pytest.raises(SpecError) as info:
+        verify.plan(graph, memory=64 * 2**30)
+    assert info.value.diagnostics[0].code == "E0603" and "GiB" in info.value.diagnostics[0].message

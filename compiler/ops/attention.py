@@ -110,6 +110,10 @@ class _Multihead(OpDef):
         s = k.dims[1]
         return b * (2 * t * d * d + 2 * s * d * d) + self.attention_macs(a, ins, outs)
 
+    def workspace(self, a, ins):
+        q, k = ins[self.qkv[0]], ins[self.qkv[1]]
+        return 2 * q.dims[0] * a["heads"] * q.dims[1] * k.dims[1]  # scores and weights, per head
+
     def attention_macs(self, a, ins, outs) -> Dim:
         """The Q K^T and A V products alone."""
         q, k = ins[self.qkv[0]], ins[self.qkv[1]]
@@ -194,6 +198,10 @@ class ScaledDotProductAttention(OpDef):
     def macs(self, a, ins, outs):
         q, k, v = ins[:3]
         return prod(a["batch"]) * q.dims[-2] * k.dims[-2] * (q.dims[-1] + v.dims[-1])
+
+    def workspace(self, a, ins):
+        q, k = ins[:2]
+        return 2 * prod(a["batch"]) * q.dims[-2] * k.dims[-2]  # the reference's scores and weights
 
     def reference(self, a, ins, w):
         return [attend(*ins[:3], ins[3] if len(ins) == 4 else None, a["causal"], a["scale"])]
