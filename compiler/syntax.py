@@ -2,7 +2,7 @@
 
 Expressions and chain steps are separate families: an expression computes a
 value (a number, a list, a tensor); a step transforms the tensor piped into it
-(`x -> step`). `parse.py` builds these; `elaborate.py` is their only consumer.
+(`x -> step`). `parse.py` builds these; `elaborate/` is their only consumer.
 """
 
 from __future__ import annotations

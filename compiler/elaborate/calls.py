@@ -1,0 +1,143 @@
+"""Calls: `f(...)` as a step or an expression, dispatched to a compile-time builtin, a block
+(blocks.py) or an op; an op call binds its attributes, infers its node's types and adds
+the node to the graph (with its name, its place in a numbered sequence, and its memory
+layout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from modelc import ops
+from modelc import syntax as S
+from modelc.builtins import BUILTINS, EvalError
+from modelc.diagnostics import Note, Span, error
+from modelc.elaborate.context import _MISSING, LIMITS, Ctx
+from modelc.infer import infer_node
+from modelc.ir import Node
+from modelc.ops.base import bind_attrs
+from modelc.values import Poison, Tensor, describe_value
+
+
+class CallsMixin:
+    """Calls builtins, blocks and ops; part of `_Elaborator` (modelc.elaborate)."""
+
+    def _call(self, ctx: Ctx, call: S.Call, piped: Tensor | None, label: str | None, label_span):
+        name = call.func
+        if name in BUILTINS:
+            if piped is not None or label:
+                raise error("E0509", f"{name}() is a compile-time function, not a layer", call.span)
+            return self._builtin(ctx, call)
+        opdef = ops.REGISTRY.get(name)
+        bdef = self.program.blocks.get(name)
+        if (opdef is None or opdef.internal) and bdef is None:
+            if ctx.scope.lookup(name) is Poison:  # a binding that failed: already reported
+                return Poison
+            self._unknown_callee(ctx, call)
+        args = [(self._eval(replace(ctx, var=None), a), a.span) for a in call.args]
+        kwargs = [(k.name, self._eval(replace(ctx, var=None), k.value), k.span) for k in call.kwargs]
+        if any(v is Poison for v, _ in args) or any(v is Poison for _, v, _ in kwargs):
+            return Poison
+        tensors = [] if piped is None else [piped]
+        while args and isinstance(args[0][0], Tensor):
+            tensors.append(args.pop(0)[0])
+        for v, span in args + [(v, s) for _, v, s in kwargs]:
+            if isinstance(v, Tensor):
+                raise error("E0509", f"a tensor cannot be an attribute of {name}", span,
+                            "tensor inputs come first: op(x, y, attr=...)")  # fmt: skip
+        if ctx.frame.counter is not None and len(tensors) != 1:
+            if bdef is None or len(tensors) == 0:
+                raise error("E0509", f"in the numbered sequence '{ctx.frame.container.local}', each "
+                            "step takes only the previous step's output", call.span,
+                            "a block can take more inputs: wrap the op in a block")  # fmt: skip
+            self._unroll(ctx.frame, tensors[1:])
+        if bdef is not None:
+            return self._instantiate(ctx, bdef, tensors, args, kwargs, label, label_span, call)
+        return self._op_call(ctx, opdef, tensors, args, kwargs, label, label_span, call)
+
+    def _unknown_callee(self, ctx: Ctx, call: S.Call):
+        value = ctx.scope.lookup(call.func)
+        if value is not _MISSING:
+            raise error("E0203", f"'{call.func}' is {describe_value(value)}, not an op or block",
+                        call.func_span, notes=ctx.frame.trace)  # fmt: skip
+        if call.func in self.program.models:
+            raise error("E0203", f"'{call.func}' is a model; only blocks can be used inside a model",
+                        call.func_span, f"declare it as `block {call.func}(...)`")  # fmt: skip
+        from modelc.hints import callee_hint  # ops and blocks for a step; PyTorch names
+
+        raise error("E0203", f"unknown op or block '{call.func}'", call.func_span,
+                    callee_hint(call, self.program.blocks, ctx.body), ctx.frame.trace)  # fmt: skip
+
+    def _builtin(self, ctx: Ctx, call: S.Call):
+        fn, nargs, doc = BUILTINS[call.func]
+        if call.kwargs:
+            raise error("E0401", f"{call.func}() takes no keyword arguments", call.kwargs[0].span, doc)
+        if nargs is not None and len(call.args) != nargs:
+            raise error("E0405", f"{call.func}() takes {nargs} argument(s), got {len(call.args)}",
+                        call.span, doc)  # fmt: skip
+        values = [self._eval(ctx, a) for a in call.args]
+        if any(v is Poison for v in values):
+            return Poison
+        try:
+            return fn(*values)
+        except EvalError as exc:
+            raise error(exc.code, exc.message, call.span, exc.hint, ctx.frame.trace) from None
+
+    def _op_call(self, ctx, opdef, tensors, args, kwargs, label, label_span, call: S.Call):
+        want = opdef.inputs
+        if (want is not None and len(tensors) != want) or len(tensors) < opdef.min_inputs:
+            count = f"{want}" if want is not None else f"at least {opdef.min_inputs}"
+            hint = f"write x -> {opdef.name}(...) or {opdef.name}(x, ...)" if not tensors else None
+            raise error("E0406", f"{opdef.name} takes {count} input tensor(s), got {len(tensors)}",
+                        call.span, hint, ctx.frame.trace)  # fmt: skip
+        attrs = bind_attrs(opdef, args, kwargs, call.span)
+        return self._op(ctx, opdef, tensors, attrs, label, call.span, label_span)
+
+    def _op(self, ctx: Ctx, opdef, tensors: list[Tensor], attrs: dict, label, span: Span, label_span=None):
+        if any(t is Poison for t in tensors):
+            return Poison
+        frame = ctx.frame
+        resolved, types, params, macs = infer_node(opdef, attrs, [t.type for t in tensors], span, frame.trace)
+        if frame.counter is not None and (not opdef.sequential or opdef.module(resolved) is None):
+            raise error("E0509", f"{opdef.name} cannot be a step of the numbered sequence "
+                        f"'{frame.container.local}'", span, "apply it before or after the sequence",
+                        frame.trace)  # fmt: skip
+        _check_size(types, params, span)
+        source = next((self.strided[t.ref[0]] for t in tensors if t.ref[0] in self.strided), None)
+        if opdef.needs_contiguous and source is not None:
+            origin = self.graph.node(source)
+            raise error("E0306", f"{opdef.name} needs a contiguous input, and this one may not be: "
+                        f"{origin.op} changes its layout", span, "use reshape, which copies when it must",
+                        (Note(f"the {origin.op} is here", origin.span), *frame.trace))  # fmt: skip
+        functional = type(opdef).call is not ops.OpDef.call
+        numbered = frame.counter is not None and label is None
+        module = bool(label) or numbered or opdef.prefer_module or params > 0 or not functional
+        if label:
+            self._claim(frame, label, label_span or span)
+            local = label
+        elif numbered:
+            local = f"{frame.prefix}{frame.counter[0]}"
+            frame.counter[0] += 1
+        else:
+            local = opdef.name  # provisional; made unique in _finish
+        node = Node(opdef.name, resolved, frame.path, local, span, frame.trace, module=module,
+                    labelled=bool(label), var=ctx.var, types=types, params=params, macs=macs)  # fmt: skip
+        if len(self.graph) >= LIMITS["nodes"]:
+            raise error("E0508", f"the model has more than {LIMITS['nodes']:,} layers", span)
+        n = self.graph.add(node, [t.ref for t in tensors])
+        layout = opdef.layout(resolved)  # NOTE: [Memory layout] in ops/base.py
+        if layout == "strided" or (layout == "same" and source is not None):
+            self.strided[n] = n if layout == "strided" else source
+        if not label and not numbered:
+            frame.unnamed.append(n)
+        outs = [Tensor(n, i, t) for i, t in enumerate(types)]
+        return outs[0] if len(outs) == 1 else outs
+
+
+def _check_size(types, params: int, span: Span) -> None:
+    big = [d for t in types for d in t.dims if isinstance(d, int) and d > LIMITS["dim"]]
+    if big:
+        raise error("E0508", f"a dimension of {big[0]:,} is over the limit of {LIMITS['dim']:,}", span)
+    if params > LIMITS["params"]:
+        raise error("E0508", f"a layer with {params:,} parameters is over the limit of "
+                    f"{LIMITS['params']:,}", span)  # fmt: skip
