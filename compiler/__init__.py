@@ -12,9 +12,21 @@ generated module).
 from modelc.diagnostics import CompilerBug, SpecError
 from modelc.driver import compile_file, compile_source, load, load_source
 from modelc.driver import build as _build
+from modelc.ir import Graph as _Graph
 
 __all__ = ["CompilerBug", "SpecError", "compile_file", "compile_source", "graph", "load", "load_source"]
 __version__ = "0.1.0"
+
+
+def _repr_svg_(graph) -> str | None:
+    """Jupyter shows a graph as its diagram (None, i.e. text, without Graphviz). Attached to
+    the IR from here, so the IR never imports the renderer."""
+    from modelc.render import to_svg
+
+    return to_svg(graph)
+
+
+_Graph._repr_svg_ = _repr_svg_
 
 
 def graph(path: str, model: str | None = None, **params):

@@ -72,7 +72,15 @@ def _parser() -> argparse.ArgumentParser:
                        help="set a model parameter (repeatable), e.g. --param num_classes=10")
         c.add_argument("--input", action="append", default=[], metavar="NAME=D1,D2,...",
                        help="override an input shape, e.g. --input image=1,3,32,32 (symbols allowed)")
-        c.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+        c.add_argument("-O", dest="optimize", type=int, choices=(0, 1, 2), default=0, metavar="LEVEL",
+                       help="optimize: -O1 exact rewrites, an inference module (BatchNorm folded, "
+                            "dropout dropped, activations in place); -O2 also fused attention; default -O0")
+        c.add_argument("--explain", action="store_true",
+                       help="with -O: print what each pass rewrote or refused, and why, to standard error")
+        c.add_argument("--rewrite", action="append", default=[], metavar="NAME",
+                       help="apply a rewrite that changes the function, e.g. separable (docs/optimizer.md)")
+        c.add_argument("--traceback", action="store_true",
+                       help="on an internal error, print Python's traceback (for a bug report)")
         c.set_defaults(run=run)
         return c
 
@@ -108,7 +116,16 @@ def _graphs(args) -> tuple[Program, list]:
     args.loaded.extend([program.path, *sorted(program.imported)])
     params = _params(program, args)
     inputs = dict(_input(text) for text in args.input)
-    graphs = build_all(program, args.model, params, inputs)
+    explained: list = []
+    graphs = build_all(program, args.model, params, inputs, getattr(args, "optimize", 0),
+                       tuple(getattr(args, "rewrite", ())), explained)  # fmt: skip
+    if getattr(args, "explain", False):
+        from modelc.passes.explain import explain
+
+        if not explained:
+            print("modelc: note: --explain: no pass ran (give -O1, -O2 or --rewrite)", file=sys.stderr)
+        for before, done in explained:
+            print(explain(before, done), file=sys.stderr)
     return program, graphs
 
 

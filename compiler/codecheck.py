@@ -28,7 +28,9 @@ ENCODING_LINE = "# -*- coding: utf-8 -*-"
 # Module-level names generated code may use; every other free name is a local
 # variable or parameter of the function it appears in.
 _IMPORTS = {("torch", None): "torch", ("torch", "nn"): "nn", ("modelc", "runtime"): "rt"}
-_CLASS_CONSTANTS = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS"})
+_CLASS_CONSTANTS = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS", "LOAD_RULES"})
+# The statements of __init__ that are not assignments.
+_INIT_CALLS = frozenset({"super().__init__()", "self.register_load_state_dict_pre_hook(rt.CheckpointRules(self.LOAD_RULES))"})
 _METHODS = frozenset({"__init__", "forward"})
 _FORBIDDEN = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Await,
               ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.Starred, ast.JoinedStr, ast.Global,
@@ -115,8 +117,13 @@ class _Whitelist:
         if isinstance(stmt, ast.Pass):
             return set()
         if isinstance(stmt, ast.Expr):
-            if ast.unparse(stmt) != "super().__init__()":
+            if ast.unparse(stmt) not in _INIT_CALLS:
                 _refuse(stmt, "an expression statement")
+            return set()
+        if isinstance(stmt, ast.AugAssign):  # NOTE: [In place]: out += skip
+            if not (isinstance(stmt.op, ast.Add) and isinstance(stmt.target, ast.Name)) or stmt.target.id not in local:
+                _refuse(stmt, "an augmented assignment")
+            self._expr(stmt.value, local)
             return set()
         if isinstance(stmt, ast.Return):
             self._expr(stmt.value, local)

@@ -35,9 +35,26 @@ def build(path: str, model: str | None = None, params: dict[str, Any] | None = N
 
 
 def build_all(program: Program, model: str | None = None, params: dict[str, Any] | None = None,
-              inputs: dict[str, tuple] | None = None) -> list[Graph]:  # fmt: skip
-    """The graphs of `model`, or of every model in the main file when None."""
-    params = params or {}
+              inputs: dict[str, tuple] | None = None, optimize: int = 0, rewrites: tuple[str, ...] = (),
+              explain: list | None = None) -> list[Graph]:  # fmt: skip
+    """The graphs of `model`, or of every model in the main file when None, optimized at level
+    `optimize` (modelc.passes); `explain`, when given, receives each model's (graph as
+    written, passes.Optimized) pair."""
+    graphs = _build_all(program, model, params or {}, inputs)
+    if not optimize and not rewrites:
+        return graphs
+    from modelc.passes import optimize as run_passes
+
+    out = []
+    for g in graphs:
+        done = run_passes(g, optimize, tuple(rewrites))
+        if explain is not None:
+            explain.append((g, done))
+        out.append(done.graph)
+    return out
+
+
+def _build_all(program: Program, model: str | None, params: dict[str, Any], inputs) -> list[Graph]:
     if model is not None or len(program.main_models) <= 1:
         return [build(program.path, model, params, program, inputs)]
     declared = {p.name for m in program.main_models for p in program.models[m].params}
@@ -52,25 +69,28 @@ def build_all(program: Program, model: str | None = None, params: dict[str, Any]
     return graphs
 
 
-def compile_file(path: str, model: str | None = None, **params: Any) -> str:
-    """PyTorch source for the model(s) of a spec file."""
+def compile_file(path: str, model: str | None = None, *, optimize: int = 0, **params: Any) -> str:
+    """PyTorch source for the model(s) of a spec file (optimized at level `optimize`)."""
     program = load_file(path)
-    return emit(build_all(program, model, params), path)
+    return emit(build_all(program, model, params, optimize=optimize), path)
 
 
-def compile_source(text: str, path: str = "<string>", model: str | None = None, **params: Any) -> str:
+def compile_source(text: str, path: str = "<string>", model: str | None = None, *, optimize: int = 0,
+                   **params: Any) -> str:  # fmt: skip
     program = load_text(text, path)
-    return emit(build_all(program, model, params), path)
+    return emit(build_all(program, model, params, optimize=optimize), path)
 
 
-def load(path: str, model: str | None = None, **params: Any) -> type:
-    """Compile a spec and import the result in memory; returns the model's nn.Module class."""
+def load(path: str, model: str | None = None, *, optimize: int = 0, **params: Any) -> type:
+    """Compile a spec and import the result in memory; returns the model's nn.Module class.
+    At `optimize` 1 or 2 it is an inference module that loads the unoptimized checkpoints."""
     program = load_file(path)
-    return _import(program, model, params)
+    return _import(program, model, params, optimize)
 
 
-def load_source(text: str, path: str = "<string>", model: str | None = None, **params: Any) -> type:
-    return _import(load_text(text, path), model, params)
+def load_source(text: str, path: str = "<string>", model: str | None = None, *, optimize: int = 0,
+                **params: Any) -> type:  # fmt: skip
+    return _import(load_text(text, path), model, params, optimize)
 
 
 _counter = 0
@@ -95,8 +115,8 @@ def exec_source(source: str, path: str) -> types.ModuleType:
     return module
 
 
-def _import(program: Program, model: str | None, params: dict[str, Any]) -> type:
-    graphs = build_all(program, model, params)
+def _import(program: Program, model: str | None, params: dict[str, Any], optimize: int = 0) -> type:
+    graphs = build_all(program, model, params, optimize=optimize)
     if len(graphs) != 1:
         names = ", ".join(g.name for g in graphs)
         raise error("E0504", f"{program.path} defines several models ({names}); pass model=...", None)

@@ -26,6 +26,7 @@ import networkx as nx
 from modelc.codecheck import ENCODING_LINE, check_generated
 from modelc.diagnostics import CompilerBug
 from modelc.ir import Container, Graph, Ref
+from modelc.ops.base import Augmented
 from modelc.names import Namespace
 from modelc.pyformat import LINE, CallExpr, flat, render
 from modelc.pyrepr import comment, doc, literal
@@ -60,6 +61,7 @@ def emit(graphs: list[Graph], source: str) -> str:
     # reads an encoding cookie there), so spec text starts on line 3.
     header = [f"Source: {comment(_basename(source))}"]
     header += [f"Model: {comment(_signature(g.name, g.params))}" for g in graphs]
+    header += [_optimized_line(g) for g in graphs if g.optimized[0]]
     header = [part for line in header for part in _wrap(line, LINE - 2, "  ")]
     text = _templates().get_template("file.jinja").render(
         encoding=ENCODING_LINE, header=header, imports=imports, classes=em.classes
@@ -92,6 +94,9 @@ class _Emitter:
         members: dict = {}  # unit -> its attribute name: `forward` calls what `__init__` assigned
         for unit in units:
             init += self._init_unit(tree, unit, attrs, members)
+        if model and graph.load_rules:  # NOTE: [Folding BatchNorm] in passes/batchnorm.py
+            self.uses_runtime = True
+            init.append("        self.register_load_state_dict_pre_hook(rt.CheckpointRules(self.LOAD_RULES))")
         params, forward, n_out = self._forward(tree, c, units, members)
         returns = " -> torch.Tensor" if n_out == 1 else f" -> tuple[{', '.join(['torch.Tensor'] * n_out)}]"
         signature = render(CallExpr("def forward", ["self", *(f"{p}: torch.Tensor" for p in params)]),
@@ -115,7 +120,7 @@ class _Emitter:
         kind, ref = unit
         if kind == "node":
             node = tree.graph.node(ref)
-            ctor = node.opdef.module(dict(node.attrs)) if node.module else None
+            ctor = _module_of(node) if node.module else None
             if ctor is None:
                 return []
             name = members[unit] = _attribute(attrs, node.local)
@@ -133,7 +138,7 @@ class _Emitter:
         for kind, ref in tree.ordered_units(c.path):
             if kind == "node":
                 node = tree.graph.node(ref)
-                ctor = node.opdef.module(dict(node.attrs))
+                ctor = _module_of(node)
                 if ctor is None:
                     raise CompilerBug(f"{node.op} in sequence {c.local} has no module form")
                 self._note_runtime(ctor.callee)
@@ -149,7 +154,7 @@ class _Emitter:
         if numbered and not c.unrolled:
             return CallExpr("nn.Sequential", items, notes)
         self.uses_runtime = True
-        if numbered:  # NOTE: [Unrolled sequences] in elaborate.py: called item by item
+        if numbered:  # NOTE: [Unrolled sequences] in elaborate/steps.py: called item by item
             return CallExpr("rt.module_list", items, notes)
         pairs = [CallExpr("", [literal(n), item]) for n, item in zip(names, items)]
         return CallExpr("rt.module_dict" if c.unrolled else "rt.named_sequential", pairs, notes)
@@ -198,16 +203,26 @@ class _Emitter:
         node = tree.graph.node(n)
         args = [vars_.env[r] for r in tree.graph.inputs_of(n)]
         attrs = dict(node.attrs)
-        ctor = node.opdef.module(attrs) if node.module else None
+        ctor = _module_of(node) if node.module else None
         callee = callee or f"self.{node.local}"
-        expr = node.opdef.invoke(attrs, callee, args) if ctor else node.opdef.call(attrs, args)
+        if ctor:
+            expr = node.opdef.invoke(attrs, callee, args)
+        else:
+            expr = node.opdef.inplace_call(attrs, args) if node.inplace else node.opdef.call(attrs, args)
         if expr is None:
             raise CompilerBug(f"op {node.op} has neither a module nor a call form")
-        self._note_runtime(flat(expr))
         hints = node.out_vars or [node.var or node.local] * len(node.types)
+        if node.inplace:  # the result is the input's tensor: keep its name (`out += skip`)
+            hints = [args[0]]
         targets = [vars_.bind((n, k), hint, i) for k, hint in enumerate(hints)]
         target = node.opdef.targets(attrs, targets)
-        return render(expr, 8, f"{target} = ", comment=comment(node.span.short))
+        where = comment(node.span.short)
+        if isinstance(expr, Augmented):  # NOTE: [In place] in passes/inplace.py
+            if target == expr.target:
+                return render(expr.value, 8, f"{target} {expr.operator}= ", comment=where)
+            expr = expr.fallback
+        self._note_runtime(flat(expr))
+        return render(expr, 8, f"{target} = ", comment=where)
 
     def _note_runtime(self, code: str) -> None:
         if _RUNTIME.search(code):
@@ -364,6 +379,13 @@ def _extra_inputs(tree: _Tree, path: tuple[str, ...]) -> set[Ref]:
 _RUNTIME = re.compile(r"(?<![\w.])rt\.")  # generated code that uses modelc.runtime
 
 
+def _module_of(node):
+    """The constructor of a node's module: its in-place form when a pass chose one."""
+    a = dict(node.attrs)
+    ctor = node.opdef.inplace_module(a) if node.inplace else None
+    return ctor or node.opdef.module(a)
+
+
 def _ctor_expr(ctor) -> CallExpr:
     args = [_value_expr("", a) for a in ctor.args] + [_value_expr(f"{k}=", v) for k, v in ctor.kwargs]
     return CallExpr(ctor.callee, args)
@@ -393,8 +415,19 @@ def _doc(graph: Graph, c: Container, model: bool) -> str:
     outs = ", ".join(f"{doc(name)} {graph.type_of(ref)}" for name, ref in graph.outputs)
     total = graph.num_params()
     lines = [f"{doc(_signature(graph.name, graph.params))}, defined at {where}.", "",
-             f"    Inputs: {ins}.", f"    Outputs: {outs}.", f"    Parameters: {total:,}.", "    "]  # fmt: skip
-    return "\n".join(lines)
+             f"    Inputs: {ins}.", f"    Outputs: {outs}.", f"    Parameters: {total:,}."]  # fmt: skip
+    if graph.inference_only:
+        lines += ["", f"    An inference module (-O{graph.optimized[0]}): {doc('; '.join(graph.inference_only))}."
+                  " Use eval() mode; to train, compile without -O."]  # fmt: skip
+    if graph.load_rules:
+        lines += ["    load_state_dict() takes checkpoints of this model and of the unoptimized one",
+                  "    (LOAD_RULES say how their parameters map onto these)."]  # fmt: skip
+    return "\n".join([*lines, "    "])
+
+
+def _optimized_line(graph: Graph) -> str:
+    level, applied = graph.optimized
+    return f"Optimized: -O{level}" + (f" ({', '.join(applied)})" if applied else " (no pass applied)")
 
 
 def _wrap(line: str, width: int, indent: str) -> list[str]:
@@ -427,6 +460,10 @@ def _model_attrs(graph: Graph) -> list[str]:
     out += render(CallExpr("", ins, collection=True, brackets="{}"), 4, "INPUT_SHAPES = ")
     out += render(CallExpr("", outs, collection=True, brackets="{}"), 4, "OUTPUT_SHAPES = ")
     out += render(literal(total), 4, "NUM_PARAMETERS = ")
+    if graph.load_rules:
+        rules = [CallExpr("", [literal(r.kind), _value_expr("", r.args) if len(r.args) > 1 else literal(r.args)],
+                          collection=True) for r in graph.load_rules]  # fmt: skip
+        out += render(CallExpr("", rules, collection=True), 4, "LOAD_RULES = ")
     return out
 
 

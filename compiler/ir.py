@@ -18,7 +18,7 @@ container boundaries refer to live nodes.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import networkx as nx
@@ -28,7 +28,7 @@ from modelc.diagnostics import CompilerBug, Note, Span
 from modelc.symbolic import Dim
 from modelc.types import TensorType
 
-__all__ = ["Attrs", "Container", "Graph", "Node", "Ref"]
+__all__ = ["Attrs", "Container", "Graph", "LoadRule", "Node", "Ref"]
 
 Ref = tuple[int, int]  # (node id, output port)
 
@@ -78,6 +78,7 @@ class Node:
     types: tuple[TensorType, ...] = ()
     params: int = 0
     macs: Dim = 0
+    inplace: bool = False  # set by the in-place pass: the op overwrites its first input
 
     @property
     def name(self) -> str:
@@ -90,6 +91,17 @@ class Node:
     @property
     def opdef(self) -> ops.OpDef:
         return ops.REGISTRY[self.op]
+
+
+@dataclass(frozen=True)
+class LoadRule:
+    """How keys of an unoptimized checkpoint become this graph's keys (module paths, relative
+    to the model): `kind` names a function of modelc.runtime's loader (`fold_batchnorm`,
+    `concat`, `drop`, ...), `args` its literal arguments. Applied only when the source keys
+    are present, so the optimized model's own checkpoints load too."""
+
+    kind: str
+    args: tuple[Any, ...]
 
 
 @dataclass
@@ -125,6 +137,29 @@ class Graph:
             (): Container((), "model", name, span, args=params)
         }
         self._next = 0
+        # Set by optimization passes (see modelc.passes): how a checkpoint of the unoptimized
+        # model maps onto this one (`LoadRule`s, applied by a load_state_dict pre-hook), and
+        # what the passes did, for the generated file's header and docstring.
+        self.load_rules: list[LoadRule] = []
+        self.optimized: tuple[int, tuple[str, ...]] = (0, ())  # level, passes that changed it
+        self.inference_only: list[str] = []  # why the module is for inference (BN folded, ...)
+
+    def copy(self) -> Graph:
+        """An independent copy: nodes, containers and lists are new objects (attrs and types
+        are immutable and shared), so a pass can rewrite it and leave its input as it was."""
+        g = Graph(self.name, self.span, self.params)
+        for n, data in self.g.nodes(data="data"):
+            g.g.add_node(n, data=replace(data))
+        for u, v, d in self.g.edges(data=True):
+            g.g.add_edge(u, v, **d)
+        g.inputs, g.outputs = list(self.inputs), list(self.outputs)
+        g.containers = {p: replace(c, inputs=list(c.inputs), outputs=list(c.outputs))
+                        for p, c in self.containers.items()}  # fmt: skip
+        g._next = self._next
+        g.load_rules = list(self.load_rules)
+        g.optimized = self.optimized
+        g.inference_only = list(self.inference_only)
+        return g
 
     # ---- building
     def add(self, node: Node, inputs: list[Ref]) -> int:
@@ -190,13 +225,6 @@ class Graph:
         if self.g.out_degree(n):
             raise CompilerBug(f"removing node {self.node(n).name} that still has users")
         self.g.remove_node(n)
-
-    # ---- display
-    def _repr_svg_(self) -> str | None:
-        """Jupyter shows a graph as its diagram (None, i.e. text, without Graphviz)."""
-        from modelc.render import to_svg
-
-        return to_svg(self)
 
     # ---- checking
     def verify(self) -> None:

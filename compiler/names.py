@@ -34,7 +34,7 @@ register_load_state_dict_pre_hook register_module register_parameter
 register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
 set_submodule share_memory state_dict to to_empty train training type xpu zero_grad
 """.split())  # fmt: skip
-GENERATED_ATTRIBUTES = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS"})
+GENERATED_ATTRIBUTES = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS", "LOAD_RULES"})
 
 
 def reserved_attribute(name: str) -> bool:

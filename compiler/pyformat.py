@@ -31,7 +31,8 @@ class CallExpr:
 def flat(e) -> str:
     if isinstance(e, str):
         return e
-    return f"{e.callee}{e.brackets[0]}{', '.join(flat(a) for a in e.args)}{e.brackets[1]}"
+    one = "," if e.collection and e.brackets == "()" and not e.callee and len(e.args) == 1 else ""  # (x,)
+    return f"{e.callee}{e.brackets[0]}{', '.join(flat(a) for a in e.args)}{one}{e.brackets[1]}"
 
 
 def render(e, indent: int, prefix: str = "", suffix: str = "", comment: str | None = None) -> list[str]:

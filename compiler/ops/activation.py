@@ -37,12 +37,29 @@ class _Activation(OpDef):
     def _kwargs(self, a) -> tuple:
         return tuple((attr.name, a[attr.name]) for attr in self.attrs if a[attr.name] != attr.default)
 
+    inplace_function = ""  # `torch.relu_`: the in-place function, when torch has one
+    has_inplace = False  # the module and function take inplace=True
+
+    def inplace_call(self, a, args):
+        if self.inplace_function:
+            return f"{self.inplace_function}({args[0]})"
+        if self.has_inplace:
+            extra = "".join(f", {k}={literal(v)}" for k, v in self._kwargs(a))
+            return f"{self.function}({args[0]}{extra}, inplace=True)"
+        return None
+
+    def inplace_module(self, a):
+        if self.inplace_function or self.has_inplace:
+            return Ctor(f"nn.{self.module_name}", (), (*self._kwargs(a), ("inplace", True)))
+        return None
+
 
 @register
 class ReLU(_Activation):
     name, module_name, function = "relu", "ReLU", "torch.relu"
     doc = "max(x, 0)"
     integers = True
+    inplace_function = "torch.relu_"
 
     def reference(self, a, ins, w):
         return [ins[0].clamp(min=0)]
@@ -69,6 +86,7 @@ class Tanh(_Activation):
 @register
 class LeakyReLU(_Activation):
     name, module_name, function = "leaky_relu", "LeakyReLU", "nn.functional.leaky_relu"
+    has_inplace = True
     doc = "x if x > 0 else negative_slope * x"
     attrs = (Attr("negative_slope", "float", 0.01, positional=True, aliases=("slope",)),)
 
@@ -80,6 +98,7 @@ class LeakyReLU(_Activation):
 @register
 class ELU(_Activation):
     name, module_name, function = "elu", "ELU", "nn.functional.elu"
+    has_inplace = True
     doc = "x if x > 0 else alpha * (exp(x) - 1)"
     attrs = (Attr("alpha", "float", 1.0, positional=True),)
 
@@ -138,6 +157,7 @@ class LogSoftmax(_Softmax):
 @register
 class ReLU6(_Activation):
     name, module_name, function = "relu6", "ReLU6", "nn.functional.relu6"
+    has_inplace = True
     doc = "min(max(x, 0), 6)"
     integers = True
 
@@ -148,6 +168,7 @@ class ReLU6(_Activation):
 @register
 class Hardswish(_Activation):
     name, module_name, function = "hardswish", "Hardswish", "nn.functional.hardswish"
+    has_inplace = True
     doc = "x * relu6(x + 3) / 6"
 
     def reference(self, a, ins, w):
@@ -157,6 +178,7 @@ class Hardswish(_Activation):
 @register
 class Hardsigmoid(_Activation):
     name, module_name, function = "hardsigmoid", "Hardsigmoid", "nn.functional.hardsigmoid"
+    has_inplace = True
     doc = "relu6(x + 3) / 6"
 
     def reference(self, a, ins, w):

@@ -221,6 +221,7 @@ class ScaledDotProductAttention(OpDef):
 @register
 class MatMul(OpDef):
     name = "matmul"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "attention"
     doc = "Batched matrix product a @ b: [..., n, k] x [..., k, m] -> [..., n, m] (batch dims broadcast)."
     inputs = 2
@@ -253,6 +254,7 @@ class MatMul(OpDef):
 @register
 class Scale(OpDef):
     name = "scale"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "tensor"
     doc = ("Multiplies by a constant: x * factor (also written `x * 0.125`, `x / 8`). The type "
            "follows torch: an integer tensor times an integer stays integer; times a float (or "

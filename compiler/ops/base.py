@@ -25,7 +25,7 @@ from modelc.symbolic import Dim, Sym
 from modelc.types import TensorType
 
 __all__ = [
-    "REQUIRED", "Attr", "Ctor", "OpDef", "OpError", "REGISTRY", "FAMILIES", "Requirement",
+    "REQUIRED", "Attr", "Augmented", "Ctor", "OpDef", "OpError", "REGISTRY", "FAMILIES", "Requirement",
     "array_shape", "bind_attrs", "get", "register", "suggest",
 ]  # fmt: skip
 
@@ -75,6 +75,17 @@ class Attr:
     @property
     def names(self) -> tuple[str, ...]:
         return (self.name, *self.aliases)
+
+
+@dataclass(frozen=True)
+class Augmented:
+    """An in-place update of the first input: `out += skip` when the result keeps the input's
+    variable, else `fallback` (`out.add_(skip)`), which returns the updated tensor."""
+
+    operator: str  # "+" for `+=`
+    target: str  # the variable updated: the first input
+    value: str
+    fallback: str
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,19 @@ class OpDef:
 
     def label(self, a: dict[str, Any]) -> str:
         return self.name
+
+    # NOTE: [In place] in passes/inplace.py. `saves_output`: the op's backward may read its
+    # output, or the output may be a view of an input; False only where neither holds (a
+    # conv keeps its input, a batchnorm its input and statistics), so a following op may
+    # overwrite the output. `inplace_call` / `inplace_module`: the forms that overwrite the
+    # first input (`torch.relu_(x)`, `nn.ReLU(inplace=True)`); None where there is none.
+    saves_output: ClassVar[bool] = True
+
+    def inplace_call(self, a: dict[str, Any], args: list[str]) -> str | CallExpr | Augmented | None:
+        return None
+
+    def inplace_module(self, a: dict[str, Any]) -> Ctor | None:
+        return None
 
     # NOTE: [Modules that are not tensor -> tensor] torch's LSTM is called as
     # `lstm(x, (h0, c0))` and returns `(out, (h, c))`; nn.MultiheadAttention takes

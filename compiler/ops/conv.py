@@ -37,6 +37,7 @@ def check_size(op: str, out: Dim, size: Dim, k: int) -> None:
 @register
 class Conv(OpDef):
     name = "conv"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "conv"
     doc = "1-d or 2-d convolution (by input rank); in_channels come from the input shape."
     attrs = (
@@ -160,6 +161,7 @@ def _flat(w) -> tuple[float, ...]:
 @register
 class ConvTranspose(OpDef):
     name = "conv_transpose"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "conv"
     doc = ("Transposed (fractionally-strided) convolution, 1-d or 2-d by input rank: "
            "out = (in - 1)*s - 2p + d*(k - 1) + output_padding + 1.")  # fmt: skip

@@ -30,6 +30,7 @@ def _fits(op: str, t, max_len: int) -> None:
 @register
 class Embedding(OpDef):
     name = "embedding"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "linear"
     doc = "Looks up a learned vector per integer id: int64[B, T] -> [B, T, dim]."
     attrs = (

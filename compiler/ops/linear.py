@@ -9,6 +9,7 @@ from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 @register
 class Linear(OpDef):
     name = "linear"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "linear"
     doc = "Affine map over the last dimension; in_features come from the input shape."
     attrs = (

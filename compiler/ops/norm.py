@@ -9,6 +9,7 @@ from modelc.ops.base import Attr, Ctor, OpDef, OpError, Requirement, register
 @register
 class BatchNorm(OpDef):
     name = "batchnorm"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "norm"
     doc = "Batch normalization over the channel dimension (1-d for rank 2/3, 2-d for rank 4)."
     attrs = (
@@ -120,6 +121,7 @@ class LocalResponseNorm(OpDef):
 @register
 class InstanceNorm(OpDef):
     name = "instance_norm"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "norm"
     doc = "Instance normalization: each channel of each sample to zero mean, unit variance."
     attrs = (
@@ -167,6 +169,7 @@ class InstanceNorm(OpDef):
 @register
 class GroupNorm(OpDef):
     name = "group_norm"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "norm"
     doc = "Group normalization: channels split into `groups`, each normalized per sample."
     attrs = (
@@ -207,6 +210,7 @@ class GroupNorm(OpDef):
 @register
 class LayerNorm(OpDef):
     name = "layer_norm"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "norm"
     doc = "Layer normalization over the last dimension (transformers: [B, T, D] -> [B, T, D])."
     attrs = (Attr("eps", "float", 1e-5), Attr("affine", "bool", True, aliases=("elementwise_affine",)))

@@ -67,6 +67,7 @@ _POOL_ATTRS = (
 @register
 class MaxPool(_Pool):
     name = "maxpool"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     kind = "max"
     doc = "Max pooling, 1-d or 2-d by input rank."
     attrs = (*_POOL_ATTRS, Attr("d", "ints", 1, aliases=("dilation",), min=1))
@@ -87,6 +88,7 @@ class MaxPool(_Pool):
 @register
 class AvgPool(_Pool):
     name = "avgpool"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     kind = "avg"
     doc = "Average pooling, 1-d or 2-d by input rank."
     attrs = (*_POOL_ATTRS, Attr("count_include_pad", "bool", True))
@@ -135,6 +137,7 @@ class _AdaptivePool(OpDef):
 @register
 class AdaptiveAvgPool(_AdaptivePool):
     name = "adaptive_avgpool"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     kind = "avg"
     doc = "Adaptive average pooling to a fixed output size."
 
@@ -142,5 +145,6 @@ class AdaptiveAvgPool(_AdaptivePool):
 @register
 class AdaptiveMaxPool(_AdaptivePool):
     name = "adaptive_maxpool"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     kind = "max"
     doc = "Adaptive max pooling to a fixed output size."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelc.ops._util import broadcast, compact, expand, need_float, need_rank, norm_dim, prod, promote
-from modelc.ops.base import Attr, Ctor, OpDef, OpError, Requirement, register
+from modelc.ops.base import Attr, Augmented, Ctor, OpDef, OpError, Requirement, register
 from modelc.pyformat import CallExpr
 from modelc.pyrepr import literal
 from modelc.symbolic import sym
@@ -91,6 +91,13 @@ class Add(OpDef):
     def call(self, a, args):
         return " + ".join(args)
 
+    saves_output = False  # add's backward needs neither its inputs nor its output
+
+    def inplace_call(self, a, args):
+        if len(args) != 2:
+            return None
+        return Augmented("+", args[0], args[1], f"{args[0]}.add_({args[1]})")
+
     def label(self, a):
         return "add"
 
@@ -98,6 +105,7 @@ class Add(OpDef):
 @register
 class Concat(OpDef):
     name = "concat"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "tensor"
     doc = "Joins tensors along dim (default 1, the channels); other dimensions must agree."
     attrs = (Attr("dim", "dim", 1),)
@@ -142,6 +150,7 @@ _MODES = {"nearest": (3, 4), "nearest-exact": (3, 4), "linear": (3,), "bilinear"
 @register
 class Upsample(OpDef):
     name = "upsample"
+    saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "tensor"
     doc = "Resizes the spatial dimensions by a scale factor or to a size (nn.Upsample / interpolate)."
     attrs = (
