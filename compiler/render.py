@@ -85,23 +85,31 @@ def render_file(graph: Graph, path: str, **options) -> Rendered:
     return rendered
 
 
-def write(rendered: Rendered, path: str) -> list[str]:
+def write(rendered: Rendered, path: str, inputs=()) -> list[str]:
     """Write DOT or run `dot`; returns notes about the output (a lowered PNG resolution).
-    Without Graphviz, writes `<path>.dot` and raises E0602."""
+    Without Graphviz, writes `<path>.dot` (unless that file exists) and raises E0602.
+    Files are written atomically, never over the drawn specs or `inputs` (modelc.fileio)."""
+    from modelc.fileio import write_file
+
     fmt = output_format(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    inputs = [*inputs, *(v.graph.span.file for v in rendered.views)]
     if fmt == "dot":
-        _write_bytes(path, rendered.dot.encode())
+        write_file(path, rendered.dot, inputs)
         return []
     if dot_binary() is None:
         fallback = os.path.splitext(path)[0] + ".dot"
-        _write_bytes(fallback, rendered.dot.encode())
-        raise error("E0602", f"Graphviz not found: cannot draw {path} (the `dot` program is "
-                    f"missing); wrote {fallback} instead", None,
-                    "install Graphviz (apt install graphviz, brew install graphviz, or conda "
+        if os.path.lexists(fallback):
+            done = f"{fallback} exists, so it was left as it is"
+            hint = f"install Graphviz, or ask for the DOT source with -o {fallback} (which replaces it)"
+        else:
+            write_file(fallback, rendered.dot, inputs)
+            done = f"wrote {fallback} instead"
+            hint = ("install Graphviz (apt install graphviz, brew install graphviz, or conda "
                     "install graphviz), or ask for a .dot file")  # fmt: skip
+        raise error("E0602", f"Graphviz not found: cannot draw {path} (the `dot` program is "
+                    f"missing); {done}", None, hint)  # fmt: skip
     dpi = png_dpi(rendered) if fmt == "png" else None
-    _write_bytes(path, run_dot(rendered.dot, fmt, dpi))
+    write_file(path, run_dot(rendered.dot, fmt, dpi), inputs)
     if dpi is not None:
         return [f"{path}: drawn at {dpi} dpi to stay under the {PNG_LIMIT_PX:,}-px PNG limit"]
     return []
@@ -170,20 +178,18 @@ def png_dpi(rendered: Rendered) -> int | None:
     return fit if fit < PNG_DPI else None
 
 
-def _write_bytes(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-
-
 def link_for(out_path: str | None):
     """`link(span)`: the spec file relative to the output's folder, with `#L<line>`."""
     base = os.path.dirname(os.path.abspath(out_path)) if out_path else None
 
-    def link(span) -> str:
-        target = span.file
+    @functools.cache
+    def file(target: str) -> str:  # once per spec file, not once per box
         if base and os.path.exists(target):
             target = os.path.relpath(os.path.abspath(target), base)
-        return f"{target.replace(os.sep, '/')}#L{span.line}"
+        return target.replace(os.sep, "/")
+
+    def link(span) -> str:
+        return f"{file(span.file)}#L{span.line}"
 
     return link
 

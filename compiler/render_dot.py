@@ -67,19 +67,26 @@ def _panel(dg, panel: Panel, link, direction: str) -> None:
     by_place: dict[tuple[int, Path], list[Item]] = defaultdict(list)
     for item in panel.view.items:
         by_place[(panel.columns.get(item.key, 0), item.cluster)].append(item)
+    first: dict[Path, int] = {}  # cluster -> the first column holding any of it
+    kids: dict[int, dict[Path, set[Path]]] = defaultdict(lambda: defaultdict(set))  # per column
+    for c, p in by_place:
+        for i in range(1, len(p) + 1):
+            first[p[:i]] = min(first.get(p[:i], c), c)
+            kids[c][p[: i - 1]].add(p[:i])
     # Graphviz places the first-written part leftmost, which LR turns into bottommost.
     for col in sorted({c for c, _ in by_place}, reverse=direction == "LR"):
-        paths = {p[:i] for c, p in by_place if c == col for i in range(len(p) + 1)}
-        _cluster(dg, panel, (), col, paths, by_place, link)
+        tree = {path: sorted(inside) for path, inside in kids[col].items()}
+        _cluster(dg, panel, (), col, tree, first, by_place, link)
     col = panel.columns.get
     crossing = [e for e in panel.view.edges if col(e.src, 0) != col(e.dst, 0)]
     labelled = {(e.src, e.out) for e in crossing if e.label}
-    links: dict[str, int] = {}  # item feeding a later column (and connectors) -> number
+    links: dict[str, int] = {}  # item feeding a later column -> number
+    drawn: set[str] = set()  # connectors drawn at the top of a column
     for edge in panel.view.edges:
         if col(edge.src, 0) == col(edge.dst, 0):
             _edge(dg, panel.prefix + edge.src, panel.prefix + edge.dst, edge)
         else:
-            _wrap_edge(dg, panel, edge, links, (edge.src, edge.out) in labelled)
+            _wrap_edge(dg, panel, edge, (links, drawn), (edge.src, edge.out) in labelled)
     for level in panel.view.ranks:  # items drawn level with each other (render_ushape.py)
         with dg.subgraph() as same:
             same.attr(rank="same")
@@ -87,19 +94,21 @@ def _panel(dg, panel: Panel, link, direction: str) -> None:
                 same.node(panel.prefix + key)
 
 
-def _wrap_edge(dg, panel: Panel, edge, links: dict[str, int], label: bool) -> None:
+def _wrap_edge(dg, panel: Panel, edge, state: tuple[dict[str, int], set[str]], label: bool) -> None:
     """An edge to a later column, through numbered connectors: one where the value
     leaves its column (carrying the shape, when this value's shape goes on a crossing
-    edge), one at the top of each column that reads it."""
+    edge), one at the top of each column that reads it. `state` holds the numbers
+    given so far (value's item -> number, 1, 2, ... in order) and the connectors drawn."""
+    links, drawn = state
     first = edge.src not in links
-    n = links.setdefault(edge.src, 1 + sum(1 for k in links if not k.startswith("\0")))
+    n = links.setdefault(edge.src, 1 + len(links))
     out = f"{panel.prefix}wrap{n}_out"
     into = f"{panel.prefix}wrap{n}_in{panel.columns[edge.dst]}"
     if first:
         _connector(dg, out, n)
         _edge(dg, panel.prefix + edge.src, out, replace(edge, skip=False, label=label))
-    if "\0" + into not in links:  # connectors drawn, kept apart from item keys
-        links["\0" + into] = n
+    if into not in drawn:
+        drawn.add(into)
         _connector(dg, into, n)
     _edge(dg, into, panel.prefix + edge.dst, replace(edge, label=False))
 
@@ -109,15 +118,17 @@ def _connector(dg, key: str, n: int) -> None:
             fontsize=str(SIZES["small"]), width="0.25", fixedsize="true", tooltip=f"continues at {n}")
 
 
-def _cluster(dg, panel: Panel, path: Path, col: int, paths: set, by_place: dict, link) -> None:
+def _cluster(dg, panel: Panel, path: Path, col: int, tree: dict[Path, list[Path]],
+             first: dict[Path, int], by_place: dict, link) -> None:  # fmt: skip
+    """The items of cluster `path` in column `col`, then its child clusters there
+    (`tree`: the sorted children of each cluster in this column), recursively; a
+    cluster first drawn in an earlier column (`first`) is captioned "(cont.)"."""
     for item in by_place.get((col, path), []):
         dg.node(panel.prefix + item.key, **_node_attrs(item, panel, link))
-    kids = sorted(p for p in paths if len(p) == len(path) + 1 and p[: len(path)] == path)
-    for kid in kids:
+    for kid in tree.get(path, ()):
         with dg.subgraph(name=f"cluster_{panel.prefix}{col}_{'.'.join(kid)}") as sub:
-            first_col = min(c for c, p in by_place if p[: len(kid)] == kid)
-            sub.attr(**_cluster_attrs(panel.view.clusters[kid], panel, cont=col != first_col))
-            _cluster(sub, panel, kid, col, paths, by_place, link)
+            sub.attr(**_cluster_attrs(panel.view.clusters[kid], panel, cont=col != first[kid]))
+            _cluster(sub, panel, kid, col, tree, first, by_place, link)
 
 
 def _cluster_attrs(c: Cluster, panel: Panel, cont: bool) -> dict[str, str]:

@@ -146,30 +146,61 @@ def subtrees(graph: Graph) -> dict[Path, list[int]]:
 
 
 def fold_runs(graph: Graph, is_open: set[Path]) -> Folding:
+    """The runs of every opened sequence that is not itself a hidden copy. Each
+    container is visited once, with indexes of the container tree made once, so the
+    work is linear in the graph (times the nesting depth)."""
     sub = subtrees(graph)
+    inner = _descendants(graph)
+    ins = _Memo(graph.inputs_of)  # each node's inputs, asked for by several steps
     runs: dict[Path, list[Path]] = {}
     period: dict[Path, int] = {}
     stack: list[Path] = [()]
     while stack:
         path = stack.pop()
-        kids = _children(graph, path, sub)
+        kids = _children(inner, path, sub)
+        hidden: set[Path] = set()  # only this sequence's runs hide its children
         if graph.containers[path].kind == "seq":
-            for run, p in _runs(graph, kids, sub):
+            for run, p in _runs(graph, kids, sub, inner, ins):
                 runs[run[0]], period[run[0]] = run, p
-        hidden = {m for first, r in runs.items() for m in r[period[first] :]}
+                hidden.update(run[p:])
         stack.extend(k for k in reversed(kids) if k in is_open and k not in hidden)
     return Folding(runs, sub, period)
 
 
-def _children(graph: Graph, path: Path, sub: dict[Path, list[int]]) -> list[Path]:
-    kids = [p for p in graph.containers if len(p) == len(path) + 1 and p[: len(path)] == path]
+class _Memo(dict):
+    """`f(key)`, computed when first asked for and kept."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f = f
+
+    def __missing__(self, key):
+        value = self[key] = self.f(key)
+        return value
+
+
+def _descendants(graph: Graph) -> dict[Path, list[Path]]:
+    """Every container's descendant containers (in `graph.containers` order)."""
+    out: dict[Path, list[Path]] = {p: [] for p in graph.containers}
+    for p in graph.containers:
+        for i in range(len(p)):
+            if p[:i] in out:
+                out[p[:i]].append(p)
+    return out
+
+
+def _children(inner: dict[Path, list[Path]], path: Path, sub: dict[Path, list[int]]) -> list[Path]:
+    kids = [p for p in inner[path] if len(p) == len(path) + 1]
     return sorted((k for k in kids if sub.get(k)), key=lambda k: sub[k][0])
 
 
-def _runs(graph: Graph, kids: list[Path], sub: dict[Path, list[int]]) -> list[tuple[list[Path], int]]:
-    """Maximal runs, left to right: identical copies (period 1), else identical groups."""
-    sigs = [signature(graph, k, sub) for k in kids]
-    chained = [_chained(graph, a, b, sub) for a, b in itertools.pairwise(kids)]
+def _runs(graph: Graph, kids: list[Path], sub: dict[Path, list[int]],
+          inner: dict[Path, list[Path]] | None = None, ins=None) -> list[tuple[list[Path], int]]:  # fmt: skip
+    """Maximal runs, left to right: identical copies (period 1), else identical groups.
+    `ins` maps a node to its inputs (`graph.inputs_of`, kept)."""
+    ins = _Memo(graph.inputs_of) if ins is None else ins
+    sigs = [signature(graph, k, sub, inner, ins) for k in kids]
+    chained = [_chained(graph, a, b, sub, ins) for a, b in itertools.pairwise(kids)]
     out: list[tuple[list[Path], int]] = []
     i = 0
     while i < len(kids):
@@ -198,15 +229,15 @@ def _repeats(sigs: list, chained: list[bool], start: int, p: int) -> int:
     return n
 
 
-def _chained(graph: Graph, a: Path, b: Path, sub: dict[Path, list[int]]) -> bool:
+def _chained(graph: Graph, a: Path, b: Path, sub: dict[Path, list[int]], ins) -> bool:
     """b reads a's outputs and values a reads too (a Transformer decoder's memory);
-    a's outputs are used only by b."""
+    a's outputs are used only by b. `ins[n]` is `graph.inputs_of(n)`."""
     in_a, in_b = set(sub[a]), set(sub[b])
-    shared = {u for n in sub[a] for u, _ in graph.inputs_of(n) if u not in in_a}
-    if not any(u in in_a for n in sub[b] for u, _ in graph.inputs_of(n)):
+    shared = {u for n in sub[a] for u, _ in ins[n] if u not in in_a}
+    if not any(u in in_a for n in sub[b] for u, _ in ins[n]):
         return False
     for n in sub[b]:
-        if any(u not in in_b and u not in in_a and u not in shared for u, _ in graph.inputs_of(n)):
+        if any(u not in in_b and u not in in_a and u not in shared for u, _ in ins[n]):
             return False
     for n in sub[a]:
         if any(v not in in_a and v not in in_b for v, _, _ in graph.users(n)):
@@ -214,21 +245,26 @@ def _chained(graph: Graph, a: Path, b: Path, sub: dict[Path, list[int]]) -> bool
     return not any(ref[0] in in_a for _, ref in graph.outputs)
 
 
-def signature(graph: Graph, path: Path, sub: dict[Path, list[int]] | None = None) -> tuple:
-    """The structure of a container, independent of its position and name."""
+def signature(graph: Graph, path: Path, sub: dict[Path, list[int]] | None = None,
+              inner: dict[Path, list[Path]] | None = None, ins=None) -> tuple:  # fmt: skip
+    """The structure of a container, independent of its position and name. `sub`,
+    `inner` and `ins` are the graph's `subtrees`, container `_descendants` and node
+    inputs (`graph.inputs_of`), made when None: pass them when asking for many."""
     sub = sub if sub is not None else subtrees(graph)
+    inner = inner if inner is not None else _descendants(graph)
+    ins = _Memo(graph.inputs_of) if ins is None else ins
     nodes = sub.get(path, [])
     index = {n: i for i, n in enumerate(nodes)}
     outside: dict[int, int] = {}
     rows = []
     for n in nodes:
         node = graph.node(n)
-        ins = tuple(
+        refs = tuple(
             (index[u], out) if u in index else ("ext", outside.setdefault(u, len(outside)), out)
-            for u, out in graph.inputs_of(n)
+            for u, out in ins[n]
         )
         types = tuple(str(t) for t in node.types)
-        rows.append((node.scope[len(path):], node.local, node.op, node.attrs, types, ins))
-    kids = tuple(sorted((p[len(path):], c.kind, c.name) for p, c in graph.containers.items()
-                        if len(p) > len(path) and p[: len(path)] == path))  # fmt: skip
+        rows.append((node.scope[len(path):], node.local, node.op, node.attrs, types, refs))
+    kids = tuple(sorted((p[len(path):], graph.containers[p].kind, graph.containers[p].name)
+                        for p in inner[path]))  # fmt: skip
     return (graph.containers[path].kind, graph.containers[path].name, kids, tuple(rows))

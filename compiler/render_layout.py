@@ -21,10 +21,11 @@ and the CLI says so.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
-import networkx as nx
-
+from modelc.diagnostics import CompilerBug
+from modelc.render_skip import Dag
 from modelc.render_ushape import undo
 from modelc.render_view import Item, View
 
@@ -66,27 +67,30 @@ def box(item: Item) -> tuple[float, float]:
     return width, 11 * _LINE + 4 + (8 if item.count > 1 else 0)
 
 
-def estimate(view: View, direction: str) -> tuple[float, float, dict[str, float]]:
+def estimate(view: View, direction: str, dag: Dag | None = None) -> tuple[float, float, dict[str, float]]:
     """(along, across, progress): extents in points along and across the ranks, and the
-    cost of the costliest path from an input to each item (its position along the ranks)."""
+    cost of the costliest path from an input to each item (its position along the ranks).
+    `dag` is the view's items in source order (`_dag`), made when not given."""
     tb = direction == "TB"
-    dag = _dag(view)
+    dag = _dag(view) if dag is None else dag
+    if not dag.acyclic:
+        raise CompilerBug(f"the view of {view.graph.name} has a cycle")
     sizes = {i.key: box(i) for i in view.items}
     items = {i.key: i for i in view.items}
     label = 0.0 if tb else 70.0  # in LR, shape labels widen the rank gaps
     step = {k: (h if tb else w) + _STEP[direction] + label for k, (w, h) in sizes.items()}
     pos: dict[str, float] = {}
     layer: dict[str, int] = {}
-    order = list(nx.lexicographical_topological_sort(dag, key=lambda k: items[k].order))
-    for k in order:
-        preds = list(dag.predecessors(k))
+    keys = dag.keys  # topological, by source order
+    for r, k in enumerate(keys):
+        preds = [keys[p] for p in dag.pred[r]]
         enter = [pos[p] + _cluster_cost(items[p].cluster, items[k].cluster) for p in preds]
         pos[k] = max(enter, default=len(items[k].cluster) * _CAPTION) + step[k]
         layer[k] = max((layer[p] + 1 for p in preds), default=0)
-    fed = set().union(*(nx.descendants(dag, i.key) | {i.key} for i in view.items if i.kind == "input"))
-    for k in reversed(order):  # what the inputs do not feed (a weight table) sits by its user
-        users = list(dag.successors(k))
-        if users and k not in fed:
+    fed = _fed(dag, [dag.index[i.key] for i in view.items if i.kind == "input"])
+    for r in reversed(range(len(keys))):  # what the inputs do not feed (a weight table) sits by its user
+        k, users = keys[r], [keys[u] for u in dag.succ[r]]
+        if users and r not in fed:
             pos[k] = max(step[k], min(pos[u] - step[u] for u in users))
             layer[k] = max(0, min(layer[u] for u in users) - 1)
     along = max(pos.values(), default=0.0) + (_TITLE if tb else 0.0)
@@ -104,23 +108,34 @@ def _cluster_cost(a: tuple, b: tuple) -> float:
     return (len(b) - common) * _CAPTION + (len(a) - common) * _MARGIN
 
 
-def _dag(view: View) -> nx.DiGraph:
-    dag = nx.DiGraph()
-    dag.add_nodes_from(i.key for i in view.items)
-    dag.add_edges_from((e.src, e.dst) for e in view.edges)
-    return dag
+def _dag(view: View) -> Dag:
+    """The view's items, topologically sorted by source order."""
+    return Dag(view, key=lambda item: item.order)
+
+
+def _fed(dag: Dag, inputs: list[int]) -> set[int]:
+    """The inputs and everything they feed."""
+    seen = set(inputs)
+    todo = list(inputs)
+    while todo:
+        for m in dag.succ[todo.pop()]:
+            if m not in seen:
+                seen.add(m)
+                todo.append(m)
+    return seen
 
 
 def plan_layout(view: View, direction: str = "TB", wrap: bool = True) -> Plan:
     """Direction and columns for a view; notes say what was changed and why."""
-    along, across, pos = estimate(view, direction)
+    dag = _dag(view)
+    along, across, pos = estimate(view, direction, dag)
     plan = Plan(direction, size=(across, along) if direction == "TB" else (along, across))
     if across > SAFE_PT:
         turned = "LR" if direction == "TB" else "TB"
         plan.notes.append(f"drawn {_words(turned)} instead of {_words(direction)}: "
                           f"too wide for a {PNG_LIMIT_PX:,}-px PNG")  # fmt: skip
         plan.direction = direction = turned
-        along, across, pos = estimate(view, direction)
+        along, across, pos = estimate(view, direction, dag)
     k = _columns(along, across, direction) if wrap else 1
     if view.ranks:  # a U (render_ushape.py) is half as long: wrapped only for the PNG limit
         k = k if along > SAFE_PT else 1
@@ -149,27 +164,49 @@ def _columns(along: float, across: float, direction: str) -> int:
 
 def _split(view: View, pos: dict[str, float], along: float, k: int) -> dict[str, int]:
     """Columns of about `along / k` each. Each break is placed, near its target, where the
-    fewest distinct values cross it and then the fewest clusters are cut in two."""
-    crossing = [(pos[e.src], pos[e.dst], e.src) for e in view.edges]
-    spans = _cluster_spans(view, pos)
+    fewest distinct values cross it and then the fewest clusters are cut in two.
+
+    A break after position `p` is crossed by a value when the value's item lies at or
+    before `p` and one of its users after it, and cuts a cluster whose first item lies
+    at or before `p` and whose last after it; both counts are made for every candidate
+    position by one sweep, so placing the breaks is linear (after sorting)."""
     candidates = sorted(set(pos.values()))[:-1]
+    reach: dict[str, float] = {}  # a value's item -> the position of its last user
+    for e in view.edges:
+        reach[e.src] = max(reach.get(e.src, pos[e.dst]), pos[e.dst])
+    values = _covering(candidates, [(pos[src], end) for src, end in reach.items()])
+    split = _covering(candidates, _cluster_spans(view, pos))
     breaks: list[float] = []
+    taken: set[float] = set()
     for j in range(1, k):
         target, slack = along * j / k, along / k * 0.3
-        near = [p for p in candidates if abs(p - target) <= slack and p not in breaks]
+        margin = slack + 1e-9 * (along + 1.0)  # a little wider: the test below decides
+        lo, hi = bisect_left(candidates, target - margin), bisect_right(candidates, target + margin)
+        near = [i for i in range(lo, hi)
+                if abs(candidates[i] - target) <= slack and candidates[i] not in taken]  # fmt: skip
         if near:
-            breaks.append(min(near, key=lambda p, t=target: _break_cost(p, t, crossing, spans)))
+            best = min(near, key=lambda i, t=target: (values[i], split[i], abs(candidates[i] - t)))
+            breaks.append(candidates[best])
+            taken.add(candidates[best])
     breaks.sort()
-    columns = {item.key: sum(1 for b in breaks if pos[item.key] > b) for item in view.items}
-    used = sorted(set(columns.values()))
-    return {key: used.index(c) for key, c in columns.items()}
+    columns = {item.key: bisect_left(breaks, pos[item.key]) for item in view.items}
+    used = {c: i for i, c in enumerate(sorted(set(columns.values())))}
+    return {key: used[c] for key, c in columns.items()}
 
 
-def _break_cost(p: float, target: float, crossing: list, spans: list) -> tuple:
-    """(values crossing, clusters cut, distance from the target) of a break after `p`."""
-    values = len({src for a, b, src in crossing if a <= p < b})
-    split = sum(1 for lo, hi in spans if lo <= p < hi)
-    return (values, split, abs(p - target))
+def _covering(points: list[float], spans: list[tuple[float, float]]) -> list[int]:
+    """For each of the sorted `points`, how many spans `(lo, hi)` have `lo <= p < hi`."""
+    delta = [0] * (len(points) + 1)
+    for lo, hi in spans:
+        a, b = bisect_left(points, lo), bisect_left(points, hi)
+        if a < b:
+            delta[a] += 1
+            delta[b] -= 1
+    out, running = [], 0
+    for d in delta[:-1]:
+        running += d
+        out.append(running)
+    return out
 
 
 def _cluster_spans(view: View, pos: dict[str, float]) -> list[tuple[float, float]]:

@@ -58,9 +58,15 @@ def _env() -> jinja2.Environment:
     return env
 
 
+@functools.cache
+def _template(name: str) -> jinja2.Template:
+    """Loaded once: `get_template` checks the file on disk at every call (a `stat` per box)."""
+    return _env().get_template(f"diagram_{name}.jinja")
+
+
 def html(template: str, **context) -> str:
     """A Graphviz HTML-like label, `<...>`, from `templates/diagram_<template>.jinja`."""
-    text = _env().get_template(f"diagram_{template}.jinja").render(**context)
+    text = _template(template).render(**context)
     return "<" + "".join(line.strip() for line in text.splitlines()) + ">"
 
 

@@ -22,42 +22,43 @@ import itertools
 import math
 import re
 
-import networkx as nx
+from modelc.render_skip import Dag, Reach
 
 __all__ = ["shape_u"]
 
 _TAIL = 3  # at most this many items after the outermost merge are drawn in its row
 
 
-def shape_u(view) -> None:
+def shape_u(view, dag: Dag | None = None) -> None:
     """Fill `view.ranks` and mark the rising edges, when the view is a U."""
-    dag = nx.DiGraph()
-    dag.add_nodes_from(i.key for i in view.items)
-    dag.add_edges_from((e.src, e.dst) for e in view.edges)
-    if not nx.is_directed_acyclic_graph(dag):
+    dag = Dag(view) if dag is None else dag
+    if not dag.acyclic:
         return
-    order = {k: i for i, k in enumerate(nx.lexicographical_topological_sort(dag))}
-    nest = _nested(_chains(view), dag, order)
+    at = dag.index
+    nest = _nested(_chains(view), dag)
     shapes = {i.key: i.shape for i in view.items}
     if len(nest) < 2 or not _shrinking([shapes[c[0]] for c in nest]):
         return
-    fork, *_, merge = nest[-1]
-    inner = set(nest[-1][1:-1])
-    between = (nx.descendants(dag, fork) & nx.ancestors(dag, merge)) - inner
-    path = _longest(dag.subgraph(between | {fork, merge}), order)
+    fork, merge = at[nest[-1][0]], at[nest[-1][-1]]
+    inner = {at[k] for k in nest[-1][1:-1]}
+    between = (dag.descendants(fork) & dag.ancestors(merge)) - inner
+    path = _longest(dag, between | {fork, merge})
     bottom = path[len(path) // 2]
-    top = nest[0][-1]
-    later = nx.descendants(dag, bottom)
-    rising = ({bottom, top} | later) & (nx.ancestors(dag, top) | {top})
+    top = at[nest[0][-1]]
+    later = dag.descendants(bottom)
+    rising = ({bottom, top} | later) & (dag.ancestors(top) | {top})
     where = {i.key: i.cluster for i in view.items}
-    if where[top]:  # the block holding the outermost merge rises as a whole
-        rising |= {k for k in later if where[k][: len(where[top])] == where[top]}
+    held = where[dag.keys[top]]
+    if held:  # the block holding the outermost merge rises as a whole
+        rising |= {k for k in later if where[dag.keys[k]][: len(held)] == held}
     view.ranks = [list(c) for c in nest]
-    tail = sorted(nx.descendants(dag, top) - rising, key=order.__getitem__)
-    if 0 < len(tail) <= _TAIL and all(dag.has_edge(a, b) for a, b in itertools.pairwise([top, *tail])):
-        view.ranks.append([top, *tail])  # a short head after the top merge: along the top
+    tail = sorted(dag.descendants(top) - rising)
+    if 0 < len(tail) <= _TAIL and all(b in dag.succ[a] for a, b in itertools.pairwise([top, *tail])):
+        # a short head after the top merge: along the top
+        view.ranks.append([dag.keys[k] for k in (top, *tail)])
+    rising_keys = {dag.keys[k] for k in rising}
     for e in view.edges:
-        e.back = e.src in rising and e.dst in rising
+        e.back = e.src in rising_keys and e.dst in rising_keys
 
 
 def undo(view) -> None:
@@ -89,19 +90,63 @@ def _chains(view) -> list[tuple[str, ...]]:
     return list(dict.fromkeys(chains))
 
 
-def _nested(chains: list[tuple[str, ...]], dag: nx.DiGraph, order: dict) -> list[tuple[str, ...]]:
-    """The longest sequence of skips, each inside the previous one (outermost first)."""
-    chains = sorted(chains, key=lambda c: (order[c[0]], -order[c[-1]]))
-    after = {k: nx.descendants(dag, k) for c in chains for k in (c[0], c[-1])}
+def _nested(chains: list[tuple[str, ...]], dag: Dag) -> list[tuple[str, ...]]:
+    """The longest sequence of skips, each inside the previous one (outermost first);
+    among equally long ones, the first found (chains taken by fork, then last merge).
+
+    A chain is inside another when its fork comes after the other's fork and its merge
+    before the other's merge (strictly, along paths), so the other's ends lie outside
+    its ends in rank order too. Each chain extends the longest sequence that ends in a
+    chain it is inside (the first such chain, of the longest sequences): the chains
+    before it are kept by the length of their sequences, longest first, and within
+    one length in order, so the first one it lies inside is the one; chains that end
+    before this fork can hold no later chain and are dropped. Paths are checked by
+    searches from the outer chain's ends, kept for the next chain."""
+    at = dag.index
+    chains = sorted(chains, key=lambda c: (at[c[0]], -at[c[-1]]))
+    after: dict[int, Reach] = {}  # an outer fork's descendants
+    before: dict[int, Reach] = {}  # an outer merge's ancestors
 
     def inside(inner: tuple[str, ...], outer: tuple[str, ...]) -> bool:
-        return inner[0] in after[outer[0]] and outer[-1] in after[inner[-1]]
+        fork, merge = at[outer[0]], at[outer[-1]]
+        if fork not in after:
+            after[fork] = Reach(dag, fork, forward=True)
+        if merge not in before:
+            before[merge] = Reach(dag, merge, forward=False)
+        return at[inner[0]] in after[fork] and at[inner[-1]] in before[merge]
 
     best: list[list[tuple[str, ...]]] = []
+    by_length: dict[int, dict[int, int]] = {}  # length -> {chain index: merge rank}, in order
+    same_fork: list[int] = []  # chains with this chain's fork: inside none of each other
     for i, c in enumerate(chains):
-        outer = [best[j] for j in range(i) if inside(c, chains[j])]
-        best.append(max(outer, key=len, default=[]) + [c])
+        if same_fork and chains[same_fork[0]][0] != c[0]:
+            for j in same_fork:
+                by_length.setdefault(len(best[j]), {})[j] = at[chains[j][-1]]
+            same_fork = []
+        outer = _first_outer(c, chains, by_length, at, inside)
+        best.append((best[outer] if outer is not None else []) + [c])
+        same_fork.append(i)
     return max(best, key=len, default=[])
+
+
+def _first_outer(c: tuple[str, ...], chains: list, by_length: dict[int, dict[int, int]], at: dict,
+                 inside) -> int | None:  # fmt: skip
+    """The first chain (in order) of the longest sequence that `c` is inside, or None;
+    drops the chains that end before `c`'s fork."""
+    fork, merge = at[c[0]], at[c[-1]]
+    for length in sorted(by_length, reverse=True):
+        group, found, gone = by_length[length], None, []
+        for j, end in group.items():
+            if end <= fork:
+                gone.append(j)
+            elif end > merge and inside(c, chains[j]):
+                found = j
+                break
+        for j in gone:
+            del group[j]
+        if found is not None:
+            return found
+    return None
 
 
 def _shrinking(shapes: list[str]) -> bool:
@@ -117,11 +162,19 @@ def _size(shape: str) -> int | None:
     return math.prod(int(d) for d in dims) if all(re.fullmatch(r"\d+", d) for d in dims) else None
 
 
-def _longest(dag: nx.DiGraph, order: dict) -> list[str]:
-    """The longest path through a DAG, ties broken by source order."""
-    best: dict[str, tuple[int, list[str]]] = {}
-    for k in sorted(dag.nodes, key=order.__getitem__):
-        preds = [best[p] for p in sorted(dag.predecessors(k), key=order.__getitem__)]
-        length, path = max(preds, key=lambda t: t[0], default=(0, []))
-        best[k] = (length + 1, path + [k])
-    return max(best.values(), key=lambda t: t[0])[1]
+def _longest(dag: Dag, nodes: set[int]) -> list[int]:
+    """The longest path through the sub-DAG on `nodes`, ties broken by rank (the first
+    longest path found, each step from the lowest-ranked best predecessor)."""
+    best: dict[int, tuple[int, int | None]] = {}  # node -> (length, predecessor on the path)
+    for k in sorted(nodes):
+        length, via = 0, None
+        for p in dag.pred[k]:  # in rank order
+            if p in best and best[p][0] > length:
+                length, via = best[p][0], p
+        best[k] = (length + 1, via)
+    end = max(best, key=lambda k: best[k][0])
+    path = []
+    while end is not None:
+        path.append(end)
+        end = best[end][1]
+    return path[::-1]

@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from modelc.diagnostics import CompilerBug, Span
 from modelc.ir import Attrs, Graph
 from modelc.render_fold import Folding, fold_runs
-from modelc.render_skip import mark_skips
+from modelc.render_skip import Dag, mark_skips
 from modelc.render_ushape import shape_u
 from modelc.summary import batch_env
 from modelc.symbolic import Dim, subs
 from modelc.types import TensorType
 
-__all__ = ["LEVELS", "Cluster", "Edge", "Item", "View", "build_view", "shape_text"]
+__all__ = ["LEVELS", "Cluster", "Edge", "Item", "Tree", "View", "build_view", "shape_text"]
 
 LEVELS = ("model", "stage", "block", "op")
 
@@ -146,10 +146,11 @@ def build_view(graph: Graph, level: str | None = None, depth: int | None = None,
     folding = fold_runs(graph, is_open) if fold else Folding()
     view = View(graph, level_name(level, depth))
     _Builder(graph, view, is_open, folding).run()
-    mark_skips(view)
+    dag = Dag(view)  # the items in topological order, for the searches below
+    mark_skips(view, dag)
     for e in view.edges:
         e.name = "" if e.skip else e.name  # a skip is drawn as one already
-    shape_u(view)
+    shape_u(view, dag)
     _label_once(view)
     return view
 
@@ -170,21 +171,25 @@ class _Builder:
         self.batch = frozenset(self.env)
         self.items: dict[str, Item] = {}
         self.item_of: dict[int, str] = {}  # IR node -> item key
+        self.tree = Tree(graph)
+        self.node = {n: graph.node(n) for n in graph.nodes()}  # looked up often: once here
+        self.shapes: dict[TensorType, str] = {}  # shape texts made so far
 
     def run(self) -> None:
-        for n in self.graph.topo():
+        order = self.graph.topo()
+        for n in order:
             self._place(n)
         self.view.items = sorted(self.items.values(), key=lambda i: i.order)
         self._outputs()
-        self._edges()
+        self._edges(order)
         self._clusters()
-        nodes = [self.graph.node(n) for n in self.graph.nodes()]
+        nodes = list(self.node.values())
         self.view.total_params = sum(nd.params for nd in nodes)
         self.view.total_macs = sum((subs(nd.macs, self.env) for nd in nodes), start=0)
 
     # ---- items
     def _place(self, n: int) -> None:
-        node = self.graph.node(n)
+        node = self.node[n]
         scope = self.folding.shown_path(node.scope)
         for i in range(1, len(scope) + 1):
             if scope[:i] not in self.is_open:
@@ -220,30 +225,36 @@ class _Builder:
         )  # fmt: skip
 
     def _outputs(self) -> None:
+        last = max(self.graph.nodes())
         for name, (u, out) in self.graph.outputs:
             key = f"output/{name}"
             shape = self._shape(self.graph.node(u).types[out])
-            order = max(self.graph.nodes()) + 1 + len(self.view.items)
+            order = last + 1 + len(self.view.items)
             self.view.items.append(Item(key, "output", name, "output", (), order, self.graph.span,
                                         shape=shape))  # fmt: skip
             self.view.edges.append(Edge(self.item_of[u], key, 0, out, shape))
 
     def _shape(self, t: TensorType) -> str:
-        return shape_text(t, self.batch)
+        text = self.shapes.get(t)
+        if text is None:
+            text = self.shapes[t] = shape_text(t, self.batch)
+        return text
 
     # ---- edges
-    def _edges(self) -> None:
+    def _edges(self, order: list[int]) -> None:
+        """The edges between items, each (source item, destination item, output) once,
+        sorted by destination, port and source; `order` is the graph's topological order."""
         seen: set[tuple] = set()
         edges = []
-        for v in self.graph.topo():
+        for v in order:
             for port, (u, out) in enumerate(self.graph.inputs_of(v)):
-                if self.folding.between_copies(self.graph.node(u).scope, self.graph.node(v).scope):
+                if self.folding.between_copies(self.node[u].scope, self.node[v].scope):
                     continue
                 src, dst = self.item_of[u], self.item_of[v]
                 if src == dst or (src, dst, out) in seen:
                     continue
                 seen.add((src, dst, out))
-                shape = self._shape(self.graph.node(u).types[out])
+                shape = self._shape(self.node[u].types[out])
                 name = self._input_name(u, out, v)
                 edges.append((self.items[dst].order, port, self.items[src].order,
                               Edge(src, dst, port, out, shape, name=name)))  # fmt: skip
@@ -254,12 +265,12 @@ class _Builder:
         """A container's text; a folded run's arguments that differ between copies (that
         did not change its structure) are listed: `SwinBlock(24, shift=0|3, ...)`."""
         copies = self.folding.runs.get(path) if self.folding.own(path) > 1 else None
-        return container_text(self.graph, path, copies)
+        return container_text(self.graph, path, copies, self.tree)
 
     def _input_name(self, u: int, out: int, v: int) -> str:
         """The name of the block input through which `v` reads `(u, out)`, when that is not
         the first input of the outermost block entered (a decoder's `memory`)."""
-        scope, inside = self.graph.node(v).scope, self.graph.node(u).scope
+        scope, inside = self.node[v].scope, self.node[u].scope
         for i in range(1, len(scope) + 1):
             c = self.graph.containers[scope[:i]]
             if inside[:i] == scope[:i] or c.kind != "block":
@@ -293,9 +304,27 @@ class _Builder:
                        sum(self.graph.node(n).params for n in nodes))  # fmt: skip
 
 
-def container_text(graph: Graph, path: tuple[str, ...], copies: list | None = None) -> str:
+class Tree:
+    """The container tree of a graph, indexed once: `kids[path]` are a container's
+    child containers (in `graph.containers` order), `direct[path]` the number of IR
+    nodes whose scope is exactly `path`."""
+
+    def __init__(self, graph: Graph):
+        self.kids: dict[tuple[str, ...], list[tuple[str, ...]]] = {p: [] for p in graph.containers}
+        for p in graph.containers:
+            if p and p[:-1] in self.kids:
+                self.kids[p[:-1]].append(p)
+        self.direct: dict[tuple[str, ...], int] = {}
+        for n in graph.nodes():
+            scope = graph.node(n).scope
+            self.direct[scope] = self.direct.get(scope, 0) + 1
+
+
+def container_text(graph: Graph, path: tuple[str, ...], copies: list | None = None,
+                   tree: Tree | None = None) -> str:  # fmt: skip
     """`Bottleneck(128, stride=2)` for a block; `4 x Bottleneck` or `31 layers` for a sequence.
-    With the `copies` a block stands for, arguments that differ read `shift=0|3`."""
+    With the `copies` a block stands for, arguments that differ read `shift=0|3`.
+    `tree` is the graph's :class:`Tree` (made here when not given)."""
     c = graph.containers[path]
     if c.kind == "block":
         copies = [graph.containers[p].args for p in copies or [path]]
@@ -304,12 +333,13 @@ def container_text(graph: Graph, path: tuple[str, ...], copies: list | None = No
             values = "|".join(dict.fromkeys(_value(a[i][1]) for a in copies))
             args.append(values if i == 0 else f"{key}={values}")
         return f"{c.name}({', '.join(args)})"
-    kids = [p for p in graph.containers if len(p) == len(path) + 1 and p[: len(path)] == path]
+    tree = Tree(graph) if tree is None else tree
+    kids = tree.kids[path]
     names = {graph.containers[p].name for p in kids}
-    direct = [n for n in graph.nodes() if graph.node(n).scope == path]
+    direct = tree.direct.get(path, 0)
     if kids and not direct and len(names) == 1:
         return f"{len(kids)} \u00d7 {names.pop()}"
-    count = len(direct) + len(kids)
+    count = direct + len(kids)
     return f"{count} layer{'s' if count != 1 else ''}"
 
 

@@ -290,6 +290,32 @@ def test_large_graphs_wrap_and_say_so(tmp_path):
     assert "wrapped into" in (tmp_path / "r152.dot").read_text()
 
 
+@pytest.mark.slow
+def test_the_compilers_limit_renders_in_linear_time(tmp_path):
+    """ResNet-50 with 9,988 bottlenecks in layer3: 99,996 nodes, the compiler's limit, to
+    DOT at op level (a box per node, wrapped into columns) and at stage level (folded).
+    Rendering was quadratic (finding skips and U-shapes, folding, wrapping): 50,000
+    nodes took 45 s. On the 2-core development machine, under load, this took 19 s and
+    6 s of CPU time (the compile another 8 s); the bounds are three times that, in CPU
+    time so that waiting for a busy machine does not count. bench/render_speed.py
+    measures the growth."""
+    graph = modelc.graph(resnet(tmp_path, "ResNetLimit", (3, 4, 9988, 3)))
+    assert len(graph) == 99_996
+    for level, bound in (("op", 60.0), ("stage", 20.0)):
+        start = time.process_time()
+        rendered = render_dot(graph, level=level)
+        seconds = time.process_time() - start
+        assert seconds < bound, f"{level} level: {seconds:.1f} s of CPU time, bound {bound:.0f} s"
+        view = rendered.views[0]
+        adds = {i.key for i in view.items if i.op == "add"}
+        shortcuts = [e for e in view.edges if e.skip and e.dst in adds]
+        if level == "op":  # every node drawn, one shortcut into each block's add
+            assert len(view.items) == len(graph) + 1 and len(adds) == len(shortcuts) == 9_998
+            assert "wrapped into" in rendered.notes[0]
+        else:
+            assert "layer3.1–9987" in rendered.dot and "× 9987" in rendered.dot
+
+
 @needs_dot
 def test_output_is_deterministic_and_keeps_text(tmp_path):
     spec = "specs/resnet50.model"
