@@ -61,7 +61,7 @@ def emit(graphs: list[Graph], source: str) -> str:
     # reads an encoding cookie there), so spec text starts on line 3.
     header = [f"Source: {comment(_basename(source))}"]
     header += [f"Model: {comment(_signature(g.name, g.params))}" for g in graphs]
-    header += [_optimized_line(g) for g in graphs if g.optimized[0]]
+    header += [_optimized_line(g) for g in graphs if g.optimized != (0, ())]  # -O1, -O2 or --rewrite
     header = [part for line in header for part in _wrap(line, LINE - 2, "  ")]
     text = _templates().get_template("file.jinja").render(
         encoding=ENCODING_LINE, header=header, imports=imports, classes=em.classes

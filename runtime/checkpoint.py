@@ -74,4 +74,59 @@ def _drop(sd, prefix, layer) -> None:
         del sd[key]
 
 
-_RULES = {"fold_batchnorm": _fold_batchnorm, "drop": _drop}
+def _concat(sd, prefix, merged, sources, bias) -> None:
+    """Layers merged into one (separate q, k, v projections of one input): its weight, and its
+    bias when it has one, are the sources' concatenated along dim 0 (their output features)."""
+    names = ["weight", "bias"] if bias else ["weight"]
+    keys = [[f"{prefix}{src}.{name}" for src in sources] for name in names]
+    if not all(k in sd for group in keys for k in group):
+        return  # already merged, or not this model's checkpoint: load reports what is missing
+    for name, group in zip(names, keys):
+        sd[f"{prefix}{merged}.{name}"] = torch.cat([sd.pop(k) for k in group], dim=0)
+
+
+def _merge_depthwise_pointwise(sd, prefix, dw, pw, channels, dw_bias, pw_bias) -> None:
+    """depthwise conv `dw` (weight [C*M, 1, k...], channel c*M + m reads input c) then pointwise
+    `pw` (weight [N, C*M, 1...]) -> one dense conv under `pw`'s name: W[n, c] = sum_m
+    Wpw[n, c*M + m] * Wdw[c*M + m], bias = Wpw @ bdw + bpw."""
+    if f"{prefix}{dw}.weight" not in sd or f"{prefix}{pw}.weight" not in sd:
+        return  # already merged, or not this model's checkpoint: load reports what is missing
+    wd = sd.pop(f"{prefix}{dw}.weight")
+    bd = sd.pop(f"{prefix}{dw}.bias").float() if dw_bias else None
+    wp = sd[f"{prefix}{pw}.weight"]
+    n, kernel = wp.shape[0], wd.shape[2:]
+    m = wd.shape[0] // channels
+    per_in = wp.float().reshape(n, channels, m, *[1] * len(kernel)) * wd.float().reshape(1, channels, m, *kernel)
+    sd[f"{prefix}{pw}.weight"] = per_in.sum(2).to(wp.dtype)
+    bias_key = f"{prefix}{pw}.bias"
+    if dw_bias or pw_bias:
+        b = sd[bias_key].float() if pw_bias else torch.zeros(n)
+        if bd is not None:
+            b = b + wp.float().reshape(n, -1) @ bd
+        sd[bias_key] = b.to(wp.dtype)
+
+
+def _merge_pointwise_depthwise(sd, prefix, pw, dw, pw_bias, dw_bias) -> None:
+    """pointwise conv `pw` (weight [C', C, 1...]) then depthwise `dw` (weight [C'*M, 1, k...])
+    -> one dense conv under `dw`'s name: W[j, c] = Wdw[j] * Wpw[j // M, c], bias = bdw +
+    sum(Wdw[j]) * bpw[j // M] (the pass merges a pointwise bias only where `dw` has no padding)."""
+    if f"{prefix}{pw}.weight" not in sd or f"{prefix}{dw}.weight" not in sd:
+        return  # already merged, or not this model's checkpoint: load reports what is missing
+    wp = sd.pop(f"{prefix}{pw}.weight").float()
+    bp = sd.pop(f"{prefix}{pw}.bias").float() if pw_bias else None
+    wd = sd[f"{prefix}{dw}.weight"]
+    m = wd.shape[0] // wp.shape[0]
+    spatial = [1] * (wd.dim() - 2)
+    wide = wp.flatten(1).repeat_interleave(m, dim=0)  # [C'*M, C]: row j is Wpw[j // M]
+    sd[f"{prefix}{dw}.weight"] = (wd.float() * wide.reshape(*wide.shape, *spatial)).to(wd.dtype)
+    bias_key = f"{prefix}{dw}.bias"
+    if dw_bias or pw_bias:
+        b = sd[bias_key].float() if dw_bias else torch.zeros(wd.shape[0])
+        if bp is not None:
+            b = b + wd.float().flatten(1).sum(1) * bp.repeat_interleave(m)
+        sd[bias_key] = b.to(wd.dtype)
+
+
+_RULES = {"fold_batchnorm": _fold_batchnorm, "drop": _drop, "concat": _concat,
+          "merge_depthwise_pointwise": _merge_depthwise_pointwise,
+          "merge_pointwise_depthwise": _merge_pointwise_depthwise}

@@ -16,9 +16,9 @@ from torch import nn
 
 __all__ = [
     "BahdanauDecoder", "JordanRNN", "PatchEmbed", "Permute", "PositionEmbedding", "Reshape",
-    "Select", "SinusoidalPositionalEncoding", "Transpose", "causal_mask", "module_list",
-    "parameter", "relative_position_index", "shifted_window_mask", "window_partition",
-    "window_reverse",
+    "SDPAMultiheadAttention", "Select", "SinusoidalPositionalEncoding", "Transpose", "causal_attn_mask",
+    "causal_mask", "module_list", "parameter", "relative_position_index", "shifted_window_mask",
+    "window_partition", "window_reverse",
 ]  # fmt: skip
 
 _ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x}
@@ -92,6 +92,16 @@ class Select(nn.Module):
 def causal_mask(t: int, s: int, device: torch.device | None = None) -> torch.Tensor:
     """Bool [t, s], true above the diagonal: the future positions a query may not see."""
     return torch.ones(t, s, dtype=torch.bool, device=device).triu(1)
+
+
+def causal_attn_mask(mask: torch.Tensor, t: int, s: int) -> torch.Tensor:
+    """scaled_dot_product_attention's attn_mask hiding what `mask` hides and the future (key j
+    after query i): bool `mask` true where hidden -> true where a query may attend; a float
+    mask (added to the scores) -> -inf in the future."""
+    future = causal_mask(t, s, mask.device)
+    if mask.dtype == torch.bool:
+        return ~(mask | future)
+    return mask.masked_fill(future, float("-inf"))
 
 
 def window_partition(x: torch.Tensor, w: int) -> torch.Tensor:
@@ -201,6 +211,35 @@ class BahdanauDecoder(nn.Module):
             states.append(h)
             contexts.append(context)
         return torch.stack(states, dim=1), torch.stack(contexts, dim=1)
+
+
+# ---- attention ---------------------------------------------------------------------------------
+class SDPAMultiheadAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention (batch first; the same parameters and state_dict keys) computed with
+    scaled_dot_product_attention: `is_causal=True` instead of a materialised [T, S] mask, and one
+    projection GEMM for self-attention. A bool `attn_mask` is true where a score is hidden (as
+    nn.MultiheadAttention reads it); a float one is added to the scores. Returns the output only
+    (no attention weights). Dropout on the weights in training, as nn.MultiheadAttention."""
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,  # type: ignore[override]
+                attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:  # fmt: skip
+        q, k, v = self._project(query, key, value)
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            attn_mask = ~attn_mask  # torch's SDPA reads a bool mask as "may attend"
+        p = self.dropout if self.training else 0.0
+        y = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask, p, is_causal=is_causal)
+        b, t = query.shape[:2]
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, self.embed_dim))
+
+    def _project(self, query, key, value) -> list[torch.Tensor]:
+        """q, k, v: [B, heads, L, D / heads]; a single GEMM when query, key and value are one tensor."""
+        w, b = self.in_proj_weight, self.in_proj_bias
+        if query is key and key is value:
+            parts = nn.functional.linear(query, w, b).chunk(3, dim=-1)
+        else:
+            ws, bs = w.chunk(3), (b.chunk(3) if b is not None else (None,) * 3)
+            parts = [nn.functional.linear(x, wi, bi) for x, wi, bi in zip((query, key, value), ws, bs)]
+        return [x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2) for x in parts]
 
 
 # ---- Swin: windows with a relative position bias, shifted ------------------------------------

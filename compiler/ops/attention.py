@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from modelc.ops._util import FLOATS, broadcast, known_channels, need_float, need_float32, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
+from modelc.ops.layout import exact_div
 from modelc.pyformat import CallExpr
 from modelc.pyrepr import literal
 from modelc.symbolic import Dim
@@ -30,6 +31,20 @@ def _check_mask(op: str, mask: TensorType, q: TensorType, shape: tuple) -> None:
     if broadcast(f"{op} mask", mask.dims, shape) != tuple(shape):
         raise OpError("E0301", f"{op}: the mask {mask} is larger than the scores "
                       f"[{', '.join(map(str, shape))}]")  # fmt: skip
+
+
+def _gqa_batch(op: str, q: TensorType, k: TensorType, v: TensorType) -> tuple:
+    """The batch dimensions of grouped-query attention: q's heads (dim -3), whose count is a
+    multiple of k's and v's (equal), and the dimensions before them broadcast."""
+    if min(q.rank, k.rank, v.rank) < 3 or k.dims[-3] != v.dims[-3]:
+        raise OpError("E0301", f"{op}: grouped-query attention needs [..., heads, L, E] inputs, k and v with "
+                      f"the same heads, got query {q}, key {k} and value {v}")  # fmt: skip
+    if exact_div(q.dims[-3], k.dims[-3]) is None:
+        raise OpError("E0301", f"{op}: {q.dims[-3]} query heads do not form groups of {k.dims[-3]} "
+                      "key/value heads")  # fmt: skip
+    batch = broadcast(op, q.dims[:-3], k.dims[:-3])
+    broadcast(op, batch, v.dims[:-3])
+    return (*batch, q.dims[-3])
 
 
 def _same_float(op: str, *ts: TensorType) -> None:
@@ -119,22 +134,30 @@ class _Multihead(OpDef):
         q, k = ins[self.qkv[0]], ins[self.qkv[1]]
         return 2 * q.dims[0] * q.dims[1] * k.dims[1] * a["embed_dim"]
 
+    # NOTE: [Attention layers through SDPA] The sdpa-layers pass (-O2) sets the attribute `sdpa`
+    # (no spec can): the module is then modelc.runtime's SDPAMultiheadAttention, a subclass of
+    # nn.MultiheadAttention with its parameters and state_dict keys, whose forward calls
+    # torch's scaled_dot_product_attention with is_causal=True rather than a [T, S] mask, and
+    # returns the output alone.
     def module(self, a):
         kw = [("dropout", a["dropout"], 0.0), ("bias", a["bias"], True)]
         kwargs = tuple((k, v) for k, v, default in kw if v != default) + (("batch_first", True),)
-        return Ctor("nn.MultiheadAttention", (a["embed_dim"], a["heads"]), kwargs)
+        callee = "rt.SDPAMultiheadAttention" if a.get("sdpa") else "nn.MultiheadAttention"
+        return Ctor(callee, (a["embed_dim"], a["heads"]), kwargs)
 
     def invoke(self, a, callee, args):
         q, k, v = (args[i] for i in self.qkv)
         extra = []
-        if a["causal"]:
+        if a["causal"] and a.get("sdpa"):
+            extra.append("is_causal=True")
+        elif a["causal"]:
             extra.append(f"attn_mask=rt.causal_mask({q}.shape[1], {k}.shape[1], {q}.device)")
         elif a["masked"]:
             extra.append(f"attn_mask={args[-1]}")
-        return CallExpr(callee, [q, k, v, *extra, "need_weights=False"])
+        return CallExpr(callee, [q, k, v, *extra] + ([] if a.get("sdpa") else ["need_weights=False"]))
 
     def targets(self, a, names):
-        return f"{names[0]}, _"  # (output, weights); weights are not computed
+        return names[0] if a.get("sdpa") else f"{names[0]}, _"  # (output, weights): weights not computed
 
     def label(self, a):
         causal = ", causal" if a["causal"] else ""
@@ -167,8 +190,11 @@ class ScaledDotProductAttention(OpDef):
     family = "attention"
     doc = ("softmax(Q K^T * scale + M) V on [..., T, E] tensors, as one fused call (no parameters). "
            "An optional mask [..., T, S]: bool hides the scores where true (as causal_mask, masked_fill "
-           "and multihead_attention read it); float is added to them (0 visible, -inf hidden).")  # fmt: skip
-    attrs = (Attr("causal", "bool", False), Attr("scale", "float", None, doc="default 1/sqrt(E)"))
+           "and multihead_attention read it); float is added to them (0 visible, -inf hidden). "
+           "causal=true hides the future too (with a mask, both hide).")  # fmt: skip
+    attrs = (Attr("causal", "bool", False), Attr("scale", "float", None, doc="default 1/sqrt(E)"),
+             Attr("enable_gqa", "bool", False, doc="k and v have fewer heads (dim -3) than q, each "
+                  "shared by a group of consecutive query heads (grouped-query attention)"))  # fmt: skip
     inputs = None
     min_inputs = 3
     outputs_layout = "strided"
@@ -181,11 +207,12 @@ class ScaledDotProductAttention(OpDef):
         if q.rank < 2 or k.dims[-1] != q.dims[-1] or k.dims[-2] != v.dims[-2]:
             raise OpError("E0301", f"{self.name}: query {q}, key {k} and value {v} do not fit "
                           "[..., T, E], [..., S, E], [..., S, Ev]")  # fmt: skip
-        batch = broadcast(self.name, q.dims[:-2], k.dims[:-2])
-        broadcast(self.name, batch, v.dims[:-2])
-        if len(ins) == 4:
-            if a["causal"]:
-                raise OpError("E0404", f"{self.name}: give either causal=true or a mask, not both")
+        if a["enable_gqa"]:
+            batch = _gqa_batch(self.name, q, k, v)
+        else:
+            batch = broadcast(self.name, q.dims[:-2], k.dims[:-2])
+            broadcast(self.name, batch, v.dims[:-2])
+        if len(ins) == 4:  # with causal=true, the mask and the future both hide
             _check_mask(self.name, ins[3], q, (*batch, q.dims[-2], k.dims[-2]))
             if ins[3].rank < 2:
                 raise OpError("E0305", f"{self.name}: the mask needs [..., T, S], got {ins[3]}")
@@ -204,13 +231,23 @@ class ScaledDotProductAttention(OpDef):
         return 2 * prod(a["batch"]) * q.dims[-2] * k.dims[-2]  # the reference's scores and weights
 
     def reference(self, a, ins, w):
-        return [attend(*ins[:3], ins[3] if len(ins) == 4 else None, a["causal"], a["scale"])]
+        q, k, v = ins[:3]
+        if a["enable_gqa"]:  # key/value head j serves query heads j * g .. j * g + g - 1
+            group = q.shape[-3] // k.shape[-3]
+            k, v = k.repeat_interleave(group, dim=-3), v.repeat_interleave(group, dim=-3)
+        return [attend(q, k, v, ins[3] if len(ins) == 4 else None, a["causal"], a["scale"])]
 
     def call(self, a, args):
         # torch's bool attn_mask is true where a query MAY attend; modelc's, where it may not.
-        extra = [f"attn_mask=~{args[3]}" if a["hide"] else f"attn_mask={args[3]}"] if len(args) == 4 else []
-        extra += ["is_causal=True"] if a["causal"] else []
+        # torch takes is_causal or a mask, not both: a mask and causal=true make one mask.
+        if len(args) == 4 and a["causal"]:
+            extra = [f"attn_mask=rt.causal_attn_mask({args[3]}, {args[0]}.shape[-2], {args[1]}.shape[-2])"]
+        elif len(args) == 4:
+            extra = [f"attn_mask=~{args[3]}" if a["hide"] else f"attn_mask={args[3]}"]
+        else:
+            extra = ["is_causal=True"] if a["causal"] else []
         extra += [f"scale={literal(a['scale'])}"] if a["scale"] is not None else []
+        extra += ["enable_gqa=True"] if a["enable_gqa"] else []
         return CallExpr("nn.functional.scaled_dot_product_attention", [*args[:3], *extra])
 
     def label(self, a):
@@ -346,13 +383,13 @@ def future(t: int, s: int, device):
 
 
 def attend(q, k, v, mask, causal: bool, scale: float | None):
-    """softmax(q k^T * scale + M) v from the definition. M: -inf where a bool mask is true or,
+    """softmax(q k^T * scale + M) v from the definition. M: -inf where a bool mask is true and,
     when causal, where j > i; a float mask itself (added)."""
     import torch
 
     scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)
     if causal:
-        mask = future(q.shape[-2], k.shape[-2], q.device)
+        scores = scores.masked_fill(future(q.shape[-2], k.shape[-2], q.device), float("-inf"))
     if mask is not None:
         scores = scores.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
     e = (scores - scores.amax(-1, keepdim=True)).exp()

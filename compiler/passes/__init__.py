@@ -4,7 +4,8 @@
     -O1  exact rewrites that are always safe, and an inference module:
          drop-eval, fold-batchnorm, dead-code, cse, separable (a report), inplace
     -O2  -O1, and the rewrites chosen for speed: attention fused into one
-         scaled_dot_product_attention call, merged projections, ...
+         scaled_dot_product_attention call, merged projections, depthwise+pointwise
+         convolutions merged where a measured cost model says so, ...
 
 Rewrites that change the function (`--rewrite separable`: standard convolutions become
 depthwise + pointwise pairs, a new architecture that needs training) run only when asked
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from modelc.diagnostics import CompilerBug, error
 from modelc.ir import Graph
 from modelc.passes import batchnorm, cleanup, inplace  # noqa: F401 - they register themselves
+from modelc.passes import attention, merge_linear, sdpa_layers  # noqa: F401 - -O2's attention passes
+from modelc.passes import merge_depthwise, rewrite_separable, separable  # noqa: F401 - depthwise-pointwise
 from modelc.passes.base import PASSES, Change, Pass, PassResult, Refusal
 
 __all__ = ["LEVELS", "PASSES", "REWRITES", "Change", "Optimized", "Pass", "PassResult", "Refusal", "optimize"]
@@ -32,11 +35,22 @@ LEVELS: dict[int, tuple[str, ...]] = {
         "fold-batchnorm",  # conv/linear <-> batchnorm, exact in eval mode
         "dead-code",  # what no output needs (an unused head) after the rewrites above
         "cse",  # identical parameter-free ops on the same inputs compute once
+        "separable",  # a report (changes nothing): after fold-batchnorm, which leaves dw -> relu -> pw
         "inplace",  # last: it needs the final users of every value
     ),
 }
-LEVELS[2] = LEVELS[1][:-1] + ("inplace",)
-REWRITES: tuple[str, ...] = ()  # by name only (--rewrite NAME): they change the function
+LEVELS[2] = LEVELS[1][:-1] + (
+    # after drop-eval (no dropout left between a softmax and its @ v) and cse (one node per
+    # value, so "has another reader" means what it says); before inplace, which must see the
+    # fused call's readers: attention from primitives becomes one scaled_dot_product_attention
+    "fuse-attention",
+    "sdpa-layers",  # attention layers call SDPA with is_causal, not a materialised mask
+    "merge-qkv",  # after fuse-attention (which leaves the projections alone): q/k/v linears of one input
+    "merge-depthwise-pointwise",  # after fold-batchnorm (a BN between blocks it); by passes/costs.py
+    "inplace",  # last: it needs the final users of every value
+)
+# By name only (--rewrite NAME -> the pass), run before the level's passes: they change the function.
+REWRITES: dict[str, str] = {"separable": "rewrite-separable"}
 
 
 @dataclass
@@ -54,7 +68,8 @@ class Optimized:
 
 
 def optimize(graph: Graph, level: int, rewrites: tuple[str, ...] = (), check: bool = False) -> Optimized:
-    """Run the pipeline of `level` (and the named rewrites, first) on a copy of `graph`.
+    """Run the pipeline of `level` (and the named rewrites, first: names of REWRITES, such as
+    "separable") on a copy of `graph`.
 
     `check` runs `graph.verify()` and shape inference after every pass (tests do), naming the
     pass, and those before it, when one breaks an invariant."""
@@ -65,7 +80,7 @@ def optimize(graph: Graph, level: int, rewrites: tuple[str, ...] = (), check: bo
         known = ", ".join(REWRITES) or "none"
         raise error("E0601", f"--rewrite {unknown[0]}: no such rewrite", None, f"rewrites: {known}")
     out = Optimized(graph, level)
-    for name in (*rewrites, *LEVELS[level]):
+    for name in (*(REWRITES[r] for r in rewrites), *LEVELS[level]):
         result = PASSES[name].run(out.graph)
         if check:
             _check(result, [r.name for r in out.results])

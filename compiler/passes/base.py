@@ -17,7 +17,7 @@ from modelc.symbolic import Dim
 
 __all__ = [
     "PASSES", "Change", "Pass", "PassResult", "Refusal", "register", "bypass", "consumers", "is_output",
-    "only_user", "retype", "set_attrs",
+    "new_node", "only_user", "retype", "set_attrs", "unique_local",
 ]  # fmt: skip
 
 
@@ -115,6 +115,33 @@ def set_attrs(g: Graph, n: int, **changes) -> Node:
     new = replace(node, attrs=resolved, types=types, params=params, macs=macs)
     g.g.nodes[n]["data"] = new
     return new
+
+
+def new_node(g: Graph, op: str, attrs: dict, inputs: list[Ref], like: Node, hint: str, **fields) -> Ref:
+    """Add an op node reading `inputs` in `like`'s container, at `like`'s spec line, named
+    `hint` (made unique there); types from the op's rules (SpecError if they refuse)."""
+    from modelc.infer import infer_node
+    from modelc.ops import REGISTRY
+
+    types = [g.type_of(r) for r in inputs]
+    resolved, outs, params, macs = infer_node(REGISTRY[op], attrs, types, like.span, like.trace)
+    node = Node(op, resolved, like.scope, unique_local(g, like.scope, hint), like.span, like.trace,
+                types=outs, params=params, macs=macs, **fields)  # fmt: skip
+    return (g.add(node, inputs), 0)
+
+
+def unique_local(g: Graph, scope: tuple[str, ...], hint: str) -> str:
+    """`hint`, or `hint_1`, `hint_2`, ...: a name no node or child container of `scope` has,
+    that a generated module may use as an attribute (names.reserved_attribute)."""
+    from modelc.names import reserved_attribute
+
+    taken = {node.local for _, node in g.g.nodes(data="data") if node.scope == scope}
+    taken |= {path[-1] for path in g.containers if path and path[:-1] == scope}
+    name, k = hint, 0
+    while name in taken or reserved_attribute(name):
+        k += 1
+        name = f"{hint}_{k}"
+    return name
 
 
 def retype(g: Graph, n: int) -> Node:
