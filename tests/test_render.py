@@ -25,8 +25,8 @@ import modelc
 from modelc.driver import build_all
 from modelc.load import load_file
 from modelc.render import diff_dot, link_for, render_dot, run_dot, write
-from modelc.render_layout import PNG_LIMIT_PX
-from modelc.render_style import FAMILY_COLORS, SKIP_COLOR
+from modelc.render.layout import PNG_LIMIT_PX
+from modelc.render.style import FAMILY_COLORS, SKIP_COLOR
 from modelc.summary import batch_env
 
 ROOT = Path(__file__).resolve().parent.parent

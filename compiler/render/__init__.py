@@ -6,11 +6,11 @@
     text = render_dot(graph, level="stage").dot           # DOT source
     render_file(graph, "resnet50.svg", level="block")     # runs `dot`
 
-The pipeline: :func:`~modelc.render_view.build_view` picks what to draw at a
-zoom level (folding repeated blocks), :func:`~modelc.render_layout.plan_layout`
-decides direction and wrapping, :func:`~modelc.render_dot.to_dot` writes DOT,
+The pipeline: :func:`~modelc.render.view.build_view` picks what to draw at a
+zoom level (folding repeated blocks), :func:`~modelc.render.layout.plan_layout`
+decides direction and wrapping, :func:`~modelc.render.dot.to_dot` writes DOT,
 and :func:`run_dot` lays it out. :func:`diff_dot` draws two graphs side by side
-(see `render_diff.py`). Output is byte-deterministic for DOT and SVG.
+(see `render/diff.py`). Output is byte-deterministic for DOT and SVG.
 Nothing here imports torch.
 """
 
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from modelc.diagnostics import CompilerBug, error
 from modelc.ir import Graph
 from modelc.ops import FAMILIES
-from modelc.render_dot import Panel, lift_captions, to_dot
-from modelc.render_layout import LIMIT_PT, PNG_DPI, PNG_LIMIT_PX, Plan, plan_layout
-from modelc.render_style import DIFF, FAMILY_COLORS, SIZES, SKIP_COLOR, count, html, macs_text, short
-from modelc.render_view import View, build_view
+from modelc.render.dot import Panel, lift_captions, to_dot
+from modelc.render.layout import LIMIT_PT, PNG_DPI, PNG_LIMIT_PX, Plan, plan_layout
+from modelc.render.style import DIFF, FAMILY_COLORS, SIZES, SKIP_COLOR, count, html, macs_text, short
+from modelc.render.view import View, build_view
 
 __all__ = [
     "FORMATS", "Rendered", "diff_dot", "link_for", "render_dot", "render_file", "run_dot", "to_svg",
@@ -70,7 +70,7 @@ def render_dot(graphs: Graph | list[Graph], level: str | None = None, depth: int
 def diff_dot(a: Graph, b: Graph, level: str | None = None, depth: int | None = None,
              direction: str = "TB", names: tuple[str, str] = ("A", "B"), link=None) -> Rendered:  # fmt: skip
     """Two graphs side by side, added/removed/changed boxes marked (matched by name)."""
-    from modelc.render_diff import diff_panels
+    from modelc.render.diff import diff_panels
 
     panels, summary = diff_panels(a, b, level, depth, names, direction)
     views = [p.view for p in panels]

@@ -3,7 +3,7 @@
 A drawing is one or more :class:`Panel`s (one per view; two side by side for a
 diff) under a caption holding the title, totals, legend and notes. Opened
 containers become clusters; when a panel is wrapped into columns (see
-`render_layout.py`), a cluster split by a column break is drawn once per column,
+`render/layout.py`), a cluster split by a column break is drawn once per column,
 the later pieces marked "(cont.)", and edges between columns do not constrain
 the layout, so every column starts at the top.
 """
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 
 import graphviz
 
-from modelc.render_style import (
+from modelc.render.style import (
     DIFF, EDGE_COLOR, FAMILY_COLORS, FONT, INK, SIZES, SKIP_COLOR, count, html, macs_text,
 )  # fmt: skip
-from modelc.render_view import Cluster, Item, View
+from modelc.render.view import Cluster, Item, View
 
 __all__ = ["Panel", "lift_captions", "to_dot"]
 
@@ -87,7 +87,7 @@ def _panel(dg, panel: Panel, link, direction: str) -> None:
             _edge(dg, panel.prefix + edge.src, panel.prefix + edge.dst, edge)
         else:
             _wrap_edge(dg, panel, edge, (links, drawn), (edge.src, edge.out) in labelled)
-    for level in panel.view.ranks:  # items drawn level with each other (render_ushape.py)
+    for level in panel.view.ranks:  # items drawn level with each other (render/ushape.py)
         with dg.subgraph() as same:
             same.attr(rank="same")
             for key in level:

@@ -1,8 +1,8 @@
 """What a diagram shows: the IR seen at one zoom level, as boxes, edges and clusters.
 
 Entry point: :func:`build_view`. Nothing here knows about Graphviz; the DOT
-writer (`render_dot.py`) draws a :class:`View`, and the differ
-(`render_diff.py`) compares two of them.
+writer (`render/dot.py`) draws a :class:`View`, and the differ
+(`render/diff.py`) compares two of them.
 
 NOTE: [Zoom levels]
 Levels follow the spec's containers, not a numeric depth:
@@ -16,8 +16,8 @@ Levels follow the spec's containers, not a numeric depth:
 `op`, a run of identical consecutive block instances in a sequence is *folded*:
 the first of the run stands for all of them with an exact `x N` count; a run of
 identical groups (Swin's alternating blocks) is drawn as its first group in a
-cluster of its own (see :mod:`modelc.render_fold`). A U-Net's nested skips are
-levelled by :mod:`modelc.render_ushape`.
+cluster of its own (see :mod:`modelc.render.fold`). A U-Net's nested skips are
+levelled by :mod:`modelc.render.ushape`.
 
 Invariants: every IR node maps to exactly one item; the sum of
 `item.params * item.count` over the items is the model's parameter count;
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 
 from modelc.diagnostics import CompilerBug, Span
 from modelc.ir import Attrs, Graph
-from modelc.render_fold import Folding, fold_runs
-from modelc.render_skip import Dag, mark_skips
-from modelc.render_ushape import shape_u
+from modelc.render.fold import Folding, fold_runs
+from modelc.render.skip import Dag, mark_skips
+from modelc.render.ushape import shape_u
 from modelc.summary import batch_env
 from modelc.symbolic import Dim, subs
 from modelc.types import TensorType

@@ -25,9 +25,9 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
 from modelc.diagnostics import CompilerBug
-from modelc.render_skip import Dag
-from modelc.render_ushape import undo
-from modelc.render_view import Item, View
+from modelc.render.skip import Dag
+from modelc.render.ushape import undo
+from modelc.render.view import Item, View
 
 __all__ = ["PNG_LIMIT_PX", "Plan", "estimate", "plan_layout"]
 
@@ -137,7 +137,7 @@ def plan_layout(view: View, direction: str = "TB", wrap: bool = True) -> Plan:
         plan.direction = direction = turned
         along, across, pos = estimate(view, direction, dag)
     k = _columns(along, across, direction) if wrap else 1
-    if view.ranks:  # a U (render_ushape.py) is half as long: wrapped only for the PNG limit
+    if view.ranks:  # a U (render/ushape.py) is half as long: wrapped only for the PNG limit
         k = k if along > SAFE_PT else 1
         if k > 1:
             undo(view)

@@ -3,7 +3,7 @@
 NOTE: [The U]
 An encoder-decoder with skips (U-Net) is read as a U: the contracting path down
 one side, the expanding path up the other, each skip across. The structure
-says when to draw it so: skip connections (see `render_skip.py`) that *nest*
+says when to draw it so: skip connections (see `render/skip.py`) that *nest*
 (each one's fork after the previous fork, its merge before the previous
 merge), at least two deep, whose forks carry ever fewer values (the resolution
 drops level by level; a residual network's nested skips keep their size and
@@ -22,7 +22,7 @@ import itertools
 import math
 import re
 
-from modelc.render_skip import Dag, Reach
+from modelc.render.skip import Dag, Reach
 
 __all__ = ["shape_u"]
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from modelc.ir import Graph
-from modelc.render_dot import Panel
-from modelc.render_layout import plan_layout
-from modelc.render_style import count
-from modelc.render_view import Cluster, Item, View, build_view
+from modelc.render.dot import Panel
+from modelc.render.layout import plan_layout
+from modelc.render.style import count
+from modelc.render.view import Cluster, Item, View, build_view
 
 __all__ = ["Diff", "diff_panels", "diff_views"]
 
