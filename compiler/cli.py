@@ -196,7 +196,8 @@ def _render(args) -> int:
     opts = {"level": args.level, "depth": args.depth, "direction": args.direction,
             "link": link_for(args.output)}  # fmt: skip
     if args.diff or args.other:
-        rendered = diff_dot(*_diff_pair(args, graphs), **opts)
+        a, b, names = _diff_pair(args, graphs)
+        rendered = diff_dot(a, b, names=names, **opts)
     else:
         rendered = render_dot(graphs, fold=False if args.no_fold else None, **opts)
     notes = list(rendered.notes)
@@ -210,18 +211,24 @@ def _render(args) -> int:
 
 
 def _diff_pair(args, graphs: list) -> tuple:
-    """The A and B graphs of `render --diff`: SPEC against SPEC_B, or SPEC under --param-b."""
+    """The A and B graphs of `render --diff`: SPEC against SPEC_B, or SPEC under --param-b, or
+    (with -O1/-O2 and neither) SPEC as written against SPEC optimized."""
     if not args.diff:
         raise error("E0601", f"two specs given ({args.spec}, {args.other})", None,
                     "add --diff to compare them")  # fmt: skip
+    if not args.other and not args.param_b and (args.optimize or args.rewrite):
+        _, written = _graphs(argparse.Namespace(**{**vars(args), "optimize": 0, "rewrite": [], "explain": False}))
+        if len(graphs) != 1:
+            raise error("E0601", "--diff compares one model with another", None, "pick one with --model")
+        return written[0], graphs[0], ("-O0", f"-O{args.optimize}" if args.optimize else "rewritten")
     if not args.other and not args.param_b:
-        raise error("E0601", "--diff needs a second spec or --param-b K=V", None)
+        raise error("E0601", "--diff needs a second spec, --param-b K=V, or -O1/-O2", None)
     params = ([] if args.other else args.param) + args.param_b
     _, graphs_b = _graphs(argparse.Namespace(**{**vars(args), "spec": args.other or args.spec,
                                                 "param": params}))  # fmt: skip
     if len(graphs) != 1 or len(graphs_b) != 1:
         raise error("E0601", "--diff compares one model with another", None, "pick one with --model")
-    return graphs[0], graphs_b[0]
+    return graphs[0], graphs_b[0], ("A", "B")
 
 
 def _ops(args) -> int:

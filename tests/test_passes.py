@@ -275,3 +275,59 @@ def test_every_zoo_model_computes_the_same_at_every_level(path, model):
         for a, b in zip(outputs(base, args), outputs(opt, args)):
             scale = max(1.0, a.abs().max().item()) if a.numel() and a.is_floating_point() else 1.0
             torch.testing.assert_close(b, a, atol=2e-5 * scale, rtol=1e-5)
+
+
+# ---- the command line ----------------------------------------------------------------------------
+def _cli(*argv) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from modelc import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_cli_explain_names_rewrites_refusals_and_totals():
+    rc, out, err = _cli("check", "specs/resnet18.model", "-O1", "--explain")
+    assert rc == 0 and "11,684,712 parameters" in out
+    assert "resnet18.model:15  folded batchnorm `bn1` into conv `conv1`  (params -64, nodes -1)" in err
+    assert "total: 70 -> 50 nodes, 11,689,512 -> 11,684,712 parameters" in err
+    rc, _, err = _cli("check", "specs/attention_primitives.model", "-O2", "--explain")
+    assert rc == 0 and "scaled_dot_product_attention" in err
+
+
+def test_cli_summary_and_compile_follow_the_level(tmp_path):
+    rc, out, _ = _cli("summary", "specs/resnet50.model", "-O1")
+    assert rc == 0 and "parameters: 25,530,472" in out and "batchnorm" not in out
+    rc, _, _ = _cli("compile", "specs/resnet50.model", "-O1", "-o", str(tmp_path / "r.py"))
+    text = (tmp_path / "r.py").read_text()
+    assert rc == 0 and "# Optimized: -O1 (fold-batchnorm, inplace)" in text  # the passes that changed it
+    assert "An inference module (-O1)" in text and "LOAD_RULES = (" in text
+
+
+def test_cli_render_diff_against_the_optimized_graph(tmp_path):
+    rc, _, _ = _cli("render", "specs/resnet18.model", "--diff", "-O1", "--level", "op", "-o", str(tmp_path / "d.dot"))
+    dot = (tmp_path / "d.dot").read_text()
+    assert rc == 0 and "-O0" in dot and "-O1" in dot
+    assert "20 changed, 0 added, 20 removed" in dot  # 20 convs folded into, 20 batchnorms gone
+
+
+def test_cli_refuses_an_unknown_rewrite():
+    rc, _, err = _cli("check", "specs/resnet18.model", "--rewrite", "nope")
+    assert rc == 1 and "E0601" in err and "separable" in err
+
+
+@pytest.mark.parametrize("spec", ["specs/resnet18.model", "specs/mobilenet_v2.model", "specs/gpt.model",
+                                  "specs/bert.model", "specs/attention_primitives.model"])  # fmt: skip
+def test_optimized_modules_compute_their_graphs(spec):
+    """The second oracle: an -O2 module against the reference interpreter run on the optimized
+    IR (verify_module), so the passes' IR and the emitter agree, not only the two modules."""
+    from modelc.verify import verify_module
+
+    program = modelc.load.__globals__["load_file"](spec)
+    graph = build_all(program, optimize=2)[0]
+    result = verify_module(modelc.load(spec, optimize=2), graph)
+    assert result["params"] == graph.num_params()
