@@ -177,6 +177,15 @@ def test_inplace_refusals(text, why):
     assert_same(text, 1)
 
 
+def test_an_add_of_three_stays_out_of_place():
+    """`add` has an in-place form for two operands only (`a += b`): with three it is left alone
+    (once a CompilerBug: marked in place, then found to have no form to emit)."""
+    text = "model M { input x: [B, 8]  a = x -> p: linear(8)  b = x -> q: linear(8)  output a -> add(b, x) }"
+    assert applied(text, 1)["inplace"] == 0
+    assert " + " in modelc.compile_source(text, "t.model", optimize=1)
+    assert_same(text, 1)
+
+
 @examples(10)
 @given(st.randoms(use_true_random=False))
 def test_inplace_keeps_training_gradients(r):

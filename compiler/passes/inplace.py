@@ -28,9 +28,9 @@ def inplace(graph: Graph) -> PassResult:
     result = PassResult("inplace", g)
     for n in g.topo():
         node = g.node(n)
-        if node.opdef.inplace_call(dict(node.attrs), ["x", "y"]) is None:
-            continue
         ins = g.inputs_of(n)
+        if node.opdef.inplace_call(dict(node.attrs), [f"x{k}" for k in range(len(ins))]) is None:
+            continue  # no in-place form for these arguments (`a + b + c` has none)
         reasons = []
         for port, ref in enumerate(ins[: 2 if node.op == "add" else 1]):
             why = _unsafe(g, n, ref)
