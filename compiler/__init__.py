@@ -29,6 +29,12 @@ def _repr_svg_(graph) -> str | None:
 _Graph._repr_svg_ = _repr_svg_
 
 
-def graph(path: str, model: str | None = None, **params):
-    """The shape-checked graph IR of one model of a spec file."""
-    return _build(path, model, params)
+def graph(path: str, model: str | None = None, *, optimize: int = 0, **params):
+    """The shape-checked graph IR of one model of a spec file (optimized at level `optimize`:
+    the graph `-O1`/`-O2` would emit)."""
+    g = _build(path, model, params)
+    if optimize:
+        from modelc.passes import optimize as _optimize
+
+        g = _optimize(g, optimize).graph
+    return g

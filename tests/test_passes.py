@@ -324,6 +324,11 @@ def test_cli_render_diff_against_the_optimized_graph(tmp_path):
     assert "20 changed, 0 added, 20 removed" in dot  # 20 convs folded into, 20 batchnorms gone
 
 
+def test_api_graph_follows_the_level():
+    assert modelc.graph("specs/resnet18.model", optimize=1).num_params() == 11_684_712
+    assert modelc.graph("specs/resnet18.model").num_params() == 11_689_512
+
+
 def test_cli_refuses_an_unknown_rewrite():
     rc, _, err = _cli("check", "specs/resnet18.model", "--rewrite", "nope")
     assert rc == 1 and "E0601" in err and "separable" in err
@@ -340,3 +345,28 @@ def test_optimized_modules_compute_their_graphs(spec):
     graph = build_all(program, optimize=2)[0]
     result = verify_module(modelc.load(spec, optimize=2), graph)
     assert result["params"] == graph.num_params()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("spec", ["specs/resnet18.model", "specs/mobilenet_v2.model", "specs/gpt.model",
+                                  "specs/bert.model", "specs/attention_primitives.model"])  # fmt: skip
+def test_optimized_modules_on_cuda(spec):
+    """-O2 on the GPU (fused SDPA kernels, folded convs, in-place updates) against -O0 on the CPU,
+    one checkpoint, plain fp32 (no TF32); and the interpreter on the optimized IR, on the GPU."""
+    from modelc.verify import verify_module
+
+    text = open(spec).read()
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    saved = matmul.allow_tf32, cudnn.allow_tf32
+    matmul.allow_tf32 = cudnn.allow_tf32 = False
+    try:
+        base, opt, args = pair(text, 2, spec)
+        want = outputs(base, args)
+        got = outputs(opt.cuda(), [a.cuda() for a in args])
+        for a, b in zip(want, got):
+            scale = max(1.0, a.abs().max().item()) if a.is_floating_point() else 1.0
+            torch.testing.assert_close(b.cpu(), a, atol=1e-4 * scale, rtol=1e-4)
+        graph = build_all(modelc.load.__globals__["load_file"](spec), optimize=2)[0]
+        verify_module(modelc.load(spec, optimize=2), graph, device="cuda")
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = saved
