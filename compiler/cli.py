@@ -4,6 +4,7 @@
     modelc summary SPEC [--json]        per-layer table: shapes, parameters, MACs
     modelc compile SPEC [-o OUT.py]     emit a PyTorch module (--verify runs it)
     modelc render SPEC -o OUT.svg       draw it (.svg/.png/.pdf/.dot; --level, --diff B.model)
+    modelc bench SPEC [--reference R]   time the module against a reference, in one run (torch)
     modelc ops                          list the ops and their attributes
 
 Exit status: 0 success, 1 errors in the spec (or in an option's value), 2 bad command
@@ -104,6 +105,25 @@ def _parser() -> argparse.ArgumentParser:
                    help="draw SPEC and SPEC_B (or SPEC under --param-b) side by side, differences marked")
     r.add_argument("--param-b", action="append", default=[], metavar="K=V",
                    help="with --diff: a parameter of the B side (repeatable)")
+    b = spec_command("bench", "Time the compiled module against a reference, side by side in one run "
+                     "(needs torch).", _bench)  # fmt: skip
+    b.add_argument("--reference", metavar="REF",
+                   help="torchvision:NAME, module:PATH:CLASS (a .py file or a module; built with no "
+                        "arguments), or O0/O1/O2 (the spec at that level); weights are shared and "
+                        "outputs compared first")
+    b.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    b.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32")
+    b.add_argument("--batch", type=int, metavar="N", help="the batch size (default 2; --input pins others)")
+    b.add_argument("--compile", action="store_true", help="torch.compile both modules (inductor)")
+    b.add_argument("--channels-last", action="store_true", help="both modules and 4-D inputs in channels_last")
+    b.add_argument("--reps", type=int, default=10, metavar="N", help="timed runs of each module (default 10)")
+    b.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed runs first (default 3)")
+    b.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N) on the CPU")
+    b.add_argument("--no-memory", action="store_true",
+                   help="skip the peak-memory measurement (on the CPU a child process per module)")
+    b.add_argument("--peak-tflops", type=float, metavar="X",
+                   help="the device's dense peak for the dtype, for MFU (default: a table of known GPUs)")
+    b.add_argument("--json", action="store_true", help="print the report as JSON")
     o = sub.add_parser("ops", help="List the ops with their attributes.")
     o.add_argument("--json", action="store_true")
     o.set_defaults(run=_ops)
@@ -207,6 +227,28 @@ def _render(args) -> int:
         sys.stdout.write(rendered.dot)
     for note in notes:
         print(f"modelc: note: {printable(note)}", file=sys.stderr)
+    return 0
+
+
+def _bench(args) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise error("E0601", "bench needs torch: pip install torch", None) from None
+    from modelc.bench import Options, bench, format_report
+
+    if args.batch is not None and args.batch < 1:
+        raise error("E0601", f"--batch {args.batch}: expected a positive number", None)
+    program, _ = _graphs(args)  # checks the spec and the options first, and prints --explain
+    opts = Options(spec=args.spec, model=args.model, params=_params(program, args),
+                   inputs=dict(_input(text) for text in args.input), optimize=args.optimize,
+                   rewrites=tuple(args.rewrite), reference=args.reference, device=args.device,
+                   dtype=args.dtype, batch=args.batch, compile=args.compile,
+                   channels_last=args.channels_last, reps=args.reps, warmup=args.warmup,
+                   memory=not args.no_memory, threads=args.threads, progress=not args.json,
+                   peak_tflops=args.peak_tflops)  # fmt: skip
+    report = bench(opts)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
 

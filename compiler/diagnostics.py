@@ -76,6 +76,7 @@ CODES: dict[str, str] = {
     "E0602": "Graphviz not found",
     "E0603": "cannot verify here",
     "E0604": "cannot write file",
+    "E0605": "benchmark refused",
 }
 
 

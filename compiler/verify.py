@@ -61,7 +61,7 @@ class Plan:
 
 def plan(graph: Graph, device: str = "cpu", batch: int = 2, memory: int | None = None) -> Plan:
     """Sizes and costs of a verify run of `graph`; SpecError E0603 where none is possible here."""
-    env = _sizes(graph, batch)
+    env = sizes(graph, batch)
     macs = sum(int(subs(graph.node(n).macs, env)) for n in graph.nodes())
     p = Plan(env, 4 * graph.num_params(), _activation_peak(graph, env), macs)
     at = f" at {env_text(env)}" if env else ""
@@ -79,16 +79,17 @@ def plan(graph: Graph, device: str = "cpu", batch: int = 2, memory: int | None =
     return p
 
 
-def _sizes(graph: Graph, batch: int) -> dict[str, int]:
+def sizes(graph: Graph, batch: int, what: str = "--verify") -> dict[str, int]:
     """The first of SIZES at which every tensor of the graph has a positive size and every
-    op's run-time requirement on its input sizes holds (`OpDef.requires`)."""
+    op's run-time requirement on its input sizes holds (`OpDef.requires`); E0603 naming
+    `what` (the command that wants to run the graph) where none does."""
     problem, order = "", graph.topo()
     for other in SIZES:
         env = concrete_env(graph, batch, other)
         problem = next(filter(None, (_problem(graph, n, env) for n in order)), "")
         if not problem:
             return env
-    raise error("E0603", f"--verify cannot run {graph.name}: with the symbolic sizes at {env_text(env)}, "
+    raise error("E0603", f"{what} cannot run {graph.name}: with the symbolic sizes at {env_text(env)}, "
                 f"{problem}", None, "give the inputs concrete sizes with --input NAME=D1,D2,...")  # fmt: skip
 
 
