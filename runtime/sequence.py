@@ -251,9 +251,10 @@ def relative_position_index(window: int) -> nn.Buffer:
     return nn.Buffer((rel[:, :, 0] * (2 * window - 1) + rel[:, :, 1]).flatten())
 
 
-def shifted_window_mask(h: int, w: int, window: int, shift: int, device=None) -> torch.Tensor:
+def shifted_window_mask(h: int, w: int, window: int, shift: int, device=None, dtype=None) -> torch.Tensor:
     """[windows, window^2, window^2]: -100 where two positions of a window of the map rolled by
-    -shift came from different regions of the unrolled map (so they do not attend), else 0."""
+    -shift came from different regions of the unrolled map (so they do not attend), else 0; in
+    `dtype` (the scores', so a bf16 model stays bf16), float32 by default."""
     region = torch.zeros(h, w, device=device)
     bounds = ((0, -window), (-window, -shift), (-shift, None))
     for i, (r0, r1) in enumerate(bounds):
@@ -261,4 +262,4 @@ def shifted_window_mask(h: int, w: int, window: int, shift: int, device=None) ->
             region[r0:r1, c0:c1] = 3 * i + j
     ids = window_partition(region[None, :, :, None], window).squeeze(2)  # [windows, window^2]
     differs = ids[:, None, :] != ids[:, :, None]
-    return torch.zeros(differs.shape, device=device).masked_fill(differs, -100.0)
+    return torch.zeros(differs.shape, device=device, dtype=dtype).masked_fill(differs, -100.0)

@@ -155,3 +155,19 @@ def test_items_with_a_prefix_may_take_extra_inputs():
     x = torch.randn(2, 8)
     want = model.layers["layer1"].fc(model.layers["layer0"].fc(x) + x) + x
     torch.testing.assert_close(model(x), want)
+
+
+def test_a_bf16_swin_block_stays_bf16():
+    """Found on an H200 (tests/test_cuda.py): the shifted-window mask was made in float32, so
+    adding it promoted a bf16 model's scores to float32 and `weights @ v` failed. Constants the
+    forward makes take the dtype of the tensor they are made for."""
+    text = ("model M { input x: [B, 8, 8, 4]\n"
+            "  m = x -> shifted_window_mask(4, 2)\n"
+            "  s = x -> window_partition(4) -> reshape([-1, 16, 4])\n"
+            "  scores = (s @ transpose(s, -2, -1)) -> reshape([-1, 4, 16, 16])\n"
+            "  output softmax(scores + unsqueeze(m, 0)) }")  # fmt: skip
+    model = modelc.load_source(text, "w.model")().to(torch.bfloat16)
+    out = model(torch.randn(2, 8, 8, 4, dtype=torch.bfloat16))
+    assert out.dtype == torch.bfloat16
+    want = modelc.load_source(text, "w.model")()(torch.randn(2, 8, 8, 4))
+    assert want.dtype == torch.float32

@@ -192,7 +192,7 @@ class ShiftedWindowMask(OpDef):
     def call(self, a, args):
         x = args[0]
         return CallExpr("rt.shifted_window_mask", [f"{x}.shape[1]", f"{x}.shape[2]", str(a["window"]),
-                                                    str(a["shift"]), f"{x}.device"])  # fmt: skip
+                                                    str(a["shift"]), f"{x}.device", f"{x}.dtype"])  # fmt: skip
 
     def label(self, a):
         return f"shifted window mask {a['shift']}"

@@ -101,7 +101,7 @@ class ShiftedWindowAttention_1(nn.Module):
         attn = attn + bias  # swin_t.model:21
         attn = attn.reshape(-1, 64, 3, 49, 49)  # swin_t.model:23
         # swin_t.model:23
-        attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 7, 3, x.device)
+        attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 7, 3, x.device, x.dtype)
         attn_1 = attn_1.unsqueeze(1)  # swin_t.model:23
         attn = attn + attn_1  # swin_t.model:23
         attn = attn.reshape(-1, 3, 49, 49)  # swin_t.model:24
@@ -260,7 +260,7 @@ class ShiftedWindowAttention_3(nn.Module):
         attn = attn + bias  # swin_t.model:21
         attn = attn.reshape(-1, 16, 6, 49, 49)  # swin_t.model:23
         # swin_t.model:23
-        attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 7, 3, x.device)
+        attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 7, 3, x.device, x.dtype)
         attn_1 = attn_1.unsqueeze(1)  # swin_t.model:23
         attn = attn + attn_1  # swin_t.model:23
         attn = attn.reshape(-1, 6, 49, 49)  # swin_t.model:24
@@ -423,7 +423,7 @@ class ShiftedWindowAttention_5(nn.Module):
         attn = attn + bias  # swin_t.model:21
         attn = attn.reshape(-1, 4, 12, 49, 49)  # swin_t.model:23
         # swin_t.model:23
-        attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 7, 3, x.device)
+        attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 7, 3, x.device, x.dtype)
         attn_1 = attn_1.unsqueeze(1)  # swin_t.model:23
         attn = attn + attn_1  # swin_t.model:23
         attn = attn.reshape(-1, 12, 49, 49)  # swin_t.model:24

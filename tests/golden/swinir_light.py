@@ -101,7 +101,7 @@ class ShiftedWindowAttention_1(nn.Module):
         attn = attn + bias  # swin_t.model:21
         attn = attn.reshape(-1, 64, 6, 64, 64)  # swin_t.model:23
         # swin_t.model:23
-        attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 8, 4, x.device)
+        attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 8, 4, x.device, x.dtype)
         attn_1 = attn_1.unsqueeze(1)  # swin_t.model:23
         attn = attn + attn_1  # swin_t.model:23
         attn = attn.reshape(-1, 6, 64, 64)  # swin_t.model:24
