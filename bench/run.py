@@ -116,8 +116,11 @@ def _write(out: Path, device: str, rows: list[dict], torch) -> None:
 
 
 def _commit() -> str | None:
+    """HEAD's short hash (MODELC_COMMIT where the tree is a copy without its history)."""
     import subprocess
 
+    if os.environ.get("MODELC_COMMIT"):
+        return os.environ["MODELC_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()  # fmt: skip
@@ -153,12 +156,16 @@ def table(data: dict) -> str:
         ours, ref = r["variants"]
         met = "yes" if r["ratio"] >= row["target"] else "**no**"
         mem = " / ".join("-" if v["peak_mib"] is None else f"{v['peak_mib']:.0f}" for v in (ours, ref))
-        cells = [row["label"], ref["name"], f"{ours['median_ms']:.1f}", f"{ref['median_ms']:.1f}",
-                 f"{r['ratio']:.2f}x", f"{row['target']:.2f}x", met, mem]  # fmt: skip
+        cells = [row["label"], ref["name"], _ms(ours["median_ms"]), _ms(ref["median_ms"]),
+                 f"{r['ratio']:.3f}x", f"{row['target']:.2f}x", met, mem]  # fmt: skip
         if cuda:
             cells.append(" / ".join("-" if v["mfu"] is None else f"{100 * v['mfu']:.1f}%" for v in (ours, ref)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _ms(ms: float) -> str:
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.1f}"
 
 
 NOT_MEASURED = {

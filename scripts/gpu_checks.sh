@@ -21,5 +21,5 @@ MODELC_CUDA_REPORT="$out/cuda_errors.jsonl" timeout "${2:-240}" python3 -m pytes
     tests/test_cuda.py tests/test_bench.py tests/test_passes.py tests/test_zoo.py tests/test_zoo_sequence.py \
     tests/test_zoo_vision.py -k "cuda" 2>&1 | tee "$out/cuda_tests.log" | tail -25
 echo "tests: exit ${PIPESTATUS[0]}"
-timeout "${3:-300}" python3 bench/run.py --device cuda --output "$out/$(date +%F)-cuda.json" 2>&1 | tee "$out/suite.log" | tail -20
+MODELC_COMMIT=${MODELC_COMMIT:-} timeout "${3:-300}" python3 bench/run.py --device cuda --output "$out/$(date +%F)-cuda.json" 2>&1 | tee "$out/suite.log" | tail -20
 echo "suite: exit ${PIPESTATUS[0]}"
