@@ -15,7 +15,6 @@ from typing import Any
 
 from modelc.diagnostics import error
 from modelc.elaborate import elaborate
-from modelc.emit import emit
 from modelc.ir import Graph
 from modelc.load import Program, load_file, load_text
 
@@ -72,13 +71,19 @@ def _build_all(program: Program, model: str | None, params: dict[str, Any], inpu
 def compile_file(path: str, model: str | None = None, *, optimize: int = 0, **params: Any) -> str:
     """PyTorch source for the model(s) of a spec file (optimized at level `optimize`)."""
     program = load_file(path)
-    return emit(build_all(program, model, params, optimize=optimize), path)
+    return _emit(build_all(program, model, params, optimize=optimize), path)
 
 
 def compile_source(text: str, path: str = "<string>", model: str | None = None, *, optimize: int = 0,
                    **params: Any) -> str:  # fmt: skip
     program = load_text(text, path)
-    return emit(build_all(program, model, params, optimize=optimize), path)
+    return _emit(build_all(program, model, params, optimize=optimize), path)
+
+
+def _emit(graphs: list[Graph], path: str) -> str:
+    from modelc.emit import emit  # and jinja2: imported when needed, not by `check`
+
+    return emit(graphs, path)
 
 
 def load(path: str, model: str | None = None, *, optimize: int = 0, **params: Any) -> type:
@@ -120,7 +125,7 @@ def _import(program: Program, model: str | None, params: dict[str, Any], optimiz
     if len(graphs) != 1:
         names = ", ".join(g.name for g in graphs)
         raise error("E0504", f"{program.path} defines several models ({names}); pass model=...", None)
-    source = emit(graphs, program.path)
+    source = _emit(graphs, program.path)
     cls = getattr(exec_source(source, program.path), graphs[0].name)
     cls.__modelc_source__ = source
     cls.__modelc_graph__ = graphs[0]

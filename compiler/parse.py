@@ -15,11 +15,14 @@ file, comments and strings included (E0102): what modelc reads is what a person 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import math
+import pkgutil
 import re
 from dataclasses import replace
 
+import lark
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, VisitError
 
@@ -43,15 +46,46 @@ _TERMINAL_NAMES = {
 }
 
 
+# NOTE: [Parser tables] Building the LALR tables from the grammar takes about 0.1 s, every
+# process. modelc.grammar.tables holds them, written by scripts/gen_parser_tables.py (a
+# test fails when they are stale); they are used only when made from this very grammar and
+# these options (`grammar_key`) by the installed version of Lark (Lark's serialized form is
+# internal to it), and otherwise the parser is built from the grammar: slower, never wrong.
+_OPTIONS = dict(parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def grammar_text() -> str:
+    return pkgutil.get_data("modelc.grammar", "modelc.lark").decode("utf-8")
+
+
+def grammar_key(text: str) -> str:
+    """The SHA-256 of what the tables are made from: the grammar's text and the options."""
+    return hashlib.sha256(f"{text}\n{sorted(_OPTIONS.items())!r}".encode()).hexdigest()
+
+
+def build_parser(text: str) -> Lark:
+    """The parser built from the grammar's text (what the shipped tables are made from)."""
+    return Lark(text, **_OPTIONS)
+
+
+def stale_tables() -> str | None:
+    """Why modelc.grammar.tables cannot be used here, or None when it can."""
+    from modelc.grammar import tables
+
+    if tables.GRAMMAR_KEY != grammar_key(grammar_text()):
+        return "the grammar or the parser's options changed since they were written"
+    if tables.LARK_VERSION != lark.__version__:
+        return f"they were written by Lark {tables.LARK_VERSION}, and Lark {lark.__version__} is installed"
+    return None
+
+
 @functools.cache
 def _parser() -> Lark:
-    return Lark.open_from_package(
-        "modelc.grammar",
-        "modelc.lark",
-        parser="lalr",
-        propagate_positions=True,
-        maybe_placeholders=True,
-    )
+    if stale_tables() is None:
+        from modelc.grammar import tables
+
+        return Lark._load_from_dict(tables.DATA, tables.MEMO)
+    return build_parser(grammar_text())
 
 
 def normalize(text: str) -> str:
