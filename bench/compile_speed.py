@@ -10,9 +10,14 @@ caches are written). The same run times a bare `python -c pass` and
 ratios to those two references are what to compare between runs.
 
 Specs: ResNet-50 (specs/resnet50.model, or the same spec written to a temporary
-folder when the repository has none), and two generated networks of N layers
+folder when the repository has none), `check` of ResNet-152 (specs/resnet152.model,
+when present), and two generated networks of N layers
 (default 10,000): one chain expression `x -> linear(64) -> relu -> ...`, and N
 bindings `x1 = x0 -> linear(64)`, `x2 = x1 -> relu`, ...
+
+Then a warm compile: in one process, `modelc.compile_file(SPEC)` of ResNet-50 and
+ResNet-152 after one untimed call, the median and minimum of --warm-runs calls (what a
+notebook or a build tool that compiles several specs pays; no start-up, no parser tables).
 
 It also checks that check, summary and compile never import torch: each runs
 once more in a wrapper that calls `modelc.cli.main(...)` and then lists the
@@ -44,6 +49,21 @@ with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
 loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
 print("TORCH_MODULES", len(loaded), " ".join(loaded[:5]), file=sys.stderr)
 sys.exit(rc)
+"""
+
+
+# Times modelc.compile_file in-process: one untimed call, then `runs` timed ones.
+_WARM = """\
+import statistics, sys, time
+import modelc
+spec, runs = sys.argv[1], int(sys.argv[2])
+modelc.compile_file(spec)
+times = []
+for _ in range(runs):
+    start = time.perf_counter()
+    modelc.compile_file(spec)
+    times.append(time.perf_counter() - start)
+print(statistics.median(times), min(times))
 """
 
 
@@ -109,6 +129,9 @@ def main() -> int:
         "--layers", type=int, default=10_000, help="layers in the generated specs"
     )
     ap.add_argument(
+        "--warm-runs", type=int, default=20, help="timed in-process compiles (default 20)"
+    )
+    ap.add_argument(
         "--python", default=sys.executable, help="interpreter with modelc installed"
     )
     opts = ap.parse_args()
@@ -130,6 +153,9 @@ def main() -> int:
         ('python -c "import torch"', [py, "-c", "import torch"]),
         ('python -c "import modelc"', [py, "-c", "import modelc"]),
     ]
+    resnet152 = ROOT / "specs" / "resnet152.model"
+    if resnet152.exists():
+        cases.append(("check resnet152", modelc("check", resnet152)))
     for spec, label in (
         (resnet, "resnet50"),
         (chain, f"chain {n:,}"),
@@ -157,6 +183,17 @@ def main() -> int:
         print(
             f"| {label:<28} | {med:8.3f} | {lo:6.3f} | {med / base:8.1f} | {med / torch_t:14.2f} |"
         )
+
+    print("\nwarm compile, in-process (modelc.compile_file, after one untimed call):")
+    for spec in (resnet, resnet152):
+        if not spec.exists():
+            continue
+        proc = subprocess.run([py, "-c", _WARM, str(spec), str(opts.warm_runs)],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        if proc.returncode != 0:
+            raise SystemExit(f"warm compile of {spec} failed:\n{proc.stderr}")
+        med, lo = (float(x) * 1000 for x in proc.stdout.split())
+        print(f"  {spec.stem:<10} median {med:6.1f} ms, min {lo:6.1f} ms ({opts.warm_runs} runs)")
 
     for spec in (chain, binds):
         text = (tmp / f"{spec.stem}.py").read_text()

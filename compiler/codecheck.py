@@ -32,6 +32,7 @@ _CLASS_CONSTANTS = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS",
 # The statements of __init__ that are not assignments.
 _INIT_CALLS = frozenset({"super().__init__()", "self.register_load_state_dict_pre_hook(rt.CheckpointRules(self.LOAD_RULES))"})
 _METHODS = frozenset({"__init__", "forward"})
+_CALLABLE = frozenset({"super", "float"})  # the builtins generated code calls (as checked below)
 _FORBIDDEN = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Await,
               ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.Starred, ast.JoinedStr, ast.Global,
               ast.Nonlocal, ast.Delete)  # fmt: skip
@@ -150,7 +151,7 @@ class _Whitelist:
         for node in ast.walk(expr):
             if isinstance(node, _FORBIDDEN):
                 _refuse(node, "an expression")
-            if isinstance(node, ast.Name) and node.id not in local | self.globals | {"super", "float"}:
+            if isinstance(node, ast.Name) and not (node.id in local or node.id in self.globals or node.id in _CALLABLE):
                 _refuse(node, f"a reference to '{node.id}'")
             if isinstance(node, ast.Attribute) and _dunder(node.attr):
                 _refuse(node, "a dunder attribute")

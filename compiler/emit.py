@@ -201,7 +201,7 @@ class _Emitter:
 
     def _node_stmt(self, tree: _Tree, n: int, vars_: _Vars, i: int, callee: str | None = None) -> list[str]:
         node = tree.graph.node(n)
-        args = [vars_.env[r] for r in tree.graph.inputs_of(n)]
+        args = [vars_.env[r] for r in tree.inputs[n]]
         attrs = dict(node.attrs)
         ctor = _module_of(node) if node.module else None
         callee = callee or f"self.{node.local}"
@@ -248,6 +248,7 @@ class _Tree:
 
     def __init__(self, graph: Graph):
         self.graph = graph
+        self.inputs = graph.all_inputs()  # node -> its inputs in port order (`inputs_of`)
         self.members: dict[tuple[str, ...], list[int]] = defaultdict(list)
         for n in graph.nodes():
             self.members[graph.node(n).scope].append(n)
@@ -282,7 +283,7 @@ class _Tree:
             # ignore it, so no node inside it reads that input.
             extra = [u for _, (u, _) in self.graph.containers[unit[1]].inputs] if unit[0] == "container" else []
             for n in self._nodes_of(unit):
-                extra += [u for u, _ in self.graph.inputs_of(n)]
+                extra += [u for u, _ in self.inputs[n]]
             for u in extra:
                 src = self.unit_of(path, u)
                 if src is not None and src != unit and src in units:
@@ -344,7 +345,7 @@ class _Vars:
 def _last_uses(tree: _Tree, c: Container, units) -> dict[Ref, float]:
     last: dict[Ref, float] = {}
     for i, (kind, ref) in enumerate(units):
-        used = tree.graph.inputs_of(ref) if kind == "node" else [r for _, r in tree.graph.containers[ref].inputs]
+        used = tree.inputs[ref] if kind == "node" else [r for _, r in tree.graph.containers[ref].inputs]
         for r in used:
             last[r] = i
         if kind == "container" and tree.graph.containers[ref].unrolled:
@@ -369,7 +370,7 @@ def _extra_inputs(tree: _Tree, path: tuple[str, ...]) -> set[Ref]:
     sequence's own input among them when an item takes it again (`for ... { Dec(x) }`)."""
     graph, out = tree.graph, set()
     for kind, ref in tree.ordered_units(path):
-        inputs = graph.inputs_of(ref) if kind == "node" else [r for _, r in graph.containers[ref].inputs]
+        inputs = tree.inputs[ref] if kind == "node" else [r for _, r in graph.containers[ref].inputs]
         out.update(inputs[1:])
         if kind == "container" and graph.containers[ref].unrolled:
             out |= _extra_inputs(tree, ref)

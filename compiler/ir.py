@@ -36,19 +36,17 @@ Ref = tuple[int, int]  # (node id, output port)
 class Attrs(Mapping):
     """An immutable, hashable attribute mapping."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_map")
 
     def __init__(self, items: Mapping[str, Any] | None = None):
         self._items = tuple(sorted((items or {}).items()))
+        self._map = dict(self._items)  # for lookups; `_items` is what equality and hash see
 
     def __getitem__(self, key: str) -> Any:
-        for k, v in self._items:
-            if k == key:
-                return v
-        raise KeyError(key)
+        return self._map[key]
 
     def __iter__(self) -> Iterator[str]:
-        return (k for k, _ in self._items)
+        return iter(self._map)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -187,6 +185,13 @@ class Graph:
     def inputs_of(self, n: int) -> list[Ref]:
         edges = sorted((d["port"], u, d["out"]) for u, _, d in self.g.in_edges(n, data=True))
         return [(u, out) for _, u, out in edges]
+
+    def all_inputs(self) -> dict[int, list[Ref]]:
+        """`inputs_of(n)` of every node, from one pass over the edges."""
+        edges: dict[int, list[tuple[int, int, int]]] = {n: [] for n in self.g.nodes}
+        for u, v, d in self.g.edges(data=True):
+            edges[v].append((d["port"], u, d["out"]))
+        return {n: [(u, out) for _, u, out in sorted(e)] for n, e in edges.items()}
 
     def input_types(self, n: int) -> list[TensorType]:
         return [self.node(u).types[out] for u, out in self.inputs_of(n)]

@@ -38,6 +38,8 @@ def literal(v) -> str:
 
 def _string(s: str, quote: str = '"') -> str:
     # Every non-printable or non-ASCII character escaped.
+    if s.isascii() and s.isprintable() and quote not in s and "\\" not in s:
+        return quote + s + quote  # nothing to escape (the common case, and much faster)
     out = [quote]
     for ch in s:
         if ch == quote:
