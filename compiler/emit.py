@@ -16,12 +16,12 @@ reused (`x = self.conv(x)`) only when the value it held has no later use.
 from __future__ import annotations
 
 import functools
+import heapq
 import re
 import textwrap
 from collections import defaultdict
 
 import jinja2
-import networkx as nx
 
 from modelc.codecheck import ENCODING_LINE, check_generated
 from modelc.diagnostics import CompilerBug
@@ -276,8 +276,7 @@ class _Tree:
         units = {("node", n): n for n in self.members[path] if self.graph.node(n).op != "input"}
         for child in self.children[path]:
             units[("container", child)] = min(self._subtree_nodes(child), default=0)
-        dag = nx.DiGraph()
-        dag.add_nodes_from(units)
+        after: dict = {unit: {} for unit in units}  # unit -> the units that read it (an ordered set)
         for unit in units:
             # A container's own inputs count too: a block may pass one through untouched or
             # ignore it, so no node inside it reads that input.
@@ -287,8 +286,8 @@ class _Tree:
             for u in extra:
                 src = self.unit_of(path, u)
                 if src is not None and src != unit and src in units:
-                    dag.add_edge(src, unit)
-        return list(nx.lexicographical_topological_sort(dag, key=lambda u: units[u]))
+                    after[src][unit] = None
+        return _lexicographic_order(units, after)
 
     def _nodes_of(self, unit) -> list[int]:
         kind, ref = unit
@@ -301,6 +300,30 @@ class _Tree:
                 out += self._subtree_nodes(child)
             self._subtrees[path] = out
         return self._subtrees[path]
+
+
+def _lexicographic_order(keys: dict, after: dict) -> list:
+    """A topological order of `keys`' units (edges: `after`), taking among the units that are
+    ready the one with the smallest key, then the first inserted: networkx's
+    lexicographical_topological_sort, without building a networkx graph per class."""
+    rank = {unit: i for i, unit in enumerate(keys)}
+    waiting = dict.fromkeys(keys, 0)
+    for successors in after.values():
+        for unit in successors:
+            waiting[unit] += 1
+    ready = [(keys[u], rank[u], u) for u, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, _, unit = heapq.heappop(ready)
+        order.append(unit)
+        for succ in after[unit]:
+            waiting[succ] -= 1
+            if waiting[succ] == 0:
+                heapq.heappush(ready, (keys[succ], rank[succ], succ))
+    if len(order) != len(keys):
+        raise CompilerBug("the units of a class depend on each other in a cycle")
+    return order
 
 
 class _Vars:
