@@ -11,8 +11,8 @@ the dtype and layout asked for, optionally `torch.compile`d, warmed up, and time
 interleaved rounds (the order alternating each round, the device synchronised around every
 call), so a noisy machine slows both alike. Reported per module: the median, the 10th and 90th
 percentiles, samples per second, the peak memory one forward adds (CUDA: the allocator's
-peak; CPU: the peak resident set of a fresh process running one forward, measured in a child
-process), and on CUDA the model FLOP utilisation: 2 x the IR's MACs per forward, over the
+peak; CPU: the peak resident set of a fresh child process running one forward after an
+untimed one), and on CUDA the model FLOP utilisation: 2 x the IR's MACs per forward, over the
 device's dense peak for the dtype. The ratio is the reference's median over ours (> 1: ours
 is faster).
 
@@ -279,8 +279,8 @@ def _cuda_peak(module, args: list, torch) -> int:
 
 
 def _cpu_peak(opts: Options, which: str) -> int | None:
-    """One forward in a fresh process: how far it raised the resident set above what the
-    built module holds (None where that cannot be measured: not Linux, or the child failed)."""
+    """One forward in a fresh process, after an untimed one: how far it raised the resident
+    set above what the built module holds (None where that cannot be measured: not Linux, or the child failed)."""
     if not os.path.exists("/proc/self/clear_refs"):
         return None
     payload = json.dumps({"options": asdict(opts), "which": which})
@@ -471,6 +471,8 @@ def _child(payload: str) -> int:
     del ours, ref
     import gc
 
+    with torch.inference_mode():  # a first forward sets up what is made once (oneDNN's
+        module(*args)  # primitives, thread pools): not the forward's own memory
     gc.collect()
     _release_free_memory()
     base = _reset_peak()
