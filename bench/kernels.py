@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     dev_args = _cast(args, opts, torch)
     results = {}
     for v in (ours, ref):
-        results[v.name] = profile(_prepare(v.module, args, opts, torch), dev_args, torch, a.runs, cuda)
+        results[v.name] = profile(_prepare(v.module, opts, torch), dev_args, torch, a.runs, cuda)
     unit = "device" if cuda else "CPU (aten ops, self time)"
     print(f"{graph.name}: {opts.dtype}, batch {args[0].shape[0]}, {unit} ms per forward, {a.runs} profiled forwards")
     kinds = sorted({kind_of(k) for r in results.values() for k in r})

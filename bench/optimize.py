@@ -68,6 +68,7 @@ def _inputs(graph, shape, torch):
 
 def timings(name: str, runs: int, torch) -> list[tuple[str, float, float]]:
     import modelc
+    from modelc.bench import flat_outputs, randomize
     from modelc.driver import build_all
     from modelc.load import load_file
 
@@ -81,11 +82,11 @@ def timings(name: str, runs: int, torch) -> list[tuple[str, float, float]]:
         import torchvision
 
         ref = getattr(torchvision.models, tv_name)(weights=None)
-        _randomize(ref, torch)
+        randomize(ref, torch)
         variants["torchvision"] = ref.eval()
         state = ref.state_dict()
     else:
-        _randomize(base, torch)
+        randomize(base, torch)
         state = base.state_dict()
     for level in (0, 1, 2):
         m = modelc.load(spec, optimize=level)()
@@ -93,9 +94,9 @@ def timings(name: str, runs: int, torch) -> list[tuple[str, float, float]]:
         variants[f"-O{level}"] = m.eval()
     args = _inputs(graph, shape, torch)
     with torch.inference_mode():
-        want = [o for o in _flat(variants[next(iter(variants))](*args))]
+        want = [o for o in flat_outputs(variants[next(iter(variants))](*args))]
         for key, m in variants.items():  # a module that computes something else is not timed
-            for a, b in zip(want, _flat(m(*args))):
+            for a, b in zip(want, flat_outputs(m(*args))):
                 tol = 1e-4 * max(1.0, a.abs().max().item())
                 if not torch.allclose(a, b, atol=tol, rtol=1e-4):
                     raise SystemExit(f"{name} {key}: outputs differ by {(a - b).abs().max().item():.3g}")
@@ -111,25 +112,6 @@ def timings(name: str, runs: int, torch) -> list[tuple[str, float, float]]:
     ref_key = "torchvision" if "torchvision" in times else "-O0"
     ref_median = statistics.median(times[ref_key])
     return [(key, statistics.median(t) * 1e3, ref_median / statistics.median(t)) for key, t in times.items()]
-
-
-def _flat(out):
-    return list(out) if isinstance(out, tuple) else [out]
-
-
-def _randomize(module, torch) -> None:
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for key, t in module.state_dict().items():
-            if not t.is_floating_point():
-                continue
-            if key.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif key.endswith("running_mean"):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-            elif t.dim() == 1:
-                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.75 if key.endswith("weight") else
-                        torch.randn(t.shape, generator=g) * 0.05)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

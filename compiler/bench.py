@@ -36,7 +36,7 @@ from typing import Any
 from modelc.diagnostics import error
 from modelc.ir import Graph
 
-__all__ = ["Options", "bench", "format_report", "peak_tflops"]
+__all__ = ["Options", "bench", "format_report", "flat_outputs", "peak_tflops", "randomize"]
 
 DTYPES = ("fp32", "bf16", "fp16")
 
@@ -146,7 +146,7 @@ def _import_class(ref: str, where: str, cls_name: str) -> type:
     return cls
 
 
-def _randomize(module, torch, seed: int = 1) -> None:
+def randomize(module, torch, seed: int = 1) -> None:
     """Every float tensor redrawn, BatchNorm statistics too (defaults would hide a wrong fold);
     scaled so a deep network's activations stay in range."""
     g = torch.Generator().manual_seed(seed)
@@ -167,7 +167,7 @@ def _randomize(module, torch, seed: int = 1) -> None:
 
 def _share_weights(ours, reference, torch) -> str:
     """Give ours the reference's (randomized) weights; returns how, or why not."""
-    _randomize(reference, torch)
+    randomize(reference, torch)
     try:
         ours.load_state_dict(reference.state_dict())
     except RuntimeError as exc:  # other keys or shapes: time them, but nothing can be compared
@@ -193,11 +193,12 @@ class _Variant:
     times: list[float] = field(default_factory=list)
 
 
-def _flat(out) -> list:
+def flat_outputs(out) -> list:
+    """The tensors of a module's output (a tensor, or tuples, lists and dicts of them), in order."""
     if isinstance(out, (tuple, list)):
-        return [t for o in out for t in _flat(o)]
+        return [t for o in out for t in flat_outputs(o)]
     if isinstance(out, dict):
-        return [t for o in out.values() for t in _flat(o)]
+        return [t for o in out.values() for t in flat_outputs(o)]
     return [out] if hasattr(out, "shape") else []
 
 
@@ -218,9 +219,9 @@ def _compare(ours: _Variant, ref: _Variant, args: list, torch, values: bool) -> 
     values; returns the largest relative difference (None when values are not compared).
     E0605 where they disagree or the reference cannot run on the spec's inputs."""
     with torch.inference_mode(), _fp32(torch):
-        got = _flat(ours.module(*args))
+        got = flat_outputs(ours.module(*args))
         try:
-            want = _flat(ref.module(*args))
+            want = flat_outputs(ref.module(*args))
         except Exception as exc:  # noqa: BLE001 - the user's reference, on our inputs
             text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise error("E0605", f"bench refused: {ref.name} cannot run on the spec's inputs: {text}", None,
@@ -301,7 +302,7 @@ def _setup(opts: Options, torch):
     if ref_level is not None:  # the spec at another level: one random checkpoint of the spec
         ref_module = _module_class(_graph(opts, ref_level), opts.spec)()
         base = _module_class(_graph(opts, 0), opts.spec)()
-        _randomize(base, torch)
+        randomize(base, torch)
         state = base.state_dict()
         ours.load_state_dict(state)
         ref_module.load_state_dict(state)
@@ -309,17 +310,20 @@ def _setup(opts: Options, torch):
     elif ref_module is not None:
         shared = _share_weights(ours, ref_module, torch)
     else:
-        _randomize(ours, torch)
+        randomize(ours, torch)
     reference = None if ref_module is None else _Variant(ref_name, ref_module.eval())
     mine = _Variant(f"modelc -O{opts.optimize}" + (" +rewrite" if opts.rewrites else ""), ours.eval())
     return graph, mine, reference, args, env, shared
 
 
-def _prepare(module, args: list, opts: Options, torch):
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[opts.dtype]
+def _torch_dtype(name: str, torch):
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def _prepare(module, opts: Options, torch):
     module = module.to(opts.device)
     if opts.dtype != "fp32":
-        module = module.to(dtype)
+        module = module.to(_torch_dtype(opts.dtype, torch))
     if opts.channels_last:
         module = module.to(memory_format=torch.channels_last)
     if opts.compile:
@@ -328,7 +332,7 @@ def _prepare(module, args: list, opts: Options, torch):
 
 
 def _cast(args: list, opts: Options, torch) -> list:
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[opts.dtype]
+    dtype = _torch_dtype(opts.dtype, torch)
     out = []
     for a in args:
         a = a.to(opts.device)
@@ -360,7 +364,7 @@ def bench(opts: Options) -> dict[str, Any]:
     dev_args = [a.to(opts.device) for a in args]
     worst = _compare(ours, ref, dev_args, torch, "not shared" not in shared) if ref else None
     for v in variants:
-        v.module = _prepare(v.module, args, opts, torch)
+        v.module = _prepare(v.module, opts, torch)
     dev_args = _cast(args, opts, torch)
     bar = _Progress(opts.progress, f"bench {graph.name}")
     _time(variants, dev_args, opts, torch, bar)
@@ -466,7 +470,7 @@ def _child(payload: str) -> int:
         torch.set_num_threads(opts.threads)
     graph, ours, ref, args, _, _ = _setup(opts, torch)
     v = ours if data["which"] == "ours" else ref
-    module = _prepare(v.module, args, opts, torch)
+    module = _prepare(v.module, opts, torch)
     args = _cast(args, opts, torch)
     del ours, ref
     import gc
