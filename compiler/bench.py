@@ -36,7 +36,7 @@ from typing import Any
 from modelc.diagnostics import error
 from modelc.ir import Graph
 
-__all__ = ["Options", "bench", "format_report", "flat_outputs", "peak_tflops", "randomize"]
+__all__ = ["Options", "bench", "format_report", "flat_outputs", "no_tf32", "peak_tflops", "randomize"]
 
 DTYPES = ("fp32", "bf16", "fp16")
 
@@ -203,7 +203,7 @@ def flat_outputs(out) -> list:
 
 
 @contextlib.contextmanager
-def _fp32(torch):
+def no_tf32(torch):
     """Plain fp32 for the comparison: TF32 would round differently from the reference."""
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     saved = matmul.allow_tf32, cudnn.allow_tf32
@@ -218,7 +218,7 @@ def _compare(ours: _Variant, ref: _Variant, args: list, torch, values: bool) -> 
     """Run both once (fp32, TF32 off): the same output shapes, and with shared weights the same
     values; returns the largest relative difference (None when values are not compared).
     E0605 where they disagree or the reference cannot run on the spec's inputs."""
-    with torch.inference_mode(), _fp32(torch):
+    with torch.inference_mode(), no_tf32(torch):
         got = flat_outputs(ours.module(*args))
         try:
             want = flat_outputs(ref.module(*args))

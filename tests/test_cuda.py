@@ -18,6 +18,7 @@ import torch
 from passes_util import randomize
 
 import modelc
+from modelc.bench import flat_outputs, no_tf32
 from modelc.driver import build_all
 from modelc.load import load_file
 from modelc.verify import _random_input, sizes
@@ -35,23 +36,13 @@ def _models():
     return out
 
 
-def _flat(out) -> list:
-    return [t for o in out for t in _flat(o)] if isinstance(out, (tuple, list)) else [out]
-
-
 def _run(module, args, device, dtype):
     module = module.to(device=device).eval()
     if dtype is not torch.float32:
         module = module.to(dtype)
     cast = [a.to(device=device, dtype=dtype) if a.is_floating_point() else a.to(device) for a in args]
-    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
-    saved = matmul.allow_tf32, cudnn.allow_tf32
-    matmul.allow_tf32 = cudnn.allow_tf32 = False
-    try:
-        with torch.no_grad():
-            return [t.float().cpu() if t.is_floating_point() else t.cpu() for t in _flat(module(*cast))]
-    finally:
-        matmul.allow_tf32, cudnn.allow_tf32 = saved
+    with torch.no_grad(), no_tf32(torch):
+        return [t.float().cpu() if t.is_floating_point() else t.cpu() for t in flat_outputs(module(*cast))]
 
 
 @pytest.mark.parametrize("path,model", _models())

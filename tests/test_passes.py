@@ -353,13 +353,11 @@ def test_optimized_modules_compute_their_graphs(spec):
 def test_optimized_modules_on_cuda(spec):
     """-O2 on the GPU (fused SDPA kernels, folded convs, in-place updates) against -O0 on the CPU,
     one checkpoint, plain fp32 (no TF32); and the interpreter on the optimized IR, on the GPU."""
+    from modelc.bench import no_tf32
     from modelc.verify import verify_module
 
     text = open(spec).read()
-    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
-    saved = matmul.allow_tf32, cudnn.allow_tf32
-    matmul.allow_tf32 = cudnn.allow_tf32 = False
-    try:
+    with no_tf32(torch):
         base, opt, args = pair(text, 2, spec)
         want = outputs(base, args)
         got = outputs(opt.cuda(), [a.cuda() for a in args])
@@ -368,5 +366,3 @@ def test_optimized_modules_on_cuda(spec):
             torch.testing.assert_close(b.cpu(), a, atol=1e-4 * scale, rtol=1e-4)
         graph = build_all(modelc.load.__globals__["load_file"](spec), optimize=2)[0]
         verify_module(modelc.load(spec, optimize=2), graph, device="cuda")
-    finally:
-        matmul.allow_tf32, cudnn.allow_tf32 = saved
