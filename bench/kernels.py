@@ -77,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
 
     opts = Options(spec=a.spec, optimize=a.optimize, reference=a.reference, device=a.device, dtype=a.dtype,
                    batch=a.batch, channels_last=a.channels_last, progress=False)  # fmt: skip
-    graph, ours, ref, args, _, shared = _setup(opts, torch)
+    graph, ours, ref, args, _, same, _ = _setup(opts, torch)
     for v in (ours, ref):
         v.module = v.module.to(opts.device)
-    _compare(ours, ref, [x.to(opts.device) for x in args], torch, "not shared" not in shared)
+    _compare(ours, ref, [x.to(opts.device) for x in args], torch, same)
     cuda = opts.device.startswith("cuda")
     dev_args = _cast(args, opts, torch)
     results = {}

@@ -165,15 +165,16 @@ def randomize(module, torch, seed: int = 1) -> None:
                 t.copy_(torch.randn(t.shape, generator=g) / max(1, t[0].numel()) ** 0.5)
 
 
-def _share_weights(ours, reference, torch) -> str:
-    """Give ours the reference's (randomized) weights; returns how, or why not."""
+def _share_weights(ours, reference, torch) -> tuple[bool, str]:
+    """Give ours the reference's (randomized) weights: (whether they are the same weights now,
+    how, or why not)."""
     randomize(reference, torch)
     try:
         ours.load_state_dict(reference.state_dict())
     except RuntimeError as exc:  # other keys or shapes: time them, but nothing can be compared
         first = str(exc).strip().splitlines()[0][:160]
-        return f"not shared ({first})"
-    return "the reference's state_dict"
+        return False, f"not shared ({first})"
+    return True, "the reference's state_dict"
 
 
 def _inputs(graph: Graph, opts: Options, torch) -> tuple[list, dict[str, int]]:
@@ -293,12 +294,13 @@ def _cpu_peak(opts: Options, which: str) -> int | None:
 
 
 def _setup(opts: Options, torch):
-    """(graph, ours, reference or None, args, env, how the weights were shared)."""
+    """(graph, ours, reference or None, args, env, whether both hold the same weights, how the
+    weights were set)."""
     graph = _graph(opts)
     ref_name, ref_module, ref_level = _reference(opts)
     ours = _module_class(graph, opts.spec)()
     args, env = _inputs(graph, opts, torch)
-    shared = ""
+    same, weights = False, "random"
     if ref_level is not None:  # the spec at another level: one random checkpoint of the spec
         ref_module = _module_class(_graph(opts, ref_level), opts.spec)()
         base = _module_class(_graph(opts, 0), opts.spec)()
@@ -306,14 +308,14 @@ def _setup(opts: Options, torch):
         state = base.state_dict()
         ours.load_state_dict(state)
         ref_module.load_state_dict(state)
-        shared = "one random checkpoint of the spec"
+        same, weights = True, "one random checkpoint of the spec"
     elif ref_module is not None:
-        shared = _share_weights(ours, ref_module, torch)
+        same, weights = _share_weights(ours, ref_module, torch)
     else:
         randomize(ours, torch)
     reference = None if ref_module is None else _Variant(ref_name, ref_module.eval())
     mine = _Variant(f"modelc -O{opts.optimize}" + (" +rewrite" if opts.rewrites else ""), ours.eval())
-    return graph, mine, reference, args, env, shared
+    return graph, mine, reference, args, env, same, weights
 
 
 def _torch_dtype(name: str, torch):
@@ -357,12 +359,12 @@ def bench(opts: Options) -> dict[str, Any]:
         raise error("E0601", "--reps must be at least 1 and --warmup at least 0", None)
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    graph, ours, ref, args, env, shared = _setup(opts, torch)
+    graph, ours, ref, args, env, same, weights = _setup(opts, torch)
     variants = [ours] + ([ref] if ref else [])
     for v in variants:
         v.module = v.module.to(opts.device)
     dev_args = [a.to(opts.device) for a in args]
-    worst = _compare(ours, ref, dev_args, torch, "not shared" not in shared) if ref else None
+    worst = _compare(ours, ref, dev_args, torch, same) if ref else None
     for v in variants:
         v.module = _prepare(v.module, opts, torch)
     dev_args = _cast(args, opts, torch)
@@ -394,7 +396,7 @@ def bench(opts: Options) -> dict[str, Any]:
         "device": opts.device, "device_name": device_name, "dtype": opts.dtype, "batch": batch,
         "sizes": env, "channels_last": opts.channels_last, "compile": opts.compile,
         "threads": torch.get_num_threads(), "torch": torch.__version__, "reps": opts.reps,
-        "warmup": opts.warmup, "macs": macs, "peak_tflops": peak, "weights": shared or "random",
+        "warmup": opts.warmup, "macs": macs, "peak_tflops": peak, "weights": weights,
         "outputs_compared": worst is not None, "max_relative_difference": worst,
         "ratio": rows[1]["median_ms"] / rows[0]["median_ms"] if len(rows) > 1 else None,
         "variants": rows,
@@ -468,7 +470,7 @@ def _child(payload: str) -> int:
                       "rewrites": tuple(data["options"]["rewrites"]), "compile": False, "progress": False})  # fmt: skip
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    graph, ours, ref, args, _, _ = _setup(opts, torch)
+    graph, ours, ref, args, *_ = _setup(opts, torch)
     v = ours if data["which"] == "ours" else ref
     module = _prepare(v.module, opts, torch)
     args = _cast(args, opts, torch)
