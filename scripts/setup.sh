@@ -20,7 +20,7 @@ mode=${MODELC_INSTALL:-editable}
 stamp="$VENV/.modelc-setup-$mode"
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$mode" = regular ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  "$VENV/bin/python" -m pip install -q --upgrade pip "setuptools>=69" wheel
+  "$VENV/bin/python" -m pip install -q --upgrade pip "setuptools>=77" wheel
   # torch 2.14.1 + torchvision 0.29.1: the pair the reference checks are pinned to.
   "$VENV/bin/python" -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
   if [ "$mode" = regular ]; then
