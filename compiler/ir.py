@@ -233,18 +233,20 @@ class Graph:
 
     # ---- checking
     def verify(self) -> None:
-        """Raise CompilerBug if an invariant of the IR is broken."""
-        if not nx.is_directed_acyclic_graph(self.g):
-            raise CompilerBug(f"graph {self.name} has a cycle")
+        """Raise CompilerBug if an invariant of the IR is broken. One pass over the nodes and
+        one over the edges (it runs after every build)."""
+        incoming: dict[int, list[tuple[int, int, int]]] = {n: [] for n in self.g.nodes}
+        for u, v, d in self.g.edges(data=True):
+            incoming[v].append((d["port"], u, d["out"]))
+        self._verify_acyclic(incoming)
         names: dict[str, int] = {}
-        for n in self.g.nodes:
-            node = self.node(n)
+        for n, node in self.g.nodes(data="data"):
             if node.op not in ops.REGISTRY:
                 raise CompilerBug(f"node {node.name}: unknown op {node.op!r}")
             if node.name in names:
                 raise CompilerBug(f"node name {node.name!r} used twice")
             names[node.name] = n
-            self._verify_ports(n, node)
+            self._verify_ports(node, incoming[n])
             if node.scope not in self.containers:
                 raise CompilerBug(f"node {node.name}: no container {'.'.join(node.scope)!r}")
         refs = [r for _, r in self.outputs]
@@ -256,8 +258,27 @@ class Graph:
         if not self.outputs:
             raise CompilerBug(f"graph {self.name} has no outputs")
 
-    def _verify_ports(self, n: int, node: Node) -> None:
-        ports = sorted(d["port"] for _, _, d in self.g.in_edges(n, data=True))
+    def _verify_acyclic(self, incoming: dict[int, list[tuple[int, int, int]]]) -> None:
+        """Kahn's algorithm over `incoming`: every node is reached once its inputs are."""
+        waiting = {n: len(e) for n, e in incoming.items()}
+        users: dict[int, list[int]] = {n: [] for n in incoming}
+        for v, edges in incoming.items():
+            for _, u, _ in edges:
+                users[u].append(v)
+        ready = [n for n, k in waiting.items() if not k]
+        seen = 0
+        while ready:
+            n = ready.pop()
+            seen += 1
+            for v in users[n]:
+                waiting[v] -= 1
+                if not waiting[v]:
+                    ready.append(v)
+        if seen != len(incoming):
+            raise CompilerBug(f"graph {self.name} has a cycle")
+
+    def _verify_ports(self, node: Node, incoming: list[tuple[int, int, int]]) -> None:
+        ports = sorted(port for port, _, _ in incoming)
         if ports != list(range(len(ports))):
             raise CompilerBug(f"node {node.name}: input ports {ports} are not 0..n-1")
         opdef = node.opdef
@@ -266,6 +287,6 @@ class Graph:
             raise CompilerBug(f"node {node.name}: {len(ports)} inputs for op {node.op}")
         if not node.types:
             raise CompilerBug(f"node {node.name}: no inferred type")
-        for u, _, d in self.g.in_edges(n, data=True):
-            if d["out"] >= len(self.node(u).types):
-                raise CompilerBug(f"node {node.name}: input from missing output {d['out']}")
+        for _, u, out in incoming:
+            if out >= len(self.node(u).types):
+                raise CompilerBug(f"node {node.name}: input from missing output {out}")

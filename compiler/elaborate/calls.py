@@ -34,8 +34,9 @@ class CallsMixin:
             if ctx.scope.lookup(name) is Poison:  # a binding that failed: already reported
                 return Poison
             self._unknown_callee(ctx, call)
-        args = [(self._eval(replace(ctx, var=None), a), a.span) for a in call.args]
-        kwargs = [(k.name, self._eval(replace(ctx, var=None), k.value), k.span) for k in call.kwargs]
+        inner = ctx if ctx.var is None else replace(ctx, var=None)  # arguments name no nodes
+        args = [(self._eval(inner, a), a.span) for a in call.args]
+        kwargs = [(k.name, self._eval(inner, k.value), k.span) for k in call.kwargs]
         if any(v is Poison for v, _ in args) or any(v is Poison for _, v, _ in kwargs):
             return Poison
         tensors = [] if piped is None else [piped]
