@@ -22,6 +22,8 @@ hang: the worker is killed and replaced. Every failure (an exception other than 
 wrong prediction, a hang, a crashed worker) is printed and saved with its traceback under
 --out (default /tmp/modelc-fuzz-failures). The summary counts cases by kind and outcome,
 SpecError codes, failures by signature, and the speed. Exit status 1 if anything failed.
+On a terminal a bar counts the cases (modelc.progress, MODELC_PROGRESS=1/0 forces it on or
+off); without one, a progress line is printed every --progress seconds.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+
+from modelc import progress as bars
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -338,8 +342,11 @@ class Campaign:
         last = start
         self.start_worker()
         done = 0
+        indices = range(args.start, args.start + args.cases)
+        # A bar on a terminal (modelc.progress); in a log, a line every --progress seconds.
+        lines = not bars.enabled()
         try:
-            for index in range(args.start, args.start + args.cases):
+            for index in bars.progress(indices, desc="fuzz", total=len(indices), unit="case"):
                 if time.monotonic() > deadline:
                     break
                 try:
@@ -351,7 +358,7 @@ class Campaign:
                     outcome, detail = self.one(case)
                 self.record(case, outcome, detail)
                 done += 1
-                if time.monotonic() - last > args.progress:
+                if lines and time.monotonic() - last > args.progress:
                     last = time.monotonic()
                     self.progress(done, last - start)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the case in flight is dropped, not counted
@@ -394,7 +401,7 @@ class Campaign:
                                             f"path {case['path']}\n\n{detail}\n", encoding="utf-8")  # fmt: skip
         self.examples.setdefault(signature, str(stem.with_suffix(".model")))
         if self.failures[signature] == 1:
-            print(f"FAIL case {case['index']} ({kind}): {signature}\n  saved {stem}.model", flush=True)
+            bars.note(f"FAIL case {case['index']} ({kind}): {signature}\n  saved {stem}.model")  # above the bar
 
     def progress(self, done: int, elapsed: float) -> None:
         fails = sum(self.failures.values())
@@ -446,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=0, help="stop after this long (0: no limit)")
     p.add_argument("--timeout", type=float, default=60, help="seconds per case before it is a hang")
     p.add_argument("--verify-every", type=int, default=5, help="run every N-th valid case in torch (0: never)")
-    p.add_argument("--progress", type=float, default=60, help="seconds between progress lines")
+    p.add_argument("--progress", type=float, default=60, help="seconds between progress lines (when no bar is drawn: not a terminal)")
     p.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "modelc-fuzz-failures"))
     p.add_argument("--replay", metavar="FILE", help="rerun one saved input and exit")
     p.add_argument("--replay-path", default="fuzz.model", help="the spec path to compile a replay under")

@@ -85,7 +85,7 @@ def run(device: str, only: list[str], out: Path, reps: int | None = None) -> lis
         if only and not any(o in key for o in only):
             continue
         settings = {**SETTINGS[device], **({"reps": reps} if reps else {})}
-        options = Options(**{**settings, **opts}, progress=sys.stderr.isatty())
+        options = Options(**{**settings, **opts}, progress=True)  # drawn where modelc.progress says
         print(f"{label} ...", file=sys.stderr, flush=True)
         row = {"key": key, "label": label, "target": target}
         try:

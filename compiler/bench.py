@@ -250,23 +250,25 @@ def _compare(ours: _Variant, ref: _Variant, args: list, torch, values: bool) -> 
     return worst
 
 
-def _time(variants: list[_Variant], args: list, opts: Options, torch, progress) -> None:
+def _time(variants: list[_Variant], args: list, opts: Options, torch, label: str) -> None:
+    """Warm-up rounds, then timed ones; each round calls every variant once, the order
+    alternating. A bar counts the calls (modelc.progress: on a terminal, unless --json)."""
     cuda = opts.device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    total = (opts.warmup + opts.reps) * len(variants)
-    done = 0
+    rounds = range(opts.warmup + opts.reps)
+    calls = [(r, v) for r in rounds for v in (variants if r % 2 == 0 else variants[::-1])]
+    if opts.progress:
+        from modelc.progress import progress
+
+        calls = progress(calls, desc=label, total=len(calls), unit="run")
     with torch.inference_mode():
-        for r in range(opts.warmup + opts.reps):
-            order = variants if r % 2 == 0 else variants[::-1]
-            for v in order:
-                sync()
-                start = time.perf_counter()
-                v.module(*args)
-                sync()
-                if r >= opts.warmup:
-                    v.times.append(time.perf_counter() - start)
-                done += 1
-                progress(done, total)
+        for r, v in calls:
+            sync()
+            start = time.perf_counter()
+            v.module(*args)
+            sync()
+            if r >= opts.warmup:
+                v.times.append(time.perf_counter() - start)
 
 
 def _cuda_peak(module, args: list, torch) -> int:
@@ -368,9 +370,7 @@ def bench(opts: Options) -> dict[str, Any]:
     for v in variants:
         v.module = _prepare(v.module, opts, torch)
     dev_args = _cast(args, opts, torch)
-    bar = _Progress(opts.progress, f"bench {graph.name}")
-    _time(variants, dev_args, opts, torch, bar)
-    bar.close()
+    _time(variants, dev_args, opts, torch, f"bench {graph.name}")
     from modelc.symbolic import subs
 
     macs = sum(int(subs(graph.node(n).macs, env)) for n in graph.nodes())
@@ -412,25 +412,6 @@ def _cpu_name() -> str:
     import platform
 
     return platform.processor() or "cpu"
-
-
-class _Progress:
-    """A one-line progress bar on standard error, drawn only on a terminal."""
-
-    def __init__(self, enabled: bool, label: str) -> None:
-        self.on = enabled and sys.stderr.isatty()
-        self.label = label
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.on:
-            filled = 30 * done // total
-            sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.on:
-            sys.stderr.write("\r" + " " * (len(self.label) + 45) + "\r")
-            sys.stderr.flush()
 
 
 def format_report(r: dict[str, Any]) -> str:

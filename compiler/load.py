@@ -12,6 +12,7 @@ password file.
 from __future__ import annotations
 
 import builtins
+import functools
 import keyword
 import os
 import re
@@ -23,7 +24,7 @@ from modelc import syntax as S
 from modelc.diagnostics import Diagnostic, Note, Span, SpecError, error
 from modelc.parse import NOT_SHOWN_HINT, NotASpec, normalize, parse, source_file
 
-__all__ = ["MAX_FILE_BYTES", "Program", "load_file", "load_text"]
+__all__ = ["MAX_FILE_BYTES", "Program", "binary_error", "is_binary", "load_file", "load_parsed", "load_text"]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
@@ -53,9 +54,16 @@ def load_text(text: str, path: str = "<string>") -> Program:
     size = len(text) if len(text) > MAX_FILE_BYTES else len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_FILE_BYTES:
         raise error("E0508", f"{path} is {size:,} bytes; specs are limited to {MAX_FILE_BYTES:,}", None)
+    return load_parsed(parse(text, path), text, path)
+
+
+def load_parsed(module: S.Module, text: str, path: str) -> Program:
+    """The program of a module parsed already from `text` (the language server keeps a
+    buffer's AST for its outline even when its imports or names are wrong); imports are
+    read relative to `path`."""
     program = Program(path)
     program.span = Span(source_file(text, path), 1, 1, 1, 1)
-    _add_module(program, parse(text, path), main=True, stack=(path,))
+    _add_module(program, module, main=True, stack=(path,))
     return program
 
 
@@ -74,7 +82,7 @@ def _load(program: Program, path: str, importer: Span | None, stack: tuple[str, 
     if importer is None:
         program.span = Span(source_file(text, path, shown_from), 1, 1, 1, 1)
     try:
-        module = parse(text, path, shown_from)
+        module = _parse_import(text, path, shown_from) if importer is not None else parse(text, path, shown_from)
     except NotASpec as exc:
         if importer is None:
             raise
@@ -82,6 +90,14 @@ def _load(program: Program, path: str, importer: Span | None, stack: tuple[str, 
                     f"{exc.span.col} does not parse; its text is not shown)", importer,
                     NOT_SHOWN_HINT) from None  # fmt: skip
     _add_module(program, module, main=importer is None, stack=(*stack, key))
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_import(text: str, path: str, shown_from: int) -> S.Module:
+    """An imported file's AST, cached by its text: the AST is immutable, and a long-lived
+    process (the language server re-checks a document on every edit) then re-reads its
+    imports but parses each only when it changed. Errors are not cached (raised again)."""
+    return parse(text, path, shown_from)
 
 
 def _real_path(path: str, importer: Span | None) -> str:
@@ -187,17 +203,33 @@ def _read_fd(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _decode(path: str, data: bytes, importer: Span | None) -> str:
-    """UTF-8 text, or an error that does not quote the file: binary data (a NUL byte, or
-    control bytes in what is not UTF-8: a SentencePiece tokenizer.model, /proc/self/environ)
-    or text in another encoding (with the position of its first non-UTF-8 byte)."""
+def is_binary(data: bytes) -> bool:
+    """Whether `data` is binary rather than text in some encoding: a NUL byte, or control
+    bytes in what is not UTF-8 (a SentencePiece tokenizer.model, /proc/self/environ)."""
     if b"\0" in data:
-        raise _not_a_spec(path, "binary data", importer)
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _CONTROL_BYTES.search(data) is not None
+    return False
+
+
+def binary_error(path: str, importer: Span | None) -> SpecError:
+    """E0106 in one line, at line 1, column 1 of the file (or at the import naming it)."""
+    if importer is not None:
+        return error("E0106", f"{path} is a binary file, not a modelc spec", importer)
+    return error("E0106", "binary file, not a modelc spec", _hidden_span(path, 1, 1))
+
+
+def _decode(path: str, data: bytes, importer: Span | None) -> str:
+    """UTF-8 text, or an error that does not quote the file: binary data (E0106, is_binary)
+    or text in another encoding (with the position of its first non-UTF-8 byte)."""
+    if is_binary(data):
+        raise binary_error(path, importer)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if _CONTROL_BYTES.search(data):
-            raise _not_a_spec(path, "binary data", importer) from None
         before = normalize(data[: exc.start].decode("utf-8", "replace"))
         line, col = before.count("\n") + 1, len(before) - before.rfind("\n")
         byte = f"byte 0x{data[exc.start]:02x}"
@@ -209,12 +241,6 @@ def _decode(path: str, data: bytes, importer: Span | None) -> str:
 
 
 _CONTROL_BYTES = re.compile(rb"[\x01-\x08\x0e-\x1f\x7f]")
-
-
-def _not_a_spec(path: str, why: str, importer: Span | None) -> SpecError:
-    if importer is not None:
-        return error("E0104", f"{path} is not a modelc spec ({why})", importer)
-    return error("E0104", f"not a modelc spec ({why})", _hidden_span(path, 1, 1))
 
 
 def _hidden_span(path: str, line: int, col: int) -> Span:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["enabled", "progress"]
+__all__ = ["enabled", "note", "progress"]
 
 T = TypeVar("T")
 
@@ -37,3 +37,16 @@ def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str 
         yield from bar
     finally:
         bar.close()
+
+
+def note(text: str, file=None) -> None:
+    """Print a line (to `file`, default standard output) without breaking a bar being drawn:
+    tqdm clears the bar, prints, and draws it again below."""
+    file = file if file is not None else sys.stdout
+    if not enabled():
+        print(text, file=file, flush=True)
+        return
+    from tqdm import tqdm
+
+    tqdm.write(text, file=file)
+    file.flush()

@@ -31,3 +31,17 @@ if [ "$mode" = regular ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" 
   fi
   echo "$want" > "$stamp"
 fi
+# The VS Code extension's grammar tests (tests/test_vscode.py) run npm tools, pinned by
+# editors/vscode/package-lock.json; without npm that test skips. Reinstalled only when the
+# lock changed (the stamp lives in node_modules, which `npm ci` replaces).
+if command -v npm >/dev/null 2>&1; then
+  ext=editors/vscode
+  lock=$(sha256sum "$ext/package-lock.json" | cut -c1-16)
+  if [ "$(cat "$ext/node_modules/.modelc-lock" 2>/dev/null)" != "$lock" ]; then
+    if (cd "$ext" && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+      echo "$lock" > "$ext/node_modules/.modelc-lock"
+    else
+      echo "setup: npm ci failed in $ext; tests/test_vscode.py will try again" >&2
+    fi
+  fi
+fi

@@ -152,7 +152,7 @@ def test_peak_table():
     assert peak_tflops("Some GPU", "bf16") is None
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_cuda_reports_memory_and_mfu(specs):
     r = bench(Options(spec=str(specs / "conv.model"), optimize=1, reference="O0", device="cuda",
                       dtype="bf16", batch=64, reps=5, progress=False, peak_tflops=100.0))  # fmt: skip

@@ -105,7 +105,7 @@ def test_file_limits(tmp_path):
     binary.write_bytes(bytes(range(256)) * 10)
     empty = tmp_path / "empty.model"
     empty.write_text("")
-    for path, code in ((big, "E0508"), (binary, "E0104"), (empty, "E0504"), (tmp_path / "nope.model", "E0104")):
+    for path, code in ((big, "E0508"), (binary, "E0106"), (empty, "E0504"), (tmp_path / "nope.model", "E0104")):
         with pytest.raises(SpecError) as info:
             modelc.compile_file(str(path))
         assert info.value.diagnostics[0].code == code, info.value.render()
