@@ -102,7 +102,8 @@ def _power(a, b):
 
 def _arith_hint(op, a, b) -> str | None:
     if isinstance(a, Tensor) or isinstance(b, Tensor):
-        return "tensors can be added with '+'; other tensor arithmetic needs an op"
+        return ("tensors take +, -, *, /, ** and comparisons, with tensors or numbers; for "
+                "x // k or x % k, the result's values are not known when compiling")
     if isinstance(a, str) or isinstance(b, str):
         return "strings cannot take part in arithmetic"
     return None
@@ -111,8 +112,9 @@ def _arith_hint(op, a, b) -> str | None:
 def compare(op: str, a, b) -> bool:
     if op in ("==", "!="):
         if isinstance(a, Tensor) or isinstance(b, Tensor):
-            raise EvalError("E0509", "tensors cannot be compared; compare their shapes, "
-                            "e.g. channels(x) == 64")  # fmt: skip
+            raise EvalError("E0509", f"cannot compare {describe_value(a)} and {describe_value(b)}",
+                            "a tensor compares with a tensor or a number (element-wise, a bool "
+                            "tensor); to compare shapes, channels(x) == 64")  # fmt: skip
         same = a == b and type_name(a) == type_name(b) or (_num(a) and _num(b) and a == b)
         return same if op == "==" else not same
     if isinstance(a, Sym) or isinstance(b, Sym):

@@ -134,6 +134,8 @@ class _Whitelist:
         self._expr(stmt.value, local)
         target = stmt.targets[0]
         if isinstance(target, ast.Attribute):  # self.conv1 = nn.Conv2d(...)
+            if _submodule_weight(target) and _submodule_weight(stmt.value):  # a tie (linear's tie=)
+                return set()
             if not (isinstance(target.value, ast.Name) and target.value.id == "self") or _dunder(target.attr):
                 _refuse(stmt, "an attribute assignment")
             return set()
@@ -160,6 +162,23 @@ class _Whitelist:
                     _refuse(node, "a call of super")
                 if node.func.id == "float" and not _float_literal(node):
                     _refuse(node, "a call of float")
+
+
+def _submodule_weight(node: ast.expr) -> bool:
+    """`self.lm_head.weight`, `self.transformer.h[0].attn.weight`: the weight of a submodule,
+    reached by attribute names and integer indices only (how emit writes a tied weight)."""
+    if not (isinstance(node, ast.Attribute) and node.attr == "weight"):
+        return False
+    node, depth = node.value, 0
+    while not (isinstance(node, ast.Name) and node.id == "self"):
+        if isinstance(node, ast.Attribute) and not _dunder(node.attr):
+            node = node.value
+        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and type(node.slice.value) is int:
+            node = node.value
+        else:
+            return False
+        depth += 1
+    return depth > 0
 
 
 def _target_names(target: ast.expr) -> set[str] | None:

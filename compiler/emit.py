@@ -94,6 +94,9 @@ class _Emitter:
         members: dict = {}  # unit -> its attribute name: `forward` calls what `__init__` assigned
         for unit in units:
             init += self._init_unit(tree, unit, attrs, members)
+        if model:
+            for layer, owner in graph.ties:  # one weight, two state_dict keys (as Hugging Face ties)
+                init.append(f"        {_attr_path(layer)}.weight = {_attr_path(owner)}.weight  # tied")
         if model and graph.load_rules:  # NOTE: [Folding BatchNorm] in passes/batchnorm.py
             self.uses_runtime = True
             init.append("        self.register_load_state_dict_pre_hook(rt.CheckpointRules(self.LOAD_RULES))")
@@ -377,6 +380,11 @@ def _last_uses(tree: _Tree, c: Container, units) -> dict[Ref, float]:
     for _, r in c.outputs:
         last[r] = float("inf")
     return last
+
+
+def _attr_path(name: str) -> str:
+    """`transformer.h.0.attn` -> `self.transformer.h[0].attn`: a submodule by its state_dict name."""
+    return "self" + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in name.split("."))
 
 
 def _attribute(attrs: Namespace, local: str) -> str:

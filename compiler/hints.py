@@ -16,39 +16,33 @@ from typing import Any
 __all__ = ["add_mismatch_hint", "attribute_hint", "callee_hint", "positional_hint"]
 
 # ---- unknown ops ------------------------------------------------------------------------
-_NO_PRODUCT = ("modelc has no element-wise product of two tensors yet; `x * 0.5` (the scale op) "
-               "multiplies by a constant, and `@` (matmul) is the matrix product")  # fmt: skip
-_NO_DIFFERENCE = "modelc has no element-wise difference of two tensors yet (`+` adds them)"
-_NO_QUOTIENT = ("modelc has no element-wise quotient of two tensors yet; `x / 8` (the scale op) "
-                "divides by a constant")  # fmt: skip
-_NO_MATH = "modelc has no element-wise {name} yet; its activations are listed by `modelc ops`"
-_NO_SILU = ("modelc has no silu (swish) activation yet; hardswish is a different, "
-            "piecewise-linear function")  # fmt: skip
+_NO_MATH = "modelc has no element-wise {name}; the math it has: exp, log, sqrt, rsqrt, sin, cos, abs, clamp"
 _NO_ARG = ("modelc has no {name}: a model's outputs are float tensors; take the {name} of the "
            "output in Python")  # fmt: skip
 
 # Names from torch, torch.nn and Keras (lower case, `2d` and `_` dropped) -> a hint.
 _FOREIGN: dict[str, str] = {
-    "mul": _NO_PRODUCT,
-    "multiply": _NO_PRODUCT,
-    "prod": _NO_PRODUCT,
-    "sub": _NO_DIFFERENCE,
-    "subtract": _NO_DIFFERENCE,
-    "div": _NO_QUOTIENT,
-    "divide": _NO_QUOTIENT,
-    "swish": _NO_SILU,
-    "silu": _NO_SILU,
+    "multiply": "did you mean 'mul'? (also written a * b)",
+    "subtract": "did you mean 'sub'? (also written a - b)",
+    "divide": "did you mean 'div'? (also written a / b)",
+    "truedivide": "did you mean 'div'? (also written a / b)",
+    "prod": "modelc has no product over a dimension; a * b multiplies tensors element-wise",
+    "swish": "did you mean 'silu'? (x * sigmoid(x); hardswish is a different, piecewise-linear function)",
+    "square": "write x ** 2",
+    "reciprocal": "write 1 / x",
+    "clip": "did you mean 'clamp'?",
+    "maximum": "write where(a > b, a, b)",
+    "minimum": "write where(a < b, a, b)",
     "argmax": _NO_ARG.format(name="argmax"),
     "argmin": _NO_ARG.format(name="argmin"),
-    "sum": "modelc has no sum over a dimension yet; mean(dim) averages over one",
     "cat": "did you mean 'concat'?",
     "stack": "modelc has no stack: unsqueeze(dim) each tensor, then concat along that dim",
     "squeeze": "modelc has no squeeze: use reshape([...]) or flatten",
     "interpolate": "did you mean 'upsample'?",
     "bmm": "did you mean 'matmul'? (also written a @ b)",
     "dense": "did you mean 'linear'?",
-    "globalaveragepooling": "use adaptive_avgpool(1) -> flatten",
-    "globalavgpool": "use adaptive_avgpool(1) -> flatten",
+    "globalaveragepooling": "use adaptive_avgpool(1) -> flatten, or mean([2, 3])",
+    "globalavgpool": "use adaptive_avgpool(1) -> flatten, or mean([2, 3])",
     "maxpooling": "did you mean 'maxpool'?",
     "averagepooling": "did you mean 'avgpool'?",
     "batchnormalization": "did you mean 'batchnorm'?",
@@ -61,9 +55,7 @@ _FOREIGN: dict[str, str] = {
                   "in docs/language.md)",
     "contiguous": "modelc tracks memory layout itself: reshape copies when it must",
 }
-for _name in ("sin", "cos", "tan", "exp", "log", "sqrt", "rsqrt", "pow", "square", "neg",
-              "reciprocal", "clamp", "clip", "softplus", "mish", "selu", "celu", "prelu", "glu",
-              "hardtanh", "softsign", "logsigmoid", "tanhshrink", "erf"):  # fmt: skip
+for _name in ("tan", "selu", "celu", "prelu", "hardtanh", "softsign", "logsigmoid", "tanhshrink", "erf"):
     _FOREIGN[_name] = _NO_MATH.format(name=_name)
 
 

@@ -219,14 +219,18 @@ _RESERVED = ("input", "output", "model", "import")
 def _reserved_hint(source: SourceFile, tok: Token) -> str | None:
     """`-> model: linear(8)`, `input = ...`: a reserved word used as a label or a name."""
     text = source.text
-    word = None
+    word, label = None, False
     if tok.value in _RESERVED and re.match(r"[ \t]*(?::|=(?!=))", text[tok.end_pos :]):
         word = tok.value  # the parser stopped at the word
+        label = re.match(r"[ \t]*:", text[tok.end_pos :]) is not None
     elif tok.value in (":", "="):  # ... or after it, where a name had to follow
         m = re.search(r"\b(input|output|model|import)[ \t]*$", text[: tok.start_pos])
-        word = m.group(1) if m else None
+        word, label = (m.group(1) if m else None), tok.value == ":"
     if word is None:
         return None
+    if label:  # a module may take the word: quoted (Hugging Face's `model.layers.0`)
+        return (f"'{word}' is a reserved word; to name a module '{word}', quote the label: "
+                f'"{word}": ...')  # fmt: skip
     return (f"'{word}' is a reserved word (input, output, model and import are never names); "
             f"choose another name, such as '{word}_'")  # fmt: skip
 
@@ -287,6 +291,9 @@ def _describe_expected(names) -> str:
         names -= _EXPRESSION_START | {"NOT"}
         words.add("an expression")
     for name in names:
+        if name == "STRING" and "REPEAT" in names:  # where a step starts, a string is a label
+            words.add('a quoted label ("model": ...)')
+            continue
         if name in _TERMINAL_NAMES:
             words.add(_TERMINAL_NAMES[name])
             continue
@@ -468,11 +475,22 @@ class _ToAst(Transformer):
         return S.Kwarg(str(c[0]), c[1], self._span(meta))
 
     def labelled(self, meta, c):
-        return S.Labelled(str(c[0]), c[1], self._span(meta), self._tspan(c[0]))
+        return S.Labelled(self._label(c[0]), c[1], self._span(meta), self._tspan(c[0]))
 
     # ---- steps
     def labelled_step(self, meta, c):
-        return S.LabelledStep(str(c[0]), c[1], self._span(meta), self._tspan(c[0]))
+        return S.LabelledStep(self._label(c[0]), c[1], self._span(meta), self._tspan(c[0]))
+
+    def _label(self, tok: Token) -> str:
+        """A label: a name, or a quoted one (`"model": ...`, for the words the language keeps).
+        A quoted label names a module attribute too, so it must be an ASCII identifier."""
+        if tok.type != "STRING":
+            return str(tok)
+        label = self._string(tok)
+        if not (label.isidentifier() and label.isascii()):
+            raise error("E0206", f"label {tok} is not a name: module attributes are ASCII identifiers",
+                        self._tspan(tok), "letters, digits and _, not starting with a digit")  # fmt: skip
+        return label
 
     def bare(self, meta, c):
         return S.Bare(str(c[0]), self._span(meta))

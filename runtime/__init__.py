@@ -11,6 +11,7 @@ from collections import OrderedDict
 from torch import nn
 
 from modelc.runtime.checkpoint import *  # noqa: F403 - loading unoptimized checkpoints (rt.CheckpointRules)
+from modelc.runtime.layers import *  # noqa: F403 - today's layers torch.nn lacks (rt.StochasticDepth, ...)
 from modelc.runtime.sequence import *  # noqa: F403 - sequence and attention layers (rt.JordanRNN, ...)
 from modelc.runtime.vision import *  # noqa: F403 - vision and generative layers (rt.FixedConv2d, ...)
 

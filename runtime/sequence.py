@@ -30,11 +30,22 @@ def module_list(*items: nn.Module) -> nn.ModuleList:
     return nn.ModuleList(items)
 
 
-def parameter(*shape: int, std: float = 0.02) -> nn.Parameter:
-    """A learned tensor, normal(0, std) at initialisation (zeros when std is 0)."""
+def parameter(*shape: int, std: float = 0.02, init: str = "normal", value: float = 0.0,
+              low: float = 0.0, high: float = 1.0) -> nn.Parameter:
+    """A learned tensor at its initial values: normal(0, std) (zeros when std is 0),
+    trunc_normal (std, cut at -2 and 2, as timm and torchvision's ViTs start), uniform(low,
+    high), zeros, ones, or constant(value)."""
     p = torch.empty(shape)
-    if std:
+    if init == "normal" and std:
         nn.init.normal_(p, std=std)
+    elif init == "trunc_normal":
+        nn.init.trunc_normal_(p, std=std)
+    elif init == "uniform":
+        nn.init.uniform_(p, low, high)
+    elif init == "ones":
+        nn.init.ones_(p)
+    elif init == "constant":
+        nn.init.constant_(p, value)
     else:
         nn.init.zeros_(p)
     return nn.Parameter(p)
@@ -124,12 +135,20 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, max_len: int = 5000) -> None:
         super().__init__()
+        self.register_buffer("pe", torch.empty(max_len, d_model), persistent=False)  # fixed: not in the state_dict
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Fill the table. Also after `to_empty` (a module built on the meta device, as FSDP2
+        does): the table is in no state_dict, so no checkpoint restores it."""
+        max_len, d_model = self.pe.shape
         position = torch.arange(max_len, dtype=torch.float32).unsqueeze(1)
         freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
         pe = torch.zeros(max_len, d_model)
         pe[:, 0::2] = torch.sin(position * freq)
         pe[:, 1::2] = torch.cos(position * freq)
-        self.register_buffer("pe", pe, persistent=False)  # fixed: not in the state_dict
+        with torch.no_grad():
+            self.pe.copy_(pe)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.pe[: x.shape[1]].to(x.dtype)

@@ -47,13 +47,15 @@ def inputs_for(graph, seed: int = 1, batch: int = 2) -> list[torch.Tensor]:
     return out
 
 
-def pair(text: str, level: int, path: str = "opt.model", model: str | None = None, seed: int = 0):
+def pair(text: str, level: int, path: str = "opt.model", model: str | None = None, seed: int = 0,
+         params: dict | None = None):  # fmt: skip
     """(unoptimized module, optimized module, inputs), both in eval mode with one checkpoint."""
-    base = modelc.load_source(text, path, model)()
+    params = params or {}
+    base = modelc.load_source(text, path, model, **params)()
     randomize(base, seed)
-    opt = modelc.load_source(text, path, model, optimize=level)()
+    opt = modelc.load_source(text, path, model, optimize=level, **params)()
     opt.load_state_dict(base.state_dict())  # through LOAD_RULES: strict
-    graph = build_all(load_text(text, path), model)[0]
+    graph = build_all(load_text(text, path), model, params)[0]
     return base.eval(), opt.eval(), inputs_for(graph, seed + 1)
 
 

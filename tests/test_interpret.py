@@ -19,7 +19,7 @@ import math
 
 import modelc
 import pytest
-from conftest import spec_names, spec_path
+from conftest import RUN_PARAMS, spec_names, spec_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from modelc import ops, verify
@@ -73,7 +73,8 @@ def randomize(model: nn.Module, seed: int = 0) -> None:
 
 # ---- every spec ----------------------------------------------------------------------------------
 SLOW = {"unet", "vgg16", "vgg19", "transformer", "swinir_light", "vit_b_16", "resnet34", "resnet50", "resnet101",
-        "resnet152", "gpt", "bert", "alexnet", "alexnet_original", "googlenet", "swin_t"}  # fmt: skip
+        "resnet152", "gpt", "bert", "alexnet", "alexnet_original", "googlenet", "swin_t", "convnext_small",
+        "efficientnet_v2_s", "gpt2"}  # fmt: skip
 
 
 def _spec_models() -> list:
@@ -87,7 +88,7 @@ def _spec_models() -> list:
 
 @pytest.mark.parametrize("name, model", _spec_models())
 def test_spec_matches_the_interpreter(name, model):
-    cls = modelc.load(spec_path(name), model=model)
+    cls = modelc.load(spec_path(name), model=model, **RUN_PARAMS.get(name, {}))
     graph = cls.__modelc_graph__
     env = verify.plan(graph).env
     torch.manual_seed(1)

@@ -101,3 +101,19 @@ def test_summary_escapes_terminal_control_characters(tmp_path):
         assert cli.main(["summary", str(spec), "--param", "s=a\x1b[2Jb\x07"]) == 0
     assert "\x1b" not in buf.getvalue() and "\x07" not in buf.getvalue()
     assert "\\x1b" in buf.getvalue()
+
+
+def test_quoted_labels_name_modules_with_the_languages_own_words():
+    source = modelc.compile_source(
+        'model M {\n    input x: [B, 8]\n    output x -> "model": (linear(8) -> "input": relu) -> "output": linear(2)\n}\n',
+        "q.model",
+    )
+    assert "self.model = rt.named_sequential(" in source and "self.output = nn.Linear(8, 2)" in source
+    with pytest.raises(modelc.SpecError) as info:
+        modelc.compile_source('model M {\n    input x: [B, 8]\n    output x -> "block1-0": relu\n}\n', "q.model")
+    d = info.value.diagnostics[0]
+    assert (d.code, str(d.span)) == ("E0206", "q.model:3:17")
+    assert 'label "block1-0" is not a name' in d.message
+    with pytest.raises(modelc.SpecError) as info:
+        modelc.compile_source('model M {\n    input x: [B, 8]\n    output x -> "class": relu\n}\n', "q.model")
+    assert info.value.diagnostics[0].code == "E0206"

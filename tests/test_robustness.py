@@ -254,9 +254,9 @@ def test_a_link_named_model_to_a_secret_is_not_quoted(workdir):
 def test_binary_data_is_one_line(data, workdir):
     (workdir / "tokenizer.model").write_bytes(data)
     status, out, err = run_cli("check", "tokenizer.model")
-    assert (status, out, err) == (1, "", "tokenizer.model:1:1: error[E0104]: not a modelc spec (binary data)\n")
+    assert (status, out, err) == (1, "", "tokenizer.model:1:1: error[E0106]: binary file, not a modelc spec\n")
     status, _, err = check(workdir, IMPORTER.format("tokenizer.model"))
-    assert err.splitlines()[0] == "example.model:1:1: error[E0104]: tokenizer.model is not a modelc spec (binary data)"
+    assert err.splitlines()[0] == "example.model:1:1: error[E0106]: tokenizer.model is a binary file, not a modelc spec"
 
 
 @pytest.mark.skipif(not os.access("/proc/self/environ", os.R_OK), reason="no /proc/self/environ")
@@ -264,10 +264,10 @@ def test_the_environment_is_not_echoed(workdir, monkeypatch):
     monkeypatch.setenv("MODELC_TEST_SECRET", "do-not-print-me")
     status, _, err = check(workdir, IMPORTER.format("/proc/self/environ"))
     assert status == 1 and "do-not-print-me" not in err
-    assert err.splitlines()[0] == ("example.model:1:1: error[E0104]: /proc/self/environ is not a modelc "
-                                   "spec (binary data)")  # fmt: skip
+    assert err.splitlines()[0] == ("example.model:1:1: error[E0106]: /proc/self/environ is a binary file, "
+                                   "not a modelc spec")  # fmt: skip
     status, _, err = run_cli("check", "/proc/self/environ")
-    assert (status, err) == (1, "/proc/self/environ:1:1: error[E0104]: not a modelc spec (binary data)\n")
+    assert (status, err) == (1, "/proc/self/environ:1:1: error[E0106]: binary file, not a modelc spec\n")
 
 
 def test_an_imported_file_in_another_encoding(workdir):
@@ -509,16 +509,17 @@ def _write(where: Path, text: str) -> Path:
 
 # ---- 7. hints for PyTorch habits ----------------------------------------------------------------
 @pytest.mark.parametrize("step, hint", [
-    ("mul(x)", "modelc has no element-wise product of two tensors yet"),
-    ("sin", "modelc has no element-wise sin yet"),
+    ("multiply(x)", "did you mean 'mul'? (also written a * b)"),
+    ("tan", "modelc has no element-wise tan; the math it has: exp, log"),
     ("argmax(1)", "modelc has no argmax"),
-    ("swish", "modelc has no silu (swish) activation yet; hardswish is a different"),
-    ("SiLU", "modelc has no silu (swish) activation yet"),
+    ("swish", "did you mean 'silu'? (x * sigmoid(x); hardswish is a different"),
+    ("SiLU", "did you mean 'silu'?"),
+    ("Softplus", "did you mean 'softplus'?"),
     ("cat(x)", "did you mean 'concat'?"),
     ("Linear(4)", "did you mean 'linear'?"),
     ("LayerNorm", "did you mean 'layer_norm'?"),
     ("Dropout2d(0.1)", "did you mean 'dropout'?"),
-    ("mx", None),  # not 'max': a compile-time function is no step
+    ("mx", "did you mean 'amax'?"),  # the reduction, not 'max': a compile-time function is no step
     ("chanels", "did you mean 'channel_fc'?"),  # an op, not the function channels()
 ])  # fmt: skip
 def test_unknown_ops_get_hints_of_their_kind(step, hint, workdir):

@@ -96,17 +96,14 @@ def test_verify_default_size(name):
     assert result["params"] == cls.NUM_PARAMETERS
 
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-@cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_verify_cuda(name):
     cls = load(name)
     verify_module(cls, cls.__modelc_graph__, device="cuda")
 
 
-@cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("name", ["lstm", "transformer", "gpt"])
 def test_cuda_matches_cpu(name):
     model = build(name)
@@ -889,3 +886,22 @@ def test_multihead_attention_with_a_mask_and_patch_embed():
         close(a, model.mha(q, kv, kv, attn_mask=mask)[0])
         close(tokens_, model.patches.proj(image).flatten(2).transpose(1, 2))
     assert tokens_.shape == (2, 4, 16)
+
+
+def test_transformer_builds_on_meta_and_materialises():
+    """FSDP2's recipe: build on the meta device, to_empty, reset_parameters, load the
+    checkpoint. The sinusoidal table is in no state_dict: reset_parameters refills it."""
+    cls = load("transformer")
+    torch.manual_seed(0)
+    reference = cls().eval()
+    with torch.device("meta"):
+        model = cls()
+    model.to_empty(device="cpu")
+    for m in model.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    model.load_state_dict(reference.state_dict())
+    model.eval()
+    src, tgt = torch.randn(2, 5, 64), torch.randn(2, 4, 64)  # the small configuration: d_model 64
+    with torch.no_grad():
+        assert torch.equal(model(src, tgt), reference(src, tgt))

@@ -72,6 +72,35 @@ def _pick_model(program: Program, name: str | None) -> S.BlockDef:
     return program.models[program.main_models[0]]
 
 
+def _ties(graph: Graph) -> list[tuple[str, str]]:
+    """(layer, owner) for each `linear(..., tie="owner")`: the owner is the state_dict name of an
+    embedding or linear (not itself tied) whose weight has the shape this layer's would have."""
+    names = graph.by_name()
+    out = []
+    for n in graph.nodes():
+        node = graph.node(n)
+        owner = node.attrs.get("tie") if node.op == "linear" else None
+        if owner is None:
+            continue
+        target = names.get(owner)
+        if target is None:
+            raise error("E0404", f"tie=\"{owner}\": no layer of {graph.name} has that name", node.span,
+                        suggest(owner, [k for k, v in names.items() if graph.node(v).params]) or
+                        "name the layer by its state_dict prefix, from the model: \"transformer.wte\"")  # fmt: skip
+        layer = graph.node(target)
+        if layer.op not in ("embedding", "linear") or layer.attrs.get("tie") is not None:
+            raise error("E0404", f"tie=\"{owner}\": a {layer.op} has no weight of its own to share",
+                        node.span, "tie to an embedding or a linear layer")  # fmt: skip
+        want = node.opdef.weight_shape(node.attrs)
+        have = (layer.attrs["num"], layer.attrs["dim"]) if layer.op == "embedding" \
+            else layer.opdef.weight_shape(layer.attrs)  # fmt: skip
+        if tuple(have) != tuple(want):
+            raise error("E0404", f"tie=\"{owner}\": its weight is {list(have)}, and this layer's would be "
+                        f"{list(want)}", node.span)  # fmt: skip
+        out.append((node.name, owner))
+    return out
+
+
 def _models_hint(program: Program) -> str:
     return "models: " + ", ".join(program.main_models or program.models) + " (use --model NAME)"
 
@@ -108,6 +137,7 @@ class _Elaborator(StatementsMixin, ExpressionsMixin, StepsMixin, CallsMixin, Blo
         outputs = self._body(ctx, mdef, inputs=None)
         self._finish(frame)
         self._raise_problems()
+        graph.ties = _ties(graph)
         declared = {graph.node(n).local for n in graph.inputs}
         for name in sorted(set(self.input_shapes) - declared):
             raise error("E0601", f"--input {name}: model {mdef.name} has no input '{name}'", None,

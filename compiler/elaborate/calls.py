@@ -24,18 +24,26 @@ class CallsMixin:
 
     def _call(self, ctx: Ctx, call: S.Call, piped: Tensor | None, label: str | None, label_span):
         name = call.func
+        inner = ctx if ctx.var is None else replace(ctx, var=None)  # arguments name no nodes
+        args = None
         if name in BUILTINS:
-            if piped is not None or label:
-                raise error("E0509", f"{name}() is a compile-time function, not a layer", call.span)
-            return self._builtin(ctx, call)
+            # `abs` is both: a compile-time function of numbers, and an op of tensors.
+            if name not in ops.REGISTRY or (piped is None and not label):
+                if piped is not None or label:
+                    raise error("E0509", f"{name}() is a compile-time function, not a layer", call.span)
+                if name not in ops.REGISTRY or call.kwargs:
+                    return self._builtin(ctx, call)
+                args = [(self._eval(inner, a), a.span) for a in call.args]
+                if not any(isinstance(v, Tensor) for v, _ in args):
+                    return self._builtin(ctx, call, [v for v, _ in args])
         opdef = ops.REGISTRY.get(name)
         bdef = self.program.blocks.get(name)
         if (opdef is None or opdef.internal) and bdef is None:
             if ctx.scope.lookup(name) is Poison:  # a binding that failed: already reported
                 return Poison
             self._unknown_callee(ctx, call)
-        inner = ctx if ctx.var is None else replace(ctx, var=None)  # arguments name no nodes
-        args = [(self._eval(inner, a), a.span) for a in call.args]
+        if args is None:
+            args = [(self._eval(inner, a), a.span) for a in call.args]
         kwargs = [(k.name, self._eval(inner, k.value), k.span) for k in call.kwargs]
         if any(v is Poison for v, _ in args) or any(v is Poison for _, v, _ in kwargs):
             return Poison
@@ -69,14 +77,15 @@ class CallsMixin:
         raise error("E0203", f"unknown op or block '{call.func}'", call.func_span,
                     callee_hint(call, self.program.blocks, ctx.body), ctx.frame.trace)  # fmt: skip
 
-    def _builtin(self, ctx: Ctx, call: S.Call):
+    def _builtin(self, ctx: Ctx, call: S.Call, values: list | None = None):
         fn, nargs, doc = BUILTINS[call.func]
         if call.kwargs:
             raise error("E0401", f"{call.func}() takes no keyword arguments", call.kwargs[0].span, doc)
         if nargs is not None and len(call.args) != nargs:
             raise error("E0405", f"{call.func}() takes {nargs} argument(s), got {len(call.args)}",
                         call.span, doc)  # fmt: skip
-        values = [self._eval(ctx, a) for a in call.args]
+        if values is None:
+            values = [self._eval(ctx, a) for a in call.args]
         if any(v is Poison for v in values):
             return Poison
         try:

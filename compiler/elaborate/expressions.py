@@ -124,8 +124,8 @@ class ExpressionsMixin:
     def _binop(self, ctx, e: S.BinOp, a, b):
         if a is Poison or b is Poison:
             return Poison
-        if e.op == "+" and isinstance(a, Tensor) and isinstance(b, Tensor):
-            return self._op(ctx, ops.REGISTRY["add"], [a, b], {}, None, e.span)
+        if e.op in _TENSOR_OPS and isinstance(a, Tensor) and isinstance(b, Tensor):
+            return self._op(ctx, ops.REGISTRY[_TENSOR_OPS[e.op]], [a, b], {}, None, e.span)
         if e.op == "@":
             if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
                 raise EvalError("E0506", f"'@' is the matrix product of two tensors, got "
@@ -134,10 +134,16 @@ class ExpressionsMixin:
         scaled = _scaling(e.op, a, b)
         if scaled is not None:
             return self._op(ctx, ops.REGISTRY["scale"], [scaled[0]], {"factor": scaled[1]}, None, e.span)
+        constant = _with_constant(e.op, a, b)
+        if constant is not None:
+            tensor, attrs = constant
+            return self._op(ctx, ops.REGISTRY["arith"], [tensor], attrs, None, e.span)
         return arith(e.op, a, b)
 
     def _e_Neg(self, ctx, e: S.Neg):
         v = self._eval(ctx, e.operand)
+        if isinstance(v, Tensor):
+            return self._op(ctx, ops.REGISTRY["neg"], [v], {}, None, e.span)
         return Poison if v is Poison else arith("-", 0, v)
 
     def _e_Not(self, ctx, e: S.Not):
@@ -164,7 +170,22 @@ class ExpressionsMixin:
         values = [self._eval(ctx, x) for x in e.operands]
         if any(v is Poison for v in values):
             return Poison
+        if any(isinstance(v, Tensor) for v in values):
+            if len(e.ops) > 1:
+                raise EvalError("E0506", "a chained comparison of tensors (a < b < c) has no single "
+                                "meaning", "compare two at a time and combine: where(a < b, ...)")  # fmt: skip
+            return self._compare_tensors(ctx, e, e.ops[0], *values)
         return all(compare(op, a, b) for op, a, b in zip(e.ops, values, values[1:]))
+
+    def _compare_tensors(self, ctx, e: S.Compare, op: str, a, b):
+        """`x > 0`, `a == b`: an element-wise comparison, a bool tensor."""
+        if isinstance(a, Tensor) and isinstance(b, Tensor):
+            return self._op(ctx, ops.REGISTRY["compare"], [a, b], {"operator": op}, None, e.span)
+        constant = _with_constant(op, a, b)
+        if constant is None:
+            return compare(op, a, b)  # a tensor and a string, list, ...: the usual error
+        tensor, attrs = constant
+        return self._op(ctx, ops.REGISTRY["arith"], [tensor], attrs, None, e.span)
 
     def _e_Range(self, ctx, e: S.Range):
         lo, hi = self._eval(ctx, e.lo), self._eval(ctx, e.hi)
@@ -239,6 +260,21 @@ def _names_in(expr) -> set[str]:
         elif hasattr(e, "__dataclass_fields__"):
             stack.extend(getattr(e, f) for f in e.__dataclass_fields__ if f != "span")
     return out
+
+
+# Operators between two tensors, and the op each becomes (NOTE: [Constants are attributes]).
+_TENSOR_OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "**": "pow"}
+_WITH_CONSTANT = ("+", "-", "/", "**", "<", "<=", ">", ">=", "==", "!=")
+
+
+def _with_constant(op: str, a, b) -> tuple[Tensor, dict] | None:
+    """`x + 1`, `1 - x`, `x ** 2`, `x > 0`: (the tensor, the `arith` node's attributes)."""
+    if op not in _WITH_CONSTANT:
+        return None
+    for tensor, k, reverse in ((a, b, False), (b, a, True)):
+        if isinstance(tensor, Tensor) and isinstance(k, (int, float)) and not isinstance(k, bool):
+            return tensor, {"operator": op, "value": k, "reverse": reverse}
+    return None
 
 
 def _scaling(op: str, a, b) -> tuple[Tensor, int | float] | None:

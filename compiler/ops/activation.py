@@ -183,3 +183,73 @@ class Hardsigmoid(_Activation):
 
     def reference(self, a, ins, w):
         return [(ins[0] + 3).clamp(0, 6) / 6]
+
+
+@register
+class SiLU(_Activation):
+    name, module_name, function = "silu", "SiLU", "nn.functional.silu"
+    has_inplace = True
+    doc = "x * sigmoid(x) (swish; LLaMA's and EfficientNet's activation)"
+
+    def reference(self, a, ins, w):
+        return [ins[0] / (1 + (-ins[0]).exp())]
+
+
+@register
+class Mish(_Activation):
+    name, module_name, function = "mish", "Mish", "nn.functional.mish"
+    has_inplace = True
+    doc = "x * tanh(softplus(x))"
+
+    def reference(self, a, ins, w):
+        x = ins[0]
+        return [x * (x.exp().log1p()).tanh()]
+
+
+@register
+class Softplus(_Activation):
+    name, module_name, function = "softplus", "Softplus", "nn.functional.softplus"
+    doc = "log(1 + exp(beta * x)) / beta; x itself where beta * x > threshold"
+    attrs = (Attr("beta", "float", 1.0), Attr("threshold", "float", 20.0))
+
+    def resolve(self, a, ins):
+        super().resolve(a, ins)
+        if a["beta"] == 0:
+            raise OpError("E0404", "softplus: beta must not be 0 (it divides by beta)")
+        return a
+
+    def reference(self, a, ins, w):
+        x, beta = ins[0], a["beta"]
+        return [x.where(x * beta > a["threshold"], (x * beta).exp().log1p() / beta)]
+
+
+@register
+class GLU(_Activation):
+    name, module_name, function = "glu", "GLU", "nn.functional.glu"
+    doc = "a * sigmoid(b), a and b the two halves of x along dim (default: the last), which must be even"
+    attrs = (Attr("dim", "dim", -1, positional=True),)
+
+    def resolve(self, a, ins):
+        super().resolve(a, ins)
+        x = ins[0]
+        dim = norm_dim(a["dim"], x.rank, "glu")
+        size = x.dims[dim]
+        if not isinstance(size, int):
+            raise OpError("E0304", f"glu halves dim {a['dim']} of {x}, whose size '{size}' is not known",
+                          "give the input a concrete size in that dimension")  # fmt: skip
+        if size % 2:
+            raise OpError("E0404", f"glu halves dim {a['dim']} of {x}, and {size} is odd")
+        return {**a, "dim": dim - x.rank}
+
+    def _kwargs(self, a) -> tuple:
+        return () if a["dim"] == -1 else (("dim", a["dim"]),)
+
+    def infer(self, a, ins):
+        x = ins[0]
+        dims = list(x.dims)
+        dims[a["dim"]] = dims[a["dim"]] // 2
+        return [x.with_dims(dims)]
+
+    def reference(self, a, ins, w):
+        first, second = ins[0].chunk(2, a["dim"])
+        return [first / (1 + (-second).exp())]

@@ -11,6 +11,7 @@ from modelc.ops._util import known_channels, need_float, need_float32, need_rank
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 from modelc.ops.layout import exact_div
 from modelc.pyformat import CallExpr
+from modelc.pyrepr import literal
 from modelc.types import TensorType
 
 
@@ -103,6 +104,51 @@ class SinusoidalPosition(OpDef):
 
 
 @register
+class Rotary(OpDef):
+    name = "rotary"
+    family = "attention"
+    doc = ("Rotary position embedding (RoPE, Su et al.) of queries or keys [..., T, d]: the feature "
+           "pairs of position t turned by t * theta^(-2i/d). interleaved=false pairs feature i with "
+           "i + d/2 (Hugging Face's LLaMA, rotate_half); true pairs 2i with 2i+1 (GPT-J, Meta's "
+           "original LLaMA). Positions count from 0 along dim -2.")  # fmt: skip
+    attrs = (Attr("theta", "float", 10000.0, min=1), Attr("interleaved", "bool", False))
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        need_float(self.name, x)
+        if x.rank < 2:
+            raise OpError("E0305", f"rotary expects [..., T, d], got {x}")
+        d = known_channels(self.name, x, -1, "feature size d (last dimension)")
+        if d % 2:
+            raise OpError("E0404", f"rotary turns pairs of features, and d = {d} is odd")
+        return a
+
+    def call(self, a, args):
+        kw = "" if a["theta"] == 10000.0 else f", theta={literal(a['theta'])}"
+        kw += ", interleaved=True" if a["interleaved"] else ""
+        return f"rt.rotary({args[0]}{kw})"
+
+    def reference(self, a, ins, w):
+        import torch
+
+        x = ins[0].double()  # as complex numbers: z * e^(i * angle), another path than rt.rotary
+        d, t = x.shape[-1], x.shape[-2]
+        freq = a["theta"] ** (-torch.arange(0, d // 2, dtype=torch.float64) * 2 / d)
+        angle = torch.arange(t, dtype=torch.float64)[:, None] * freq[None, :]
+        turn = torch.polar(torch.ones_like(angle), angle)
+        if a["interleaved"]:
+            z = torch.view_as_complex(x.reshape(*x.shape[:-1], d // 2, 2).contiguous())
+            out = torch.view_as_real(z * turn).flatten(-2)
+        else:
+            z = torch.complex(x[..., : d // 2], x[..., d // 2 :]) * turn
+            out = torch.cat([z.real, z.imag], -1)
+        return [out.to(ins[0].dtype)]
+
+    def label(self, a):
+        return f"rotary {a['theta']:g}" + (" interleaved" if a["interleaved"] else "")
+
+
+@register
 class PositionEmbedding(OpDef):
     name = "position_embedding"
     family = "linear"
@@ -127,6 +173,9 @@ class PositionEmbedding(OpDef):
         return f"position embedding {a['max_len']}x{a['d_model']}"
 
 
+_INITS = ("normal", "trunc_normal", "uniform", "zeros", "ones", "constant")
+
+
 class _Parameter(OpDef):
     """An op holding one bare nn.Parameter, named by its label (`class_token`)."""
 
@@ -141,14 +190,37 @@ class _Parameter(OpDef):
 class Parameter(_Parameter):
     name = "parameter"
     family = "tensor"
-    doc = ("A learned tensor of the given shape, normal(0, std) at first: "
-           "table = relative_position_bias_table: parameter([169, 3]).")  # fmt: skip
-    attrs = (Attr("shape", "ints", positional=True, min=1), Attr("std", "float", 0.02, min=0))
+    doc = ("A learned tensor of the given shape: table = relative_position_bias_table: "
+           "parameter([169, 3]). It starts as `init` says: normal(0, std) (the default), "
+           "trunc_normal (std, cut at -2 and 2), uniform(low, high), zeros, ones, or constant "
+           "(value): gamma: parameter([C], init=\"constant\", value=1e-6).")  # fmt: skip
+    attrs = (Attr("shape", "ints", positional=True, min=1), Attr("std", "float", 0.02, min=0),
+             Attr("init", "str", "normal", choices=_INITS),
+             Attr("value", "float", None, doc="the constant of init=\"constant\""),
+             Attr("low", "float", 0.0, doc="the lower bound of init=\"uniform\""),
+             Attr("high", "float", 1.0, doc="the upper bound of init=\"uniform\""))  # fmt: skip
     inputs = 0
     min_inputs = 0
 
     def resolve(self, a, ins):
+        init = a["init"]
+        if (init == "constant") != (a["value"] is not None):
+            raise OpError("E0404", "parameter: value goes with init=\"constant\", and it needs one",
+                          'parameter([C], init="constant", value=1e-6)')  # fmt: skip
+        if init == "uniform" and not a["low"] < a["high"]:
+            raise OpError("E0404", f"parameter: uniform needs low < high, got {a['low']:g} and {a['high']:g}")
+        used = {"normal": ("std",), "trunc_normal": ("std",), "uniform": ("low", "high")}.get(init, ())
+        for name, default in (("std", 0.02), ("low", 0.0), ("high", 1.0)):
+            if name not in used and a[name] != default:
+                raise OpError("E0404", f"parameter: {name} does not apply to init=\"{init}\"")
         return {**a, "shape": a["shape"] if isinstance(a["shape"], tuple) else (a["shape"],)}
+
+    def module(self, a):
+        init = a["init"]
+        kwargs = {"normal": (("std", a["std"]),), "trunc_normal": (("std", a["std"]),),
+                  "uniform": (("low", a["low"]), ("high", a["high"])), "constant": (("value", a["value"]),)}
+        extra = () if init == "normal" else (("init", init),)
+        return Ctor("rt.parameter", a["shape"], (*kwargs.get(init, ()), *extra))
 
     def infer(self, a, ins):
         return [TensorType(a["shape"])]

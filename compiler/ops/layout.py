@@ -13,7 +13,7 @@ never bakes in a size that the spec left symbolic.
 
 from __future__ import annotations
 
-from modelc.ops._util import need_float, norm_dim, numel, prod
+from modelc.ops._util import norm_dim, numel, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 from modelc.pyformat import CallExpr
 from modelc.symbolic import Dim, Sym
@@ -502,35 +502,3 @@ class IndexSelect(OpDef):
 
     def label(self, a):
         return f"index select(dim={a['dim']})"
-
-
-@register
-class Mean(OpDef):
-    name = "mean"
-    family = "pool"
-    doc = "Average over dim (mean pooling over time: mean(1))."
-    attrs = (Attr("dim", "dim", positional=True), Attr("keepdim", "bool", False))
-    outputs_layout = "new"
-
-    def resolve(self, a, ins):
-        need_float("mean", ins[0])
-        return {**a, "dim": norm_dim(a["dim"], ins[0].rank, "mean")}
-
-    def infer(self, a, ins):
-        d = list(ins[0].dims)
-        if a["keepdim"]:
-            d[a["dim"]] = 1
-        else:
-            del d[a["dim"]]
-        return [ins[0].with_dims(d)]
-
-    def reference(self, a, ins, w):
-        x = ins[0]
-        return [x.sum(a["dim"], keepdim=a["keepdim"]) / x.shape[a["dim"]]]
-
-    def call(self, a, args):
-        keep = ", keepdim=True" if a["keepdim"] else ""
-        return f"{args[0]}.mean({a['dim']}{keep})"
-
-    def label(self, a):
-        return f"mean(dim={a['dim']})"

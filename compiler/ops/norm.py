@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelc.ops._util import known_channels, need_float, need_float32, need_rank, prod
+from modelc.ops._util import known_channels, need_float, need_float32, need_rank, norm_dim, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, Requirement, register
 
 
@@ -212,31 +212,104 @@ class LayerNorm(OpDef):
     name = "layer_norm"
     saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "norm"
-    doc = "Layer normalization over the last dimension (transformers: [B, T, D] -> [B, T, D])."
-    attrs = (Attr("eps", "float", 1e-5), Attr("affine", "bool", True, aliases=("elementwise_affine",)))
+    doc = ("Layer normalization over one dimension, the last by default (transformers: [B, T, D]); "
+           "dim=1 normalizes the channels of a [B, C, H, W] map at each position (ConvNeXt's "
+           "LayerNorm2d), with the same weight and bias keys.")  # fmt: skip
+    attrs = (Attr("eps", "float", 1e-5), Attr("affine", "bool", True, aliases=("elementwise_affine",)),
+             Attr("dim", "dim", -1, doc="the dimension normalized"))  # fmt: skip
     prefer_module = True
-    outputs_layout = "new"
 
     def resolve(self, a, ins):
-        d = known_channels("layer_norm", ins[0], -1, "normalized size (last dimension)")
-        _need_type("layer_norm", ins[0], a["affine"])
-        return {**a, "normalized_shape": d}
+        x = ins[0]
+        dim = norm_dim(a["dim"], x.rank, "layer_norm")
+        d = known_channels("layer_norm", x, dim, f"normalized size (dimension {a['dim']})")
+        _need_type("layer_norm", x, a["affine"])
+        return {**a, "normalized_shape": d, "dim": dim - x.rank}
+
+    def layout(self, a):  # over another dimension than the last: moved back, strided
+        return "new" if a["dim"] == -1 else "strided"
 
     def params(self, a):
         return 2 * a["normalized_shape"] if a["affine"] else 0
 
     def module(self, a):
         kw = [("eps", a["eps"], 1e-5), ("elementwise_affine", a["affine"], True)]
-        return Ctor("nn.LayerNorm", (a["normalized_shape"],), tuple((k, v) for k, v, d in kw if v != d))
+        kwargs = tuple((k, v) for k, v, d in kw if v != d)
+        if a["dim"] == -1:
+            return Ctor("nn.LayerNorm", (a["normalized_shape"],), kwargs)
+        return Ctor("rt.LayerNormDim", (a["normalized_shape"], a["dim"]), kwargs)
+
+    def reference(self, a, ins, w):
+        x, dim = ins[0], a["dim"]
+        mean, var = x.mean(dim, keepdim=True), x.var(dim, correction=0, keepdim=True)
+        y = (x - mean) / (var + a["eps"]).sqrt()
+        if not a["affine"]:
+            return [y]
+        shape = [1] * x.dim()
+        shape[dim] = -1
+        return [y * w["weight"].reshape(shape) + w["bias"].reshape(shape)]
+
+    def label(self, a):
+        over = "" if a["dim"] == -1 else f", dim {a['dim']}"
+        return f"layer norm {a['normalized_shape']}{over}"
+
+
+@register
+class RMSNorm(OpDef):
+    name = "rms_norm"
+    saves_output = False
+    family = "norm"
+    doc = ("Root-mean-square normalization over the last dimension, x * rsqrt(mean(x ** 2) + eps) "
+           "* weight (LLaMA, Mistral; torch's nn.RMSNorm, Hugging Face's LlamaRMSNorm keys).")  # fmt: skip
+    attrs = (Attr("eps", "float", 1e-6), Attr("affine", "bool", True, aliases=("elementwise_affine",)))
+    prefer_module = True
+    outputs_layout = "new"
+
+    def resolve(self, a, ins):
+        d = known_channels("rms_norm", ins[0], -1, "normalized size (last dimension)")
+        _need_type("rms_norm", ins[0], a["affine"])
+        return {**a, "normalized_shape": d}
+
+    def params(self, a):
+        return a["normalized_shape"] if a["affine"] else 0
+
+    def module(self, a):
+        kwargs = (("eps", a["eps"]),) + ((("elementwise_affine", False),) if not a["affine"] else ())
+        return Ctor("nn.RMSNorm", (a["normalized_shape"],), kwargs)
 
     def reference(self, a, ins, w):
         x = ins[0]
-        mean, var = x.mean(-1, keepdim=True), x.var(-1, correction=0, keepdim=True)
-        y = (x - mean) / (var + a["eps"]).sqrt()
-        return [y * w["weight"] + w["bias"] if a["affine"] else y]
+        y = x / ((x * x).sum(-1, keepdim=True) / x.shape[-1] + a["eps"]).sqrt()
+        return [y * w["weight"] if a["affine"] else y]
 
     def label(self, a):
-        return f"layer norm {a['normalized_shape']}"
+        return f"RMS norm {a['normalized_shape']}"
+
+
+@register
+class StochasticDepth(OpDef):
+    name = "stochastic_depth"
+    family = "norm"
+    doc = ("Drop path: in training, zeroes the whole residual branch of each sample (mode \"row\") "
+           "or of the batch (\"batch\") with probability p and scales the rest by 1 / (1 - p); "
+           "the identity in eval mode (torchvision's StochasticDepth).")  # fmt: skip
+    attrs = (Attr("p", "float", positional=True, min=0), Attr("mode", "str", "row", choices=("row", "batch")))
+    prefer_module = True
+
+    def resolve(self, a, ins):
+        if a["p"] > 1:
+            raise OpError("E0404", f"stochastic_depth probability must be between 0 and 1, got {a['p']}")
+        need_float("stochastic_depth", ins[0])
+        return a
+
+    def module(self, a):
+        return Ctor("rt.StochasticDepth", (a["p"],) + ((a["mode"],) if a["mode"] != "row" else ()))
+
+    def reference(self, a, ins, w):
+        return [ins[0]]  # eval mode
+
+    def label(self, a):
+        return f"stochastic depth {a['p']:g}"
 
 
 def _need_type(op: str, x, stored: bool) -> None:

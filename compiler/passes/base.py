@@ -17,7 +17,7 @@ from modelc.symbolic import Dim
 
 __all__ = [
     "PASSES", "Change", "Pass", "PassResult", "Refusal", "register", "bypass", "consumers", "is_output",
-    "new_node", "only_user", "retype", "set_attrs", "unique_local",
+    "new_node", "only_user", "retype", "set_attrs", "shared_weight_problem", "unique_local",
 ]  # fmt: skip
 
 
@@ -78,6 +78,18 @@ def register(name: str) -> Callable:
 def consumers(g: Graph, ref: Ref) -> list[tuple[int, int]]:
     """(user, its input port) for every use of output `ref[1]` of node `ref[0]`."""
     return [(v, port) for v, port, out in g.users(ref[0]) if out == ref[1]]
+
+
+def shared_weight_problem(g: Graph, n: int) -> str | None:
+    """Why a rewrite may not change this layer's weight: it is shared (a linear's `tie`, or the
+    owner such a tie names), or stored in another layout (`transposed`), which the checkpoint
+    rules (modelc.runtime) do not convert; None when it may."""
+    node = g.node(n)
+    if node.attrs.get("tie") is not None or any(owner == node.name for _, owner in g.ties):
+        return f"{node.op} `{node.name}` shares its weight with another layer (tie)"
+    if node.attrs.get("transposed"):
+        return f"{node.op} `{node.name}` stores its weight [in, out] (transposed)"
+    return None
 
 
 def is_output(g: Graph, ref: Ref) -> bool:

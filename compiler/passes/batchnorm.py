@@ -21,7 +21,8 @@ float32 and cast back; the parameter keeps its memory format (load copies into i
 from __future__ import annotations
 
 from modelc.ir import Graph, LoadRule
-from modelc.passes.base import Change, PassResult, Refusal, bypass, only_user, register, set_attrs
+from modelc.passes.base import (Change, PassResult, Refusal, bypass, only_user, register, set_attrs,
+                                shared_weight_problem)
 
 __all__ = ["fold_batchnorm"]
 
@@ -69,7 +70,7 @@ def _layer_problem(g: Graph, layer: int, allowed: tuple[str, ...]) -> str | None
     a = dict(node.attrs)
     if node.op == "conv" and (a.get("weight") is not None or not a.get("trainable", True)):
         return f"conv `{node.name}` has fixed weights (constants of the spec)"
-    return None
+    return shared_weight_problem(g, layer)
 
 
 def _fold_after(g: Graph, bn: int) -> tuple[Change | None, str]:

@@ -15,7 +15,7 @@ __all__ = ["common_subexpressions", "dead_code", "drop_empty_containers", "drop_
 
 # Ops that are the identity in eval mode (their `reference` hook is the identity too;
 # tests/test_passes.py checks that).
-EVAL_IDENTITY = ("dropout", "identity", "gaussian_noise", "masking_noise")
+EVAL_IDENTITY = ("dropout", "identity", "gaussian_noise", "masking_noise", "stochastic_depth")
 
 
 @register("drop-eval")

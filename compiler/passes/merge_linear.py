@@ -17,7 +17,7 @@ whose value reaches a `view` (the split's parts are not contiguous).
 from __future__ import annotations
 
 from modelc.ir import Graph, LoadRule, Ref
-from modelc.passes.base import Change, PassResult, Refusal, consumers, new_node, register
+from modelc.passes.base import Change, PassResult, Refusal, consumers, new_node, register, shared_weight_problem
 
 __all__ = ["merge_qkv"]
 
@@ -56,6 +56,9 @@ def _groups(g: Graph, ref: Ref, result: PassResult) -> list[list[int]]:
 
 def _problem(g: Graph, n: int) -> str | None:
     node = g.node(n)
+    shared = shared_weight_problem(g, n)
+    if shared:
+        return shared
     if g.containers[node.scope].kind == "seq":
         return f"it is a step of the numbered sequence `{'.'.join(node.scope)}`"
     view = _view_after(g, (n, 0))

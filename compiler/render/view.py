@@ -337,7 +337,7 @@ def container_text(graph: Graph, path: tuple[str, ...], copies: list | None = No
     kids = tree.kids[path]
     names = {graph.containers[p].name for p in kids}
     direct = tree.direct.get(path, 0)
-    if kids and not direct and len(names) == 1:
+    if kids and not direct and len(names) == 1 and "" not in names:  # sequences have no name
         return f"{len(kids)} \u00d7 {names.pop()}"
     count = direct + len(kids)
     return f"{count} layer{'s' if count != 1 else ''}"

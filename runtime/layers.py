@@ -1,0 +1,90 @@
+"""Layers of today's architectures that torch.nn lacks: layer norm over another dimension
+than the last, and stochastic depth (drop path).
+
+As everywhere in modelc.runtime: deterministic in eval mode, no Python branch on tensor
+values (only on `self.training` and constructor settings), parameters initialised in
+`reset_parameters` (inherited), so a module built on the meta device materialises.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["LayerNormDim", "StochasticDepth", "TransposedLinear", "rotary"]
+
+
+class LayerNormDim(nn.LayerNorm):
+    """nn.LayerNorm over dimension `dim` (1: the channels of a [B, C, H, W] map, as
+    torchvision's LayerNorm2d): the same `weight` and `bias`, so checkpoints load."""
+
+    def __init__(self, normalized_shape: int, dim: int, eps: float = 1e-5, elementwise_affine: bool = True) -> None:
+        super().__init__(normalized_shape, eps=eps, elementwise_affine=elementwise_affine)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.layer_norm(x.movedim(self.dim, -1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return y.movedim(-1, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, dim={self.dim}"
+
+
+class TransposedLinear(nn.Module):
+    """A linear layer whose weight is stored [in, out]: y = x @ weight + bias. Hugging Face's
+    GPT-2 checkpoints keep their projections this way (its Conv1D), so they load as they are."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, std=0.02)  # as GPT-2 starts its Conv1D layers
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight.t(), self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class StochasticDepth(nn.Module):
+    """Drop path (Huang et al., 2016): in training, each sample's input (mode "row") or the
+    whole batch's ("batch") is zeroed with probability p and the rest scaled by 1 / (1 - p);
+    the identity in eval mode. torchvision.ops.StochasticDepth computes the same."""
+
+    def __init__(self, p: float, mode: str = "row") -> None:
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        shape = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
+        keep = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        if self.p < 1.0:
+            keep.div_(1.0 - self.p)
+        return x * keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode!r}"
+
+
+def rotary(x: torch.Tensor, theta: float = 10000.0, interleaved: bool = False) -> torch.Tensor:
+    """Rotary position embedding of x [..., T, d] at positions 0..T-1: feature pairs turned by
+    t * theta^(-2i/d), the angles in float32 as Hugging Face computes them. Pairs are (i, i +
+    d/2) (rotate_half), or (2i, 2i+1) when interleaved."""
+    d, t = x.shape[-1], x.shape[-2]
+    inv_freq = 1.0 / (theta ** (torch.arange(0, d, 2, device=x.device, dtype=torch.int64).float() / d))
+    angles = torch.arange(t, device=x.device, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    if interleaved:
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    x1, x2 = x[..., : d // 2], x[..., d // 2 :]
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)

@@ -1,0 +1,117 @@
+"""Today's architectures in the zoo, each equal to its reference implementation: the same
+parameter count, the same state_dict keys in the same order (strict load), and the same
+outputs with every float parameter and buffer randomised first (norm weights and layer
+scales too: at their initial 1 and 1e-6 they would hide a wrong wiring)."""
+
+from __future__ import annotations
+
+import functools
+
+import modelc
+import pytest
+from conftest import spec_path
+from modelc.summary import summarize
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+nn = torch.nn
+
+
+@functools.cache
+def load(spec: str, **params) -> type:
+    return modelc.load(spec_path(spec), **params)
+
+
+def randomize_everything(model: nn.Module, seed: int = 1) -> nn.Module:
+    """Every float parameter and buffer redrawn around its role's scale: norm weights and
+    layer scales near 1, biases and running means near 0, variances in [0.5, 1.5], weight
+    matrices with std 1 / sqrt(fan-in)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict(keep_vars=True).items():
+            if not t.is_floating_point():
+                continue
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "running_var":
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif leaf in ("bias", "running_mean") or t.dim() == 1 and leaf != "weight":
+                t.normal_(0.0, 0.1, generator=g)
+            elif leaf == "weight" and t.dim() == 1 or "scale" in leaf:
+                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.75)
+            else:
+                fan_in = t[0].numel() if t.dim() > 1 else t.numel()
+                t.normal_(0.0, fan_in**-0.5, generator=g)
+    return model
+
+
+def assert_twins(ours: nn.Module, reference: nn.Module, *inputs, atol: float = 1e-4) -> None:
+    ref_state = reference.state_dict()
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in ref_state.items()]
+    ours.load_state_dict(ref_state, strict=True)
+    ours.eval(), reference.eval()
+    with torch.no_grad():
+        got, want = ours(*inputs), reference(*inputs)
+    scale = want.abs().max().item()
+    assert scale > 1e-2 and want.std().item() > 1e-3  # not degenerate
+    diff = (got - want).abs().max().item()
+    assert diff <= atol * max(1.0, scale), f"max abs difference {diff:.3g} at output scale {scale:.3g}"
+
+
+# ---- ConvNeXt ---------------------------------------------------------------------------
+def test_convnext_small_equals_torchvision():
+    torch.manual_seed(0)
+    reference = randomize_everything(torchvision.models.convnext_small(weights=None))
+    cls = load("convnext_small")
+    ours = cls()
+    n = sum(p.numel() for p in ours.parameters())
+    assert n == sum(p.numel() for p in reference.parameters()) == cls.NUM_PARAMETERS == 50_223_688
+    assert reference.features[3][2].layer_scale.shape == ours.features[3][2].layer_scale.shape == (192, 1, 1)
+    # Stochastic depth rises linearly from 0 over the 36 blocks, as torchvision sets it.
+    probs = [m.p for m in ours.modules() if type(m).__name__ == "StochasticDepth"]
+    assert probs == pytest.approx([m.p for m in reference.modules() if type(m).__name__ == "StochasticDepth"])
+    assert probs[0] == 0.0 and probs[-1] == pytest.approx(0.4) and len(probs) == 36
+    assert_twins(ours, reference, torch.randn(2, 3, 64, 64))  # any multiple of 32 runs
+
+
+def test_convnext_small_counts_torchvisions_gflops():
+    summary = summarize(load("convnext_small").__modelc_graph__)
+    assert summary["total_params"] == 50_223_688
+    assert round(summary["macs"] / 1e9, 2) == 8.68  # torchvision's documented "GFLOPS" (MACs)
+
+
+def test_convnext_trains_with_stochastic_depth():
+    """In training the drop path is random; in eval the module is deterministic; every
+    parameter gets a gradient. A tiny ConvNeXt keeps this quick."""
+    cls = modelc.load(spec_path("convnext_small"), depths=[1, 1, 2, 1], widths=[8, 16, 16, 16],
+                      stochastic_depth_prob=0.5, num_classes=4)  # fmt: skip
+    model = cls()
+    x = torch.randn(64, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+        model.train()
+        torch.manual_seed(0)
+        a = model(x)
+        torch.manual_seed(1)
+        b = model(x)
+    assert not torch.equal(a, b)
+    loss = model(x).square().mean()
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+# ---- EfficientNetV2 ---------------------------------------------------------------------
+def test_efficientnet_v2_s_equals_torchvision():
+    torch.manual_seed(0)
+    reference = randomize_everything(torchvision.models.efficientnet_v2_s(weights=None))
+    cls = load("efficientnet_v2_s")
+    ours = cls()
+    assert sum(p.numel() for p in ours.parameters()) == cls.NUM_PARAMETERS == 21_458_488
+    # torchvision gives every block a StochasticDepth and calls those of the residual ones.
+    probs = [m.p for m in ours.modules() if type(m).__name__ == "StochasticDepth"]
+    residual = [b.stochastic_depth.p for b in reference.modules() if getattr(b, "use_res_connect", False)]
+    assert probs == pytest.approx(residual) and len(probs) == 35 and probs[-1] == pytest.approx(0.2 * 39 / 40)
+    assert ours.features[4][0].block[2].fc1.out_channels == 16  # squeeze: a quarter of the block's input
+    assert_twins(ours, reference, torch.randn(2, 3, 64, 64))
+    summary = summarize(cls.__modelc_graph__)
+    assert round(summary["macs"] / 1e9, 2) == 8.37  # torchvision's documented "GFLOPS" at 384x384
