@@ -9,24 +9,24 @@ Importing modelc does not import torch; only `load` does (through the
 generated module).
 """
 
-from modelc.diagnostics import CompilerBug, SpecError
+from modelc.diagnostics import CompilerBug, SpecError, SpecWarning
 from modelc.driver import compile_file, compile_source, load, load_source
 from modelc.driver import build as _build
-from modelc.ir import Graph as _Graph
+# The function, bound over the submodule of the same name: `import modelc` has imported
+# modelc.export by then, so a later `import modelc.export` does not rebind the attribute.
+# (The module imports torch and the exporters only when an export runs.)
+from modelc.export import export
+from modelc.importer import from_module  # torch is imported when an import runs
+from modelc.display import attach as _attach_display
 
-__all__ = ["CompilerBug", "SpecError", "compile_file", "compile_source", "graph", "load", "load_source"]
+__all__ = ["CompilerBug", "SpecError", "SpecWarning", "compile_file", "compile_source", "export", "from_module", "graph", "load",
+           "load_source"]
 __version__ = "0.1.0"
 
 
-def _repr_svg_(graph) -> str | None:
-    """Jupyter shows a graph as its diagram (None, i.e. text, without Graphviz). Attached to
-    the IR from here, so the IR never imports the renderer."""
-    from modelc.render import to_svg
-
-    return to_svg(graph)
-
-
-_Graph._repr_svg_ = _repr_svg_
+# Jupyter shows a graph as its diagram and summary (modelc.display). Attached from here,
+# so the IR never imports the renderer.
+_attach_display()
 
 
 def graph(path: str, model: str | None = None, *, optimize: int = 0, **params):

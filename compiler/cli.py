@@ -5,7 +5,10 @@
     modelc compile SPEC [-o OUT.py]     emit a PyTorch module (--verify runs it)
     modelc render SPEC -o OUT.svg       draw it (.svg/.png/.pdf/.dot; --level, --diff B.model)
     modelc bench SPEC [--reference R]   time the module against a reference, in one run (torch)
+    modelc export SPEC -o OUT.onnx      the model with its weights as ONNX or .pt2 (--dynamic B,T)
     modelc ops                          list the ops and their attributes
+    modelc lsp                          the language server, on stdio (docs/editors.md)
+    modelc import MODULE -o NET.model   a spec of a PyTorch module (torchvision:resnet50, file.py:Net)
 
 Exit status: 0 success, 1 errors in the spec (or in an option's value), 2 bad command
 line, 3 internal error (a bug in modelc), 130 interrupted (Ctrl-C). Errors print as
@@ -60,8 +63,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="modelc", description="Compile .model specs to checked graphs "
-                                "and PyTorch modules.")  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="modelc", description="Compile .model specs to checked graphs and PyTorch modules.",
+        epilog="`modelc COMMAND --help` lists a command's options; the commands that read a spec take "
+               "--traceback, which prints Python's traceback on an internal error (for a bug report). "
+               "Exit status: 0 success, 1 errors in the spec or an option's value, 2 bad command line, "
+               "3 internal error, 130 interrupted. Documentation: docs/cli.md.")  # fmt: skip
     p.add_argument("--version", action="version", version=f"modelc {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -124,9 +131,35 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--peak-tflops", type=float, metavar="X",
                    help="the device's dense peak for the dtype, for MFU (default: a table of known GPUs)")
     b.add_argument("--json", action="store_true", help="print the report as JSON")
-    o = sub.add_parser("ops", help="List the ops with their attributes.")
-    o.add_argument("--json", action="store_true")
+    e = spec_command("export", "Export the model, weights included, as ONNX (the dynamo exporter) or a "
+                     "torch.export .pt2 file (needs torch; ONNX also onnx and onnxscript).", _export)  # fmt: skip
+    e.add_argument("--format", choices=("onnx", "pt2"), help="default: from the suffix of -o (.onnx or .pt2)")
+    e.add_argument("-o", "--output", required=True, metavar="FILE", help="the file to write")
+    e.add_argument("--dynamic", default="", metavar="B,T",
+                   help="symbols of the inputs that stay dynamic (others are fixed to the example's sizes)")
+    e.add_argument("--opset", type=int, metavar="N", help="ONNX opset (18 or later; default: torch's)")
+    o = sub.add_parser("ops", help="List the ops with their attributes.",
+                       description="List the ops a spec can use: each op's attributes with their "
+                       "defaults, its diagram family and what it computes (docs/language.md).")
+    o.add_argument("--json", action="store_true",
+                   help="print a JSON object: op name -> family, doc, inputs and attributes")
     o.set_defaults(run=_ops)
+    lsp = sub.add_parser("lsp", help="Run the language server on standard input and output.",
+                         description="The Language Server Protocol server for .model files, for an "
+                         "editor to start (docs/editors.md); needs the lsp extra (pygls).")  # fmt: skip
+    lsp.set_defaults(run=_lsp)
+    im = sub.add_parser("import", help="Write a .model spec of an existing PyTorch nn.Module (torch).",
+                        description="Trace a PyTorch module and write it as a .model spec whose compiled "
+                        "module has the same state_dict keys (docs/import.md).")  # fmt: skip
+    im.add_argument("module", metavar="MODULE", help="torchvision:NAME, package.module:Class or file.py:Class")
+    im.add_argument("-o", "--output", help="write here instead of standard output")
+    im.add_argument("--input", action="append", default=[], metavar="NAME=D1,D2,...",
+                    help="an example input's shape (repeatable; default for torchvision: x=1,3,224,224)")
+    im.add_argument("--name", help="the model's name (default: the class name)")
+    im.add_argument("--arg", action="append", default=[], metavar="K=V",
+                    help="a constructor keyword, a Python literal (repeatable), e.g. --arg num_classes=10")
+    im.add_argument("--traceback", action="store_true", help="on an internal error, print Python's traceback")
+    im.set_defaults(run=_import)
     return p
 
 
@@ -146,6 +179,12 @@ def _graphs(args) -> tuple[Program, list]:
             print("modelc: note: --explain: no pass ran (give -O1, -O2 or --rewrite)", file=sys.stderr)
         for before, done in explained:
             print(explain(before, done), file=sys.stderr)
+    if not hasattr(args, "warned"):
+        args.warned = set()  # shared by the copies of args that render --diff builds B with
+    for text in dict.fromkeys(w.render() for g in graphs for w in g.warnings):
+        if text not in args.warned:
+            args.warned.add(text)
+            print(text, file=sys.stderr)
     return program, graphs
 
 
@@ -187,13 +226,11 @@ def _compile(args) -> int:
 
 
 def _verify(graphs, source: str, args) -> None:
-    from modelc.driver import exec_source
+    from modelc.driver import exec_source, require_torch
     from modelc.verify import env_text, verify_module
 
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise error("E0601", "--verify needs torch: pip install torch", None) from None
+    require_torch("--verify", f"{printable(args.output)} was written" if args.output
+                  else "the module was written to standard output")  # fmt: skip
     module = exec_source(source, args.spec)
     for g in graphs:
         result = verify_module(getattr(module, g.name), g)
@@ -231,10 +268,9 @@ def _render(args) -> int:
 
 
 def _bench(args) -> int:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise error("E0601", "bench needs torch: pip install torch", None) from None
+    from modelc.driver import require_torch
+
+    require_torch("modelc bench")
     from modelc.bench import Options, bench, format_report
 
     if args.batch is not None and args.batch < 1:
@@ -249,6 +285,19 @@ def _bench(args) -> int:
                    peak_tflops=args.peak_tflops)  # fmt: skip
     report = bench(opts)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _export(args) -> int:
+    from modelc.export import export_graph
+
+    _, graphs = _graphs(args)  # checks the spec and the options first, and prints --explain
+    if len(graphs) != 1:
+        raise error("E0606", f"{args.spec} defines {len(graphs)} models: a file holds one", None,
+                    "pick one with --model NAME")  # fmt: skip
+    done = export_graph(graphs[0], args.spec, args.format, args.output, dynamic=tuple(args.dynamic.split(",")),
+                        opset=args.opset, loaded=args.loaded)  # fmt: skip
+    print(printable(done.describe(args.spec)))
     return 0
 
 
@@ -273,6 +322,16 @@ def _diff_pair(args, graphs: list) -> tuple:
     return graphs[0], graphs_b[0], ("A", "B")
 
 
+def _lsp(args) -> int:
+    try:
+        import pygls  # noqa: F401
+    except ImportError:
+        raise error("E0601", "modelc lsp needs pygls", None, 'pip install "modelc[lsp]"') from None
+    from modelc.lsp import serve
+
+    return serve()
+
+
 def _ops(args) -> int:
     entries = {name: op for name, op in sorted(ops.REGISTRY.items()) if not op.internal}
     if args.json:
@@ -288,6 +347,12 @@ def _ops(args) -> int:
                           for a in op.attrs)  # fmt: skip
         print(f"{name}({attrs})  [{op.family}]\n    {op.doc}")
     return 0
+
+
+def _import(args) -> int:
+    from modelc.importer.command import run
+
+    return run(args)
 
 
 # ---- command-line values ----------------------------------------------------------------------

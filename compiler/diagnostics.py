@@ -23,6 +23,7 @@ __all__ = [
     "SourceFile",
     "Span",
     "SpecError",
+    "SpecWarning",
     "error",
     "printable",
 ]
@@ -38,6 +39,7 @@ CODES: dict[str, str] = {
     "E0103": "invalid string literal",
     "E0104": "cannot read file",
     "E0105": "import cycle",
+    "E0106": "binary file",
     # E02xx: names
     "E0201": "undefined name",
     "E0202": "name defined twice",
@@ -77,6 +79,20 @@ CODES: dict[str, str] = {
     "E0603": "cannot verify here",
     "E0604": "cannot write file",
     "E0605": "benchmark refused",
+    "E0606": "cannot export",
+    "E0607": "torch not installed",
+    # E07xx: modelc import (a torch module to a spec); located at the module path, not a spec
+    "E0701": "no spec form for a traced operation",
+    "E0702": "cannot find the module to import",
+    "E0703": "unsupported layer configuration",
+    "E0704": "cannot trace a module",
+    "E0705": "module called in a way a spec cannot write",
+    "E0706": "invalid import argument",
+    "E0707": "cannot build or run the module",
+    "E0708": "unsupported model root",
+    "E0709": "imported spec does not compile",
+    # W0xxx: warnings (modelc.lint): the spec compiles, but probably says something unintended
+    "W0501": "unused value",
 }
 
 
@@ -154,16 +170,24 @@ class Diagnostic:
     span: Span | None
     hint: str | None = None
     notes: tuple[Note, ...] = ()
+    where: str | None = None  # a location outside any spec (an imported module's path), without a span
 
     def __post_init__(self) -> None:
         if self.code not in CODES:
             raise CompilerBug(f"unknown diagnostic code {self.code}")
 
+    @property
+    def severity(self) -> str:
+        """`warning` for the W codes (modelc.lint), which never stop a compile; else `error`."""
+        return "warning" if self.code.startswith("W") else "error"
+
     def render(self) -> str:
         """The text a terminal shows: user text in it (names, strings, paths, source lines)
         has its control, bidirectional and other invisible characters escaped."""
         where = f"{printable(str(self.span))}: " if self.span else ""
-        out = [f"{where}error[{self.code}]: {printable(self.message)}"]
+        if not self.span and self.where:
+            where = f"{printable(self.where)}: "
+        out = [f"{where}{self.severity}[{self.code}]: {printable(self.message)}"]
         if self.span:
             out.extend(_excerpt(self.span))
         for note in self.notes:
@@ -188,6 +212,11 @@ class SpecError(Exception):
         n = len(self.diagnostics)
         tail = f"\n\n{n} errors" if n > 1 else ""
         return body + tail
+
+
+class SpecWarning(UserWarning):
+    """A warning about a spec (the W codes of modelc.lint), as the Python API issues it; its
+    text is the rendered diagnostic. The command line prints the same text to stderr."""
 
 
 class CompilerBug(Exception):

@@ -11,14 +11,30 @@ import os
 import re
 import sys
 import types
+import warnings
 from typing import Any
 
-from modelc.diagnostics import error
+from modelc import lint
+from modelc.diagnostics import SpecWarning, error
 from modelc.elaborate import elaborate
 from modelc.ir import Graph
 from modelc.load import Program, load_file, load_text
 
-__all__ = ["build", "build_all", "compile_file", "compile_source", "exec_source", "load", "load_source"]
+__all__ = ["build", "build_all", "compile_file", "compile_source", "exec_source", "load", "load_source",
+           "require_torch"]
+
+TORCH_HINT = 'pip install "modelc[torch]" (or the torch build for your machine, from pytorch.org)'
+
+
+def require_torch(what: str, done: str | None = None) -> None:
+    """Raise E0607 when torch cannot be imported: running a module needs it, compiling does not.
+    `done` says what was produced before torch was needed ("net.py was written"), so the user
+    knows that it is not lost."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        tail = f"; {done}" if done else ""
+        raise error("E0607", f"{what} needs torch, which is not installed{tail}", None, TORCH_HINT) from None
 
 
 def build(path: str, model: str | None = None, params: dict[str, Any] | None = None,
@@ -30,6 +46,7 @@ def build(path: str, model: str | None = None, params: dict[str, Any] | None = N
     except RecursionError:
         raise error("E0508", "the spec nests expressions or blocks too deeply", None) from None
     graph.verify()
+    graph.warnings = lint.warnings(graph)
     return graph
 
 
@@ -83,18 +100,30 @@ def compile_source(text: str, path: str = "<string>", model: str | None = None, 
 def _emit(graphs: list[Graph], path: str) -> str:
     from modelc.emit import emit  # and jinja2: imported when needed, not by `check`
 
+    for text in dict.fromkeys(w.render() for g in graphs for w in g.warnings):
+        warnings.warn(SpecWarning(text), stacklevel=_caller_level())
     return emit(graphs, path)
+
+
+def _caller_level() -> int:
+    """The `stacklevel` that attributes a warning to the first caller outside modelc."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("modelc"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def load(path: str, model: str | None = None, *, optimize: int = 0, **params: Any) -> type:
     """Compile a spec and import the result in memory; returns the model's nn.Module class.
     At `optimize` 1 or 2 it is an inference module that loads the unoptimized checkpoints."""
+    require_torch("modelc.load")
     program = load_file(path)
     return _import(program, model, params, optimize)
 
 
 def load_source(text: str, path: str = "<string>", model: str | None = None, *, optimize: int = 0,
                 **params: Any) -> type:  # fmt: skip
+    require_torch("modelc.load_source")
     return _import(load_text(text, path), model, params, optimize)
 
 
@@ -129,4 +158,7 @@ def _import(program: Program, model: str | None, params: dict[str, Any], optimiz
     cls = getattr(exec_source(source, program.path), graphs[0].name)
     cls.__modelc_source__ = source
     cls.__modelc_graph__ = graphs[0]
+    from modelc.display import register_class  # in Jupyter: the class shows its diagram
+
+    register_class(cls)
     return cls

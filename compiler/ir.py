@@ -141,6 +141,8 @@ class Graph:
         self.load_rules: list[LoadRule] = []
         self.optimized: tuple[int, tuple[str, ...]] = (0, ())  # level, passes that changed it
         self.inference_only: list[str] = []  # why the module is for inference (BN folded, ...)
+        self.warnings: list = []  # Diagnostics of modelc.lint, set by driver.build
+        self.ties: list[tuple[str, str]] = []  # (linear, owner): the linear uses the owner's weight
 
     def copy(self) -> Graph:
         """An independent copy: nodes, containers and lists are new objects (attrs and types
@@ -157,6 +159,8 @@ class Graph:
         g.load_rules = list(self.load_rules)
         g.optimized = self.optimized
         g.inference_only = list(self.inference_only)
+        g.warnings = list(self.warnings)
+        g.ties = list(self.ties)
         return g
 
     # ---- building

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import modelc
+import pytest
 from hypothesis import settings
 
 # NOTE: [Hypothesis in CI] Locally every run draws new examples (and keeps failures in
@@ -19,6 +20,37 @@ settings.load_profile(os.environ.get("MODELC_HYPOTHESIS", "default"))
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+# NOTE: [CUDA tests] One marker, `@pytest.mark.cuda`, and one skip reason for every test that
+# needs a GPU: CI and most machines have none, and `pytest -ra` then lists them once, alike.
+NO_CUDA = "needs a CUDA device (torch.cuda.is_available() is False here)"
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [item for item in items if item.get_closest_marker("cuda")]
+    if not marked:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=NO_CUDA))
+
+
+def _run_params() -> dict[str, dict]:
+    """scripts/zoo.py's RUN_PARAMS: the small configuration at which a spec too large to run
+    here (Llama 3 8B) is run, by the zoo and by the tests that run every spec.
+    tests/test_zoo_llm.py counts the full configuration on the meta device."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("modelc_zoo_script", ROOT / "scripts" / "zoo.py")
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+    return zoo.RUN_PARAMS
+
+
+RUN_PARAMS = _run_params()
 
 
 def spec_names() -> list[str]:

@@ -18,12 +18,13 @@ import torch
 from passes_util import randomize
 
 import modelc
+from conftest import RUN_PARAMS
 from modelc.bench import flat_outputs, no_tf32
 from modelc.driver import build_all
 from modelc.load import load_file
 from modelc.verify import _random_input, sizes
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = pytest.mark.cuda
 
 SPECS = pathlib.Path(__file__).resolve().parent.parent / "specs"
 
@@ -47,18 +48,19 @@ def _run(module, args, device, dtype):
 
 @pytest.mark.parametrize("path,model", _models())
 def test_zoo_on_cuda(path, model):
-    graph = build_all(load_file(path), model)[0]
+    params = RUN_PARAMS.get(pathlib.Path(path).stem, {})
+    graph = build_all(load_file(path), model, params)[0]
     env = sizes(graph, 2, "test")
     torch.manual_seed(0)
     args = [_random_input(graph, n, graph.node(n).type.subs(env), "cpu") for n in graph.inputs]
-    base = modelc.load(path, model)()
+    base = modelc.load(path, model, **params)()
     randomize(base)
     state = base.state_dict()
     want = _run(base, args, "cpu", torch.float32)
     failures, report = [], []
     for level in (0, 2):
         for dtype in (torch.float32, torch.bfloat16):
-            m = modelc.load(path, model, optimize=level)()
+            m = modelc.load(path, model, optimize=level, **params)()
             m.load_state_dict(state)
             got = _run(m, args, "cuda", dtype)
             what = f"-O{level} {str(dtype).removeprefix('torch.')}"

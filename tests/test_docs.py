@@ -24,6 +24,7 @@ import contextlib
 import io
 import os
 import re
+import sys
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +141,7 @@ def apply_rewrites():
 ERROR_SECTIONS = {
     s.title.split(":")[0]: s
     for s in sections("errors.md")
-    if re.match(r"E\d{4}:", s.title)
+    if re.match(r"[EW]\d{4}:", s.title)
 }
 
 
@@ -158,6 +159,13 @@ ENVIRONMENT = {
     "E0603": lambda mp: mp.setattr(
         "modelc.verify._available_memory", lambda device: 16 * 2**30
     ),  # 16 GiB free
+    "E0607": lambda mp: mp.setitem(sys.modules, "torch", None),  # no torch: `import torch` fails
+}
+
+
+# Files an example needs that markdown cannot show (binary data), written beside its specs.
+BINARY_FILES = {
+    "E0106": {"tokenizer.model": b"\x0a\x05\x0a\x03<s>\x15\x00\x00\x00\x00\x18\x02"},
 }
 
 
@@ -169,9 +177,12 @@ def test_error_example(code, tmp_path, monkeypatch):
     assert section.models, f"{code} has no ```model example"
     [block] = section.transcripts
     write_models(section, tmp_path)
+    for name, data in BINARY_FILES.get(code, {}).items():
+        (tmp_path / name).write_bytes(data)
     documented, actual = transcript(block, tmp_path, monkeypatch)
     first = actual.split("\n", 1)[0]
-    assert f"error[{code}]" in first, f"the example of {code} gives {first!r}"
+    kind = "warning" if code.startswith("W") else "error"
+    assert f"{kind}[{code}]" in first, f"the example of {code} gives {first!r}"
     check_or_regen("errors.md", block, documented, actual)
 
 

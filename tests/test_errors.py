@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import modelc
 import pytest
 from modelc.cli import main
+from modelc.driver import build_all
+from modelc.load import load_file
 from modelc.diagnostics import CODES, SpecError
 
 
@@ -66,7 +68,7 @@ model M {
 }
 """,
         expected="""\
-example.model:4:5: error[E0101]: unexpected 'output', expected one of '(', '[', 'for', 'repeat', a name
+example.model:4:5: error[E0101]: unexpected 'output', expected one of '(', '[', 'for', 'repeat', a name, a quoted label ("model": ...)
    |
  4 |     output y
    |     ^^^^^^""",
@@ -1352,11 +1354,11 @@ model M {
 }
 """,
         expected="""\
-example.model:3:14: error[E0101]: unexpected 'model', expected one of '(', '[', 'for', 'repeat', a name
+example.model:3:14: error[E0101]: unexpected 'model', expected one of '(', '[', 'for', 'repeat', a name, a quoted label ("model": ...)
    |
  3 |     y = x -> model: linear(8)
    |              ^^^^^
-  = hint: 'model' is a reserved word (input, output, model and import are never names); choose another name, such as 'model_'""",
+  = hint: 'model' is a reserved word; to name a module 'model', quote the label: "model": ...""",
     ),
     Case(
         "for_without_a_tensor",
@@ -1456,21 +1458,21 @@ example.model:3:17: error[E0203]: unknown op or block 'Conv2d'
   = hint: did you mean 'conv'?""",
     ),
     Case(
-        "no_elementwise_product",
+        "elementwise_product_named_as_numpy",
         "E0203",
         spec="""\
 model M {
     input x: [B, 512]
     gate = x -> linear(512) -> sigmoid
-    output x -> mul(gate)
+    output x -> multiply(gate)
 }
 """,
         expected="""\
-example.model:4:17: error[E0203]: unknown op or block 'mul'
+example.model:4:17: error[E0203]: unknown op or block 'multiply'
    |
- 4 |     output x -> mul(gate)
-   |                 ^^^
-  = hint: modelc has no element-wise product of two tensors yet; `x * 0.5` (the scale op) multiplies by a constant, and `@` (matmul) is the matrix product""",
+ 4 |     output x -> multiply(gate)
+   |                 ^^^^^^^^
+  = hint: did you mean 'mul'? (also written a * b)""",
     ),
     Case(
         "no_function_suggested_for_a_step",
@@ -1685,9 +1687,16 @@ def test_api_raises_the_exact_diagnostic(case, workdir):
 
 
 def test_every_code_has_a_case():
+    # Codes a Case (a spec file and a command) cannot show, and where each is tested:
+    # E0106 (binary files): test_robustness.py::test_binary_data_is_one_line, tests/test_lsp.py;
     # E0602: test_render_without_graphviz; E0603 (compile --verify): tests/test_verify.py;
-    # E0604: test_output_that_cannot_be_written; E0605 (bench): tests/test_bench.py
-    covered = {c.code for c in CASES} | {"E0602", "E0603", "E0604", "E0605"}
+    # E0604: test_output_that_cannot_be_written; E0605 (bench): tests/test_bench.py;
+    # E0606 (export): tests/test_export.py; E0607: test_running_a_module_without_torch;
+    # E0701-E0709 (import, from Python modules): tests/test_import.py and their examples in
+    # docs/errors.md (tests/test_docs.py); W0501: test_unused_values_warn_once_per_place.
+    elsewhere = {"E0106", "E0602", "E0603", "E0604", "E0605", "E0606", "E0607", "W0501"}
+    elsewhere |= {f"E070{i}" for i in range(1, 10)}
+    covered = {c.code for c in CASES} | elsewhere
     assert sorted(covered) == sorted(CODES)
 
 
@@ -2062,6 +2071,80 @@ def test_render_without_graphviz(workdir, monkeypatch):
     )
     assert (workdir / "net.dot").read_text().startswith("digraph")
     assert not (workdir / "net.svg").exists()
+
+
+def test_unused_values_warn_once_per_place(workdir):
+    """W0501: a value no output uses is still built and computed (the spec says so), and said;
+    a block's unused value warns once, not once per instance."""
+    (workdir / "example.model").write_text(
+        "block B {\n    input x\n    side = x -> probe: linear(2)\n    output x -> relu\n}\n"
+        "model M {\n    input x: [B, 4]\n    y = x -> repeat 3 B\n    z = y -> sigmoid\n"
+        "    output y -> head: linear(1)\n}\n"
+    )
+    status, out, err = run_cli("compile", "example.model", "-o", "m.py")
+    assert (status, out) == (0, "")
+    assert err.count("warning[W0501]") == 2
+    assert "example.model:3:24: warning[W0501]: 'side' is computed but never used" in err
+    assert "note: its layers (b.probe, b_1.probe, b_2.probe) hold 30 parameters" in err
+    assert "note: once in each of 3 block instances" in err
+    assert "example.model:9:14: warning[W0501]: 'z' is computed but never used" in err
+    source = (workdir / "m.py").read_text()
+    assert source.count("self.probe(") == 1 and "torch.sigmoid(" in source  # computed as written
+    with pytest.warns(modelc.SpecWarning) as caught:
+        assert "self.probe" not in modelc.compile_file("example.model", optimize=1)  # -O1 removes it
+    assert [str(w.message).split(": ")[1:3] for w in caught] == [["warning[W0501]", "'side' is computed but never used"],
+                                                                  ["warning[W0501]", "'z' is computed but never used"]]
+    assert caught[0].filename == __file__
+    graph = modelc.graph("example.model")
+    assert [w.code for w in graph.warnings] == ["W0501", "W0501"]
+    assert graph.num_params() == 30 + 5
+
+
+def test_an_unused_block_warns_at_its_call_and_a_discarded_block_output_does_not(workdir):
+    (workdir / "example.model").write_text(
+        "block Aux {\n    input x\n    output x -> fc: linear(3)\n}\n"
+        "block Two {\n    input x\n    output x -> relu, x -> p: linear(2)\n}\n"
+        "model N {\n    input x: [B, 4]\n    a = x -> auxhead: Aux\n    u, _ = x -> Two\n    output u\n}\n"
+    )
+    [warning] = modelc.graph("example.model").warnings
+    assert warning.render() == (
+        "example.model:11:23: warning[W0501]: 'a' is computed but never used: no output depends on it\n"
+        "    |\n"
+        " 11 |     a = x -> auxhead: Aux\n"
+        "    |                       ^^^\n"
+        "  = note: its layers (auxhead.fc) hold 15 parameters, which are built, counted and run in forward\n"
+        "  = hint: use it in an output or delete it (-O1 removes it)"
+    )
+
+
+def test_the_zoo_has_no_warnings():
+    from conftest import spec_names, spec_path
+
+    for name in spec_names():
+        for g in build_all(load_file(spec_path(name))):
+            assert g.warnings == [], (name, [w.render() for w in g.warnings])
+
+
+@pytest.mark.parametrize("api", ["load", "load_source"])
+def test_running_a_module_without_torch(workdir, monkeypatch, api):
+    """Compiling needs no torch; running does, and says how to get it (not a raw ImportError)."""
+    spec = "model M {\n    input x: [B, 3, 32, 32]\n    output x -> conv(16, k=3)\n}\n"
+    (workdir / "example.model").write_text(spec)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    assert "class M(nn.Module)" in modelc.compile_file("example.model")
+    with pytest.raises(SpecError) as info:
+        modelc.load("example.model") if api == "load" else modelc.load_source(spec)
+    assert info.value.diagnostics[0].code == "E0607"
+    assert str(info.value) == (
+        f"error[E0607]: modelc.{api} needs torch, which is not installed\n"
+        '  = hint: pip install "modelc[torch]" (or the torch build for your machine, from pytorch.org)'
+    )
+    status, out, err = run_cli("compile", "example.model", "--verify")
+    assert status == 1 and "class M(nn.Module)" in out
+    assert err.startswith("error[E0607]: --verify needs torch, which is not installed; "
+                          "the module was written to standard output\n")
+    status, _, err = run_cli("bench", "example.model")
+    assert status == 1 and err.startswith("error[E0607]: modelc bench needs torch")
 
 
 def test_broken_pipe_is_not_an_internal_error(workdir):

@@ -40,6 +40,9 @@ from modelc.driver import build_all
 from modelc.load import load_text
 from modelc.symbolic import subs
 
+# Generated specs leave values unused by design (W0501, tested in test_errors.py).
+pytestmark = pytest.mark.filterwarnings("ignore::modelc.SpecWarning")
+
 TIME_LIMIT = 20  # seconds per case; generous for a loaded machine, far below a hang
 
 

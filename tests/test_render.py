@@ -350,8 +350,8 @@ def test_command_line_errors(tmp_path):
 
 @needs_dot
 def test_jupyter_and_no_torch():
-    code = ("import sys, modelc; g = modelc.graph('specs/lenet5.model'); svg = g._repr_svg_(); "
-            "assert svg.lstrip().startswith('<?xml') and '<svg' in svg; "
+    code = ("import sys, modelc; g = modelc.graph('specs/lenet5.model'); svg = g._repr_mimebundle_()['image/svg+xml']; "
+            "assert svg.startswith('<svg') and svg.rstrip().endswith('</svg>'); "
             "assert 'torch' not in sys.modules, 'render imported torch'")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           check=False)  # fmt: skip
@@ -537,3 +537,13 @@ def test_cluster_captions_are_drawn_over_edges(tmp_path):
         fill = next(el for el in g.iter() if el.tag == f"{SVG}polygon").get("fill").upper()
         assert fill == next(el for el in cluster.iter() if el.tag == f"{SVG}path").get("fill").upper()
     assert any(text_of(groups[i]).startswith("layer3 · 6 × Bottleneck") for i in captions)
+
+
+
+def test_title_states_a_short_parameter_count_once():
+    from modelc.load import load_text
+
+    small = "model M {\n    input x: [B, 10]\n    output x -> linear(10)\n}\n"
+    dot = render_dot(build_all(load_text(small, "m.model"))).dot
+    assert "110 parameters \u00b7" in dot and "(110)" not in dot
+    assert "25,557,032 parameters (25.6M) \u00b7" in render_dot(list(graphs("resnet50"))).dot

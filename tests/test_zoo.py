@@ -264,7 +264,7 @@ def test_lenet5_under_torch_compile():
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("name", ["lenet5", "resnet18"])
 def test_cuda_matches_cpu(name):
     cls, graph = compiled(name)

@@ -815,7 +815,7 @@ CUDA_FAMILIES = [
 ]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize(
     "spec, model, params", [pytest.param(*m, id=_id(*m)) for m in CUDA_FAMILIES]
 )

@@ -213,8 +213,9 @@ def _signature(g: Graph) -> str:
 def _title(view: View) -> dict[str, str]:
     g = view.graph
     args = ", ".join(f"{k}={v}" for k, v in g.params)
-    totals = (f"{count(view.total_params)} parameters ({short(view.total_params)}) "
-              f"\u00b7 {macs_text(view.total_macs)} per sample")  # fmt: skip
+    n = view.total_params
+    brief = f" ({short(n)})" if short(n) != count(n) else ""  # "170 parameters", not "170 (170)"
+    totals = f"{count(n)} parameters{brief} \u00b7 {macs_text(view.total_macs)} per sample"
     return {"name": g.name, "args": f"({args})", "totals": totals}
 
 
