@@ -17,8 +17,6 @@ __all__ = ["add_mismatch_hint", "attribute_hint", "callee_hint", "positional_hin
 
 # ---- unknown ops ------------------------------------------------------------------------
 _NO_MATH = "modelc has no element-wise {name}; the math it has: exp, log, sqrt, rsqrt, sin, cos, abs, clamp"
-_NO_ARG = ("modelc has no {name}: a model's outputs are float tensors; take the {name} of the "
-           "output in Python")  # fmt: skip
 
 # Names from torch, torch.nn and Keras (lower case, `2d` and `_` dropped) -> a hint.
 _FOREIGN: dict[str, str] = {
@@ -33,8 +31,7 @@ _FOREIGN: dict[str, str] = {
     "clip": "did you mean 'clamp'?",
     "maximum": "write where(a > b, a, b)",
     "minimum": "write where(a < b, a, b)",
-    "argmax": _NO_ARG.format(name="argmax"),
-    "argmin": _NO_ARG.format(name="argmin"),
+    "argmin": "modelc has no argmin: argmax of the negation, (-x) -> argmax(dim)",
     "cat": "did you mean 'concat'?",
     "stack": "modelc has no stack: unsqueeze(dim) each tensor, then concat along that dim",
     "squeeze": "modelc has no squeeze: use reshape([...]) or flatten",

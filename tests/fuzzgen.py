@@ -1937,7 +1937,7 @@ EXTREMES = ["0", "-1", "1", "2147483647", "2147483648", "9223372036854775807", "
 _HINTS = {"permute": "dims=[0, 2, 1]", "upsample": "scale=2", "unbind": "dim=1", "position_embedding": "max_len=64",
           "select": "dim=1, index=0", "slice": "dim=1, start=0, end=2", "roll": "shifts=[1], dims=[1]",
           "window_reverse": "window=2, h=4, w=4", "mean": "dim=1", "split": "sizes=2, dim=1",
-          "shifted_window_mask": "window=4, shift=2", "clamp": "min=0.0"}  # fmt: skip
+          "shifted_window_mask": "window=4, shift=2", "clamp": "min=0.0", "topk": "k=2"}  # fmt: skip
 _FIRST = {"where": "x > 0"}  # ops whose first tensor must be another kind (a bool condition)
 
 

@@ -511,7 +511,7 @@ def _write(where: Path, text: str) -> Path:
 @pytest.mark.parametrize("step, hint", [
     ("multiply(x)", "did you mean 'mul'? (also written a * b)"),
     ("tan", "modelc has no element-wise tan; the math it has: exp, log"),
-    ("argmax(1)", "modelc has no argmax"),
+    ("argmin(1)", "modelc has no argmin: argmax of the negation"),
     ("swish", "did you mean 'silu'? (x * sigmoid(x); hardswish is a different"),
     ("SiLU", "did you mean 'silu'?"),
     ("Softplus", "did you mean 'softplus'?"),

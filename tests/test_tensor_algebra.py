@@ -357,3 +357,68 @@ def test_the_optimizer_leaves_shared_and_transposed_weights_alone():
     x = torch.randn(4, 16)
     with torch.no_grad():
         same(opt.eval()(x), base.eval()(x))
+
+
+# ---- routing --------------------------------------------------------------------------------
+def test_topk_argmax_and_one_hot_equal_torch():
+    text = ("model M {\n    input x: [B, 6, 8]\n    input ids: int64[B, 6]\n"
+            "    v, i = x -> topk(3)\n    w, j = x -> topk(2, dim=1)\n"
+            "    output v, i, w, j, x -> argmax(-1), x -> argmax(1, keepdim=true), one_hot(ids, 10), one_hot(i, 8)\n}\n")  # fmt: skip
+    cls = modelc.load_source(text, "t.model")
+    graph = cls.__modelc_graph__
+    x, ids = torch.randn(2, 6, 8), torch.randint(0, 10, (2, 6))
+    top, top1 = torch.topk(x, 3), torch.topk(x, 2, dim=1)
+    want = [top.values, top.indices, top1.values, top1.indices, x.argmax(-1), x.argmax(1, keepdim=True),
+            F.one_hot(ids, 10), F.one_hot(top.indices, 8)]  # fmt: skip
+    with torch.no_grad():
+        got = cls()(x, ids)
+    for g, r, w in zip(got, run_graph(graph, {}, [x, ids]), want):
+        same(g, w)
+        same(r, w)
+    assert [graph.type_of(ref).dtype for _, ref in graph.outputs] == ["float32", "int64", "float32", "int64",
+                                                                      "int64", "int64", "int64", "int64"]
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("x -> topk(9)", "k = 9 is more than the 8 entries"),
+    ("b -> topk(2)", "topk of a bool tensor"),
+    ("one_hot(x, 4)", "one_hot needs int64 ids"),
+])  # fmt: skip
+def test_routing_refusals(expr, message):
+    with pytest.raises(SpecError, match=message):
+        modelc.compile_source(f"model M {{\n    input x: [B, 4, 8]\n    input b: bool[B, 8]\n    output {expr}\n}}\n",
+                              "t.model")
+
+
+def test_a_dense_top_2_mixture_of_experts_equals_the_sparse_one():
+    """What specs/mixtral.model writes, on its own: one_hot(topk) weights over every expert's
+    output equal picking the two experts per token and adding their weighted outputs."""
+    text = """block Experts(hidden: int) {
+    input x: [B, T, D]
+    input weight: [B, T, E]
+    w1 = w1: parameter([E, hidden, D])
+    w2 = w2: parameter([E, D, hidden])
+    y = relu(unsqueeze(x, 1) @ transpose(w1, -2, -1)) @ transpose(w2, -2, -1)
+    output (y * (weight -> permute([0, 2, 1]) -> unsqueeze(-1))) -> sum(1)
+}
+model M {
+    input x: [B, T, 8]
+    weights, chosen = x -> gate: linear(4, bias=false) -> softmax -> topk(2)
+    dense = one_hot(chosen, 4) * (weights -> unsqueeze(-1)) -> sum(2)
+    output experts: Experts(x, dense, 16)
+}
+"""
+    model = modelc.load_source(text, "moe.model")()
+    x = torch.randn(3, 5, 8)
+    with torch.no_grad():
+        got = model(x)
+        probs = torch.softmax(model.gate(x), -1)
+        w, e = torch.topk(probs, 2)
+        want = torch.zeros_like(x)
+        for b in range(3):
+            for t in range(5):
+                for k in range(2):
+                    n = e[b, t, k]
+                    h = torch.relu(model.experts.w1[n] @ x[b, t])
+                    want[b, t] += w[b, t, k] * (model.experts.w2[n] @ h)
+    same(got, want)

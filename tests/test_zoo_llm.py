@@ -107,3 +107,43 @@ def test_gpt2_small_counts_what_hugging_face_counts():
     with torch.device("meta"):
         reference = transformers.GPT2LMHeadModel(gpt2_config(50257, 1024, 12, 12, 768))
     assert sum(p.numel() for p in reference.parameters()) == 124_439_808
+
+
+# ---- Mixtral ------------------------------------------------------------------------------
+TINY_MIXTRAL = dict(vocab=100, d=64, hidden=96, layers=2, heads=4, kv_heads=2, experts=4, top_k=2)
+
+
+def mixtral_config(vocab, d, hidden, layers, heads, kv_heads, experts, top_k):
+    return transformers.MixtralConfig(
+        vocab_size=vocab, hidden_size=d, intermediate_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, num_local_experts=experts,
+        num_experts_per_tok=top_k, rope_theta=1e6, rms_norm_eps=1e-5, max_position_embeddings=4096,
+        tie_word_embeddings=False, attn_implementation="eager", router_jitter_noise=0.0,
+    )  # fmt: skip
+
+
+def test_mixtral_equals_hugging_face_on_logits():
+    """Top-2 of 4 experts per token: the routing picks differ between tokens, so a wrong
+    pick, weight or renormalisation shows in the logits."""
+    reference = transformers.MixtralForCausalLM(mixtral_config(**TINY_MIXTRAL)).eval()
+    randomize(reference.state_dict())
+    ours = modelc.load(spec_path("mixtral"), **TINY_MIXTRAL)().eval()
+    assert set(ours.state_dict()) == set(reference.state_dict())
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    ids = torch.randint(0, 100, (2, 13), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want, got = reference(ids).logits, ours(ids)
+        gate = reference.model.layers[0].mlp.gate
+        picks = torch.topk(gate(reference.model.embed_tokens(ids).reshape(-1, 64))[0], 2).indices
+    assert len({tuple(sorted(p)) for p in picks.tolist()}) > 2  # several expert pairs in use
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=2e-5)
+
+
+def test_mixtral_8x7b_counts_what_hugging_face_counts():
+    cls = modelc.load(spec_path("mixtral"))
+    assert cls.NUM_PARAMETERS == 46_702_792_704
+    with torch.device("meta"):
+        reference = transformers.MixtralForCausalLM(mixtral_config(32000, 4096, 14336, 32, 32, 8, 8, 2))
+        ours = cls()
+    assert sum(p.numel() for p in reference.parameters()) == 46_702_792_704
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
