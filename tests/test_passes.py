@@ -191,7 +191,8 @@ def test_an_add_of_three_stays_out_of_place():
 @examples(10)
 @given(st.randoms(use_true_random=False))
 def test_inplace_keeps_training_gradients(r):
-    """In place is exact in training too: the same loss and gradients as without -O."""
+    """In place is exact in training too: the same loss and gradients as without -O (up to the
+    float32 rounding of the in-place backward formulas)."""
     acts = ["relu", "relu6", "leaky_relu", "hardswish", "elu"]
     body = []
     for i in range(r.randint(2, 5)):
@@ -205,7 +206,7 @@ def test_inplace_keeps_training_gradients(r):
     randomize(base)
     opt = modelc.load_source(text, "t.model", optimize=1)()
     opt.load_state_dict(base.state_dict())
-    x = torch.randn(4, 8)
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(r.randrange(2**31)))  # reproducible
     grads = []
     for m in (base.train(), opt.train()):
         m.zero_grad()
@@ -213,7 +214,9 @@ def test_inplace_keeps_training_gradients(r):
         loss.backward()
         grads.append([p.grad for p in m.parameters()])
     for a, b in zip(*grads):
-        torch.testing.assert_close(b, a)
+        # The in-place backward formulas (hardswish_, elu_) round differently in float32: seen
+        # 1.5e-4 on gradients of size 14 in a CI run. Relative to the largest gradient, then.
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=2e-5 * max(1.0, a.abs().max().item()))
 
 
 # ---- pipelines ---------------------------------------------------------------------------------
