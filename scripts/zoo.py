@@ -62,6 +62,10 @@ def run_spec(spec: str, out: Path) -> tuple[bool, list[str], str]:
     steps = [(["summary", spec], summary), *((argv, None) for argv in compile_),
              (["render", spec, "-o", str(out / f"{name}.svg")], None)]  # fmt: skip
     err = io.StringIO()
+    if name in RUN_PARAMS:
+        config = ", ".join(f"{k}={v}" for k, v in RUN_PARAMS[name].items())
+        print(f"{spec}: too large to run here; compiled at its defaults, verified at {config} ({name}.run.py)",
+              file=err)  # fmt: skip
     for argv, stdout_path in steps:
         status = _modelc(argv, err, stdout_path)
         if status == 130:
