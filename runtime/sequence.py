@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -270,15 +272,18 @@ def relative_position_index(window: int) -> nn.Buffer:
     return nn.Buffer((rel[:, :, 0] * (2 * window - 1) + rel[:, :, 1]).flatten())
 
 
-def shifted_window_mask(h: int, w: int, window: int, shift: int, device=None, dtype=None) -> torch.Tensor:
+def shifted_window_mask(h: int, w: int, window: int, shift: int, device: Optional[torch.device] = None,
+                        dtype: Optional[torch.dtype] = None) -> torch.Tensor:  # fmt: skip
     """[windows, window^2, window^2]: -100 where two positions of a window of the map rolled by
     -shift came from different regions of the unrolled map (so they do not attend), else 0; in
-    `dtype` (the scores', so a bf16 model stays bf16), float32 by default."""
-    region = torch.zeros(h, w, device=device)
-    bounds = ((0, -window), (-window, -shift), (-shift, None))
-    for i, (r0, r1) in enumerate(bounds):
-        for j, (c0, c1) in enumerate(bounds):
-            region[r0:r1, c0:c1] = 3 * i + j
+    `dtype` (the scores', so a bf16 model stays bf16), float32 by default. The regions are the
+    rows (and columns) before h - window, from there to h - shift, and after: 3 x 3 of them.
+    Typed for torch.jit.script."""
+    rows = torch.arange(h, device=device)
+    cols = torch.arange(w, device=device)
+    row_region = (rows >= h - window).long() + (rows >= h - shift).long()
+    col_region = (cols >= w - window).long() + (cols >= w - shift).long()
+    region = (3 * row_region[:, None] + col_region[None, :]).float()
     ids = window_partition(region[None, :, :, None], window).squeeze(2)  # [windows, window^2]
     differs = ids[:, None, :] != ids[:, :, None]
     return torch.zeros(differs.shape, device=device, dtype=dtype).masked_fill(differs, -100.0)

@@ -905,3 +905,30 @@ def test_transformer_builds_on_meta_and_materialises():
     src, tgt = torch.randn(2, 5, 64), torch.randn(2, 4, 64)  # the small configuration: d_model 64
     with torch.no_grad():
         assert torch.equal(model(src, tgt), reference(src, tgt))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_swin_t_scripts_with_torch_jit():
+    """torch.jit.script reads modelc.runtime's helpers too: shifted_window_mask is typed."""
+    model = build("swin_t")
+    scripted = torch.jit.script(model)
+    x = randn(1, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.equal(scripted(x), model(x))
+
+
+@pytest.mark.parametrize("h, w, window, shift", [(8, 8, 4, 2), (56, 56, 7, 3), (14, 28, 7, 3)])
+def test_shifted_window_mask_marks_the_regions_the_roll_brought_together(h, w, window, shift):
+    """Against Swin's definition: 3 x 3 regions of the map filled by slices, then compared."""
+    from modelc.runtime import shifted_window_mask
+    from modelc.runtime.sequence import window_partition
+
+    region = torch.zeros(h, w)
+    bounds = ((0, -window), (-window, -shift), (-shift, None))
+    for i, (r0, r1) in enumerate(bounds):
+        for j, (c0, c1) in enumerate(bounds):
+            region[r0:r1, c0:c1] = 3 * i + j
+    ids = window_partition(region[None, :, :, None], window).squeeze(2)
+    want = torch.zeros(ids.shape[0], window * window, window * window)
+    want[ids[:, None, :] != ids[:, :, None]] = -100.0
+    assert torch.equal(shifted_window_mask(h, w, window, shift), want)
