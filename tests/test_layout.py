@@ -35,6 +35,9 @@ NEW = {
     "amax": "model M { input x: [B, 4, 6, 5]  output x -> permute([0, 2, 1, 3]) -> amax([1, 2]) -> view([B, 5]) }",
     "var": "model M { input x: [B, 4, 6, 5]  output x -> permute([0, 2, 1, 3]) -> var(2) -> view([B, 30]) }",
     "rms_norm": "model M { input x: [B, 4, 6]  output x -> transpose(1, 2) -> rms_norm -> view([B, 24]) }",
+    "topk": "model M { input x: [B, 4, 6]\n  v, i = x -> transpose(1, 2) -> topk(2)\n  output v -> view([B, 12]) }",
+    "argmax": "model M { input x: [B, 4, 6, 5]  output x -> permute([0, 2, 1, 3]) -> argmax(3) -> view([B, 24]) }",
+    "one_hot": "model M { input t: int64[B, 4, 6]  output t -> transpose(1, 2) -> one_hot(5) -> view([B, 120]) }",
     "window_partition": ("model M { input x: [B, 8, 4, 4]  output x -> permute([0, 2, 3, 1]) "
                          "-> window_partition(2) -> view([B, 128]) }"),
     "window_reverse": "model M { input x: [4, 8, 3]  output x -> transpose(0, 1) -> window_reverse(2, 4, 4) -> view([2, 48]) }",
