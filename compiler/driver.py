@@ -146,7 +146,47 @@ def exec_source(source: str, path: str) -> types.ModuleType:
     module.__file__ = filename
     sys.modules[name] = module
     exec(compile(source, filename, "exec"), module.__dict__)  # our own generated code, not spec text
+    _make_picklable(module, source, path)
     return module
+
+
+# NOTE: [Pickling loaded modules] A class made by `load` lives in a module that exists only in
+# this process, so pickle (torch.save of a whole model) cannot find it by name. Each generated
+# nn.Module class pickles its instances as "the class named Q of this generated source" plus
+# the instance's state: `_rebuild` runs that source again where it is unpickled (a fresh
+# process with modelc and torch), once per source, and in the process that made it finds the
+# same module, so `copy.deepcopy` keeps the class. The spec file is not needed to unpickle.
+_BY_SOURCE: dict[str, types.ModuleType] = {}
+
+
+def _source_key(source: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def _make_picklable(module: types.ModuleType, source: str, path: str) -> None:
+    _BY_SOURCE.setdefault(_source_key(source), module)
+    module.__modelc_source__, module.__modelc_path__ = source, path
+    nn_module = getattr(module, "nn", None)
+    for value in list(vars(module).values()):
+        if isinstance(value, type) and value.__module__ == module.__name__ and nn_module is not None \
+                and issubclass(value, nn_module.Module):  # fmt: skip
+            value.__reduce_ex__ = _reduce_ex
+
+
+def _reduce_ex(self, protocol: int):
+    module = sys.modules[type(self).__module__]
+    return _rebuild, (module.__modelc_source__, module.__modelc_path__, type(self).__qualname__), self.__dict__.copy()
+
+
+def _rebuild(source: str, path: str, qualname: str):
+    """An empty instance of generated class `qualname` (pickle then restores its state)."""
+    module = _BY_SOURCE.get(_source_key(source))
+    if module is None:
+        module = exec_source(source, path)
+    cls = getattr(module, qualname)
+    return cls.__new__(cls)
 
 
 def _import(program: Program, model: str | None, params: dict[str, Any], optimize: int = 0) -> type:
