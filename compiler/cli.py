@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="write here instead of standard output")
     c.add_argument("--verify", action="store_true",
                    help="import the result, run a random batch, check shapes and parameter count")
+    c.add_argument("--standalone", action="store_true",
+                   help="copy the modelc.runtime helpers the module uses into the file: it needs only torch")
     r = spec_command("render", "Draw the architecture with Graphviz: .svg, .png, .pdf or .dot.", _render)
     r.add_argument("other", nargs="?", metavar="SPEC_B", help="with --diff: the spec to compare with")
     r.add_argument("-o", "--output", help="FILE.svg, .png, .pdf or .dot (default: DOT on standard output)")
@@ -214,6 +216,10 @@ def _compile(args) -> int:
 
     _, graphs = _graphs(args)
     source = emit(graphs, args.spec)
+    if args.standalone:
+        from modelc.standalone import inline_runtime
+
+        source = inline_runtime(source)
     if args.output:
         from modelc.fileio import write_file
 

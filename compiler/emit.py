@@ -32,9 +32,10 @@ from modelc.pyformat import LINE, CallExpr, flat, render
 from modelc.pyrepr import comment, doc, literal
 from modelc.symbolic import is_known
 
-__all__ = ["emit"]
+__all__ = ["NEEDS_RUNTIME", "emit"]
 
 _RESERVED = frozenset({"self", "torch", "nn", "rt"})
+NEEDS_RUNTIME = "Needs: torch and modelc (modelc.runtime), or compile with --standalone"
 
 
 @functools.cache
@@ -62,6 +63,8 @@ def emit(graphs: list[Graph], source: str) -> str:
     header = [f"Source: {comment(_basename(source))}"]
     header += [f"Model: {comment(_signature(g.name, g.params))}" for g in graphs]
     header += [_optimized_line(g) for g in graphs if g.optimized != (0, ())]  # -O1, -O2 or --rewrite
+    if em.uses_runtime:  # standalone.inline_runtime rewrites this line when it inlines the helpers
+        header.append(NEEDS_RUNTIME)
     header = [part for line in header for part in _wrap(line, LINE - 2, "  ")]
     text = _templates().get_template("file.jinja").render(
         encoding=ENCODING_LINE, header=header, imports=imports, classes=em.classes

@@ -7,6 +7,7 @@
 # Model: DenoisingAE(noise="gaussian", level=0.3, hidden=500)
 # Model: SparseAE(hidden=196)
 # Model: StackedAE(widths=[1000, 500, 250, 30])
+# Needs: torch and modelc (modelc.runtime), or compile with --standalone
 import torch
 from torch import nn
 from modelc import runtime as rt

@@ -3,6 +3,7 @@
 # Source: bert.model
 # Model: BERT(vocab=30522, hidden=768, layers=12, heads=12, ff=3072, max_len=512,
 #   types=2, dropout=0.1)
+# Needs: torch and modelc (modelc.runtime), or compile with --standalone
 import torch
 from torch import nn
 from modelc import runtime as rt

@@ -3,6 +3,7 @@
 # Source: context_encoder.model
 # Model: ContextEncoder(channels=3)
 # Model: Discriminator(channels=3)
+# Needs: torch and modelc (modelc.runtime), or compile with --standalone
 import torch
 from torch import nn
 from modelc import runtime as rt

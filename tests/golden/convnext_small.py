@@ -3,6 +3,7 @@
 # Source: convnext_small.model
 # Model: ConvNeXt_Small(num_classes=1000, depths=[3, 3, 27, 3], widths=[96, 192, 384,
 #   768], stochastic_depth_prob=0.4)
+# Needs: torch and modelc (modelc.runtime), or compile with --standalone
 import torch
 from torch import nn
 from modelc import runtime as rt

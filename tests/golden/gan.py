@@ -3,6 +3,7 @@
 # Source: gan.model
 # Model: Generator(noise=100, hidden=[1200, 1200])
 # Model: Discriminator(hidden=[240, 240], pieces=5, dropout=0.5)
+# Needs: torch and modelc (modelc.runtime), or compile with --standalone
 import torch
 from torch import nn
 from modelc import runtime as rt

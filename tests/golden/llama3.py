@@ -3,6 +3,7 @@
 # Source: llama3.model
 # Model: Llama3(vocab=128256, d=4096, hidden=14336, layers=32, heads=32, kv_heads=8,
 #   theta=500000.0, eps=1e-05)
+# Needs: torch and modelc (modelc.runtime), or compile with --standalone
 import torch
 from torch import nn
 from modelc import runtime as rt

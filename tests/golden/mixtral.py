@@ -3,6 +3,7 @@
 # Source: mixtral.model
 # Model: Mixtral(vocab=32000, d=4096, hidden=14336, layers=32, heads=32, kv_heads=8,
 #   experts=8, top_k=2, theta=1000000.0, eps=1e-05)
+# Needs: torch and modelc (modelc.runtime), or compile with --standalone
 import torch
 from torch import nn
 from modelc import runtime as rt

@@ -3,6 +3,7 @@
 # Source: swin_t.model
 # Model: Swin_T(num_classes=1000, embed=96, depths=[2, 2, 6, 2], heads=[3, 6, 12, 24],
 #   window=7, image_size=224)
+# Needs: torch and modelc (modelc.runtime), or compile with --standalone
 import torch
 from torch import nn
 from modelc import runtime as rt

@@ -3,6 +3,7 @@
 # Source: swinir_light.model
 # Model: SwinIR_Light(scale=2, embed=60, depths=[6, 6, 6, 6], heads=6, window=8,
 #   image_size=64)
+# Needs: torch and modelc (modelc.runtime), or compile with --standalone
 import torch
 from torch import nn
 from modelc import runtime as rt

@@ -3,6 +3,7 @@
 # Source: transformer.model
 # Model: Transformer(d_model=512, heads=8, encoder_layers=6, decoder_layers=6, ff=2048,
 #   dropout=0.1)
+# Needs: torch and modelc (modelc.runtime), or compile with --standalone
 import torch
 from torch import nn
 from modelc import runtime as rt

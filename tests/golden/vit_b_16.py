@@ -3,6 +3,7 @@
 # Source: vit_b_16.model
 # Model: ViT_B_16(num_classes=1000, image_size=224, patch=16, layers=12, num_heads=12,
 #   hidden=768, mlp_dim=3072, dropout=0.0)
+# Needs: torch and modelc (modelc.runtime), or compile with --standalone
 import torch
 from torch import nn
 from modelc import runtime as rt
