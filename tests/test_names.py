@@ -117,3 +117,14 @@ def test_quoted_labels_name_modules_with_the_languages_own_words():
     with pytest.raises(modelc.SpecError) as info:
         modelc.compile_source('model M {\n    input x: [B, 8]\n    output x -> "class": relu\n}\n', "q.model")
     assert info.value.diagnostics[0].code == "E0206"
+
+
+def test_a_prefixed_range_numbers_its_items_from_the_range_start():
+    text = ("block Layer(w: int) {\n    input x\n    output x -> fc: linear(w)\n}\n"
+            "model M {\n    input x: [B, 8]\n"
+            '    y = x -> block: for i in 1..4 prefix "denselayer" { Layer(8) }\n'
+            '    output y -> more: for w in [8, 8] prefix "unit" { Layer(w) }\n}\n')  # fmt: skip
+    graph = build_all(load_text(text, "d.model"))[0]
+    names = sorted(graph.node(n).name for n in graph.nodes() if graph.node(n).params)
+    assert names == ["block.denselayer1.fc", "block.denselayer2.fc", "block.denselayer3.fc",
+                     "more.unit0.fc", "more.unit1.fc"]

@@ -91,6 +91,10 @@ class StepsMixin:
                 raise error("E0404", f"a prefix of item names must be an identifier, got \"{body.prefix}\"",
                             body.span)  # fmt: skip
             frame.prefix, body = body.prefix, replace(body, prefix=None)
+            if isinstance(body.iterable, S.Range):  # `for i in 1..5 prefix "denselayer"`: denselayer1, ...
+                start = self._eval(ctx, body.iterable.lo)
+                if isinstance(start, int) and not isinstance(start, bool) and start >= 0:
+                    frame.counter[0] = start
         inner = replace(ctx, frame=frame)
         out = self._steps(inner, body.steps, x) if isinstance(body, S.Seq) else self._step(inner, body, x)
         if isinstance(out, Tensor):
