@@ -134,9 +134,13 @@ def new_node(g: Graph, op: str, attrs: dict, inputs: list[Ref], like: Node, hint
     `hint` (made unique there); types from the op's rules (SpecError if they refuse)."""
     from modelc.infer import infer_node
     from modelc.ops import REGISTRY
+    from modelc.ops.base import REQUIRED
 
+    opdef = REGISTRY[op]
+    # The attributes a pass leaves out take their defaults, as a spec's call does (bind_attrs).
+    full = {a.name: a.default for a in opdef.attrs if a.default is not REQUIRED and a.name not in attrs}
     types = [g.type_of(r) for r in inputs]
-    resolved, outs, params, macs = infer_node(REGISTRY[op], attrs, types, like.span, like.trace)
+    resolved, outs, params, macs = infer_node(opdef, {**full, **attrs}, types, like.span, like.trace)
     node = Node(op, resolved, like.scope, unique_local(g, like.scope, hint), like.span, like.trace,
                 types=outs, params=params, macs=macs, **fields)  # fmt: skip
     return (g.add(node, inputs), 0)

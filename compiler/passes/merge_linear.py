@@ -91,8 +91,8 @@ def _merge(g: Graph, ref: Ref, group: list[int]) -> Change:
     nodes = [g.node(n) for n in group]
     first, sizes = nodes[0], [node.attrs["out_features"] for node in nodes]
     bias = first.attrs["bias"]
-    attrs = {"out_features": sum(sizes), "bias": bias, "transposed": False, "tie": None}
-    merged = new_node(g, "linear", attrs, [ref], first, "_".join(node.local for node in nodes), module=True)
+    merged = new_node(g, "linear", {"out_features": sum(sizes), "bias": bias}, [ref], first,
+                      "_".join(node.local for node in nodes), module=True)  # fmt: skip
     out_vars = tuple(node.var or node.local for node in nodes)
     if len(set(sizes)) == 1:
         parts = new_node(g, "chunk", {"n": len(sizes), "dim": -1}, [merged], first, "chunk", out_vars=out_vars)
