@@ -200,6 +200,18 @@ class Graph:
     def input_types(self, n: int) -> list[TensorType]:
         return [self.node(u).types[out] for u, out in self.inputs_of(n)]
 
+    def live(self) -> set[int]:
+        """The nodes some model output depends on (the dead-code pass removes the others,
+        modelc.lint warns about them)."""
+        live: set[int] = set()
+        stack = [ref[0] for _, ref in self.outputs]
+        while stack:
+            n = stack.pop()
+            if n not in live:
+                live.add(n)
+                stack.extend(u for u, _ in self.inputs_of(n))
+        return live
+
     def users(self, n: int) -> list[tuple[int, int, int]]:
         """(user, its input port, our output port) for every use of n."""
         return sorted((v, d["port"], d["out"]) for _, v, d in self.g.out_edges(n, data=True))

@@ -27,7 +27,7 @@ def unused_values(graph: Graph) -> list[Diagnostic]:
     One warning per place in the spec: a block's unused value warns once, however many
     instances the block has. A block output that its caller leaves unused (`y, _ = x ->
     Block`) is the caller's choice: no warning, unless the caller uses none of its outputs."""
-    live = _live(graph)
+    live = graph.live()
     dead = {n for n in graph.nodes() if n not in live and graph.node(n).op != "input"}
     if not dead:
         return []
@@ -53,17 +53,6 @@ def unused_values(graph: Graph) -> list[Diagnostic]:
             continue  # inside a block instance reported as a whole
         add(node.span, f"'{node.var}'" if node.var else f"the value of {node.op}", [n], node.trace)
     return [_unused(graph, span, what, ends, dead, trace) for span, what, ends, trace in places.values()]
-
-
-def _live(graph: Graph) -> set[int]:
-    live: set[int] = set()
-    stack = [ref[0] for _, ref in graph.outputs]
-    while stack:
-        n = stack.pop()
-        if n not in live:
-            live.add(n)
-            stack.extend(u for u, _ in graph.inputs_of(n))
-    return live
 
 
 def _unused(graph: Graph, span: Span, what: str, ends: list[int], dead: set[int], trace: tuple) -> Diagnostic:

@@ -45,14 +45,7 @@ def dead_code(graph: Graph) -> PassResult:
     """Remove layers whose values reach no model output."""
     g = graph.copy()
     result = PassResult("dead-code", g)
-    live = set()
-    stack = [ref[0] for _, ref in g.outputs]
-    while stack:
-        n = stack.pop()
-        if n in live:
-            continue
-        live.add(n)
-        stack.extend(u for u, _ in g.inputs_of(n))
+    live = g.live()
     for n in reversed(g.topo()):
         node = g.node(n)
         if n in live or node.op == "input":
