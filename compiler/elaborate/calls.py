@@ -26,16 +26,17 @@ class CallsMixin:
         name = call.func
         inner = ctx if ctx.var is None else replace(ctx, var=None)  # arguments name no nodes
         args = None
-        if name in BUILTINS:
+        if name in BUILTINS and name not in ops.REGISTRY:
+            if piped is not None or label:
+                raise error("E0509", f"{name}() is a compile-time function, not a layer", call.span)
+            return self._builtin(ctx, call)
+        if name in BUILTINS and piped is None and not label:
             # `abs` is both: a compile-time function of numbers, and an op of tensors.
-            if name not in ops.REGISTRY or (piped is None and not label):
-                if piped is not None or label:
-                    raise error("E0509", f"{name}() is a compile-time function, not a layer", call.span)
-                if name not in ops.REGISTRY or call.kwargs:
-                    return self._builtin(ctx, call)
-                args = [(self._eval(inner, a), a.span) for a in call.args]
-                if not any(isinstance(v, Tensor) for v, _ in args):
-                    return self._builtin(ctx, call, [v for v, _ in args])
+            if call.kwargs:
+                return self._builtin(ctx, call)
+            args = [(self._eval(inner, a), a.span) for a in call.args]
+            if not any(isinstance(v, Tensor) for v, _ in args):
+                return self._builtin(ctx, call, [v for v, _ in args])
         opdef = ops.REGISTRY.get(name)
         bdef = self.program.blocks.get(name)
         if (opdef is None or opdef.internal) and bdef is None:
