@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from modelc.ops._util import FLOATS, known_channels, norm_dim
 from modelc.ops.base import Attr, OpDef, OpError, register
+from modelc.ops.reduce import _Reduce
 from modelc.types import TensorType
 
 
@@ -55,25 +56,22 @@ class TopK(OpDef):
 
 
 @register
-class Argmax(OpDef):
-    name = "argmax"
+class Argmax(_Reduce):
+    """A reduction (reduce.py) whose result is an index: its shape rule and emission are theirs."""
+
+    name = method = "argmax"
     family = "tensor"
     doc = "The index of the largest entry along dim (int64), as a prediction: logits -> argmax(-1)."
     attrs = (Attr("dim", "dim", positional=True), Attr("keepdim", "bool", False))
-    outputs_layout = "new"
+    floats_only = False
 
     def resolve(self, a, ins):
         if ins[0].dtype == "bool":
             raise OpError("E0506", f"argmax of a bool tensor {ins[0]}")
-        return {**a, "dim": norm_dim(a["dim"], ins[0].rank, "argmax")}
+        return super().resolve(a, ins)
 
-    def infer(self, a, ins):
-        dims = list(ins[0].dims)
-        if a["keepdim"]:
-            dims[a["dim"]] = 1
-        else:
-            del dims[a["dim"]]
-        return [TensorType(tuple(dims), "int64")]
+    def dtype(self, dtype: str) -> str:
+        return "int64"
 
     def reference(self, a, ins, w):
         import torch
@@ -86,9 +84,8 @@ class Argmax(OpDef):
         first = torch.where(hit, torch.arange(n).reshape(shape), n).amin(a["dim"], keepdim=a["keepdim"])
         return [first]
 
-    def call(self, a, args):
-        keep = ", keepdim=True" if a["keepdim"] else ""
-        return f"{args[0]}.argmax({a['dim']}{keep})"
+    def label(self, a):
+        return self.name
 
 
 @register
