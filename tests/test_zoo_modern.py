@@ -10,6 +10,7 @@ import functools
 import modelc
 import pytest
 from conftest import spec_path
+from modelc.bench import randomize
 from modelc.summary import summarize
 
 torch = pytest.importorskip("torch")
@@ -23,24 +24,9 @@ def load(spec: str, **params) -> type:
 
 
 def randomize_everything(model: nn.Module, seed: int = 1) -> nn.Module:
-    """Every float parameter and buffer redrawn around its role's scale: norm weights and
-    layer scales near 1, biases and running means near 0, variances in [0.5, 1.5], weight
-    matrices with std 1 / sqrt(fan-in)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict(keep_vars=True).items():
-            if not t.is_floating_point():
-                continue
-            leaf = name.rsplit(".", 1)[-1]
-            if leaf == "running_var":
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif leaf in ("bias", "running_mean") or t.dim() == 1 and leaf != "weight":
-                t.normal_(0.0, 0.1, generator=g)
-            elif leaf == "weight" and t.dim() == 1 or "scale" in leaf:
-                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.75)
-            else:
-                fan_in = t[0].numel() if t.dim() > 1 else t.numel()
-                t.normal_(0.0, fan_in**-0.5, generator=g)
+    """Every float parameter and buffer redrawn (modelc.bench.randomize: norm weights near 1,
+    layer scales and matrices with std 1 / sqrt(fan-in), variances in [0.5, 1.5])."""
+    randomize(model, torch, seed)
     return model
 
 
