@@ -24,7 +24,9 @@ def llama_config(vocab, d, hidden, layers, heads, kv_heads, theta=500000.0, eps=
 
 
 def randomize(state: dict, seed: int = 0) -> None:
-    """Norm weights around 1, matrices with std 1 / sqrt(fan-in): logits far from uniform."""
+    """Norm weights around 1, matrices with std 1 / sqrt(their last dimension): logits far from
+    uniform. (modelc.bench.randomize divides by all but the first dimension, which would shrink
+    Mixtral's fused [experts, 2 * hidden, d] weights to nearly nothing.)"""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for t in state.values():
