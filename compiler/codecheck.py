@@ -99,14 +99,20 @@ class _Whitelist:
 
     def _method(self, fn: ast.FunctionDef) -> None:
         args = fn.args
-        if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs or args.defaults or args.kw_defaults:
+        if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs or args.kw_defaults:
             _refuse(fn, "a method signature")
         names = [a.arg for a in args.args]
         if names[:1] != ["self"]:
             _refuse(fn, "a method signature")
+        # NOTE: [Sharing a class] in generalize.py: constructor arguments are sizes (int) and
+        # numbers (int, float) and flags of optional submodules (bool, default False, last).
+        flags = args.args[len(args.args) - len(args.defaults):] if args.defaults else []
+        if args.defaults and (fn.name != "__init__" or any(
+                not (isinstance(d, ast.Constant) and d.value is False) for d in args.defaults)):  # fmt: skip
+            _refuse(fn, "a method signature")
         for a in args.args:
             if a.annotation is not None:
-                _annotation(a.annotation)
+                _annotation(a.annotation, sizes=fn.name == "__init__", flag=a in flags)
         if fn.returns is not None:
             _annotation(fn.returns)
         local = set(names)
@@ -129,6 +135,13 @@ class _Whitelist:
         if isinstance(stmt, ast.Return):
             self._expr(stmt.value, local)
             return set()
+        if isinstance(stmt, ast.If):  # `if downsample:` in __init__, `if self.downsample is not None:`
+            if stmt.orelse or not (_flag_test(stmt.test, local)):
+                _refuse(stmt, "a branch")
+            bound: set[str] = set()
+            for inner in stmt.body:
+                bound |= self._statement(inner, local | bound)
+            return bound
         if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1:
             _refuse(stmt, "a statement")
         self._expr(stmt.value, local)
@@ -202,13 +215,27 @@ def _float_literal(call: ast.Call) -> bool:
             and call.args[0].value in ("inf", "-inf", "nan"))  # fmt: skip
 
 
-def _annotation(node: ast.expr) -> None:
+def _annotation(node: ast.expr, sizes: bool = False, flag: bool = False) -> None:
     text = ast.unparse(node)
+    if sizes:  # a constructor argument
+        if text not in (("bool",) if flag else ("int", "float")):
+            _refuse(node, "an annotation")
+        return
     if text != "None" and not (text == "torch.Tensor" or text.startswith("tuple[")):
         _refuse(node, "an annotation")
     for inner in ast.walk(node):
         if isinstance(inner, ast.Name) and inner.id not in ("torch", "tuple", "None"):
             _refuse(node, "an annotation")
+
+
+def _flag_test(test: ast.expr, local: set[str]) -> bool:
+    """`downsample` (a constructor flag) or `self.downsample is not None`."""
+    if isinstance(test, ast.Name):
+        return test.id in local
+    return (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.IsNot)
+            and isinstance(test.left, ast.Attribute) and isinstance(test.left.value, ast.Name)
+            and test.left.value.id == "self" and not _dunder(test.left.attr)
+            and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value is None)  # fmt: skip
 
 
 def _literal(node: ast.expr) -> None:
