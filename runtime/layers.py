@@ -1,5 +1,6 @@
 """Layers of today's architectures that torch.nn lacks: layer norm over another dimension
-than the last, and stochastic depth (drop path).
+than the last, linear layers with a transposed weight or a partly masked bias, and
+stochastic depth (drop path).
 
 As everywhere in modelc.runtime: deterministic in eval mode, no Python branch on tensor
 values (only on `self.training` and constructor settings), parameters initialised in
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["LayerNormDim", "StochasticDepth", "TransposedLinear", "rotary"]
+__all__ = ["LayerNormDim", "MaskedBiasLinear", "StochasticDepth", "TransposedLinear", "rotary"]
 
 
 class LayerNormDim(nn.LayerNorm):
@@ -51,6 +52,34 @@ class TransposedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class MaskedBiasLinear(nn.Linear):
+    """nn.Linear whose bias, cut into len(mask) equal parts, counts in forward only where mask
+    is 1: `mask=(1, 0, 1)` keeps a fused qkv projection's key bias at zero (torchvision's Swin
+    V2 zeroes that part of a clone of `qkv.bias` in forward). The parameter keeps its full
+    size and its key, and gets no gradient where masked."""
+
+    def __init__(self, in_features: int, out_features: int, mask: tuple[int, ...]) -> None:
+        self.mask = [int(m) for m in mask]
+        super().__init__(in_features, out_features)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():  # as torchvision starts it: zero where masked
+            self.bias.copy_(self.masked_bias())
+
+    def masked_bias(self) -> torch.Tensor:
+        parts: list[torch.Tensor] = []
+        for i, part in enumerate(self.bias.chunk(len(self.mask))):
+            parts.append(part if self.mask[i] == 1 else torch.zeros_like(part))
+        return torch.cat(parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight, self.masked_bias())
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mask={tuple(self.mask)}"
 
 
 class StochasticDepth(nn.Module):

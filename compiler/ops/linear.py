@@ -15,12 +15,15 @@ class Linear(OpDef):
            "transposed=true stores the weight [in, out] (GPT-2's Conv1D in Hugging Face's "
            "checkpoints). tie=\"transformer.wte\" uses that layer's weight (an embedding's or "
            "a linear's of the same shape) instead of its own: counted once, under both keys "
-           "in the state_dict (GPT-2's LM head).")  # fmt: skip
+           "in the state_dict (GPT-2's LM head). bias_mask=[1, 0, 1] cuts the bias into equal "
+           "parts and keeps those marked 0 at zero in forward (Swin V2's key bias), under the "
+           "same key.")  # fmt: skip
     attrs = (
         Attr("out_features", "int", positional=True, min=1, aliases=("features",)),
         Attr("bias", "bool", True),
         Attr("transposed", "bool", False, doc="the weight stored [in, out]"),
         Attr("tie", "str", None, doc="the layer (its state_dict name) whose weight this one uses"),
+        Attr("bias_mask", "ints", None, doc="per equal part of the bias, 1 to use it, 0 to hold it at zero"),
     )
     outputs_layout = "new"
 
@@ -30,7 +33,7 @@ class Linear(OpDef):
             raise OpError("E0305", f"linear expects an input of rank 2 or more, got {x}")
         fin = known_channels("linear", x, -1, "feature count (last dimension)")
         need_float32("linear", x)
-        return {**a, "in_features": fin}
+        return {**a, "in_features": fin, "bias_mask": _bias_mask(a)}
 
     def infer(self, a, ins):
         x = ins[0]
@@ -49,15 +52,44 @@ class Linear(OpDef):
         return numel(outs[0]) * a["in_features"]
 
     def module(self, a):
+        if a["bias_mask"] is not None:
+            return Ctor("rt.MaskedBiasLinear", (a["in_features"], a["out_features"], a["bias_mask"]))
         kw = () if a["bias"] else (("bias", False),)
         return Ctor("rt.TransposedLinear" if a["transposed"] else "nn.Linear", (a["in_features"], a["out_features"]), kw)
 
     def reference(self, a, ins, w):
         y = ins[0] @ (w["weight"] if a["transposed"] else w["weight"].T)
-        return [y + w["bias"] if a["bias"] else y]
+        if not a["bias"]:
+            return [y]
+        if a["bias_mask"] is None:
+            return [y + w["bias"]]
+        import torch
+
+        part = a["out_features"] // len(a["bias_mask"])  # bias entry i belongs to part i // part
+        held = torch.tensor([a["bias_mask"][i // part] == 0 for i in range(a["out_features"])], device=y.device)
+        return [y + w["bias"].masked_fill(held, 0.0)]
 
     def label(self, a):
         tied = f" (tied to {a['tie']})" if a["tie"] is not None else ""
-        return f"linear {a['in_features']}->{a['out_features']}{tied}"
+        masked = f", bias mask {list(a['bias_mask'])}" if a["bias_mask"] is not None else ""
+        return f"linear {a['in_features']}->{a['out_features']}{tied}{masked}"
+
+
+def _bias_mask(a) -> tuple[int, ...] | None:
+    """The checked bias_mask as a tuple (None when not given)."""
+    mask = a["bias_mask"]
+    if mask is None:
+        return None
+    mask = mask if isinstance(mask, tuple) else (mask,)
+    if not a["bias"]:
+        raise OpError("E0404", "linear: bias_mask masks the bias, but bias=false", "drop bias_mask, or keep the bias")
+    if a["transposed"]:
+        raise OpError("E0404", "linear: bias_mask is not supported with transposed=true")
+    if any(m not in (0, 1) for m in mask):
+        raise OpError("E0404", f"linear: bias_mask holds 0 (held at zero) or 1 (used), got {list(mask)}")
+    if a["out_features"] % len(mask):
+        raise OpError("E0404", f"linear: {a['out_features']} bias entries do not split into {len(mask)} equal parts",
+                      "one mask value per equal part: bias_mask=[1, 0, 1] for a fused q, k, v projection")  # fmt: skip
+    return mask
 
 

@@ -83,12 +83,15 @@ def consumers(g: Graph, ref: Ref) -> list[tuple[int, int]]:
 def shared_weight_problem(g: Graph, n: int) -> str | None:
     """Why a rewrite may not change this layer's weight: it is shared (a linear's `tie`, or the
     owner such a tie names), or stored in another layout (`transposed`), which the checkpoint
-    rules (modelc.runtime) do not convert; None when it may."""
+    rules (modelc.runtime) do not convert, or part of its bias is held at zero (`bias_mask`),
+    which a merged or folded bias would not keep; None when it may."""
     node = g.node(n)
     if node.attrs.get("tie") is not None or any(owner == node.name for _, owner in g.ties):
         return f"{node.op} `{node.name}` shares its weight with another layer (tie)"
     if node.attrs.get("transposed"):
         return f"{node.op} `{node.name}` stores its weight [in, out] (transposed)"
+    if node.attrs.get("bias_mask") is not None:
+        return f"{node.op} `{node.name}` holds part of its bias at zero (bias_mask)"
     return None
 
 
