@@ -163,9 +163,10 @@ def extra_inputs(tree: Tree, path: tuple[str, ...]) -> set[Ref]:
     """What the items of an unrolled sequence read besides the previous item's output: the
     sequence's own input among them when an item takes it again (`for ... { Dec(x) }`)."""
     graph, out = tree.graph, set()
+    first = 0 if graph.containers[path].origin == "branches" else 1  # parallel branches: every input
     for kind, ref in tree.ordered_units(path):
         inputs = tree.inputs[ref] if kind == "node" else [r for _, r in graph.containers[ref].inputs]
-        out.update(inputs[1:])
+        out.update(inputs[first:])
         if kind == "container" and graph.containers[ref].unrolled:
             out |= extra_inputs(tree, ref)
     return out

@@ -114,7 +114,7 @@ class Container:
     inputs: list[tuple[str, Ref]] = field(default_factory=list)  # outside values fed in
     outputs: list[tuple[str, Ref]] = field(default_factory=list)  # values it returns
     trace: tuple[Note, ...] = ()
-    origin: str = ""  # for sequences: "group", "repeat" or "for"
+    origin: str = ""  # for sequences: "group", "repeat", "for" or "branches" (`experts: [for ...]`)
     unrolled: bool = False  # a sequence whose items take extra inputs: an nn.ModuleList
     var: str | None = None
 

@@ -477,6 +477,12 @@ class _ToAst(Transformer):
     def labelled(self, meta, c):
         return S.Labelled(self._label(c[0]), c[1], self._span(meta), self._tspan(c[0]))
 
+    def for_list(self, meta, c):
+        return S.ForList(str(c[0]), c[1], c[2], self._span(meta))
+
+    def labelled_list(self, meta, c):
+        return replace(c[1], label=self._label(c[0]), label_span=self._tspan(c[0]), span=self._span(meta))
+
     # ---- steps
     def labelled_step(self, meta, c):
         return S.LabelledStep(self._label(c[0]), c[1], self._span(meta), self._tspan(c[0]))

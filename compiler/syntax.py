@@ -126,13 +126,28 @@ class Labelled:
 
 
 @dataclass(frozen=True)
+class ForList:
+    """`[for v in items { body }]`: the body's value once per item, as a list. Labelled
+    (`experts: [for ...]`), parallel branches: each branch's module is numbered in a list of
+    modules named by the label."""
+
+    var: str
+    iterable: Expr
+    body: Expr
+    span: Span
+    label: str | None = None
+    label_span: Span | None = None
+
+
+@dataclass(frozen=True)
 class Chain:
     head: Expr
     steps: tuple[Step, ...]
     span: Span
 
 
-Expr = Literal | Name | List | BinOp | Neg | Not | BoolOp | Compare | Range | Index | IfElse | Call | Labelled | Chain
+Expr = (Literal | Name | List | BinOp | Neg | Not | BoolOp | Compare | Range | Index | IfElse | Call | Labelled
+        | ForList | Chain)
 
 
 # ---- chain steps -------------------------------------------------------------

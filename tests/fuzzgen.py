@@ -1938,7 +1938,10 @@ _HINTS = {"permute": "dims=[0, 2, 1]", "upsample": "scale=2", "unbind": "dim=1",
           "select": "dim=1, index=0", "slice": "dim=1, start=0, end=2", "roll": "shifts=[1], dims=[1]",
           "window_reverse": "window=2, h=4, w=4", "mean": "dim=1", "split": "sizes=2, dim=1",
           "shifted_window_mask": "window=4, shift=2", "clamp": "min=0.0", "topk": "k=2"}  # fmt: skip
-_FIRST = {"where": "x > 0"}  # ops whose first tensor must be another kind (a bool condition)
+# Ops whose first tensors must be of another kind: a bool condition; int64 ids, all 0 (the argmax
+# of a dimension of size 1), so that they are in range along any dimension.
+_IDS = "argmax(unsqueeze(x, -1), -1)"
+_FIRST = {"where": "x > 0", "gather": f"x, {_IDS}", "scatter_add": f"x, {_IDS}, x", "index_select": f"x, {_IDS}"}
 
 
 def _sample_text(attr) -> str:

@@ -163,7 +163,7 @@ model M {
 }
 """,
         expected="""\
-example.model:3:29: error[E0101]: unexpected '3', expected a name
+example.model:3:29: error[E0101]: unexpected '3', expected one of '[', a name
    |
  3 |     output x -> conv(16, k: 3)
    |                             ^""",

@@ -49,13 +49,17 @@ class CallsMixin:
         if any(v is Poison for v, _ in args) or any(v is Poison for _, v, _ in kwargs):
             return Poison
         tensors = [] if piped is None else [piped]
-        while args and isinstance(args[0][0], Tensor):
-            tensors.append(args.pop(0)[0])
+        variadic = opdef is not None and bdef is None and opdef.inputs is None
+        while args and (isinstance(args[0][0], Tensor) or (variadic and _tensors(args[0][0]))):
+            value = args.pop(0)[0]
+            tensors += value if isinstance(value, list) else [value]  # concat(ys): a list's tensors
         for v, span in args + [(v, s) for _, v, s in kwargs]:
             if isinstance(v, Tensor):
                 raise error("E0509", f"a tensor cannot be an attribute of {name}", span,
                             "tensor inputs come first: op(x, y, attr=...)")  # fmt: skip
-        if ctx.frame.counter is not None and len(tensors) != 1:
+            if _tensors(v):
+                raise error("E0509", f"{name} takes no list of tensors", span, _LIST_HINT)
+        if ctx.frame.counter is not None and ctx.frame.branches is None and len(tensors) != 1:
             if bdef is None or len(tensors) == 0:
                 raise error("E0509", f"in the numbered sequence '{ctx.frame.container.local}', each "
                             "step takes only the previous step's output", call.span,
@@ -107,11 +111,15 @@ class CallsMixin:
     def _op(self, ctx: Ctx, opdef, tensors: list[Tensor], attrs: dict, label, span: Span, label_span=None):
         if any(t is Poison for t in tensors):
             return Poison
+        resolved, types, params, macs = infer_node(opdef, attrs, [t.type for t in tensors], span, ctx.frame.trace)
+        functional = type(opdef).call is not ops.OpDef.call
         frame = ctx.frame
-        resolved, types, params, macs = infer_node(opdef, attrs, [t.type for t in tensors], span, frame.trace)
+        if frame.branches is not None and not (label or params or opdef.prefer_module or not functional):
+            frame = frame.branches  # NOTE: [Branches] in elaborate/branches.py: forward's own op
         if frame.counter is not None and (not opdef.sequential or opdef.module(resolved) is None):
-            raise error("E0509", f"{opdef.name} cannot be a step of the numbered sequence "
-                        f"'{frame.container.local}'", span, "apply it before or after the sequence",
+            where, hint = ("a branch of", "put it in a block") if frame.branches is not None else \
+                ("a step of the numbered sequence", "apply it before or after the sequence")  # fmt: skip
+            raise error("E0509", f"{opdef.name} cannot be {where} '{frame.container.local}'", span, hint,
                         frame.trace)  # fmt: skip
         _check_size(types, params, span)
         source = next((self.strided[t.ref[0]] for t in tensors if t.ref[0] in self.strided), None)
@@ -120,7 +128,6 @@ class CallsMixin:
             raise error("E0306", f"{opdef.name} needs a contiguous input, and this one may not be: "
                         f"{origin.op} changes its layout", span, "use reshape, which copies when it must",
                         (Note(f"the {origin.op} is here", origin.span), *frame.trace))  # fmt: skip
-        functional = type(opdef).call is not ops.OpDef.call
         numbered = frame.counter is not None and label is None
         module = bool(label) or numbered or opdef.prefer_module or params > 0 or not functional
         if label:
@@ -143,6 +150,15 @@ class CallsMixin:
             frame.unnamed.append(n)
         outs = [Tensor(n, i, t) for i, t in enumerate(types)]
         return outs[0] if len(outs) == 1 else outs
+
+
+_LIST_HINT = ("a list of tensors is an input of the ops that take any number of them: concat(ys, dim=1), "
+              "add(ys); pick one with ys[0]")
+
+
+def _tensors(value) -> bool:
+    """A non-empty list of tensors: `ys = experts: [for ...]`, `x -> chunk(2)`."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, Tensor) for v in value)
 
 
 def _check_size(types, params: int, span: Span) -> None:

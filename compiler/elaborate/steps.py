@@ -22,8 +22,9 @@ class StepsMixin:
         if x is Poison:
             return Poison
         if not isinstance(x, Tensor):
+            hint = "pass a list of tensors to an op instead: concat(ys, dim=1)" if isinstance(x, list) else None
             raise error("E0509", f"only a tensor can flow into a step; this is {describe_value(x)}",
-                        step.span, notes=ctx.frame.trace)  # fmt: skip
+                        step.span, hint, ctx.frame.trace)  # fmt: skip
         if isinstance(step, S.Call):
             return self._call(ctx, step, x, label, label_span)
         if isinstance(step, S.Bare):
@@ -46,12 +47,9 @@ class StepsMixin:
             if step.prefix is not None:
                 raise error("E0509", "'prefix' names the items of a labelled 'for'", step.span,
                             f'label it: layers: for {step.var} in ... prefix "{step.prefix}" {{ ... }}')
-            items = self._eval(ctx, step.iterable)
+            items = self._items(ctx, step.iterable)
             if items is Poison:
                 return Poison
-            if not isinstance(items, list):
-                raise error("E0506", f"'for' needs a list or a range, got {describe_value(items)}",
-                            step.iterable.span)  # fmt: skip
             for item in items:
                 inner = replace(ctx, scope=Scope({step.var: item}, ctx.scope))
                 x = self._steps(inner, step.steps, x)
@@ -62,6 +60,13 @@ class StepsMixin:
         for s in steps:
             x = self._step(ctx, s, x)
         return x
+
+    def _items(self, ctx: Ctx, expr):
+        """What a `for` runs over: a list (a range is one)."""
+        items = self._eval(ctx, expr)
+        if items is not Poison and not isinstance(items, list):
+            raise error("E0506", f"'for' needs a list or a range, got {describe_value(items)}", expr.span)
+        return items
 
     def _count(self, ctx: Ctx, expr, what: str) -> int:
         n = self._eval(ctx, expr)

@@ -1,7 +1,7 @@
 """Layout ops: move, regroup and pick elements without arithmetic.
 
 transpose, permute, reshape/view (dimensions may be symbolic: `reshape([B, T, heads, -1])`),
-unsqueeze, split/chunk/unbind (several outputs), select/slice, index_select and mean; Swin's
+unsqueeze, expand, split/chunk/unbind (several outputs), select/slice and index_select; Swin's
 windows, roll and pixel_shuffle are in window.py.
 
 NOTE: [Symbolic sizes in generated code] A target size that is a symbol (`T`,
@@ -13,7 +13,7 @@ never bakes in a size that the spec left symbolic.
 
 from __future__ import annotations
 
-from modelc.ops._util import norm_dim, numel, prod
+from modelc.ops._util import need_ids, norm_dim, numel, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 from modelc.pyformat import CallExpr
 from modelc.symbolic import Dim, Sym
@@ -194,6 +194,63 @@ class Unsqueeze(OpDef):
 
     def call(self, a, args):
         return f"{args[0]}.unsqueeze({a['dim']})"
+
+
+@register
+class Expand(OpDef):
+    name = "expand"
+    family = "tensor"
+    doc = ("Dimensions of size 1 repeated to the given sizes, without a copy (torch's expand); -1 keeps a "
+           "size and new dimensions go in front: picks -> unsqueeze(-1) -> expand([B, T, k, D]).")  # fmt: skip
+    attrs = (Attr("shape", "shape", positional=True, doc="a list of sizes: integers, symbols, -1 to keep one"),)
+    outputs_layout = "strided"
+
+    def resolve(self, a, ins):
+        x, want = ins[0], list(a["shape"])
+        new = len(want) - x.rank  # dimensions added in front
+        if new < 0:
+            raise OpError("E0404", f"expand: {len(want)} sizes for the {x.rank} dimensions of {x}",
+                          "give a size, or -1, for every dimension")  # fmt: skip
+        out = []
+        for i, w in enumerate(want):
+            have = x.dims[i - new] if i >= new else None
+            if isinstance(w, int) and w < 1 and not (w == -1 and have is not None):
+                raise OpError("E0404", f"expand: sizes must be positive, or -1 for a dimension of x, got {_text(want)}")
+            if have is not None and w not in (-1, have) and have != 1:
+                raise OpError("E0301", f"expand: dimension {i - new} of {x} is {have}, and only a size of 1 "
+                              f"expands (to {w})")  # fmt: skip
+            out.append(have if w == -1 else w)
+        return {**a, "out": tuple(out), "sizes": _expand_sizes(tuple(out), x.dims, new)}
+
+    def infer(self, a, ins):
+        return [ins[0].with_dims(a["out"])]
+
+    def reference(self, a, ins, w):
+        x, out = ins[0], a["out"]  # a copy by repeat, not torch's expand
+        padded = (1,) * (len(out) - x.dim()) + tuple(x.shape)
+        return [x.reshape(padded).repeat(*(o // p for o, p in zip(out, padded)))]
+
+    def call(self, a, args):
+        sizes = [s if isinstance(s, int) else s.format(args[0]) for s in a["sizes"]]
+        return CallExpr(f"{args[0]}.expand", [str(s) for s in sizes])
+
+    def label(self, a):
+        return f"expand {_text(a['out'])}"
+
+
+def _expand_sizes(out: tuple[Dim, ...], dims: tuple[Dim, ...], new: int) -> tuple:
+    """Each size for torch's expand: -1 where x keeps its size, else an int or code over `{0}`."""
+    sizes: list = []
+    for i, d in enumerate(out):
+        if i >= new and dims[i - new] == d:
+            sizes.append(-1)
+            continue
+        code = dim_code(d, dims)
+        if code is None:
+            raise OpError("E0304", f"expand: size {d} cannot be computed from the sizes of the input "
+                          f"{_text(dims)}", "give that dimension a concrete size")  # fmt: skip
+        sizes.append(int(code) if code.lstrip("-").isdigit() else code)
+    return tuple(sizes)
 
 
 @register
@@ -477,28 +534,41 @@ def _clip(i: int, size: Dim) -> Dim:
 class IndexSelect(OpDef):
     name = "index_select"
     family = "tensor"
-    doc = "Rows of x picked by integer ids: index_select(table, ids) is table[ids] for 1-d ids."
+    doc = ("Slices of x along dim picked by integer ids of any shape S: x's shape with dim replaced by S, "
+           "as x[..., ids, ...]. index_select(table, ids) is table[ids]; the weights [E, ...] of each "
+           "token's picked experts [B, T, k] are index_select(w, picks): [B, T, k, ...].")  # fmt: skip
     attrs = (Attr("dim", "dim", 0),)
     inputs = 2
     outputs_layout = "new"
 
     def resolve(self, a, ins):
         x, ids = ins
-        if ids.rank != 1 or not ids.dtype.startswith("int"):
-            raise OpError("E0506", f"index_select needs 1-d integer ids, got a {ids.dtype} tensor {ids}")
-        return {**a, "dim": norm_dim(a["dim"], x.rank, self.name)}
+        need_ids(self.name, ids, ("int64", "int32"))
+        if ids.rank == 0:
+            raise OpError("E0305", f"index_select needs ids of at least one dimension, got 0-d ids {ids}",
+                          "pick one index with select(dim, i), or unsqueeze(ids, 0)")  # fmt: skip
+        dim = norm_dim(a["dim"], x.rank, self.name)
+        size = x.dims[dim] if isinstance(x.dims[dim], int) else None
+        return {**a, "dim": dim, "size": size, "ids_rank": ids.rank}
 
     def infer(self, a, ins):
         x, ids = ins
         d = a["dim"]
-        return [x.with_dims((*x.dims[:d], ids.dims[0], *x.dims[d + 1 :]))]
+        return [x.with_dims((*x.dims[:d], *ids.dims, *x.dims[d + 1 :]))]
+
+    def index_bound(self, a):
+        return a["size"]
 
     def reference(self, a, ins, w):
         x, ids = ins
-        return [x.movedim(a["dim"], 0)[ids].movedim(0, a["dim"])]
+        k, d = ids.dim(), a["dim"]  # x[ids] along dim 0 puts ids' dimensions first; moved back to dim
+        return [x.movedim(d, 0)[ids].movedim(tuple(range(k)), tuple(range(d, d + k)))]
 
     def call(self, a, args):
-        return f"torch.index_select({args[0]}, {a['dim']}, {args[1]})"
+        x, d, ids = args[0], a["dim"], args[1]
+        if a["ids_rank"] == 1:
+            return f"torch.index_select({x}, {d}, {ids})"
+        return f"torch.index_select({x}, {d}, {ids}.flatten()).unflatten({d}, {ids}.shape)"
 
     def label(self, a):
         return f"index select(dim={a['dim']})"
