@@ -27,7 +27,7 @@ from modelc.codecheck import ENCODING_LINE, check_generated
 from modelc.diagnostics import CompilerBug
 from modelc.ir import Container, Graph, Ref
 from modelc.ops.base import Augmented
-from modelc.names import Namespace
+from modelc.names import Namespace, python_attribute
 from modelc.pyformat import LINE, CallExpr, flat, render
 from modelc.pyrepr import comment, doc, literal
 from modelc.symbolic import is_known
@@ -131,10 +131,10 @@ class _Emitter:
                 return []
             name = members[unit] = _attribute(attrs, node.local)
             self._note_runtime(ctor.callee)
-            return render(_ctor_expr(ctor), 8, f"self.{name} = ", comment=comment(node.span.short))
+            return _register(name, _ctor_expr(ctor), comment(node.span.short))
         child = tree.graph.containers[ref]
         name = members[unit] = _attribute(attrs, child.local)
-        return render(self._module_expr(tree, child), 8, f"self.{name} = ", comment=_where(child))
+        return _register(name, self._module_expr(tree, child), _where(child))
 
     def _module_expr(self, tree: _Tree, c: Container):
         """The constructor expression of a child container (a class, or a sequence)."""
@@ -177,7 +177,7 @@ class _Emitter:
         lines: list[str] = []
         for i, unit in enumerate(units):
             kind, ref = unit
-            callee = f"self.{members[unit]}" if unit in members else None
+            callee = _member("self", members[unit]) if unit in members else None
             if kind == "node":
                 lines += self._node_stmt(tree, ref, vars_, i, callee)
             elif graph.containers[ref].unrolled:
@@ -210,7 +210,7 @@ class _Emitter:
         args = [vars_.env[r] for r in tree.inputs[n]]
         attrs = dict(node.attrs)
         ctor = _module_of(node) if node.module else None
-        callee = callee or f"self.{node.local}"
+        callee = callee or _member("self", node.local)
         if ctor:
             expr = node.opdef.invoke(attrs, callee, args)
         else:
@@ -245,7 +245,7 @@ class _Emitter:
             "_" if r in vars_.env else vars_.bind(r, name if len(c.outputs) > 1 else hint, i)
             for name, r in c.outputs
         ]
-        expr = CallExpr(callee or f"self.{c.local}", args)
+        expr = CallExpr(callee or _member("self", c.local), args)
         return render(expr, 8, f"{', '.join(targets)} = ", comment=_where(c))
 
 
@@ -387,12 +387,30 @@ def _last_uses(tree: _Tree, c: Container, units) -> dict[Ref, float]:
 
 def _attr_path(name: str) -> str:
     """`transformer.h.0.attn` -> `self.transformer.h[0].attn`: a submodule by its state_dict name."""
-    return "self" + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in name.split("."))
+    out = "self"
+    for part in name.split("."):
+        out = f"{out}[{part}]" if part.isdigit() else _member(out, part)
+    return out
+
+
+def _member(owner: str, name: str) -> str:
+    """Submodule `name` of `owner`: `self.conv1`, or `getattr(self, "block1-0")` where the
+    name is no Python attribute (a quoted label, a keyword: NOTE: [Module names] in names.py)."""
+    return f"{owner}.{name}" if python_attribute(name) else f"getattr({owner}, {literal(name)})"
+
+
+def _register(name: str, expr, where: str) -> list[str]:
+    """`self.conv1 = nn.Conv2d(...)`, or `self.add_module("block1-0", ...)` (see `_member`)."""
+    if python_attribute(name):
+        return render(expr, 8, f"self.{name} = ", comment=where)
+    return render(CallExpr("self.add_module", [literal(name), expr]), 8, comment=where)
 
 
 def _attribute(attrs: Namespace, local: str) -> str:
     """The attribute of a submodule: its IR name exactly, so state_dict keys are the names
     the summary and diagrams show (the elaborator gives only valid, unreserved names)."""
+    if not python_attribute(local):  # registered by name: `_register`
+        return local
     name = attrs.create(local)
     if name != local:
         raise CompilerBug(f"submodule '{local}' would be emitted as '{name}'")
