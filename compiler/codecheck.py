@@ -20,6 +20,7 @@ import io
 import tokenize
 
 from modelc.diagnostics import CompilerBug
+from modelc.names import module_name_problem
 
 __all__ = ["ENCODING_LINE", "check_generated"]
 
@@ -32,7 +33,7 @@ _CLASS_CONSTANTS = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS",
 # The statements of __init__ that are not assignments.
 _INIT_CALLS = frozenset({"super().__init__()", "self.register_load_state_dict_pre_hook(rt.CheckpointRules(self.LOAD_RULES))"})
 _METHODS = frozenset({"__init__", "forward"})
-_CALLABLE = frozenset({"super", "float"})  # the builtins generated code calls (as checked below)
+_CALLABLE = frozenset({"super", "float", "getattr"})  # the builtins generated code calls (as checked below)
 _FORBIDDEN = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Await,
               ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.Starred, ast.JoinedStr, ast.Global,
               ast.Nonlocal, ast.Delete)  # fmt: skip
@@ -124,7 +125,9 @@ class _Whitelist:
         if isinstance(stmt, ast.Pass):
             return set()
         if isinstance(stmt, ast.Expr):
-            if ast.unparse(stmt) not in _INIT_CALLS:
+            if _add_module(stmt.value):  # self.add_module("block1-0", ...): NOTE: [Module names]
+                self._expr(stmt.value.args[1], local)
+            elif ast.unparse(stmt) not in _INIT_CALLS:
                 _refuse(stmt, "an expression statement")
             return set()
         if isinstance(stmt, ast.AugAssign):  # NOTE: [In place]: out += skip
@@ -163,6 +166,7 @@ class _Whitelist:
     def _expr(self, expr: ast.expr | None, local: set[str]) -> None:
         if expr is None:
             return
+        called = {id(node.func) for node in ast.walk(expr) if isinstance(node, ast.Call)}
         for node in ast.walk(expr):
             if isinstance(node, _FORBIDDEN):
                 _refuse(node, "an expression")
@@ -175,6 +179,10 @@ class _Whitelist:
                     _refuse(node, "a call of super")
                 if node.func.id == "float" and not _float_literal(node):
                     _refuse(node, "a call of float")
+                if node.func.id == "getattr" and not _get_submodule(node):
+                    _refuse(node, "a call of getattr")
+            if isinstance(node, ast.Name) and node.id in _CALLABLE and id(node) not in called:
+                _refuse(node, f"a reference to '{node.id}'")
 
 
 def _submodule_weight(node: ast.expr) -> bool:
@@ -188,10 +196,30 @@ def _submodule_weight(node: ast.expr) -> bool:
             node = node.value
         elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and type(node.slice.value) is int:
             node = node.value
+        elif _get_submodule(node):
+            node = node.args[0]
         else:
             return False
         depth += 1
     return depth > 0
+
+
+def _module_name(node: ast.expr) -> bool:
+    """A string constant that names a module: no '.', no private `_` name (names.py)."""
+    return (isinstance(node, ast.Constant) and type(node.value) is str and not node.value.startswith("_")
+            and module_name_problem(node.value) is None)  # fmt: skip
+
+
+def _add_module(node: ast.expr) -> bool:
+    """`self.add_module("block1-0", <expr>)`: how emit registers a module named no attribute."""
+    return (isinstance(node, ast.Call) and ast.unparse(node.func) == "self.add_module" and not node.keywords
+            and len(node.args) == 2 and _module_name(node.args[0]))  # fmt: skip
+
+
+def _get_submodule(node: ast.expr) -> bool:
+    """`getattr(<module>, "block1-0")`: how emit reaches such a module."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
+            and not node.keywords and len(node.args) == 2 and _module_name(node.args[1]))  # fmt: skip
 
 
 def _target_names(target: ast.expr) -> set[str] | None:

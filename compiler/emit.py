@@ -28,7 +28,7 @@ from modelc.emit_tree import RESERVED, Tree, Vars, last_uses, unit_input, unit_o
 from modelc.generalize import Sym
 from modelc.ir import Container, Graph
 from modelc.ops.base import Augmented
-from modelc.names import Namespace
+from modelc.names import Namespace, python_attribute
 from modelc.pyformat import LINE, CallExpr, flat, render
 from modelc.pyrepr import comment, doc, literal
 from modelc.symbolic import is_known
@@ -140,11 +140,11 @@ class _Emitter(ShareMixin):
                 return []
             name = members[unit] = _attribute(attrs, node.local)
             self._note_runtime(ctor.callee)
-            lines = render(_ctor_expr(ctor), indent, f"self.{name} = ", comment=comment(node.span.short))
+            lines = _register(name, _ctor_expr(ctor), comment(node.span.short), indent)
         else:
             child = tree.graph.containers[ref]
             name = members[unit] = _attribute(attrs, child.local)
-            lines = render(self._module_expr(tree, child, plan), indent, f"self.{name} = ", comment=_where(child))
+            lines = _register(name, self._module_expr(tree, child, plan), _where(child), indent)
         if not flag:
             return lines
         return [f"        self.{name} = None", f"        if {flag}:", *lines]  # a submodule some instances lack
@@ -202,7 +202,7 @@ class _Emitter(ShareMixin):
             if unit in elide:
                 vars_.env[unit_output(tree, unit)] = vars_.env[unit_input(tree, unit)]
                 continue
-            callee = f"self.{members[unit]}" if unit in members else None
+            callee = _member("self", members[unit]) if unit in members else None
             if kind == "node":
                 stmt = self._node_stmt(tree, ref, vars_, i, callee)
             elif graph.containers[ref].unrolled:
@@ -241,7 +241,7 @@ class _Emitter(ShareMixin):
         args = [vars_.env[r] for r in tree.inputs[n]]
         attrs = dict(node.attrs)
         ctor = _module_of(node) if node.module else None
-        callee = callee or f"self.{node.local}"
+        callee = callee or _member("self", node.local)
         if ctor:
             expr = node.opdef.invoke(attrs, callee, args)
         else:
@@ -276,18 +276,36 @@ class _Emitter(ShareMixin):
             "_" if r in vars_.env else vars_.bind(r, name if len(c.outputs) > 1 else hint, i)
             for name, r in c.outputs
         ]
-        expr = CallExpr(callee or f"self.{c.local}", args)
+        expr = CallExpr(callee or _member("self", c.local), args)
         return render(expr, 8, f"{', '.join(targets)} = ", comment=_where(c))
 
 
 def _attr_path(name: str) -> str:
     """`transformer.h.0.attn` -> `self.transformer.h[0].attn`: a submodule by its state_dict name."""
-    return "self" + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in name.split("."))
+    out = "self"
+    for part in name.split("."):
+        out = f"{out}[{part}]" if part.isdigit() else _member(out, part)
+    return out
+
+
+def _member(owner: str, name: str) -> str:
+    """Submodule `name` of `owner`: `self.conv1`, or `getattr(self, "block1-0")` where the
+    name is no Python attribute (a quoted label, a keyword: NOTE: [Module names] in names.py)."""
+    return f"{owner}.{name}" if python_attribute(name) else f"getattr({owner}, {literal(name)})"
+
+
+def _register(name: str, expr, where: str, indent: int = 8) -> list[str]:
+    """`self.conv1 = nn.Conv2d(...)`, or `self.add_module("block1-0", ...)` (see `_member`)."""
+    if python_attribute(name):
+        return render(expr, indent, f"self.{name} = ", comment=where)
+    return render(CallExpr("self.add_module", [literal(name), expr]), indent, comment=where)
 
 
 def _attribute(attrs: Namespace, local: str) -> str:
     """The attribute of a submodule: its IR name exactly, so state_dict keys are the names
     the summary and diagrams show (the elaborator gives only valid, unreserved names)."""
+    if not python_attribute(local):  # registered by name: `_register`
+        return local
     name = attrs.create(local)
     if name != local:
         raise CompilerBug(f"submodule '{local}' would be emitted as '{name}'")

@@ -19,7 +19,7 @@ from typing import Any
 
 from modelc.emit_tree import RESERVED, Tree, unit_input, unit_output
 from modelc.generalize import Sym, Unsupported, fit, slot_kind
-from modelc.names import Namespace
+from modelc.names import Namespace, python_attribute
 from modelc.ops.base import OpDef
 from modelc.pyformat import CallExpr
 from modelc.pyrepr import doc, literal
@@ -240,9 +240,12 @@ def _fit_all(members: list[_Instance]):
 
 
 def _optional_ok(tree: Tree, unit) -> bool:
-    """A unit an instance may lack: one input, one output, called as `self.name(x)`."""
+    """A unit an instance may lack: one input, one output, called as `self.name(x)`, where
+    `name` is a Python attribute name (its flag argument is that name)."""
     if unit_input(tree, unit) is None or unit_output(tree, unit) is None:
         return False
+    if not python_attribute(unit[1][-1] if unit[0] == "container" else tree.graph.node(unit[1]).local):
+        return False  # `self.name = None` and `if self.name is not None` need an attribute name
     return unit[0] == "container" or type(tree.graph.node(unit[1]).opdef).invoke is OpDef.invoke
 
 

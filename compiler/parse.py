@@ -29,6 +29,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 from modelc import syntax as S
 from modelc.builtins import MAX_INT
 from modelc.diagnostics import Diagnostic, SourceFile, Span, SpecError, error
+from modelc.names import label_template_problem
 
 __all__ = ["NotASpec", "normalize", "parse", "source_file"]
 
@@ -488,15 +489,18 @@ class _ToAst(Transformer):
         return S.LabelledStep(self._label(c[0]), c[1], self._span(meta), self._tspan(c[0]))
 
     def _label(self, tok: Token) -> str:
-        """A label: a name, or a quoted one (`"model": ...`, for the words the language keeps).
-        A quoted label names a module attribute too, so it must be an ASCII identifier."""
+        """A label: a name, a keyword (`for:`), or a quoted module name (`"model"`, `"block1-0"`,
+        `"denseblock{i}"`: the elaborator puts in the values); NOTE: [Module names] in names.py."""
         if tok.type != "STRING":
             return str(tok)
-        label = self._string(tok)
-        if not (label.isidentifier() and label.isascii()):
-            raise error("E0206", f"label {tok} is not a name: module attributes are ASCII identifiers",
-                        self._tspan(tok), "letters, digits and _, not starting with a digit")  # fmt: skip
-        return label
+        return self._module_name(tok, "label")
+
+    def _module_name(self, tok: Token, what: str) -> str:
+        text = self._string(tok)
+        problem = label_template_problem(text)
+        if problem:
+            raise error("E0207", f"{what} {tok} cannot name a module: {problem[0]}", self._tspan(tok), problem[1])
+        return text
 
     def bare(self, meta, c):
         return S.Bare(str(c[0]), self._span(meta))
@@ -505,8 +509,9 @@ class _ToAst(Transformer):
         return S.Repeat(c[0], c[1], self._span(meta))
 
     def for_(self, meta, c):
-        prefix = self._string(c[2]) if c[2] is not None else None
-        return S.For(str(c[0]), c[1], c[3], self._span(meta), prefix)
+        prefix = self._module_name(c[2], "prefix") if c[2] is not None else None
+        span = self._tspan(c[2]) if c[2] is not None else None
+        return S.For(str(c[0]), c[1], c[3], self._span(meta), prefix, span)
 
     def group(self, meta, c):
         return S.Seq(c[0], self._span(meta))

@@ -181,6 +181,7 @@ class For:
     steps: tuple[Step, ...]
     span: Span
     prefix: str | None = None  # `for i in 0..12 prefix "layer_" {...}`: items layer_0, layer_1, ...
+    prefix_span: Span | None = None
 
 
 @dataclass(frozen=True)

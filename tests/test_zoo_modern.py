@@ -158,3 +158,37 @@ def test_swin_v2_t_counts_torchvisions_gflops():
     # torchvision's documented "GFLOPS" (MACs) at 256x256, continuous position bias MLPs included
     # (18,662,400 MACs, the same at any batch size: without them, 5.92).
     assert summary["macs"] == 5_939_690_496 and round(summary["macs"] / 1e9, 2) == 5.94
+
+
+# ---- DenseNet ------------------------------------------------------------------------------
+def test_densenet121_equals_torchvision():
+    """Blocks and transitions named from the loop variable ("denseblock{i}"), dense layers by
+    concat(x, new) one layer at a time: torchvision concatenates the whole list each time."""
+    torch.manual_seed(0)
+    reference = randomize_everything(torchvision.models.densenet121(weights=None))
+    cls = load("densenet121")
+    ours = cls()
+    assert sum(p.numel() for p in ours.parameters()) == cls.NUM_PARAMETERS == 7_978_856
+    keys = list(ours.state_dict())
+    assert "features.denseblock1.denselayer1.norm1.weight" in keys and "features.transition1.conv.weight" in keys
+    assert "features.denseblock4.denselayer16.conv2.weight" in keys and "features.transition4.conv.weight" not in keys
+    assert_twins(ours, reference, torch.randn(2, 3, 64, 64))
+    summary = summarize(cls.__modelc_graph__)
+    assert round(summary["macs"] / 1e9, 2) == 2.83  # torchvision's documented "GFLOPS" (MACs)
+
+
+# ---- RegNet --------------------------------------------------------------------------------
+def test_regnet_y_400mf_equals_torchvision():
+    """Blocks named `block1-0` ... by quoted labels with the stage and block numbers put in,
+    group convolutions, squeeze-and-excitation, a projection where the shape changes."""
+    torch.manual_seed(0)
+    reference = randomize_everything(torchvision.models.regnet_y_400mf(weights=None))
+    cls = load("regnet_y_400mf")
+    ours = cls()
+    assert sum(p.numel() for p in ours.parameters()) == cls.NUM_PARAMETERS == 4_344_144
+    assert [n for n, _ in ours.trunk_output.block2.named_children()] == ["block2-0", "block2-1", "block2-2"]
+    block = ours.trunk_output.get_submodule("block3.block3-1")
+    assert block.f.b[0].groups == 26 and block.f.se.fc1.out_channels == 52 and getattr(block, "proj", None) is None
+    assert_twins(ours, reference, torch.randn(2, 3, 64, 64))
+    summary = summarize(cls.__modelc_graph__)
+    assert round(summary["macs"] / 1e9, 1) == 0.4  # torchvision's documented "GFLOPS" (MACs)

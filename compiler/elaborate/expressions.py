@@ -227,7 +227,7 @@ class ExpressionsMixin:
         return self._call(ctx, e, None, None, None)
 
     def _e_Labelled(self, ctx, e: S.Labelled):
-        return self._call(ctx, e.call, None, e.label, e.label_span)
+        return self._call(ctx, e.call, None, self._label(ctx, e.label, e.label_span), e.label_span)
 
 
 def _left_spine(e, kind) -> list:

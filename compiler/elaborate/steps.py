@@ -33,7 +33,7 @@ class StepsMixin:
         if isinstance(step, S.LabelledStep):
             if isinstance(step.step, (S.Seq, S.Repeat, S.For)):
                 return self._sequence(ctx, step, x)
-            return self._step(ctx, step.step, x, step.label, step.label_span)
+            return self._step(ctx, step.step, x, self._label(ctx, step.label, step.label_span), step.label_span)
         if isinstance(step, S.Seq):
             if step.brackets and ctx.frame.counter is not None:
                 return self._sub_sequence(ctx, step, x)
@@ -81,21 +81,20 @@ class StepsMixin:
     def _sequence(self, ctx: Ctx, step: S.LabelledStep, x: Tensor):
         """A labelled sequence: a container whose unlabelled steps are numbered."""
         parent = ctx.frame
-        self._claim(parent, step.label, step.label_span)
+        label = self._label(ctx, step.label, step.label_span)
+        self._claim(parent, label, step.label_span)
         origin = {S.Seq: "group", S.Repeat: "repeat", S.For: "for"}[type(step.step)]
         if len(parent.path) >= LIMITS["depth"]:  # generated code nests nn.Sequential(...) as deep
             raise error("E0508", f"modules (blocks and sequences) nested more than {LIMITS['depth']} deep",
                         step.span)  # fmt: skip
-        container = Container((*parent.path, step.label), "seq", "", step.span,
+        container = Container((*parent.path, label), "seq", "", step.span,
                               inputs=[("x", x.ref)], trace=parent.trace, origin=origin, var=ctx.var)  # fmt: skip
         self.graph.containers[container.path] = container
         frame = Frame(container, parent.stack, parent.trace, counter=[0])
         body = step.step
         if isinstance(body, S.For) and body.prefix is not None:
-            if not body.prefix.isidentifier():
-                raise error("E0404", f"a prefix of item names must be an identifier, got \"{body.prefix}\"",
-                            body.span)  # fmt: skip
-            frame.prefix, body = body.prefix, replace(body, prefix=None)
+            frame.prefix = self._label(ctx, body.prefix, body.prefix_span or body.span, "prefix")
+            body = replace(body, prefix=None)
             if isinstance(body.iterable, S.Range):  # `for i in 1..5 prefix "denselayer"`: denselayer1, ...
                 start = self._eval(ctx, body.iterable.lo)
                 if isinstance(start, int) and not isinstance(start, bool) and start >= 0:
@@ -104,7 +103,7 @@ class StepsMixin:
         out = self._steps(inner, body.steps, x) if isinstance(body, S.Seq) else self._step(inner, body, x)
         if isinstance(out, Tensor):
             if out.ref == x.ref:
-                raise error("E0509", f"sequence '{step.label}' is empty", step.span)
+                raise error("E0509", f"sequence '{label}' is empty", step.span)
             container.outputs = [("out", out.ref)]
         return out
 
