@@ -112,7 +112,7 @@ class DefsMixin:
                 target = cfg.target if cfg.target in ops.REGISTRY else f"block {cfg.target}"
                 raise error("E0408", f"{what} '{name}' of {target} is given by def {cfg.name} already",
                             span, f"leave it out here, or write {cfg.target}(...) out",
-                            (Note(f"def {cfg.name} gives it here", first[name]), *ctx.frame.trace))  # fmt: skip
+                            (Note("given here", first[name]), *ctx.frame.trace))  # fmt: skip
 
     def _arg_names(self, target: str, offset: int, args, kwargs) -> list[tuple[str, Span]]:
         """The parameter (or attribute, under its own name) that each argument sets, where known."""
