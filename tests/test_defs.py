@@ -125,3 +125,24 @@ def test_errors(spec, words):
 def test_an_error_in_a_used_def_is_reported_once():
     text = _error("def bn = batchnorm(epz=1)\nmodel M { input x: [B, 3]\n output x -> bn -> bn -> bn }")
     assert text.count("error[E0401]: batchnorm has no attribute 'epz'") == 1
+
+
+def test_the_language_server_outlines_and_finds_defs(tmp_path):
+    from modelc.lsp.analysis import analyze
+    from modelc.lsp.navigate import definition
+    from modelc.lsp.outline import complete, symbols
+
+    path = str(tmp_path / "net.model")
+    a = analyze(WITH_DEFS, path)
+    assert not a.problems
+    outline = [(s.name, s.kind, s.detail) for s in symbols(a)]
+    assert ("bn", "def", "def: batchnorm") in outline and ("stem1", "def", "def: stem") in outline
+    line = WITH_DEFS.splitlines().index("    y = y -> c3(16) -> bn1: bn -> relu") + 1
+    target = definition(a, line, WITH_DEFS.splitlines()[line - 1].index("c3") + 1)
+    assert target.region[0] == WITH_DEFS.splitlines().index("def c3 = conv(k=3, p=1, bias=false)") + 1
+    body = "model M { input x: [B, 4]\n def n = batchnorm(eps=0.5)\n output x -> n }\n"
+    (model,) = symbols(analyze(body, path))
+    assert [(c.name, c.kind) for c in model.children] == [("x", "input"), ("n", "def"), ("output", "output")]
+    line = WITH_DEFS.splitlines().index("    y = y -> c3(16) -> bn1: bn -> relu") + 1
+    col = len("    y = y -> c3(16) -> ") + 1
+    assert {"bn", "c3", "stem1", "conv"} <= {c.label for c in complete(a, line, col)}
