@@ -11,21 +11,21 @@ class InvertedResidual(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
-            # mobilenet_v2.model:18
+            # mobilenet_v2.model:17
             nn.Sequential(
-                # mobilenet_v2.model:18
+                # mobilenet_v2.model:17
                 nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False),
-                nn.BatchNorm2d(32),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
+                nn.BatchNorm2d(32),  # mobilenet_v2.model:17
+                nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            nn.Conv2d(32, 16, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(16),  # mobilenet_v2.model:19
+            nn.Conv2d(32, 16, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(16),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
+        y = self.conv(x)  # mobilenet_v2.model:15
         return y
 
 
@@ -34,27 +34,27 @@ class InvertedResidual_1(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                nn.Conv2d(16, 96, 1, bias=False),  # mobilenet_v2.model:16
+                nn.BatchNorm2d(96),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
-                nn.Conv2d(16, 96, 1, bias=False),  # mobilenet_v2.model:17
+                # mobilenet_v2.model:17
+                nn.Conv2d(96, 96, 3, stride=2, padding=1, groups=96, bias=False),
                 nn.BatchNorm2d(96),  # mobilenet_v2.model:17
                 nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(96, 96, 3, stride=2, padding=1, groups=96, bias=False),
-                nn.BatchNorm2d(96),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(96, 24, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(24),  # mobilenet_v2.model:19
+            nn.Conv2d(96, 24, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(24),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
+        y = self.conv(x)  # mobilenet_v2.model:15
         return y
 
 
@@ -63,28 +63,28 @@ class InvertedResidual_2(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                nn.Conv2d(24, 144, 1, bias=False),  # mobilenet_v2.model:16
+                nn.BatchNorm2d(144),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
-                nn.Conv2d(24, 144, 1, bias=False),  # mobilenet_v2.model:17
+                # mobilenet_v2.model:17
+                nn.Conv2d(144, 144, 3, padding=1, groups=144, bias=False),
                 nn.BatchNorm2d(144),  # mobilenet_v2.model:17
                 nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(144, 144, 3, padding=1, groups=144, bias=False),
-                nn.BatchNorm2d(144),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(144, 24, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(24),  # mobilenet_v2.model:19
+            nn.Conv2d(144, 24, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(24),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        out = x + y  # mobilenet_v2.model:21
+        y = self.conv(x)  # mobilenet_v2.model:15
+        out = x + y  # mobilenet_v2.model:20
         return out
 
 
@@ -93,27 +93,27 @@ class InvertedResidual_3(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                nn.Conv2d(24, 144, 1, bias=False),  # mobilenet_v2.model:16
+                nn.BatchNorm2d(144),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
-                nn.Conv2d(24, 144, 1, bias=False),  # mobilenet_v2.model:17
+                # mobilenet_v2.model:17
+                nn.Conv2d(144, 144, 3, stride=2, padding=1, groups=144, bias=False),
                 nn.BatchNorm2d(144),  # mobilenet_v2.model:17
                 nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(144, 144, 3, stride=2, padding=1, groups=144, bias=False),
-                nn.BatchNorm2d(144),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(144, 32, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(32),  # mobilenet_v2.model:19
+            nn.Conv2d(144, 32, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(32),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
+        y = self.conv(x)  # mobilenet_v2.model:15
         return y
 
 
@@ -122,28 +122,28 @@ class InvertedResidual_4(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                nn.Conv2d(32, 192, 1, bias=False),  # mobilenet_v2.model:16
+                nn.BatchNorm2d(192),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
-                nn.Conv2d(32, 192, 1, bias=False),  # mobilenet_v2.model:17
+                # mobilenet_v2.model:17
+                nn.Conv2d(192, 192, 3, padding=1, groups=192, bias=False),
                 nn.BatchNorm2d(192),  # mobilenet_v2.model:17
                 nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(192, 192, 3, padding=1, groups=192, bias=False),
-                nn.BatchNorm2d(192),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(192, 32, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(32),  # mobilenet_v2.model:19
+            nn.Conv2d(192, 32, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(32),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        out = x + y  # mobilenet_v2.model:21
+        y = self.conv(x)  # mobilenet_v2.model:15
+        out = x + y  # mobilenet_v2.model:20
         return out
 
 
@@ -152,27 +152,27 @@ class InvertedResidual_5(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                nn.Conv2d(32, 192, 1, bias=False),  # mobilenet_v2.model:16
+                nn.BatchNorm2d(192),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
-                nn.Conv2d(32, 192, 1, bias=False),  # mobilenet_v2.model:17
+                # mobilenet_v2.model:17
+                nn.Conv2d(192, 192, 3, stride=2, padding=1, groups=192, bias=False),
                 nn.BatchNorm2d(192),  # mobilenet_v2.model:17
                 nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(192, 192, 3, stride=2, padding=1, groups=192, bias=False),
-                nn.BatchNorm2d(192),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(192, 64, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(64),  # mobilenet_v2.model:19
+            nn.Conv2d(192, 64, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(64),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
+        y = self.conv(x)  # mobilenet_v2.model:15
         return y
 
 
@@ -181,28 +181,28 @@ class InvertedResidual_6(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                nn.Conv2d(64, 384, 1, bias=False),  # mobilenet_v2.model:16
+                nn.BatchNorm2d(384),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
-                nn.Conv2d(64, 384, 1, bias=False),  # mobilenet_v2.model:17
+                # mobilenet_v2.model:17
+                nn.Conv2d(384, 384, 3, padding=1, groups=384, bias=False),
                 nn.BatchNorm2d(384),  # mobilenet_v2.model:17
                 nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(384, 384, 3, padding=1, groups=384, bias=False),
-                nn.BatchNorm2d(384),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(384, 64, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(64),  # mobilenet_v2.model:19
+            nn.Conv2d(384, 64, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(64),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        out = x + y  # mobilenet_v2.model:21
+        y = self.conv(x)  # mobilenet_v2.model:15
+        out = x + y  # mobilenet_v2.model:20
         return out
 
 
@@ -211,27 +211,27 @@ class InvertedResidual_7(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                nn.Conv2d(64, 384, 1, bias=False),  # mobilenet_v2.model:16
+                nn.BatchNorm2d(384),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
-                nn.Conv2d(64, 384, 1, bias=False),  # mobilenet_v2.model:17
+                # mobilenet_v2.model:17
+                nn.Conv2d(384, 384, 3, padding=1, groups=384, bias=False),
                 nn.BatchNorm2d(384),  # mobilenet_v2.model:17
                 nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(384, 384, 3, padding=1, groups=384, bias=False),
-                nn.BatchNorm2d(384),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(384, 96, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(96),  # mobilenet_v2.model:19
+            nn.Conv2d(384, 96, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(96),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
+        y = self.conv(x)  # mobilenet_v2.model:15
         return y
 
 
@@ -240,28 +240,28 @@ class InvertedResidual_8(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                nn.Conv2d(96, 576, 1, bias=False),  # mobilenet_v2.model:16
+                nn.BatchNorm2d(576),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
-                nn.Conv2d(96, 576, 1, bias=False),  # mobilenet_v2.model:17
+                # mobilenet_v2.model:17
+                nn.Conv2d(576, 576, 3, padding=1, groups=576, bias=False),
                 nn.BatchNorm2d(576),  # mobilenet_v2.model:17
                 nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(576, 576, 3, padding=1, groups=576, bias=False),
-                nn.BatchNorm2d(576),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(576, 96, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(96),  # mobilenet_v2.model:19
+            nn.Conv2d(576, 96, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(96),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        out = x + y  # mobilenet_v2.model:21
+        y = self.conv(x)  # mobilenet_v2.model:15
+        out = x + y  # mobilenet_v2.model:20
         return out
 
 
@@ -270,27 +270,27 @@ class InvertedResidual_9(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                nn.Conv2d(96, 576, 1, bias=False),  # mobilenet_v2.model:16
+                nn.BatchNorm2d(576),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
-                nn.Conv2d(96, 576, 1, bias=False),  # mobilenet_v2.model:17
+                # mobilenet_v2.model:17
+                nn.Conv2d(576, 576, 3, stride=2, padding=1, groups=576, bias=False),
                 nn.BatchNorm2d(576),  # mobilenet_v2.model:17
                 nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(576, 576, 3, stride=2, padding=1, groups=576, bias=False),
-                nn.BatchNorm2d(576),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(576, 160, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(160),  # mobilenet_v2.model:19
+            nn.Conv2d(576, 160, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(160),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
+        y = self.conv(x)  # mobilenet_v2.model:15
         return y
 
 
@@ -299,28 +299,28 @@ class InvertedResidual_10(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                nn.Conv2d(160, 960, 1, bias=False),  # mobilenet_v2.model:16
+                nn.BatchNorm2d(960),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # mobilenet_v2.model:17
+                # mobilenet_v2.model:17
+                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
                 nn.BatchNorm2d(960),  # mobilenet_v2.model:17
                 nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(960, 160, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(160),  # mobilenet_v2.model:19
+            nn.Conv2d(960, 160, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(160),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        out = x + y  # mobilenet_v2.model:21
+        y = self.conv(x)  # mobilenet_v2.model:15
+        out = x + y  # mobilenet_v2.model:20
         return out
 
 
@@ -329,32 +329,32 @@ class InvertedResidual_11(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                nn.Conv2d(160, 960, 1, bias=False),  # mobilenet_v2.model:16
+                nn.BatchNorm2d(960),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # mobilenet_v2.model:17
+                # mobilenet_v2.model:17
+                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
                 nn.BatchNorm2d(960),  # mobilenet_v2.model:17
                 nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(960, 320, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(320),  # mobilenet_v2.model:19
+            nn.Conv2d(960, 320, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(320),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
+        y = self.conv(x)  # mobilenet_v2.model:15
         return y
 
 
 class MobileNetV2(nn.Module):
-    """MobileNetV2(num_classes=1000, dropout=0.2), defined at mobilenet_v2.model:24.
+    """MobileNetV2(num_classes=1000, dropout=0.2), defined at mobilenet_v2.model:23.
 
     Inputs: image [B, 3, 224, 224].
     Outputs: out [B, 1000].
@@ -367,49 +367,49 @@ class MobileNetV2(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:26
+        # mobilenet_v2.model:25
         self.features = nn.Sequential(
-            # mobilenet_v2.model:27
+            # mobilenet_v2.model:26
             nn.Sequential(
-                # mobilenet_v2.model:27
+                # mobilenet_v2.model:26
                 nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(32),  # mobilenet_v2.model:27
-                nn.ReLU6(),  # mobilenet_v2.model:27
+                nn.BatchNorm2d(32),  # mobilenet_v2.model:26
+                nn.ReLU6(),  # mobilenet_v2.model:26
             ),
-            InvertedResidual(),  # mobilenet_v2.model:29
-            InvertedResidual_1(),  # mobilenet_v2.model:29
-            InvertedResidual_2(),  # mobilenet_v2.model:29
-            InvertedResidual_3(),  # mobilenet_v2.model:29
-            InvertedResidual_4(),  # mobilenet_v2.model:29
-            InvertedResidual_4(),  # mobilenet_v2.model:29
-            InvertedResidual_5(),  # mobilenet_v2.model:29
-            InvertedResidual_6(),  # mobilenet_v2.model:29
-            InvertedResidual_6(),  # mobilenet_v2.model:29
-            InvertedResidual_6(),  # mobilenet_v2.model:29
-            InvertedResidual_7(),  # mobilenet_v2.model:29
-            InvertedResidual_8(),  # mobilenet_v2.model:29
-            InvertedResidual_8(),  # mobilenet_v2.model:29
-            InvertedResidual_9(),  # mobilenet_v2.model:29
-            InvertedResidual_10(),  # mobilenet_v2.model:29
-            InvertedResidual_10(),  # mobilenet_v2.model:29
-            InvertedResidual_11(),  # mobilenet_v2.model:29
-            # mobilenet_v2.model:31
+            InvertedResidual(),  # mobilenet_v2.model:28
+            InvertedResidual_1(),  # mobilenet_v2.model:28
+            InvertedResidual_2(),  # mobilenet_v2.model:28
+            InvertedResidual_3(),  # mobilenet_v2.model:28
+            InvertedResidual_4(),  # mobilenet_v2.model:28
+            InvertedResidual_4(),  # mobilenet_v2.model:28
+            InvertedResidual_5(),  # mobilenet_v2.model:28
+            InvertedResidual_6(),  # mobilenet_v2.model:28
+            InvertedResidual_6(),  # mobilenet_v2.model:28
+            InvertedResidual_6(),  # mobilenet_v2.model:28
+            InvertedResidual_7(),  # mobilenet_v2.model:28
+            InvertedResidual_8(),  # mobilenet_v2.model:28
+            InvertedResidual_8(),  # mobilenet_v2.model:28
+            InvertedResidual_9(),  # mobilenet_v2.model:28
+            InvertedResidual_10(),  # mobilenet_v2.model:28
+            InvertedResidual_10(),  # mobilenet_v2.model:28
+            InvertedResidual_11(),  # mobilenet_v2.model:28
+            # mobilenet_v2.model:30
             nn.Sequential(
-                nn.Conv2d(320, 1280, 1, bias=False),  # mobilenet_v2.model:31
-                nn.BatchNorm2d(1280),  # mobilenet_v2.model:31
-                nn.ReLU6(),  # mobilenet_v2.model:31
+                nn.Conv2d(320, 1280, 1, bias=False),  # mobilenet_v2.model:30
+                nn.BatchNorm2d(1280),  # mobilenet_v2.model:30
+                nn.ReLU6(),  # mobilenet_v2.model:30
             ),
         )
-        self.adaptive_avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v2.model:33
-        # mobilenet_v2.model:33
+        self.adaptive_avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v2.model:32
+        # mobilenet_v2.model:32
         self.classifier = nn.Sequential(
-            nn.Dropout(0.2),  # mobilenet_v2.model:33
-            nn.Linear(1280, 1000),  # mobilenet_v2.model:33
+            nn.Dropout(0.2),  # mobilenet_v2.model:32
+            nn.Linear(1280, 1000),  # mobilenet_v2.model:32
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = self.features(image)  # mobilenet_v2.model:26
-        out = self.adaptive_avgpool(x)  # mobilenet_v2.model:33
-        out = torch.flatten(out, 1)  # mobilenet_v2.model:33
-        out = self.classifier(out)  # mobilenet_v2.model:33
+        x = self.features(image)  # mobilenet_v2.model:25
+        out = self.adaptive_avgpool(x)  # mobilenet_v2.model:32
+        out = torch.flatten(out, 1)  # mobilenet_v2.model:32
+        out = self.classifier(out)  # mobilenet_v2.model:32
         return out
