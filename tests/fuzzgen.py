@@ -1778,7 +1778,7 @@ _TOKEN = re.compile(r'\s+|#[^\n]*|"(?:[^"\\\n]|\\.)*"|\d+(?:\.\d+)?(?:[eE][+-]?\
                     r"|->|\*\*|//|==|!=|<=|>=|\.\.|.", re.DOTALL)  # fmt: skip
 _VOCAB = ["->", "(", ")", "[", "]", "{", "}", ",", ":", "=", "+", "-", "*", "/", "//", "%", "**", "..", "==",
           "<", "if", "else", "for", "in", "repeat", "and", "or", "not", "true", "false", "input", "output",
-          "model", "block", "import", "x", "relu", "conv", "linear", "concat", "add", "flatten", "channels",
+          "model", "block", "import", "def", "|", "x", "relu", "conv", "linear", "concat", "add", "flatten", "channels",
           "size", "len", "B", "0", "1", "-1", "3", "0.5", "1e-3", '"same"', '"x"', '""', "\n", "#", "@", ";",
           "'", "`", "\\", "\t", "\x00", "\ufeff", "\u00e9", "\U0001f600", "\u202e", "\r", "\x0c", "1e999",
           "99999999999999999999999999", "2**63", "-9223372036854775808", "9223372036854775807", "2147483648",

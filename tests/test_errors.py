@@ -147,7 +147,7 @@ model M {
     output x -> relu
 """,
         expected="""\
-example.model:3:20: error[E0101]: unexpected end of file, expected one of ',', 'input', 'output', '}', a name
+example.model:3:20: error[E0101]: unexpected end of file, expected one of ',', 'def', 'input', 'output', '}', a name
    |
  3 |     output x -> relu
    |                    ^

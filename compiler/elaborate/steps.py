@@ -38,6 +38,11 @@ class StepsMixin:
             if step.brackets and ctx.frame.counter is not None:
                 return self._sub_sequence(ctx, step, x)
             return self._steps(ctx, step.steps, x)
+        if isinstance(step, S.StepIf):
+            chosen = self._branch(ctx, step)
+            if chosen is Poison:
+                return Poison
+            return x if chosen is None else self._step(ctx, chosen, x)
         if isinstance(step, S.Repeat):
             count = self._count(ctx, step.count, "repeat count")
             for _ in range(count):
@@ -67,6 +72,25 @@ class StepsMixin:
         if items is not Poison and not isinstance(items, list):
             raise error("E0506", f"'for' needs a list or a range, got {describe_value(items)}", expr.span)
         return items
+
+    def _branch(self, ctx: Ctx, step: S.StepIf):
+        """The branch of a conditional step its compile-time condition picks (None: no step).
+
+        NOTE: [Conditional steps] Only the chosen branch is elaborated, in the place of the
+        conditional, as if written there: in a numbered sequence it takes the next number(s),
+        and a step left out (`se if use_se`, false) takes none, so the steps after it keep the
+        numbers torchvision's nn.Sequential gives them when the layer is not appended
+        (MobileNetV3's `block.2` is the squeeze-excitation or, without one, the projection).
+        `identity` is a layer: nn.Identity in an nn.Sequential has a number, and so does it."""
+        cond = self._eval(ctx, step.cond)
+        if cond is Poison:
+            return Poison
+        if not isinstance(cond, bool):
+            hint = ("the condition of a step is decided when compiling, from parameters and sizes; "
+                    "to choose per element, use where(cond, a, b)") if isinstance(cond, Tensor) else None  # fmt: skip
+            raise error("E0506", f"a condition must be true or false, got {describe_value(cond)}",
+                        step.cond.span, hint, ctx.frame.trace)  # fmt: skip
+        return step.then if cond else step.else_
 
     def _count(self, ctx: Ctx, expr, what: str) -> int:
         n = self._eval(ctx, expr)

@@ -9,6 +9,15 @@ NOTE: [Symbolic sizes in generated code] A target size that is a symbol (`T`,
 dimension equal to it (`x.shape[1]`), else an expression over the input's
 symbols (`x.shape[0] * x.shape[1]`), else `-1` (at most once). Generated code
 never bakes in a size that the spec left symbolic.
+
+NOTE: [Sizes from other tensors] After `flatten(0, 1)` has merged [B, T, C] into
+[B*T, C], the input of `reshape([B, T, C])` no longer has B or T as a dimension. So
+reshape and view (`size_inputs`) may read more tensors than the one they reshape, for
+their sizes only: where a target size cannot be written from the input's sizes, the
+elaborator adds the inputs of the enclosing block or model that have it (it is bound from
+one of them: `input x: [B, T, C]`), and the size is written from theirs: `h.reshape(x.shape[0],
+x.shape[1], 64)`, the run's sizes, never the example's. The extra edges are true
+dependencies (the order of evaluation, what a pass may drop), and draw as such.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from modelc.pyformat import CallExpr
 from modelc.symbolic import Dim, Sym
 from modelc.types import TensorType
 
-__all__ = ["dim_code", "exact_div"]
+__all__ = ["dim_code", "exact_div", "sizes_code", "size_keys"]
 
 
 # ---- symbolic helpers ------------------------------------------------------------------
@@ -53,18 +62,40 @@ def exact_div(p: Dim, q: Dim) -> Dim | None:
 
 def dim_code(d: Dim, dims: tuple[Dim, ...]) -> str | None:
     """Python code for size d from the sizes `dims` of input `{0}`, or None (see the NOTE)."""
+    return sizes_code(d, [dims])
+
+
+def sizes_code(d: Dim, sources: list[tuple[Dim, ...]]) -> str | None:
+    """Python code for size d from the sizes of inputs `{0}`, `{1}`, ... (`sources`: their
+    dimensions), the first that has it first, or None (NOTE: [Sizes from other tensors])."""
     if isinstance(d, int):
         return str(d)
-    for i, have in enumerate(dims):
-        if have == d:
-            return f"{{0}}.shape[{i}]"
-    names = {}
-    for i, have in enumerate(dims):
-        if isinstance(have, Sym) and len(have.terms) == 1:
-            ((m, c),) = have.terms.items()
-            if c == 1 and len(m) == 1 and m[0].num is None:
-                names.setdefault(m[0].key, f"{{0}}.shape[{i}]")
+    for k, dims in enumerate(sources):
+        for i, have in enumerate(dims):
+            if have == d:
+                return f"{{{k}}}.shape[{i}]"
+    names: dict[str, str] = {}
+    for k, dims in enumerate(sources):
+        for i, have in enumerate(dims):
+            key = _symbol(have)
+            if key is not None:
+                names.setdefault(key, f"{{{k}}}.shape[{i}]")
     return _poly_code(d, names)
+
+
+def size_keys(dims: tuple[Dim, ...]) -> set:
+    """What a tensor of these dimensions gives `sizes_code`: its symbolic dimensions, and the
+    names of those that are one symbol."""
+    return {d for d in dims if isinstance(d, Sym)} | {_symbol(d) for d in dims} - {None}
+
+
+def _symbol(d: Dim) -> str | None:
+    """The name of a dimension that is one symbol (`T`), else None."""
+    if isinstance(d, Sym) and len(d.terms) == 1:
+        ((m, c),) = d.terms.items()
+        if c == 1 and len(m) == 1 and m[0].num is None:
+            return m[0].key
+    return None
 
 
 def _poly_code(d: Dim, names: dict[str, str]) -> str | None:
@@ -258,9 +289,14 @@ class Reshape(OpDef):
     name = "reshape"
     family = "tensor"
     doc = ("New dimensions of the same elements; one may be -1, symbols are kept: "
-           "reshape([B, T, heads, -1]).")  # fmt: skip
+           "reshape([B, T, heads, -1]); a symbol the input lost (B after flatten(0, 1)) is "
+           "read from the block's or model's input that has it.")  # fmt: skip
     attrs = (Attr("shape", "shape", positional=True, doc="a list of sizes: integers, symbols, one -1"),)
     method = "reshape"
+    size_inputs = True  # NOTE: [Sizes from other tensors]
+
+    def sizes(self, a):
+        return a["shape"]
 
     def resolve(self, a, ins):
         x = ins[0]
@@ -277,7 +313,7 @@ class Reshape(OpDef):
                               f"{numel(x)} elements, not a multiple of {known}")  # fmt: skip
             want[holes[0]] = hole
         _same_size(self.name, x, tuple(want))
-        return {**a, "out": tuple(want), "sizes": _sizes(self.name, tuple(want), x.dims, holes)}
+        return {**a, "out": tuple(want), "sizes": _sizes(self.name, tuple(want), [t.dims for t in ins], holes)}
 
     def infer(self, a, ins):
         return [ins[0].with_dims(a["out"])]
@@ -291,23 +327,25 @@ class Reshape(OpDef):
         return [ins[0].reshape(a["out"])]  # view too: the same values (contiguity is checked at compile time)
 
     def call(self, a, args):
-        sizes = [s if isinstance(s, int) else s.format(args[0]) for s in a["sizes"]]
+        sizes = [s if isinstance(s, int) else s.format(*args) for s in a["sizes"]]
         return CallExpr(f"{args[0]}.{self.method}", [str(s) for s in sizes])
 
     def label(self, a):
         return f"{self.name} {_text(a['out'])}"
 
 
-def _sizes(op: str, out: tuple[Dim, ...], dims: tuple[Dim, ...], holes: list[int]) -> tuple:
-    """Each target size as an int, or code over input `{0}`; -1 at most once."""
+def _sizes(op: str, out: tuple[Dim, ...], sources: list[tuple[Dim, ...]], holes: list[int]) -> tuple:
+    """Each target size as an int, or code over inputs `{0}`, `{1}`, ...; -1 at most once."""
     sizes: list = []
     hole = holes[0] if holes else None
     for i, d in enumerate(out):
-        code = None if i == hole else dim_code(d, dims)
+        code = None if i == hole else sizes_code(d, sources)
         if code is None:
             if hole not in (None, i):
+                have = " and ".join(_text(dims) for dims in sources)
                 raise OpError("E0304", f"{op}: sizes {_text(out)} cannot all be computed from the "
-                              f"input's sizes {_text(dims)}", "write -1 for one of them")  # fmt: skip
+                              f"sizes {have}", "write -1 for one of them, or name the sizes in a block "
+                              "input's shape (input x: [B, T, C]) so that they are read from it")  # fmt: skip
             hole, code = i, "-1"
         sizes.append(int(code) if code.lstrip("-").isdigit() else code)
     return tuple(sizes)
