@@ -214,8 +214,12 @@ def _summary(args) -> int:
 def _compile(args) -> int:
     from modelc.emit import emit
 
-    _, graphs = _graphs(args)
-    source = emit(graphs, args.spec)
+    from modelc.driver import variants
+
+    program, graphs = _graphs(args)
+    others = variants(program, graphs, dict(_input(text) for text in args.input), getattr(args, "optimize", 0),
+                      tuple(getattr(args, "rewrite", ())))  # fmt: skip
+    source = emit(graphs, args.spec, others)
     if args.standalone:
         from modelc.standalone import inline_runtime
 

@@ -107,13 +107,15 @@ class _Whitelist:
             _refuse(fn, "a method signature")
         # NOTE: [Sharing a class] in generalize.py: constructor arguments are sizes (int) and
         # numbers (int, float) and flags of optional submodules (bool, default False, last).
-        flags = args.args[len(args.args) - len(args.defaults):] if args.defaults else []
-        if args.defaults and (fn.name != "__init__" or any(
-                not (isinstance(d, ast.Constant) and d.value is False) for d in args.defaults)):  # fmt: skip
+        # A model's arguments take the spec's values as defaults (NOTE: [Model arguments]).
+        defaults = dict(zip([a.arg for a in args.args[len(args.args) - len(args.defaults):]], args.defaults))
+        if defaults and fn.name != "__init__":
             _refuse(fn, "a method signature")
         for a in args.args:
             if a.annotation is not None:
-                _annotation(a.annotation, sizes=fn.name == "__init__", flag=a in flags)
+                _annotation(a.annotation, sizes=fn.name == "__init__", default=defaults.get(a.arg))
+            elif a.arg in defaults:
+                _refuse(fn, "a method signature")
         if fn.returns is not None:
             _annotation(fn.returns)
         local = set(names)
@@ -243,10 +245,14 @@ def _float_literal(call: ast.Call) -> bool:
             and call.args[0].value in ("inf", "-inf", "nan"))  # fmt: skip
 
 
-def _annotation(node: ast.expr, sizes: bool = False, flag: bool = False) -> None:
+def _annotation(node: ast.expr, sizes: bool = False, default: ast.expr | None = None) -> None:
     text = ast.unparse(node)
-    if sizes:  # a constructor argument
-        if text not in (("bool",) if flag else ("int", "float")):
+    if sizes:  # a constructor argument: a size, a rate, a flag; a default of its type
+        value = default.value if isinstance(default, ast.Constant) else None
+        allowed = {"int": int, "float": (int, float), "bool": bool}.get(text)
+        if allowed is None or (default is not None and (
+                not isinstance(default, ast.Constant) or not isinstance(value, allowed)
+                or (text == "bool") != isinstance(value, bool) or (text == "bool" and value is not False))):  # fmt: skip
             _refuse(node, "an annotation")
         return
     if text != "None" and not (text == "torch.Tensor" or text.startswith("tuple[")):

@@ -50,11 +50,13 @@ def _templates() -> jinja2.Environment:
     )
 
 
-def emit(graphs: list[Graph], source: str) -> str:
-    """Python source defining one class per model in `graphs` (and their blocks)."""
+def emit(graphs: list[Graph], source: str, others: dict | None = None) -> str:
+    """Python source defining one class per model in `graphs` (and their blocks). `others`:
+    per model, graphs of it with one parameter changed (driver.variants), which decide the
+    parameters its class takes (NOTE: [Model arguments] in emit_share.py)."""
     em = _Emitter([g.name for g in graphs])
     for graph in graphs:
-        em.model(graph)
+        em.model(graph, (others or {}).get(graph.name, {}))
     imports = ["import torch", "from torch import nn"]
     if em.uses_runtime:
         imports.append("from modelc import runtime as rt")
@@ -85,10 +87,10 @@ class _Emitter(ShareMixin):
         self.uses_runtime = False
         self.shared: dict = {}  # block instance path -> (class name, its call): emit_share.py
 
-    def model(self, graph: Graph) -> None:
+    def model(self, graph: Graph, others: dict | None = None) -> None:
         tree = Tree(graph)
         self.shared = {}  # paths are per graph; classes are shared across graphs by their text
-        self._class(tree, (), model=True)
+        self._class(tree, (), model=True, plan=self._model_plan(tree, others or {}))
 
     # ---- classes ---------------------------------------------------------------------
     def _class(self, tree: Tree, path: tuple[str, ...], model: bool = False, plan: Plan | None = None) -> str:
@@ -114,7 +116,7 @@ class _Emitter(ShareMixin):
         ctor_params = plan.signature() if plan else []
         init_signature = render(CallExpr("def __init__", ["self", *ctor_params]), 4, suffix=" -> None:")
         class_attrs = _model_attrs(graph) if model else []
-        doc = _fit_doc(plan.doc(c) if plan else _doc(graph, c, model))
+        doc = _fit_doc(plan.doc(c) if plan and not model else _doc(graph, c, model))
         body = dict(doc=doc, class_attrs=class_attrs, init=init or ["        pass"], init_signature="\n".join(init_signature),
                     signature="\n".join(signature), forward=forward)  # fmt: skip
         template = _templates().get_template("class.jinja")

@@ -12,6 +12,7 @@ parameters that set it apart (`SwinBlock_shift3`).
 
 from __future__ import annotations
 
+import copy
 import keyword
 import re
 from dataclasses import dataclass, field, replace
@@ -40,13 +41,15 @@ class Plan:
     types: dict[str, str] = field(default_factory=dict)  # argument -> "int" or "float"
     optional: dict[str, str] = field(default_factory=dict)  # submodule -> its flag argument
     where: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)  # a model's arguments: the spec's values
 
     def overrides(self, node) -> dict[str, Any]:
         rel = (*node.scope[len(self.base):], node.local)
         return {key: sym for (r, key), sym in self.syms.items() if r == rel}
 
     def signature(self) -> list[str]:
-        args = [f"{p}: {self.types.get(p, 'int')}" for p in self.params]
+        args = [f"{p}: {self.types.get(p, 'int')}" + (f" = {literal(self.defaults[p])}" if p in self.defaults else "")
+                for p in self.params]  # fmt: skip
         return args + [f"{f}: bool = False" for f in self.optional.values()]
 
     def doc(self, c) -> str:
@@ -107,6 +110,65 @@ class ShareMixin:
                 flags = [f for local, f in g.plan.optional.items() if local in m.locals]
                 self.shared[m.path] = (name, g.values[m.path], flags)
 
+    # NOTE: [Model arguments] The model class takes a spec parameter (`ResNet50(num_classes=10)`)
+    # when the graph built with it doubled (driver.variants) differs from the graph at hand only
+    # in values its model-level layers and block calls take, each the same expression of the
+    # parameters in every graph (as a block class's slots, with no new argument), and in no
+    # class: no block class, no forward, no submodule changes. So the class built with another
+    # value is the model compiled with it, as far as two graphs can show; a parameter that
+    # changes more (a depth, an input size, a value inside a block) keeps its value, which
+    # `--param` sets. The class constants (INPUT_SHAPES, NUM_PARAMETERS) are the defaults'.
+    def _model_plan(self, tree: Tree, others: dict) -> Plan | None:
+        if not others:
+            return None
+        base = self._root(tree, others, dict(tree.graph.params))
+        alone = []
+        for name, graph in others.items():
+            em, other = self._scratch(), Tree(graph)
+            locals_ = [graph.node(r).local if k == "node" else r[-1] for k, r in other.ordered_units(())]
+            if locals_ != base.locals or em._forward_text(other, (), frozenset()) != base.forward:
+                continue  # another structure: no argument can give it
+            for q, c in graph.containers.items():  # block instances the change leaves alone
+                if c.kind == "block" and q in self.shared and _fingerprint(other, q) == _fingerprint(tree, q):
+                    em.shared[q] = self.shared[q]
+            inst = em._root(other, others, dict(graph.params), name)
+            if self._model_fit(tree, base, [(inst, em, other)]) is not None:
+                alone.append((inst, em, other))
+        while alone:
+            plan = self._model_fit(tree, base, alone)
+            if plan is not None:
+                return plan
+            alone.pop()
+        return None
+
+    def _root(self, tree: Tree, others: dict, params: dict, name: str = "") -> _Instance:
+        for q in _child_blocks(tree, ()):
+            if q not in self.shared:
+                self._share(tree, (tree.graph.containers[q].name, tree.graph.containers[q].span))
+        inst = self._describe(tree, ())
+        inst.path, inst.env = ("#", name), {k: params[k] for k in others}
+        return inst
+
+    def _model_fit(self, tree: Tree, base: _Instance, others: list) -> Plan | None:
+        fitted = _fit_all([base, *(inst for inst, _, _ in others)], new_args=False)
+        if fitted is None:
+            return None
+        syms, params, _ = fitted
+        defaults = {p: base.env[p] for p in params}
+        types = {p: "float" if isinstance(v, float) else "int" for p, v in defaults.items()}
+        plan = Plan((), tree.graph.name, syms, params, types, {}, "", defaults)
+        want = self._init_lines(tree, base, plan)
+        if want is None or any(em._init_lines(t, inst, plan) != want for inst, em, t in others):
+            return None
+        return plan
+
+    def _scratch(self):
+        """An emitter for another graph of the same file: its classes are named as ours where
+        their text is the same, and are thrown away."""
+        em = type(self)(sorted(self.models))
+        em.class_names, em.by_text = copy.deepcopy(self.class_names), dict(self.by_text)
+        return em
+
     def _describe(self, tree: Tree, path) -> _Instance:
         graph, c = tree.graph, tree.graph.containers[path]
         units = tree.ordered_units(path)
@@ -146,13 +208,15 @@ class ShareMixin:
             return False
         if not missing and rep.forward != inst.forward:
             return False
-        trial = self._group(tree, [*g.members, inst])
+        trial = self._group(tree, [*g.members, inst], g.plan)
         if trial.plan is None:
             return False
         g.members, g.plan, g.values = trial.members, trial.plan, trial.values
         return True
 
-    def _group(self, tree: Tree, members: list[_Instance]) -> _Group:
+    def _group(self, tree: Tree, members: list[_Instance], before: Plan | None = None) -> _Group:
+        """`members` as one group, or a group without a plan where they cannot be. `before`:
+        the plan all but the last member were checked under."""
         rep = members[0]
         c = tree.graph.containers[rep.path]
         fitted = _fit_all(members)
@@ -166,7 +230,9 @@ class ShareMixin:
         types = {p: "float" if any(isinstance(v[i], float) for v in values.values()) else "int"
                  for i, p in enumerate(params)}  # fmt: skip
         plan = Plan(rep.path, c.name, syms, params, types, optional, c.span.short)
-        if len(members) > 1 and not self._same_inits(tree, members, plan):
+        # Under the same symbols, the members checked before need no second look.
+        same = before is not None and (before.syms, before.params, before.optional) == (syms, params, optional)
+        if len(members) > 1 and not self._same_inits(tree, [rep, *members[-1:]] if same else members, plan):
             return _Group(rep, members, None, {})
         return _Group(rep, members, plan, values)
 
@@ -194,9 +260,10 @@ class ShareMixin:
         return out
 
 
-def _fit_all(members: list[_Instance]):
+def _fit_all(members: list[_Instance], new_args: bool = True):
     """Symbols for the slots that differ between members, the constructor arguments they use,
-    and each member's values of those; None when a differing slot is not a size."""
+    and each member's values of those; None when a differing slot is not a size (or, unless
+    `new_args`, no expression of the members' `env` gives it)."""
     keys: dict[tuple, None] = {}
     for m in members:
         keys.update(dict.fromkeys(m.slots))
@@ -222,6 +289,8 @@ def _fit_all(members: list[_Instance]):
             cands = [(t, [vals.get(m.path) for m in ms]) for t, vals in earlier]
             cands += [(env_names[k], [m.env.get(k) for m in ms]) for k in env_names]
             text = fit(elem, [(t, v) for t, v in cands if None not in v])
+            if text is None and not new_args:
+                return None
             if text is None:
                 text = names.create("_".join([*key[0], str(key[1]), *([str(i)] if kind == "tuple" else [])]))
                 new_args[text] = {m.path: e for m, e in zip(ms, elem)}
@@ -247,6 +316,17 @@ def _optional_ok(tree: Tree, unit) -> bool:
     if not python_attribute(unit[1][-1] if unit[0] == "container" else tree.graph.node(unit[1]).local):
         return False  # `self.name = None` and `if self.name is not None` need an attribute name
     return unit[0] == "container" or type(tree.graph.node(unit[1]).opdef).invoke is OpDef.invoke
+
+
+def _fingerprint(tree: Tree, path) -> tuple:
+    """What the class and call of the block instance at `path` follow from: its arguments,
+    input types, and its nodes (scope, name, op, attributes)."""
+    graph, c = tree.graph, tree.graph.containers.get(path)
+    if c is None:
+        return ()
+    nodes = [graph.node(n) for n in tree._subtree_nodes(path)]
+    return (c.name, c.span, c.args, [graph.type_of(r) for _, r in c.inputs],
+            [(n.scope, n.local, n.op, n.module, sorted(n.attrs.items())) for n in nodes])  # fmt: skip
 
 
 def _inputs_env(graph, c) -> dict[str, Any]:

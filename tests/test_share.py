@@ -108,3 +108,38 @@ def test_the_code_gate_refuses_other_signatures_and_branches(bad):
     source = f'# -*- coding: utf-8 -*-\nimport torch\nfrom torch import nn\n\n\nclass A(nn.Module):\n    """A."""\n\n{bad}'
     with pytest.raises(CompilerBug):
         check_generated(source)
+
+
+# ---- model arguments (NOTE: [Model arguments] in emit_share.py) -------------------------------
+@pytest.mark.parametrize(("spec", "model", "kwargs"), [
+    ("resnet18", None, {"num_classes": 10}),
+    ("lenet5", None, {"num_classes": 7}),
+    ("alexnet", None, {"num_classes": 5, "dropout": 0.1}),
+    ("dcgan", "Generator", {"nz": 20, "ngf": 8, "nc": 1}),
+    ("vae", None, {"latent": 6, "hidden": 32}),
+])  # fmt: skip
+def test_a_model_built_with_arguments_is_the_model_compiled_with_them(spec, model, kwargs):
+    path = str(SPECS / f"{spec}.model")
+    ours = modelc.load(path, model)(**kwargs)
+    compiled = modelc.load(path, model, **kwargs)
+    reference = compiled()
+    torch.manual_seed(0)
+    state = {k: torch.rand_like(v) + 0.5 if v.is_floating_point() else v for k, v in reference.state_dict().items()}
+    reference.load_state_dict(state)
+    ours.load_state_dict(state)  # strict: the same keys and shapes
+    ours.eval(), reference.eval()
+    inputs = [torch.rand(*[2 if d == "B" else d for d in shape]) for shape in compiled.INPUT_SHAPES.values()]
+    torch.manual_seed(1)
+    want = reference(*inputs)
+    torch.manual_seed(1)
+    got = ours(*inputs)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_a_parameter_that_changes_more_than_model_level_values_stays_a_value():
+    source = modelc.compile_file(str(SPECS / "resnet50.model"))
+    assert "def __init__(self, num_classes: int = 1000) -> None:" in source
+    assert "self.fc = nn.Linear(2048, num_classes)" in source
+    # gpt2: `layers` sets a depth, `d` the blocks' classes: neither is an argument
+    source = modelc.compile_file(str(SPECS / "gpt2.model"))
+    assert "def __init__(self, vocab: int = 50257, positions: int = 1024) -> None:" in source

@@ -18,7 +18,7 @@ class AlexNet(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 61100840
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
         # alexnet.model:7
         self.features = nn.Sequential(
@@ -39,13 +39,13 @@ class AlexNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(6)  # alexnet.model:14
         # alexnet.model:15
         self.classifier = nn.Sequential(
-            nn.Dropout(),  # alexnet.model:16
+            nn.Dropout(dropout),  # alexnet.model:16
             nn.Linear(9216, 4096),  # alexnet.model:16
             nn.ReLU(),  # alexnet.model:16
-            nn.Dropout(),  # alexnet.model:17
+            nn.Dropout(dropout),  # alexnet.model:17
             nn.Linear(4096, 4096),  # alexnet.model:17
             nn.ReLU(),  # alexnet.model:17
-            nn.Linear(4096, 1000),  # alexnet.model:18
+            nn.Linear(4096, num_classes),  # alexnet.model:18
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -19,25 +19,30 @@ class AlexNetOriginal(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 62378344
 
-    def __init__(self) -> None:
+    def __init__(
+        self, num_classes: int = 1000, groups: int = 1, dropout: float = 0.5
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 96, 11, stride=4)  # alexnet_original.model:13
         # alexnet_original.model:14
         self.norm1 = nn.LocalResponseNorm(5, alpha=0.0005, k=2.0)
         self.pool1 = nn.MaxPool2d(3, stride=2)  # alexnet_original.model:14
-        self.conv2 = nn.Conv2d(96, 256, 5, padding=2)  # alexnet_original.model:15
+        # alexnet_original.model:15
+        self.conv2 = nn.Conv2d(96, 256, 5, padding=2, groups=groups)
         # alexnet_original.model:16
         self.norm2 = nn.LocalResponseNorm(5, alpha=0.0005, k=2.0)
         self.pool2 = nn.MaxPool2d(3, stride=2)  # alexnet_original.model:16
         self.conv3 = nn.Conv2d(256, 384, 3, padding=1)  # alexnet_original.model:17
-        self.conv4 = nn.Conv2d(384, 384, 3, padding=1)  # alexnet_original.model:18
-        self.conv5 = nn.Conv2d(384, 256, 3, padding=1)  # alexnet_original.model:19
+        # alexnet_original.model:18
+        self.conv4 = nn.Conv2d(384, 384, 3, padding=1, groups=groups)
+        # alexnet_original.model:19
+        self.conv5 = nn.Conv2d(384, 256, 3, padding=1, groups=groups)
         self.pool5 = nn.MaxPool2d(3, stride=2)  # alexnet_original.model:19
         self.fc6 = nn.Linear(9216, 4096)  # alexnet_original.model:21
-        self.drop6 = nn.Dropout()  # alexnet_original.model:21
+        self.drop6 = nn.Dropout(dropout)  # alexnet_original.model:21
         self.fc7 = nn.Linear(4096, 4096)  # alexnet_original.model:22
-        self.drop7 = nn.Dropout()  # alexnet_original.model:22
-        self.fc8 = nn.Linear(4096, 1000)  # alexnet_original.model:23
+        self.drop7 = nn.Dropout(dropout)  # alexnet_original.model:22
+        self.fc8 = nn.Linear(4096, num_classes)  # alexnet_original.model:23
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.conv1(image)  # alexnet_original.model:13

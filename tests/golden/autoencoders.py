@@ -25,20 +25,20 @@ class UndercompleteAE(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 784)}
     NUM_PARAMETERS = 419120
 
-    def __init__(self) -> None:
+    def __init__(self, code: int = 32, hidden: int = 256) -> None:
         super().__init__()
         # autoencoders.model:8
         self.encoder = nn.Sequential(
-            nn.Linear(784, 256),  # autoencoders.model:8
+            nn.Linear(784, hidden),  # autoencoders.model:8
             nn.ReLU(),  # autoencoders.model:8
-            nn.Linear(256, 32),  # autoencoders.model:8
+            nn.Linear(hidden, code),  # autoencoders.model:8
             nn.ReLU(),  # autoencoders.model:8
         )
         # autoencoders.model:9
         self.decoder = nn.Sequential(
-            nn.Linear(32, 256),  # autoencoders.model:9
+            nn.Linear(code, hidden),  # autoencoders.model:9
             nn.ReLU(),  # autoencoders.model:9
-            nn.Linear(256, 784),  # autoencoders.model:9
+            nn.Linear(hidden, 784),  # autoencoders.model:9
             nn.Sigmoid(),  # autoencoders.model:9
         )
 
@@ -60,16 +60,16 @@ class OvercompleteAE(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 784)}
     NUM_PARAMETERS = 2460976
 
-    def __init__(self) -> None:
+    def __init__(self, code: int = 1568) -> None:
         super().__init__()
         # autoencoders.model:16
         self.encoder = nn.Sequential(
-            nn.Linear(784, 1568),  # autoencoders.model:16
+            nn.Linear(784, code),  # autoencoders.model:16
             nn.ReLU(),  # autoencoders.model:16
         )
         # autoencoders.model:17
         self.decoder = nn.Sequential(
-            nn.Linear(1568, 784),  # autoencoders.model:17
+            nn.Linear(code, 784),  # autoencoders.model:17
             nn.Sigmoid(),  # autoencoders.model:17
         )
 
@@ -91,11 +91,11 @@ class ConvAE(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1, 28, 28)}
     NUM_PARAMETERS = 210369
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int = 1) -> None:
         super().__init__()
         # autoencoders.model:24
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, 16, 3, stride=2, padding=1),  # autoencoders.model:25
+            nn.Conv2d(channels, 16, 3, stride=2, padding=1),  # autoencoders.model:25
             nn.ReLU(),  # autoencoders.model:25
             nn.Conv2d(16, 32, 3, stride=2, padding=1),  # autoencoders.model:26
             nn.ReLU(),  # autoencoders.model:26
@@ -109,7 +109,7 @@ class ConvAE(nn.Module):
             nn.ConvTranspose2d(32, 16, 3, stride=2, padding=1, output_padding=1),
             nn.ReLU(),  # autoencoders.model:31
             # autoencoders.model:32
-            nn.ConvTranspose2d(16, 1, 3, stride=2, padding=1, output_padding=1),
+            nn.ConvTranspose2d(16, channels, 3, stride=2, padding=1, output_padding=1),
             nn.Sigmoid(),  # autoencoders.model:32
         )
 
@@ -132,17 +132,17 @@ class DenoisingAE(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 784)}
     NUM_PARAMETERS = 785284
 
-    def __init__(self) -> None:
+    def __init__(self, level: float = 0.3, hidden: int = 500) -> None:
         super().__init__()
-        self.corrupt = rt.GaussianNoise(0.3)  # autoencoders.model:41
+        self.corrupt = rt.GaussianNoise(level)  # autoencoders.model:41
         # autoencoders.model:44
         self.encoder = nn.Sequential(
-            nn.Linear(784, 500),  # autoencoders.model:44
+            nn.Linear(784, hidden),  # autoencoders.model:44
             nn.Sigmoid(),  # autoencoders.model:44
         )
         # autoencoders.model:45
         self.decoder = nn.Sequential(
-            nn.Linear(500, 784),  # autoencoders.model:45
+            nn.Linear(hidden, 784),  # autoencoders.model:45
             nn.Sigmoid(),  # autoencoders.model:45
         )
 
@@ -165,16 +165,16 @@ class SparseAE(nn.Module):
     OUTPUT_SHAPES = {"recon": ("B", 784), "code": ("B", 196)}
     NUM_PARAMETERS = 308308
 
-    def __init__(self) -> None:
+    def __init__(self, hidden: int = 196) -> None:
         super().__init__()
         # autoencoders.model:52
         self.encoder = nn.Sequential(
-            nn.Linear(784, 196),  # autoencoders.model:52
+            nn.Linear(784, hidden),  # autoencoders.model:52
             nn.Sigmoid(),  # autoencoders.model:52
         )
         # autoencoders.model:53
         self.decoder = nn.Sequential(
-            nn.Linear(196, 784),  # autoencoders.model:53
+            nn.Linear(hidden, 784),  # autoencoders.model:53
             nn.Sigmoid(),  # autoencoders.model:53
         )
 

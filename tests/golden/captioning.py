@@ -52,12 +52,12 @@ class Captioner(nn.Module):
     OUTPUT_SHAPES = {"logits": ("B", "T + 1", 10000)}
     NUM_PARAMETERS = 9721648
 
-    def __init__(self) -> None:
+    def __init__(self, vocab: int = 10000, hidden: int = 512) -> None:
         super().__init__()
         self.encoder = Encoder()  # captioning.model:17
-        self.embedding = nn.Embedding(10000, 256)  # captioning.model:18
-        self.lstm = nn.LSTM(256, 512, batch_first=True)  # captioning.model:20
-        self.fc = nn.Linear(512, 10000)  # captioning.model:20
+        self.embedding = nn.Embedding(vocab, 256)  # captioning.model:18
+        self.lstm = nn.LSTM(256, hidden, batch_first=True)  # captioning.model:20
+        self.fc = nn.Linear(hidden, vocab)  # captioning.model:20
 
     def forward(self, image: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
         feature = self.encoder(image)  # captioning.model:17

@@ -60,7 +60,7 @@ class Discriminator(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1)}
     NUM_PARAMETERS = 932965
 
-    def __init__(self) -> None:
+    def __init__(self, dropout: float = 0.4) -> None:
         super().__init__()
         self.label_emb = nn.Embedding(10, 10)  # cgan.model:21
         # cgan.model:22
@@ -68,10 +68,10 @@ class Discriminator(nn.Module):
             nn.Linear(794, 512),  # cgan.model:23
             nn.LeakyReLU(negative_slope=0.2),  # cgan.model:23
             nn.Linear(512, 512),  # cgan.model:24
-            nn.Dropout(0.4),  # cgan.model:24
+            nn.Dropout(dropout),  # cgan.model:24
             nn.LeakyReLU(negative_slope=0.2),  # cgan.model:24
             nn.Linear(512, 512),  # cgan.model:25
-            nn.Dropout(0.4),  # cgan.model:25
+            nn.Dropout(dropout),  # cgan.model:25
             nn.LeakyReLU(negative_slope=0.2),  # cgan.model:25
             nn.Linear(512, 1),  # cgan.model:26
             nn.Sigmoid(),  # cgan.model:26

@@ -51,7 +51,7 @@ class ConvNeXt_Small(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 50223688
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         # convnext_small.model:23
         self.features = nn.Sequential(
@@ -129,7 +129,7 @@ class ConvNeXt_Small(nn.Module):
         self.classifier = nn.Sequential(
             rt.LayerNormDim(768, -3, eps=1e-06),  # convnext_small.model:34
             nn.Flatten(),  # convnext_small.model:34
-            nn.Linear(768, 1000),  # convnext_small.model:34
+            nn.Linear(768, num_classes),  # convnext_small.model:34
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -19,27 +19,31 @@ class Generator(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 3, 64, 64)}
     NUM_PARAMETERS = 3576704
 
-    def __init__(self) -> None:
+    def __init__(self, nz: int = 100, ngf: int = 64, nc: int = 3) -> None:
         super().__init__()
         # dcgan.model:10
         self.main = nn.Sequential(
-            nn.ConvTranspose2d(100, 512, 4, bias=False),  # dcgan.model:11
-            nn.BatchNorm2d(512),  # dcgan.model:11
+            nn.ConvTranspose2d(nz, ngf * 8, 4, bias=False),  # dcgan.model:11
+            nn.BatchNorm2d(ngf * 8),  # dcgan.model:11
             nn.ReLU(),  # dcgan.model:11
             # dcgan.model:12
-            nn.ConvTranspose2d(512, 256, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(256),  # dcgan.model:12
+            nn.ConvTranspose2d(
+                ngf * 8, (ngf * 8) // 2, 4, stride=2, padding=1, bias=False
+            ),
+            nn.BatchNorm2d((ngf * 8) // 2),  # dcgan.model:12
             nn.ReLU(),  # dcgan.model:12
             # dcgan.model:13
-            nn.ConvTranspose2d(256, 128, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(128),  # dcgan.model:13
+            nn.ConvTranspose2d(
+                (ngf * 8) // 2, (ngf * 8) // 4, 4, stride=2, padding=1, bias=False
+            ),
+            nn.BatchNorm2d((ngf * 8) // 4),  # dcgan.model:13
             nn.ReLU(),  # dcgan.model:13
             # dcgan.model:14
-            nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(64),  # dcgan.model:14
+            nn.ConvTranspose2d((ngf * 8) // 4, ngf, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(ngf),  # dcgan.model:14
             nn.ReLU(),  # dcgan.model:14
             # dcgan.model:15
-            nn.ConvTranspose2d(64, 3, 4, stride=2, padding=1, bias=False),
+            nn.ConvTranspose2d(ngf, nc, 4, stride=2, padding=1, bias=False),
             nn.Tanh(),  # dcgan.model:15
         )
 
@@ -60,22 +64,25 @@ class Discriminator(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1, 1, 1)}
     NUM_PARAMETERS = 2765568
 
-    def __init__(self) -> None:
+    def __init__(self, ndf: int = 64, nc: int = 3) -> None:
         super().__init__()
         # dcgan.model:21
         self.main = nn.Sequential(
-            nn.Conv2d(3, 64, 4, stride=2, padding=1, bias=False),  # dcgan.model:22
+            nn.Conv2d(nc, ndf, 4, stride=2, padding=1, bias=False),  # dcgan.model:22
             nn.LeakyReLU(negative_slope=0.2),  # dcgan.model:22
-            nn.Conv2d(64, 128, 4, stride=2, padding=1, bias=False),  # dcgan.model:23
-            nn.BatchNorm2d(128),  # dcgan.model:23
+            # dcgan.model:23
+            nn.Conv2d(ndf, ndf * 2, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(ndf * 2),  # dcgan.model:23
             nn.LeakyReLU(negative_slope=0.2),  # dcgan.model:23
-            nn.Conv2d(128, 256, 4, stride=2, padding=1, bias=False),  # dcgan.model:24
-            nn.BatchNorm2d(256),  # dcgan.model:24
+            # dcgan.model:24
+            nn.Conv2d(ndf * 2, ndf * 4, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(ndf * 4),  # dcgan.model:24
             nn.LeakyReLU(negative_slope=0.2),  # dcgan.model:24
-            nn.Conv2d(256, 512, 4, stride=2, padding=1, bias=False),  # dcgan.model:25
-            nn.BatchNorm2d(512),  # dcgan.model:25
+            # dcgan.model:25
+            nn.Conv2d(ndf * 4, ndf * 8, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(ndf * 8),  # dcgan.model:25
             nn.LeakyReLU(negative_slope=0.2),  # dcgan.model:25
-            nn.Conv2d(512, 1, 4, bias=False),  # dcgan.model:26
+            nn.Conv2d(ndf * 8, 1, 4, bias=False),  # dcgan.model:26
             nn.Sigmoid(),  # dcgan.model:26
         )
 

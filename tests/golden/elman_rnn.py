@@ -19,10 +19,12 @@ class ElmanRNN(nn.Module):
     OUTPUT_SHAPES = {"y": ("B", "T", 10)}
     NUM_PARAMETERS = 6922
 
-    def __init__(self) -> None:
+    def __init__(
+        self, input_size: int = 32, hidden: int = 64, output_size: int = 10
+    ) -> None:
         super().__init__()
-        self.rnn = nn.RNN(32, 64, batch_first=True)  # elman_rnn.model:8
-        self.fc = nn.Linear(64, 10)  # elman_rnn.model:10
+        self.rnn = nn.RNN(input_size, hidden, batch_first=True)  # elman_rnn.model:8
+        self.fc = nn.Linear(hidden, output_size)  # elman_rnn.model:10
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, _ = self.rnn(x)  # elman_rnn.model:8

@@ -27,7 +27,7 @@ class Filters(nn.Module):
     }
     NUM_PARAMETERS = 57
 
-    def __init__(self) -> None:
+    def __init__(self, pad: int = 1) -> None:
         super().__init__()
         # filters.model:24
         self.luma = rt.FixedConv2d(
@@ -38,7 +38,7 @@ class Filters(nn.Module):
             1,
             1,
             3,
-            padding=1,
+            padding=pad,
             bias=False,
             weight=(-1.0, 0.0, 1.0, -2.0, 0.0, 2.0, -1.0, 0.0, 1.0),
             trainable=False,
@@ -48,7 +48,7 @@ class Filters(nn.Module):
             1,
             1,
             3,
-            padding=1,
+            padding=pad,
             bias=False,
             weight=(-1.0, -2.0, -1.0, 0.0, 0.0, 0.0, 1.0, 2.0, 1.0),
             trainable=False,
@@ -58,7 +58,7 @@ class Filters(nn.Module):
             1,
             1,
             3,
-            padding=1,
+            padding=pad,
             bias=False,
             weight=(1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
             scale=0.1111111111111111,
@@ -69,7 +69,7 @@ class Filters(nn.Module):
             3,
             3,
             3,
-            padding=1,
+            padding=pad,
             groups=3,
             bias=False,
             weight=(1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0),

@@ -21,11 +21,11 @@ class Generator(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 784)}
     NUM_PARAMETERS = 2503984
 
-    def __init__(self) -> None:
+    def __init__(self, noise: int = 100) -> None:
         super().__init__()
         # gan.model:8
         self.hidden = nn.Sequential(
-            nn.Linear(100, 1200),  # gan.model:8
+            nn.Linear(noise, 1200),  # gan.model:8
             nn.ReLU(),  # gan.model:8
             nn.Linear(1200, 1200),  # gan.model:8
             nn.ReLU(),  # gan.model:8
@@ -54,16 +54,16 @@ class Discriminator(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1)}
     NUM_PARAMETERS = 1231441
 
-    def __init__(self) -> None:
+    def __init__(self, pieces: int = 5, dropout: float = 0.5) -> None:
         super().__init__()
         # gan.model:14
         self.hidden = nn.Sequential(
-            nn.Linear(784, 1200),  # gan.model:14
-            rt.Maxout(5),  # gan.model:14
-            nn.Dropout(),  # gan.model:14
-            nn.Linear(240, 1200),  # gan.model:14
-            rt.Maxout(5),  # gan.model:14
-            nn.Dropout(),  # gan.model:14
+            nn.Linear(784, pieces * 240),  # gan.model:14
+            rt.Maxout(pieces),  # gan.model:14
+            nn.Dropout(dropout),  # gan.model:14
+            nn.Linear(240, pieces * 240),  # gan.model:14
+            rt.Maxout(pieces),  # gan.model:14
+            nn.Dropout(dropout),  # gan.model:14
         )
         # gan.model:15
         self.out = nn.Sequential(

@@ -69,7 +69,7 @@ class GoogLeNet(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 6624904
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
         self.conv1 = BasicConv(3, 64, 7, 2, 3)  # googlenet.model:24
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # googlenet.model:24
@@ -96,8 +96,8 @@ class GoogLeNet(nn.Module):
         # googlenet.model:38
         self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128)
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # googlenet.model:39
-        self.dropout = nn.Dropout(0.2)  # googlenet.model:39
-        self.fc = nn.Linear(1024, 1000)  # googlenet.model:39
+        self.dropout = nn.Dropout(dropout)  # googlenet.model:39
+        self.fc = nn.Linear(1024, num_classes)  # googlenet.model:39
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.conv1(image)  # googlenet.model:24

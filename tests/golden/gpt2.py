@@ -87,12 +87,12 @@ class GPT2(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", "T", 50257)}
     NUM_PARAMETERS = 124439808
 
-    def __init__(self) -> None:
+    def __init__(self, vocab: int = 50257, positions: int = 1024) -> None:
         super().__init__()
         # gpt2.model:35
         self.transformer = rt.named_sequential(
-            ("wte", nn.Embedding(50257, 768)),  # gpt2.model:36
-            ("wpe", rt.PositionEmbedding(1024, 768)),  # gpt2.model:36
+            ("wte", nn.Embedding(vocab, 768)),  # gpt2.model:36
+            ("wpe", rt.PositionEmbedding(positions, 768)),  # gpt2.model:36
             ("drop", nn.Dropout(0.1)),  # gpt2.model:36
             # gpt2.model:37
             (
@@ -114,7 +114,7 @@ class GPT2(nn.Module):
             ),
             ("ln_f", nn.LayerNorm(768)),  # gpt2.model:37
         )
-        self.lm_head = nn.Linear(768, 50257, bias=False)  # gpt2.model:39
+        self.lm_head = nn.Linear(768, vocab, bias=False)  # gpt2.model:39
         self.lm_head.weight = self.transformer.wte.weight  # tied
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -19,9 +19,12 @@ class GRU(nn.Module):
     OUTPUT_SHAPES = {"y": ("B", "T", 512), "h": (2, "B", 512)}
     NUM_PARAMETERS = 3151872
 
-    def __init__(self) -> None:
+    def __init__(
+        self, input_size: int = 512, hidden: int = 512, layers: int = 2
+    ) -> None:
         super().__init__()
-        self.gru = nn.GRU(512, 512, num_layers=2, batch_first=True)  # gru.model:7
+        # gru.model:7
+        self.gru = nn.GRU(input_size, hidden, num_layers=layers, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y, h = self.gru(x)  # gru.model:7

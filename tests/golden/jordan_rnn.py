@@ -21,9 +21,12 @@ class JordanRNN(nn.Module):
     OUTPUT_SHAPES = {"y": ("B", "T", 4)}
     NUM_PARAMETERS = 804
 
-    def __init__(self) -> None:
+    def __init__(
+        self, input_size: int = 16, hidden: int = 32, output_size: int = 4
+    ) -> None:
         super().__init__()
-        self.jordan = rt.JordanRNN(16, 32, 4)  # jordan_rnn.model:8
+        # jordan_rnn.model:8
+        self.jordan = rt.JordanRNN(input_size, hidden, output_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.jordan(x)  # jordan_rnn.model:8

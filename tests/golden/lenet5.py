@@ -18,7 +18,7 @@ class LeNet5(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 10)}
     NUM_PARAMETERS = 61706
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, 6, 5)  # lenet5.model:6
         self.maxpool = nn.MaxPool2d(2)  # lenet5.model:6
@@ -26,7 +26,7 @@ class LeNet5(nn.Module):
         self.maxpool_1 = nn.MaxPool2d(2)  # lenet5.model:7
         self.fc1 = nn.Linear(400, 120)  # lenet5.model:9
         self.fc2 = nn.Linear(120, 84)  # lenet5.model:9
-        self.fc3 = nn.Linear(84, 10)  # lenet5.model:10
+        self.fc3 = nn.Linear(84, num_classes)  # lenet5.model:10
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.conv1(image)  # lenet5.model:6

@@ -92,11 +92,11 @@ class Llama3(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", "T", 128256)}
     NUM_PARAMETERS = 8030261248
 
-    def __init__(self) -> None:
+    def __init__(self, vocab: int = 128256) -> None:
         super().__init__()
         # llama3.model:34
         self.model = rt.named_sequential(
-            ("embed_tokens", nn.Embedding(128256, 4096)),  # llama3.model:35
+            ("embed_tokens", nn.Embedding(vocab, 4096)),  # llama3.model:35
             # llama3.model:36
             (
                 "layers",
@@ -137,7 +137,7 @@ class Llama3(nn.Module):
             ),
             ("norm", nn.RMSNorm(4096, eps=1e-05)),  # llama3.model:37
         )
-        self.lm_head = nn.Linear(4096, 128256, bias=False)  # llama3.model:39
+        self.lm_head = nn.Linear(4096, vocab, bias=False)  # llama3.model:39
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.model(tokens)  # llama3.model:34

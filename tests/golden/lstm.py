@@ -19,9 +19,12 @@ class LSTM(nn.Module):
     OUTPUT_SHAPES = {"y": ("B", "T", 512), "h": (2, "B", 512), "c": (2, "B", 512)}
     NUM_PARAMETERS = 4202496
 
-    def __init__(self) -> None:
+    def __init__(
+        self, input_size: int = 512, hidden: int = 512, layers: int = 2
+    ) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(512, 512, num_layers=2, batch_first=True)  # lstm.model:9
+        # lstm.model:9
+        self.lstm = nn.LSTM(input_size, hidden, num_layers=layers, batch_first=True)
 
     def forward(
         self, x: torch.Tensor

@@ -122,11 +122,11 @@ class Mixtral(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", "T", 32000)}
     NUM_PARAMETERS = 46702792704
 
-    def __init__(self) -> None:
+    def __init__(self, vocab: int = 32000) -> None:
         super().__init__()
         # mixtral.model:39
         self.model = rt.named_sequential(
-            ("embed_tokens", nn.Embedding(32000, 4096)),  # mixtral.model:40
+            ("embed_tokens", nn.Embedding(vocab, 4096)),  # mixtral.model:40
             # mixtral.model:41
             (
                 "layers",
@@ -167,7 +167,7 @@ class Mixtral(nn.Module):
             ),
             ("norm", nn.RMSNorm(4096, eps=1e-05)),  # mixtral.model:42
         )
-        self.lm_head = nn.Linear(4096, 32000, bias=False)  # mixtral.model:44
+        self.lm_head = nn.Linear(4096, vocab, bias=False)  # mixtral.model:44
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.model(tokens)  # mixtral.model:39

@@ -18,7 +18,7 @@ class MLP(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 10)}
     NUM_PARAMETERS = 235146
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         # mlp.model:7
         self.layers = nn.Sequential(
@@ -27,7 +27,7 @@ class MLP(nn.Module):
             nn.Linear(256, 128),  # mlp.model:7
             nn.ReLU(),  # mlp.model:7
         )
-        self.head = nn.Linear(128, 10)  # mlp.model:8
+        self.head = nn.Linear(128, num_classes)  # mlp.model:8
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = torch.flatten(image, 1)  # mlp.model:6

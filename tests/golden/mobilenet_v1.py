@@ -48,7 +48,7 @@ class MobileNetV1(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 4231976
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         # mobilenet_v1.model:24
         self.stem = nn.Sequential(
@@ -74,7 +74,7 @@ class MobileNetV1(nn.Module):
             Separable(1024, 1024, 1),  # mobilenet_v1.model:25
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v1.model:26
-        self.fc = nn.Linear(1024, 1000)  # mobilenet_v1.model:26
+        self.fc = nn.Linear(1024, num_classes)  # mobilenet_v1.model:26
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.stem(image)  # mobilenet_v1.model:24

@@ -118,7 +118,7 @@ class MobileNetV2(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 3504872
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
         # mobilenet_v2.model:25
         self.features = nn.Sequential(
@@ -156,8 +156,8 @@ class MobileNetV2(nn.Module):
         self.adaptive_avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v2.model:32
         # mobilenet_v2.model:32
         self.classifier = nn.Sequential(
-            nn.Dropout(0.2),  # mobilenet_v2.model:32
-            nn.Linear(1280, 1000),  # mobilenet_v2.model:32
+            nn.Dropout(dropout),  # mobilenet_v2.model:32
+            nn.Linear(1280, num_classes),  # mobilenet_v2.model:32
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

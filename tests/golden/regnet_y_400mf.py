@@ -110,7 +110,7 @@ class RegNet_Y_400MF(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 4344144
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         # regnet_y_400mf.model:33
         self.stem = nn.Sequential(
@@ -167,7 +167,7 @@ class RegNet_Y_400MF(nn.Module):
             ),
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # regnet_y_400mf.model:39
-        self.fc = nn.Linear(440, 1000)  # regnet_y_400mf.model:39
+        self.fc = nn.Linear(440, num_classes)  # regnet_y_400mf.model:39
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.stem(image)  # regnet_y_400mf.model:33

@@ -60,7 +60,7 @@ class ResNet101(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 44549160
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         # resnet101.model:17
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
@@ -113,7 +113,7 @@ class ResNet101(nn.Module):
             Bottleneck(2048, 512, 1),  # resnet101.model:22
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # resnet101.model:23
-        self.fc = nn.Linear(2048, 1000)  # resnet101.model:23
+        self.fc = nn.Linear(2048, num_classes)  # resnet101.model:23
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.conv1(image)  # resnet101.model:17

@@ -60,7 +60,7 @@ class ResNet152(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 60192808
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         # resnet152.model:17
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
@@ -130,7 +130,7 @@ class ResNet152(nn.Module):
             Bottleneck(2048, 512, 1),  # resnet152.model:22
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # resnet152.model:23
-        self.fc = nn.Linear(2048, 1000)  # resnet152.model:23
+        self.fc = nn.Linear(2048, num_classes)  # resnet152.model:23
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.conv1(image)  # resnet152.model:17

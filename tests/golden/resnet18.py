@@ -58,7 +58,7 @@ class ResNet18(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 11689512
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         # resnet18.model:15
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
@@ -86,7 +86,7 @@ class ResNet18(nn.Module):
             BasicBlock(512, 512, 1),  # resnet18.model:20
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # resnet18.model:21
-        self.fc = nn.Linear(512, 1000)  # resnet18.model:21
+        self.fc = nn.Linear(512, num_classes)  # resnet18.model:21
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.conv1(image)  # resnet18.model:15

@@ -58,7 +58,7 @@ class ResNet34(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 21797672
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         # resnet34.model:16
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
@@ -94,7 +94,7 @@ class ResNet34(nn.Module):
             BasicBlock(512, 512, 1),  # resnet34.model:21
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # resnet34.model:22
-        self.fc = nn.Linear(512, 1000)  # resnet34.model:22
+        self.fc = nn.Linear(512, num_classes)  # resnet34.model:22
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.conv1(image)  # resnet34.model:16

@@ -19,13 +19,15 @@ class SentimentLSTM(nn.Module):
     OUTPUT_SHAPES = {"logits": ("B", 2)}
     NUM_PARAMETERS = 3351554
 
-    def __init__(self) -> None:
+    def __init__(
+        self, vocab: int = 20000, embed: int = 128, hidden: int = 256, classes: int = 2
+    ) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(20000, 128)  # sentiment_lstm.model:9
+        self.embedding = nn.Embedding(vocab, embed)  # sentiment_lstm.model:9
         # sentiment_lstm.model:10
-        self.lstm = nn.LSTM(128, 256, batch_first=True, bidirectional=True)
+        self.lstm = nn.LSTM(embed, hidden, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout()  # sentiment_lstm.model:13
-        self.fc = nn.Linear(512, 2)  # sentiment_lstm.model:13
+        self.fc = nn.Linear(hidden * 2, classes)  # sentiment_lstm.model:13
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embedding(tokens)  # sentiment_lstm.model:9

@@ -21,15 +21,15 @@ class Seq2SeqAttention(nn.Module):
     OUTPUT_SHAPES = {"logits": ("B", "T", 8000)}
     NUM_PARAMETERS = 26318144
 
-    def __init__(self) -> None:
+    def __init__(self, src_vocab: int = 8000, tgt_vocab: int = 8000) -> None:
         super().__init__()
-        self.src_embedding = nn.Embedding(8000, 256)  # seq2seq_attention.model:10
+        self.src_embedding = nn.Embedding(src_vocab, 256)  # seq2seq_attention.model:10
         # seq2seq_attention.model:11
         self.encoder = nn.LSTM(256, 512, batch_first=True, bidirectional=True)
         self.init = nn.Linear(512, 512)  # seq2seq_attention.model:12
-        self.tgt_embedding = nn.Embedding(8000, 256)  # seq2seq_attention.model:13
+        self.tgt_embedding = nn.Embedding(tgt_vocab, 256)  # seq2seq_attention.model:13
         self.decoder = rt.BahdanauDecoder(256, 1024, 512)  # seq2seq_attention.model:14
-        self.out = nn.Linear(1792, 8000)  # seq2seq_attention.model:15
+        self.out = nn.Linear(1792, tgt_vocab)  # seq2seq_attention.model:15
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         x = self.src_embedding(src)  # seq2seq_attention.model:10

@@ -468,15 +468,58 @@ class SwinBlock_heads24(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    """PatchMerging(norm_normalized_shape), defined at swin_t.model:37."""
+    """PatchMerging(), defined at swin_t.model:37."""
 
-    def __init__(self, norm_normalized_shape: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(norm_normalized_shape)  # swin_t.model:43
-        # swin_t.model:43
-        self.reduction = nn.Linear(
-            norm_normalized_shape, norm_normalized_shape // 2, bias=False
-        )
+        self.norm = nn.LayerNorm(384)  # swin_t.model:43
+        self.reduction = nn.Linear(384, 192, bias=False)  # swin_t.model:43
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x0 = x[:, ::2]  # swin_t.model:39
+        x0 = x0[:, :, ::2]  # swin_t.model:39
+        x1 = x[:, 1::2]  # swin_t.model:40
+        x1 = x1[:, :, ::2]  # swin_t.model:40
+        x2 = x[:, ::2]  # swin_t.model:41
+        x2 = x2[:, :, 1::2]  # swin_t.model:41
+        x3 = x[:, 1::2]  # swin_t.model:42
+        x3 = x3[:, :, 1::2]  # swin_t.model:42
+        out = torch.cat([x0, x1, x2, x3], dim=3)  # swin_t.model:43
+        out = self.norm(out)  # swin_t.model:43
+        out = self.reduction(out)  # swin_t.model:43
+        return out
+
+
+class PatchMerging_1(nn.Module):
+    """PatchMerging(), defined at swin_t.model:37."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(768)  # swin_t.model:43
+        self.reduction = nn.Linear(768, 384, bias=False)  # swin_t.model:43
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x0 = x[:, ::2]  # swin_t.model:39
+        x0 = x0[:, :, ::2]  # swin_t.model:39
+        x1 = x[:, 1::2]  # swin_t.model:40
+        x1 = x1[:, :, ::2]  # swin_t.model:40
+        x2 = x[:, ::2]  # swin_t.model:41
+        x2 = x2[:, :, 1::2]  # swin_t.model:41
+        x3 = x[:, 1::2]  # swin_t.model:42
+        x3 = x3[:, :, 1::2]  # swin_t.model:42
+        out = torch.cat([x0, x1, x2, x3], dim=3)  # swin_t.model:43
+        out = self.norm(out)  # swin_t.model:43
+        out = self.reduction(out)  # swin_t.model:43
+        return out
+
+
+class PatchMerging_2(nn.Module):
+    """PatchMerging(), defined at swin_t.model:37."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(1536)  # swin_t.model:43
+        self.reduction = nn.Linear(1536, 768, bias=False)  # swin_t.model:43
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = x[:, ::2]  # swin_t.model:39
@@ -506,7 +549,7 @@ class Swin_T(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 28288354
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         # swin_t.model:49
         self.features = nn.Sequential(
@@ -521,13 +564,13 @@ class Swin_T(nn.Module):
                 SwinBlock_heads3_shift0(),  # swin_t.model:51
                 SwinBlock_heads3_shift3(),  # swin_t.model:51
             ),
-            PatchMerging(384),  # swin_t.model:51
+            PatchMerging(),  # swin_t.model:51
             # swin_t.model:52
             nn.Sequential(
                 SwinBlock_heads6_shift0(),  # swin_t.model:52
                 SwinBlock_heads6_shift3(),  # swin_t.model:52
             ),
-            PatchMerging(768),  # swin_t.model:52
+            PatchMerging_1(),  # swin_t.model:52
             # swin_t.model:53
             nn.Sequential(
                 SwinBlock_heads12_shift0(),  # swin_t.model:53
@@ -537,7 +580,7 @@ class Swin_T(nn.Module):
                 SwinBlock_heads12_shift0(),  # swin_t.model:53
                 SwinBlock_heads12_shift3(),  # swin_t.model:53
             ),
-            PatchMerging(1536),  # swin_t.model:53
+            PatchMerging_2(),  # swin_t.model:53
             # swin_t.model:54
             nn.Sequential(
                 SwinBlock_heads24(),  # swin_t.model:54
@@ -548,7 +591,7 @@ class Swin_T(nn.Module):
         self.permute = rt.Permute((0, 3, 1, 2))  # swin_t.model:55
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # swin_t.model:55
         self.flatten = nn.Flatten()  # swin_t.model:56
-        self.head = nn.Linear(768, 1000)  # swin_t.model:56
+        self.head = nn.Linear(768, num_classes)  # swin_t.model:56
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.features(image)  # swin_t.model:49

@@ -642,15 +642,58 @@ class SwinBlockV2_heads24(nn.Module):
 
 
 class PatchMergingV2(nn.Module):
-    """PatchMergingV2(reduction_in_features), defined at swin_v2_t.model:47."""
+    """PatchMergingV2(), defined at swin_v2_t.model:47."""
 
-    def __init__(self, reduction_in_features: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        # swin_v2_t.model:55
-        self.reduction = nn.Linear(
-            reduction_in_features, reduction_in_features // 2, bias=False
-        )
-        self.norm = nn.LayerNorm(reduction_in_features // 2)  # swin_v2_t.model:55
+        self.reduction = nn.Linear(384, 192, bias=False)  # swin_v2_t.model:55
+        self.norm = nn.LayerNorm(192)  # swin_v2_t.model:55
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x0 = x[:, ::2]  # swin_v2_t.model:51
+        x0 = x0[:, :, ::2]  # swin_v2_t.model:51
+        x1 = x[:, 1::2]  # swin_v2_t.model:52
+        x1 = x1[:, :, ::2]  # swin_v2_t.model:52
+        x2 = x[:, ::2]  # swin_v2_t.model:53
+        x2 = x2[:, :, 1::2]  # swin_v2_t.model:53
+        x3 = x[:, 1::2]  # swin_v2_t.model:54
+        x3 = x3[:, :, 1::2]  # swin_v2_t.model:54
+        out = torch.cat([x0, x1, x2, x3], dim=3)  # swin_v2_t.model:55
+        out = self.reduction(out)  # swin_v2_t.model:55
+        out = self.norm(out)  # swin_v2_t.model:55
+        return out
+
+
+class PatchMergingV2_1(nn.Module):
+    """PatchMergingV2(), defined at swin_v2_t.model:47."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reduction = nn.Linear(768, 384, bias=False)  # swin_v2_t.model:55
+        self.norm = nn.LayerNorm(384)  # swin_v2_t.model:55
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x0 = x[:, ::2]  # swin_v2_t.model:51
+        x0 = x0[:, :, ::2]  # swin_v2_t.model:51
+        x1 = x[:, 1::2]  # swin_v2_t.model:52
+        x1 = x1[:, :, ::2]  # swin_v2_t.model:52
+        x2 = x[:, ::2]  # swin_v2_t.model:53
+        x2 = x2[:, :, 1::2]  # swin_v2_t.model:53
+        x3 = x[:, 1::2]  # swin_v2_t.model:54
+        x3 = x3[:, :, 1::2]  # swin_v2_t.model:54
+        out = torch.cat([x0, x1, x2, x3], dim=3)  # swin_v2_t.model:55
+        out = self.reduction(out)  # swin_v2_t.model:55
+        out = self.norm(out)  # swin_v2_t.model:55
+        return out
+
+
+class PatchMergingV2_2(nn.Module):
+    """PatchMergingV2(), defined at swin_v2_t.model:47."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reduction = nn.Linear(1536, 768, bias=False)  # swin_v2_t.model:55
+        self.norm = nn.LayerNorm(768)  # swin_v2_t.model:55
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = x[:, ::2]  # swin_v2_t.model:51
@@ -681,7 +724,7 @@ class Swin_V2_T(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 28351570
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         # swin_v2_t.model:65
         self.features = nn.Sequential(
@@ -696,13 +739,13 @@ class Swin_V2_T(nn.Module):
                 SwinBlockV2_heads3_shift0(),  # swin_v2_t.model:67
                 SwinBlockV2_heads3_shift4(),  # swin_v2_t.model:67
             ),
-            PatchMergingV2(384),  # swin_v2_t.model:68
+            PatchMergingV2(),  # swin_v2_t.model:68
             # swin_v2_t.model:69
             nn.Sequential(
                 SwinBlockV2_heads6_shift0(),  # swin_v2_t.model:69
                 SwinBlockV2_heads6_shift4(),  # swin_v2_t.model:69
             ),
-            PatchMergingV2(768),  # swin_v2_t.model:70
+            PatchMergingV2_1(),  # swin_v2_t.model:70
             # swin_v2_t.model:71
             nn.Sequential(
                 SwinBlockV2_heads12_shift0(0.07272727272727274),  # swin_v2_t.model:71
@@ -712,7 +755,7 @@ class Swin_V2_T(nn.Module):
                 SwinBlockV2_heads12_shift0(0.14545454545454548),  # swin_v2_t.model:71
                 SwinBlockV2_heads12_shift4(0.16363636363636366),  # swin_v2_t.model:71
             ),
-            PatchMergingV2(1536),  # swin_v2_t.model:72
+            PatchMergingV2_2(),  # swin_v2_t.model:72
             # swin_v2_t.model:73
             nn.Sequential(
                 SwinBlockV2_heads24(0.18181818181818185),  # swin_v2_t.model:73
@@ -723,7 +766,7 @@ class Swin_V2_T(nn.Module):
         self.permute = rt.Permute((0, 3, 1, 2))  # swin_v2_t.model:75
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # swin_v2_t.model:75
         self.flatten = nn.Flatten()  # swin_v2_t.model:76
-        self.head = nn.Linear(768, 1000)  # swin_v2_t.model:76
+        self.head = nn.Linear(768, num_classes)  # swin_v2_t.model:76
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.features(image)  # swin_v2_t.model:65

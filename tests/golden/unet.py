@@ -54,22 +54,24 @@ class UNet(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 2, 388, 388)}
     NUM_PARAMETERS = 31030658
 
-    def __init__(self) -> None:
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 2, base: int = 64
+    ) -> None:
         super().__init__()
-        self.enc1 = DoubleConv(1, 64)  # unet.model:26
+        self.enc1 = DoubleConv(in_channels, base)  # unet.model:26
         self.maxpool = nn.MaxPool2d(2)  # unet.model:27
-        self.enc2 = DoubleConv(64, 128)  # unet.model:27
+        self.enc2 = DoubleConv(base, base * 2)  # unet.model:27
         self.maxpool_1 = nn.MaxPool2d(2)  # unet.model:28
-        self.enc3 = DoubleConv(128, 256)  # unet.model:28
+        self.enc3 = DoubleConv(base * 2, base * 4)  # unet.model:28
         self.maxpool_2 = nn.MaxPool2d(2)  # unet.model:29
-        self.enc4 = DoubleConv(256, 512)  # unet.model:29
+        self.enc4 = DoubleConv(base * 4, base * 8)  # unet.model:29
         self.maxpool_3 = nn.MaxPool2d(2)  # unet.model:30
-        self.bottom = DoubleConv(512, 1024)  # unet.model:30
-        self.dec4 = Up(1024, 512)  # unet.model:31
-        self.dec3 = Up(512, 256)  # unet.model:32
-        self.dec2 = Up(256, 128)  # unet.model:33
-        self.dec1 = Up(128, 64)  # unet.model:34
-        self.head = nn.Conv2d(64, 2, 1)  # unet.model:35
+        self.bottom = DoubleConv(base * 8, base * 16)  # unet.model:30
+        self.dec4 = Up(base * 16, base * 8)  # unet.model:31
+        self.dec3 = Up(base * 8, base * 4)  # unet.model:32
+        self.dec2 = Up(base * 4, base * 2)  # unet.model:33
+        self.dec1 = Up(base * 2, base)  # unet.model:34
+        self.head = nn.Conv2d(base, num_classes, 1)  # unet.model:35
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(image)  # unet.model:26

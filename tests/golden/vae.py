@@ -20,14 +20,14 @@ class VAE(nn.Module):
     OUTPUT_SHAPES = {"recon": ("B", 784), "mean": ("B", 20), "log_var": ("B", 20)}
     NUM_PARAMETERS = 652824
 
-    def __init__(self) -> None:
+    def __init__(self, latent: int = 20, hidden: int = 400) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(784, 400)  # vae.model:9
-        self.fc21 = nn.Linear(400, 20)  # vae.model:10
-        self.fc22 = nn.Linear(400, 20)  # vae.model:11
+        self.fc1 = nn.Linear(784, hidden)  # vae.model:9
+        self.fc21 = nn.Linear(hidden, latent)  # vae.model:10
+        self.fc22 = nn.Linear(hidden, latent)  # vae.model:11
         self.sample = rt.Reparameterize()  # vae.model:12
-        self.fc3 = nn.Linear(20, 400)  # vae.model:13
-        self.fc4 = nn.Linear(400, 784)  # vae.model:13
+        self.fc3 = nn.Linear(latent, hidden)  # vae.model:13
+        self.fc4 = nn.Linear(hidden, 784)  # vae.model:13
 
     def forward(
         self, image: torch.Tensor

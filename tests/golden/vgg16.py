@@ -18,7 +18,7 @@ class VGG16(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 138357544
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
         # vgg16.model:10
         self.features = nn.Sequential(
@@ -59,11 +59,11 @@ class VGG16(nn.Module):
         self.classifier = nn.Sequential(
             nn.Linear(25088, 4096),  # vgg16.model:15
             nn.ReLU(),  # vgg16.model:15
-            nn.Dropout(),  # vgg16.model:15
+            nn.Dropout(dropout),  # vgg16.model:15
             nn.Linear(4096, 4096),  # vgg16.model:16
             nn.ReLU(),  # vgg16.model:16
-            nn.Dropout(),  # vgg16.model:16
-            nn.Linear(4096, 1000),  # vgg16.model:17
+            nn.Dropout(dropout),  # vgg16.model:16
+            nn.Linear(4096, num_classes),  # vgg16.model:17
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

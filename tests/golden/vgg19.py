@@ -18,7 +18,7 @@ class VGG19(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 143667240
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
         # vgg19.model:10
         self.features = nn.Sequential(
@@ -65,11 +65,11 @@ class VGG19(nn.Module):
         self.classifier = nn.Sequential(
             nn.Linear(25088, 4096),  # vgg19.model:15
             nn.ReLU(),  # vgg19.model:15
-            nn.Dropout(),  # vgg19.model:15
+            nn.Dropout(dropout),  # vgg19.model:15
             nn.Linear(4096, 4096),  # vgg19.model:16
             nn.ReLU(),  # vgg19.model:16
-            nn.Dropout(),  # vgg19.model:16
-            nn.Linear(4096, 1000),  # vgg19.model:17
+            nn.Dropout(dropout),  # vgg19.model:16
+            nn.Linear(4096, num_classes),  # vgg19.model:17
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

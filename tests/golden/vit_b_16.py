@@ -84,14 +84,14 @@ class ViT_B_16(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 86567656
 
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.conv_proj = nn.Conv2d(3, 768, 16, stride=16)  # vit_b_16.model:24
         self.class_token = rt.parameter(1, 1, 768, std=0.0)  # vit_b_16.model:26
         self.encoder = Encoder()  # vit_b_16.model:27
         # vit_b_16.model:28
         self.heads = rt.named_sequential(
-            ("head", nn.Linear(768, 1000)),  # vit_b_16.model:28
+            ("head", nn.Linear(768, num_classes)),  # vit_b_16.model:28
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
