@@ -24,7 +24,7 @@ import jinja2
 from modelc.codecheck import ENCODING_LINE, check_generated
 from modelc.diagnostics import CompilerBug
 from modelc.emit_share import Plan, ShareMixin
-from modelc.emit_tree import RESERVED, Tree, Vars, last_uses, unit_input, unit_output
+from modelc.emit_tree import RESERVED, Tree, Vars, last_uses, live_units, unit_input, unit_output
 from modelc.generalize import Sym
 from modelc.ir import Container, Graph
 from modelc.ops.base import Augmented
@@ -116,7 +116,8 @@ class _Emitter(ShareMixin):
         ctor_params = plan.signature() if plan else []
         init_signature = render(CallExpr("def __init__", ["self", *ctor_params]), 4, suffix=" -> None:")
         class_attrs = _model_attrs(graph) if model else []
-        doc = _fit_doc(plan.doc(c) if plan and not model else _doc(graph, c, model))
+        shared = plan is not None and not model and bool(plan.params or plan.optional)  # else: its values
+        doc = _fit_doc(plan.doc(c) if shared else _doc(graph, c, model))
         body = dict(doc=doc, class_attrs=class_attrs, init=init or ["        pass"], init_signature="\n".join(init_signature),
                     signature="\n".join(signature), forward=forward)  # fmt: skip
         template = _templates().get_template("class.jinja")
@@ -192,6 +193,7 @@ class _Emitter(ShareMixin):
         """`forward`'s parameters, lines and number of outputs. `elide`: units left out, each
         output read as the unit's input (how an instance lacking an optional submodule runs)."""
         graph = tree.graph
+        units = live_units(tree, c, units)
         alias = {unit_output(tree, u): unit_input(tree, u) for u in units if u in elide}
         uses = last_uses(tree, c, units, alias)
         vars_ = Vars(uses)

@@ -12,7 +12,7 @@ from modelc.diagnostics import CompilerBug
 from modelc.ir import Container, Graph, Ref
 from modelc.names import Namespace
 
-__all__ = ["RESERVED", "Tree", "Vars", "extra_inputs", "last_uses", "unit_input", "unit_output"]
+__all__ = ["RESERVED", "Tree", "Vars", "extra_inputs", "last_uses", "live_units", "unit_input", "unit_output"]
 
 RESERVED = frozenset({"self", "torch", "nn", "rt"})
 
@@ -186,3 +186,24 @@ def unit_output(tree: Tree, unit) -> Ref | None:
         return (ref, 0) if len(tree.graph.node(ref).types) == 1 else None
     outs = tree.graph.containers[ref].outputs
     return outs[0][1] if len(outs) == 1 else None
+
+
+def live_units(tree: Tree, c: Container, units) -> list:
+    """`units` less the parameter-free ops whose values nothing reads (a `chunk` whose parts
+    only the other instances of a block use): dead code in a forward. Submodules stay: their
+    parameters are in the state_dict, and every parameter is used in every forward."""
+    live: set[Ref] = {r for _, r in c.outputs}
+    keep = []
+    for unit in reversed(units):
+        kind, ref = unit
+        if kind == "node":
+            node = tree.graph.node(ref)
+            if not node.module and not any((ref, k) in live for k in range(len(node.types))):
+                continue
+            live.update(tree.inputs[ref])
+        else:
+            live.update(r for _, r in tree.graph.containers[ref].inputs)
+            if tree.graph.containers[ref].unrolled:
+                live.update(extra_inputs(tree, ref))
+        keep.append(unit)
+    return keep[::-1]

@@ -143,3 +143,20 @@ def test_a_parameter_that_changes_more_than_model_level_values_stays_a_value():
     # gpt2: `layers` sets a depth, `d` the blocks' classes: neither is an argument
     source = modelc.compile_file(str(SPECS / "gpt2.model"))
     assert "def __init__(self, vocab: int = 50257, positions: int = 1024) -> None:" in source
+
+
+def test_a_parameter_free_step_nothing_reads_is_left_out_of_forward():
+    """A ShuffleNet-style unit: the stride-2 instance does not read the chunk's parts."""
+    text = ("block Unit(out: int, stride: int = 1) {\n    input x\n    a, b = x -> chunk(2, dim=1)\n"
+            "    y = (x -> left: conv(out // 2, k=3, s=2, p=1) if stride == 2 else b) -> right: conv(out // 2, k=1)\n"
+            "    z = x -> conv(out // 2, k=3, s=2, p=1) if stride == 2 else a\n    output concat(z, y)\n}\n"
+            "model Shuffle {\n    input x: [B, 8, 16, 16]\n    output x -> u1: Unit(16, stride=2) -> u2: Unit(16)\n}\n")  # fmt: skip
+    source = modelc.compile_source(text, "shuffle.model")
+    assert source.count(".chunk(2, dim=1)") == 1  # in the stride-1 class only
+    module = _namespace(text, "shuffle.model")["Shuffle"]()
+    x = torch.randn(2, 8, 16, 16)
+    u1 = module.u1
+    want = torch.cat([u1.conv(x), u1.right(u1.left(x))], dim=1)
+    a, b = want.chunk(2, dim=1)
+    want = torch.cat([a, module.u2.right(b)], dim=1)
+    torch.testing.assert_close(module(x), want)

@@ -10,7 +10,9 @@ from modelc import runtime as rt
 
 
 class Embeddings(nn.Module):
-    """Embeddings(), defined at bert.model:6."""
+    """Embeddings(vocab=30522, max_len=512, types=2, width=768, p=0.1, eps=1e-12),
+    defined at bert.model:6.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -31,7 +33,7 @@ class Embeddings(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """EncoderLayer(), defined at bert.model:15."""
+    """EncoderLayer(heads=12, ff=3072, p=0.1, eps=1e-12), defined at bert.model:15."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -27,7 +27,7 @@ class Down_bnTrue(nn.Module):
 
 
 class Down_width64(nn.Module):
-    """Down(), defined at context_encoder.model:10."""
+    """Down(width=64, bn=False), defined at context_encoder.model:10."""
 
     def __init__(self) -> None:
         super().__init__()

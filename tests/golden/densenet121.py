@@ -34,7 +34,7 @@ class DenseLayer(nn.Module):
 
 
 class DenseBlock_layers24(nn.Module):
-    """DenseBlock(), defined at densenet121.model:15."""
+    """DenseBlock(layers=24, growth=32, bn_size=4), defined at densenet121.model:15."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -92,7 +92,7 @@ class DenseBlock_layers24(nn.Module):
 
 
 class DenseBlock_layers16(nn.Module):
-    """DenseBlock(), defined at densenet121.model:15."""
+    """DenseBlock(layers=16, growth=32, bn_size=4), defined at densenet121.model:15."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -134,7 +134,7 @@ class DenseBlock_layers16(nn.Module):
 
 
 class DenseBlock_layers12(nn.Module):
-    """DenseBlock(), defined at densenet121.model:15."""
+    """DenseBlock(layers=12, growth=32, bn_size=4), defined at densenet121.model:15."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -168,7 +168,7 @@ class DenseBlock_layers12(nn.Module):
 
 
 class DenseBlock_layers6(nn.Module):
-    """DenseBlock(), defined at densenet121.model:15."""
+    """DenseBlock(layers=6, growth=32, bn_size=4), defined at densenet121.model:15."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -201,7 +201,7 @@ class MBConv_stride1_t6(nn.Module):
 
 
 class MBConv_stride2(nn.Module):
-    """MBConv(), defined at efficientnet_v2_s.model:31."""
+    """MBConv(out=128, stride=2, t=4, p=0.05), defined at efficientnet_v2_s.model:31."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -46,7 +46,7 @@ class InvertedResidual_stride1_t6(nn.Module):
 
 
 class InvertedResidual_out16_t1(nn.Module):
-    """InvertedResidual(), defined at mobilenet_v2.model:12."""
+    """InvertedResidual(out=16, stride=1, t=1), defined at mobilenet_v2.model:12."""
 
     def __init__(self) -> None:
         super().__init__()

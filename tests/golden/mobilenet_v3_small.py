@@ -30,7 +30,9 @@ class SqueezeExcitation(nn.Module):
 
 
 class InvertedResidual_expanded88(nn.Module):
-    """InvertedResidual(), defined at mobilenet_v3_small.model:23."""
+    """InvertedResidual(k=3, expanded=88, out=24, se=False, hs=False, stride=1),
+    defined at mobilenet_v3_small.model:23.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -66,7 +68,9 @@ class InvertedResidual_expanded88(nn.Module):
 
 
 class InvertedResidual_expanded240_out40(nn.Module):
-    """InvertedResidual(), defined at mobilenet_v3_small.model:23."""
+    """InvertedResidual(k=5, expanded=240, out=40, se=True, hs=True, stride=1),
+    defined at mobilenet_v3_small.model:23.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -103,7 +107,9 @@ class InvertedResidual_expanded240_out40(nn.Module):
 
 
 class InvertedResidual_expanded144(nn.Module):
-    """InvertedResidual(), defined at mobilenet_v3_small.model:23."""
+    """InvertedResidual(k=5, expanded=144, out=48, se=True, hs=True, stride=1),
+    defined at mobilenet_v3_small.model:23.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -140,7 +146,9 @@ class InvertedResidual_expanded144(nn.Module):
 
 
 class InvertedResidual_expanded576_out96(nn.Module):
-    """InvertedResidual(), defined at mobilenet_v3_small.model:23."""
+    """InvertedResidual(k=5, expanded=576, out=96, se=True, hs=True, stride=1),
+    defined at mobilenet_v3_small.model:23.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -177,7 +185,9 @@ class InvertedResidual_expanded576_out96(nn.Module):
 
 
 class InvertedResidual_expanded16_out16(nn.Module):
-    """InvertedResidual(), defined at mobilenet_v3_small.model:23."""
+    """InvertedResidual(k=3, expanded=16, out=16, se=True, hs=False, stride=2),
+    defined at mobilenet_v3_small.model:23.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -206,7 +216,9 @@ class InvertedResidual_expanded16_out16(nn.Module):
 
 
 class InvertedResidual_expanded72(nn.Module):
-    """InvertedResidual(), defined at mobilenet_v3_small.model:23."""
+    """InvertedResidual(k=3, expanded=72, out=24, se=False, hs=False, stride=2),
+    defined at mobilenet_v3_small.model:23.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -288,7 +300,9 @@ class InvertedResidual_k5_seTrue(nn.Module):
 
 
 class InvertedResidual_expanded120(nn.Module):
-    """InvertedResidual(), defined at mobilenet_v3_small.model:23."""
+    """InvertedResidual(k=5, expanded=120, out=48, se=True, hs=True, stride=1),
+    defined at mobilenet_v3_small.model:23.
+    """
 
     def __init__(self) -> None:
         super().__init__()

@@ -10,7 +10,7 @@ from modelc import runtime as rt
 
 
 class ShiftedWindowAttention_heads3_shift3(nn.Module):
-    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+    """ShiftedWindowAttention(heads=3, window=7, shift=3), defined at swin_t.model:8."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,7 +53,7 @@ class ShiftedWindowAttention_heads3_shift3(nn.Module):
 
 
 class ShiftedWindowAttention_heads6_shift3(nn.Module):
-    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+    """ShiftedWindowAttention(heads=6, window=7, shift=3), defined at swin_t.model:8."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -96,7 +96,9 @@ class ShiftedWindowAttention_heads6_shift3(nn.Module):
 
 
 class ShiftedWindowAttention_heads12_shift3(nn.Module):
-    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+    """ShiftedWindowAttention(heads=12, window=7, shift=3), defined at
+    swin_t.model:8.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -139,7 +141,7 @@ class ShiftedWindowAttention_heads12_shift3(nn.Module):
 
 
 class ShiftedWindowAttention_heads3_shift0(nn.Module):
-    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+    """ShiftedWindowAttention(heads=3, window=7, shift=0), defined at swin_t.model:8."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -174,7 +176,7 @@ class ShiftedWindowAttention_heads3_shift0(nn.Module):
 
 
 class ShiftedWindowAttention_heads6_shift0(nn.Module):
-    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+    """ShiftedWindowAttention(heads=6, window=7, shift=0), defined at swin_t.model:8."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -209,7 +211,9 @@ class ShiftedWindowAttention_heads6_shift0(nn.Module):
 
 
 class ShiftedWindowAttention_heads12_shift0(nn.Module):
-    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+    """ShiftedWindowAttention(heads=12, window=7, shift=0), defined at
+    swin_t.model:8.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -244,7 +248,9 @@ class ShiftedWindowAttention_heads12_shift0(nn.Module):
 
 
 class ShiftedWindowAttention_heads24(nn.Module):
-    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+    """ShiftedWindowAttention(heads=24, window=7, shift=0), defined at
+    swin_t.model:8.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -279,7 +285,9 @@ class ShiftedWindowAttention_heads24(nn.Module):
 
 
 class SwinBlock_heads3_shift0(nn.Module):
-    """SwinBlock(), defined at swin_t.model:30."""
+    """SwinBlock(heads=3, shift=0, window=7, mlp_ratio=4), defined at
+    swin_t.model:30.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -306,7 +314,9 @@ class SwinBlock_heads3_shift0(nn.Module):
 
 
 class SwinBlock_heads3_shift3(nn.Module):
-    """SwinBlock(), defined at swin_t.model:30."""
+    """SwinBlock(heads=3, shift=3, window=7, mlp_ratio=4), defined at
+    swin_t.model:30.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -333,7 +343,9 @@ class SwinBlock_heads3_shift3(nn.Module):
 
 
 class SwinBlock_heads6_shift0(nn.Module):
-    """SwinBlock(), defined at swin_t.model:30."""
+    """SwinBlock(heads=6, shift=0, window=7, mlp_ratio=4), defined at
+    swin_t.model:30.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -360,7 +372,9 @@ class SwinBlock_heads6_shift0(nn.Module):
 
 
 class SwinBlock_heads6_shift3(nn.Module):
-    """SwinBlock(), defined at swin_t.model:30."""
+    """SwinBlock(heads=6, shift=3, window=7, mlp_ratio=4), defined at
+    swin_t.model:30.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -387,7 +401,9 @@ class SwinBlock_heads6_shift3(nn.Module):
 
 
 class SwinBlock_heads12_shift0(nn.Module):
-    """SwinBlock(), defined at swin_t.model:30."""
+    """SwinBlock(heads=12, shift=0, window=7, mlp_ratio=4), defined at
+    swin_t.model:30.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -414,7 +430,9 @@ class SwinBlock_heads12_shift0(nn.Module):
 
 
 class SwinBlock_heads12_shift3(nn.Module):
-    """SwinBlock(), defined at swin_t.model:30."""
+    """SwinBlock(heads=12, shift=3, window=7, mlp_ratio=4), defined at
+    swin_t.model:30.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -441,7 +459,9 @@ class SwinBlock_heads12_shift3(nn.Module):
 
 
 class SwinBlock_heads24(nn.Module):
-    """SwinBlock(), defined at swin_t.model:30."""
+    """SwinBlock(heads=24, shift=0, window=7, mlp_ratio=4), defined at
+    swin_t.model:30.
+    """
 
     def __init__(self) -> None:
         super().__init__()

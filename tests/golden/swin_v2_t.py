@@ -10,7 +10,9 @@ from modelc import runtime as rt
 
 
 class ShiftedWindowAttentionV2_heads3_shift4(nn.Module):
-    """ShiftedWindowAttentionV2(), defined at swin_v2_t.model:10."""
+    """ShiftedWindowAttentionV2(heads=3, window=8, shift=4), defined at
+    swin_v2_t.model:10.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,7 +75,9 @@ class ShiftedWindowAttentionV2_heads3_shift4(nn.Module):
 
 
 class ShiftedWindowAttentionV2_heads6_shift4(nn.Module):
-    """ShiftedWindowAttentionV2(), defined at swin_v2_t.model:10."""
+    """ShiftedWindowAttentionV2(heads=6, window=8, shift=4), defined at
+    swin_v2_t.model:10.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -136,7 +140,9 @@ class ShiftedWindowAttentionV2_heads6_shift4(nn.Module):
 
 
 class ShiftedWindowAttentionV2_heads12_shift4(nn.Module):
-    """ShiftedWindowAttentionV2(), defined at swin_v2_t.model:10."""
+    """ShiftedWindowAttentionV2(heads=12, window=8, shift=4), defined at
+    swin_v2_t.model:10.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -199,7 +205,9 @@ class ShiftedWindowAttentionV2_heads12_shift4(nn.Module):
 
 
 class ShiftedWindowAttentionV2_heads3_shift0(nn.Module):
-    """ShiftedWindowAttentionV2(), defined at swin_v2_t.model:10."""
+    """ShiftedWindowAttentionV2(heads=3, window=8, shift=0), defined at
+    swin_v2_t.model:10.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -254,7 +262,9 @@ class ShiftedWindowAttentionV2_heads3_shift0(nn.Module):
 
 
 class ShiftedWindowAttentionV2_heads6_shift0(nn.Module):
-    """ShiftedWindowAttentionV2(), defined at swin_v2_t.model:10."""
+    """ShiftedWindowAttentionV2(heads=6, window=8, shift=0), defined at
+    swin_v2_t.model:10.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -309,7 +319,9 @@ class ShiftedWindowAttentionV2_heads6_shift0(nn.Module):
 
 
 class ShiftedWindowAttentionV2_heads12_shift0(nn.Module):
-    """ShiftedWindowAttentionV2(), defined at swin_v2_t.model:10."""
+    """ShiftedWindowAttentionV2(heads=12, window=8, shift=0), defined at
+    swin_v2_t.model:10.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -364,7 +376,9 @@ class ShiftedWindowAttentionV2_heads12_shift0(nn.Module):
 
 
 class ShiftedWindowAttentionV2_heads24(nn.Module):
-    """ShiftedWindowAttentionV2(), defined at swin_v2_t.model:10."""
+    """ShiftedWindowAttentionV2(heads=24, window=8, shift=0), defined at
+    swin_v2_t.model:10.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -419,7 +433,9 @@ class ShiftedWindowAttentionV2_heads24(nn.Module):
 
 
 class SwinBlockV2_heads3_shift0(nn.Module):
-    """SwinBlockV2(), defined at swin_v2_t.model:40."""
+    """SwinBlockV2(heads=3, shift=0, window=8, p=0.0, mlp_ratio=4), defined at
+    swin_v2_t.model:40.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -450,7 +466,9 @@ class SwinBlockV2_heads3_shift0(nn.Module):
 
 
 class SwinBlockV2_heads3_shift4(nn.Module):
-    """SwinBlockV2(), defined at swin_v2_t.model:40."""
+    """SwinBlockV2(heads=3, shift=4, window=8, p=0.018181818181818184, mlp_ratio=4),
+    defined at swin_v2_t.model:40.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -483,7 +501,9 @@ class SwinBlockV2_heads3_shift4(nn.Module):
 
 
 class SwinBlockV2_heads6_shift0(nn.Module):
-    """SwinBlockV2(), defined at swin_v2_t.model:40."""
+    """SwinBlockV2(heads=6, shift=0, window=8, p=0.03636363636363637, mlp_ratio=4),
+    defined at swin_v2_t.model:40.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -516,7 +536,9 @@ class SwinBlockV2_heads6_shift0(nn.Module):
 
 
 class SwinBlockV2_heads6_shift4(nn.Module):
-    """SwinBlockV2(), defined at swin_v2_t.model:40."""
+    """SwinBlockV2(heads=6, shift=4, window=8, p=0.05454545454545455, mlp_ratio=4),
+    defined at swin_v2_t.model:40.
+    """
 
     def __init__(self) -> None:
         super().__init__()

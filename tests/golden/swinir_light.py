@@ -10,7 +10,7 @@ from modelc import runtime as rt
 
 
 class ShiftedWindowAttention_shift4(nn.Module):
-    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+    """ShiftedWindowAttention(heads=6, window=8, shift=4), defined at swin_t.model:8."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,7 +53,7 @@ class ShiftedWindowAttention_shift4(nn.Module):
 
 
 class ShiftedWindowAttention_shift0(nn.Module):
-    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+    """ShiftedWindowAttention(heads=6, window=8, shift=0), defined at swin_t.model:8."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,7 +88,9 @@ class ShiftedWindowAttention_shift0(nn.Module):
 
 
 class SwinBlock_shift0(nn.Module):
-    """SwinBlock(), defined at swin_t.model:30."""
+    """SwinBlock(heads=6, shift=0, window=8, mlp_ratio=2), defined at
+    swin_t.model:30.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,7 +117,9 @@ class SwinBlock_shift0(nn.Module):
 
 
 class SwinBlock_shift4(nn.Module):
-    """SwinBlock(), defined at swin_t.model:30."""
+    """SwinBlock(heads=6, shift=4, window=8, mlp_ratio=2), defined at
+    swin_t.model:30.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -142,7 +146,7 @@ class SwinBlock_shift4(nn.Module):
 
 
 class RSTB(nn.Module):
-    """RSTB(), defined at swinir_light.model:10."""
+    """RSTB(depth=6, heads=6, window=8), defined at swinir_light.model:10."""
 
     def __init__(self) -> None:
         super().__init__()
