@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import re
 import textwrap
+from collections import Counter
 
 import jinja2
 
@@ -201,10 +202,15 @@ class _Emitter(ShareMixin):
         for name, ref in c.inputs:
             params.append(vars_.param(ref, name))
         lines: list[str] = []
+        reads = Counter(r for u in units for r in _reads(tree, u))
+        reads.update(r for _, r in c.outputs)
         for i, unit in enumerate(units):
             kind, ref = unit
             if unit in elide:
                 vars_.env[unit_output(tree, unit)] = vars_.env[unit_input(tree, unit)]
+                continue
+            if kind == "node" and (inline := _inlined(tree, units, i, reads, vars_)) is not None:
+                vars_.env[(ref, 0)] = inline  # NOTE: [Single-use operands]
                 continue
             callee = _member("self", members[unit]) if unit in members else None
             if kind == "node":
@@ -282,6 +288,40 @@ class _Emitter(ShareMixin):
         ]
         expr = CallExpr(callee or _member("self", c.local), args)
         return render(expr, 8, f"{', '.join(targets)} = ", comment=_where(c))
+
+
+# NOTE: [Single-use operands] `out = torch.relu(out + skip)`, not `add = out + skip` then
+# `out = torch.relu(add)`: an arithmetic op (+, -, *, /) of two names whose value the next
+# statement alone reads, as the first argument of a call, is written there.
+_OPERAND = re.compile(r"[\w.\[\]]+ [-+*/] [\w.\[\]]+")
+_FIRST_ARG = re.compile(r"[\w.\[\]\"()]+?\(@[,)]")
+
+
+def _inlined(tree: Tree, units: list, i: int, reads: Counter, vars_: Vars) -> str | None:
+    """The expression unit `i` is written as in the next statement, or None."""
+    node = tree.graph.node(units[i][1])
+    n = units[i][1]
+    if node.module or node.inplace or len(node.types) != 1 or reads[(n, 0)] != 1 or i + 1 >= len(units):
+        return None
+    kind, m = units[i + 1]
+    if kind != "node" or (n, 0) not in tree.inputs[m]:
+        return None
+    expr = node.opdef.call(dict(node.attrs), [vars_.env[r] for r in tree.inputs[n]])
+    consumer = tree.graph.node(m)
+    if not isinstance(expr, str) or not _OPERAND.fullmatch(expr) or consumer.inplace:
+        return None
+    args = ["@" if r == (n, 0) else "_" for r in tree.inputs[m]]
+    attrs = dict(consumer.attrs)
+    use = (consumer.opdef.invoke(attrs, "self.m", args) if consumer.module and _module_of(consumer)
+           else consumer.opdef.call(attrs, args))  # fmt: skip
+    if use is None or isinstance(use, Augmented) or not _FIRST_ARG.match(flat(use)) or flat(use).count("@") != 1:
+        return None
+    return expr
+
+
+def _reads(tree: Tree, unit) -> list:
+    kind, ref = unit
+    return tree.inputs[ref] if kind == "node" else [r for _, r in tree.graph.containers[ref].inputs]
 
 
 def _attr_path(name: str) -> str:

@@ -150,7 +150,7 @@ class ShareMixin:
         return inst
 
     def _model_fit(self, tree: Tree, base: _Instance, others: list) -> Plan | None:
-        fitted = _fit_all([base, *(inst for inst, _, _ in others)], new_args=False)
+        fitted = _fit_all([base, *(inst for inst, _, _ in others)], allow_new=False)
         if fitted is None:
             return None
         syms, params, _ = fitted
@@ -260,10 +260,10 @@ class ShareMixin:
         return out
 
 
-def _fit_all(members: list[_Instance], new_args: bool = True):
+def _fit_all(members: list[_Instance], allow_new: bool = True):
     """Symbols for the slots that differ between members, the constructor arguments they use,
     and each member's values of those; None when a differing slot is not a size (or, unless
-    `new_args`, no expression of the members' `env` gives it)."""
+    `allow_new`, no expression of the members' `env` gives it)."""
     keys: dict[tuple, None] = {}
     for m in members:
         keys.update(dict.fromkeys(m.slots))
@@ -289,7 +289,7 @@ def _fit_all(members: list[_Instance], new_args: bool = True):
             cands = [(t, [vals.get(m.path) for m in ms]) for t, vals in earlier]
             cands += [(env_names[k], [m.env.get(k) for m in ms]) for k in env_names]
             text = fit(elem, [(t, v) for t, v in cands if None not in v])
-            if text is None and not new_args:
+            if text is None and not allow_new:
                 return None
             if text is None:
                 text = names.create("_".join([*key[0], str(key[1]), *([str(i)] if kind == "tuple" else [])]))

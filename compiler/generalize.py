@@ -90,10 +90,19 @@ def fit(values: list, candidates: list[tuple[str, list[Any]]]) -> str | None:
             k = {v // c for v, c in zip(values, vals)}
             if len(k) == 1 and (m := k.pop()) > 1:
                 return f"{_operand(text)} * {m}"
-        if all(c % v == 0 for v, c in zip(values, vals) if v) and all(values):
-            k = {c // v for v, c in zip(values, vals)}
-            if len(k) == 1 and (m := k.pop()) > 1:
-                return f"{_operand(text)} // {m}"
+        if (m := _divisor(values, vals)) is not None:
+            return f"{_operand(text)} // {m}"
+    return None
+
+
+def _divisor(values: list[int], vals: list[int]) -> int | None:
+    """The least m > 1 with c // m == v for every pair (`k // 2` gives 0, 1, 2 for k = 1, 3, 5)."""
+    v, c = next(((v, c) for v, c in zip(values, vals) if v > 0), (None, None))
+    if v is None:
+        return None
+    for m in range(max(2, c // (v + 1) + 1), c // v + 1):  # the m with c // m == v
+        if all(c2 // m == v2 for v2, c2 in zip(values, vals)):
+            return m
     return None
 
 

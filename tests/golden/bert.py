@@ -25,8 +25,7 @@ class Embeddings(nn.Module):
     def forward(self, tokens: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
         x = self.word_embeddings(tokens)  # bert.model:9
         s = self.token_type_embeddings(segments)  # bert.model:10
-        out = x + s  # bert.model:11
-        out = self.position_embeddings(out)  # bert.model:11
+        out = self.position_embeddings(x + s)  # bert.model:11
         out = self.norm(out)  # bert.model:11
         out = self.dropout(out)  # bert.model:12
         return out
@@ -61,22 +60,19 @@ class EncoderLayer(nn.Module):
         v = v.transpose(1, 2)  # bert.model:19
         weights = k.transpose(-2, -1)  # bert.model:20
         weights = q @ weights  # bert.model:20
-        weights = weights * 0.125  # bert.model:20
-        weights = torch.softmax(weights, dim=-1)  # bert.model:20
+        weights = torch.softmax(weights * 0.125, dim=-1)  # bert.model:20
         weights = self.attention_dropout(weights)  # bert.model:20
         a = weights @ v  # bert.model:21
         a = a.transpose(1, 2)  # bert.model:21
         a = a.reshape(a.shape[0], a.shape[1], 768)  # bert.model:21
         a = self.dense(a)  # bert.model:21
         a = self.dropout(a)  # bert.model:21
-        x = x + a  # bert.model:22
-        x = self.attention_norm(x)  # bert.model:22
+        x = self.attention_norm(x + a)  # bert.model:22
         f = self.intermediate(x)  # bert.model:23
         f = nn.functional.gelu(f)  # bert.model:23
         f = self.ffn_output(f)  # bert.model:23
         f = self.ffn_dropout(f)  # bert.model:23
-        out = x + f  # bert.model:24
-        out = self.ffn_norm(out)  # bert.model:24
+        out = self.ffn_norm(x + f)  # bert.model:24
         return out
 
 

@@ -32,8 +32,7 @@ class CNBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.block(x)  # convnext_small.model:11
         gamma = self.layer_scale  # convnext_small.model:13
-        out = gamma * y  # convnext_small.model:14
-        out = self.stochastic_depth(out)  # convnext_small.model:14
+        out = self.stochastic_depth(gamma * y)  # convnext_small.model:14
         out = x + out  # convnext_small.model:14
         return out
 

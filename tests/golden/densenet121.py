@@ -33,35 +33,115 @@ class DenseLayer(nn.Module):
         return out
 
 
-class DenseBlock_layers24(nn.Module):
-    """DenseBlock(layers=24, growth=32, bn_size=4), defined at densenet121.model:15."""
+class DenseBlock(nn.Module):
+    """DenseBlock(in_channels, denselayer2_0, denselayer3_0, denselayer4_0,
+    denselayer5_0, denselayer6_0, denselayer7_0, denselayer8_0, denselayer9_0,
+    denselayer10_0, denselayer11_0, denselayer12_0, denselayer13_0,
+    denselayer14_0, denselayer15_0, denselayer16_0, denselayer7, denselayer8,
+    denselayer9, denselayer10, denselayer11, denselayer12, denselayer13,
+    denselayer14, denselayer15, denselayer16, denselayer17, denselayer18,
+    denselayer19, denselayer20, denselayer21, denselayer22, denselayer23,
+    denselayer24), defined at densenet121.model:15.
+    """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        denselayer2_0: int,
+        denselayer3_0: int,
+        denselayer4_0: int,
+        denselayer5_0: int,
+        denselayer6_0: int,
+        denselayer7_0: int,
+        denselayer8_0: int,
+        denselayer9_0: int,
+        denselayer10_0: int,
+        denselayer11_0: int,
+        denselayer12_0: int,
+        denselayer13_0: int,
+        denselayer14_0: int,
+        denselayer15_0: int,
+        denselayer16_0: int,
+        denselayer7: bool = False,
+        denselayer8: bool = False,
+        denselayer9: bool = False,
+        denselayer10: bool = False,
+        denselayer11: bool = False,
+        denselayer12: bool = False,
+        denselayer13: bool = False,
+        denselayer14: bool = False,
+        denselayer15: bool = False,
+        denselayer16: bool = False,
+        denselayer17: bool = False,
+        denselayer18: bool = False,
+        denselayer19: bool = False,
+        denselayer20: bool = False,
+        denselayer21: bool = False,
+        denselayer22: bool = False,
+        denselayer23: bool = False,
+        denselayer24: bool = False,
+    ) -> None:
         super().__init__()
-        self.denselayer1 = DenseLayer(256)  # densenet121.model:17
-        self.denselayer2 = DenseLayer(288)  # densenet121.model:17
-        self.denselayer3 = DenseLayer(320)  # densenet121.model:17
-        self.denselayer4 = DenseLayer(352)  # densenet121.model:17
-        self.denselayer5 = DenseLayer(384)  # densenet121.model:17
-        self.denselayer6 = DenseLayer(416)  # densenet121.model:17
-        self.denselayer7 = DenseLayer(448)  # densenet121.model:17
-        self.denselayer8 = DenseLayer(480)  # densenet121.model:17
-        self.denselayer9 = DenseLayer(512)  # densenet121.model:17
-        self.denselayer10 = DenseLayer(544)  # densenet121.model:17
-        self.denselayer11 = DenseLayer(576)  # densenet121.model:17
-        self.denselayer12 = DenseLayer(608)  # densenet121.model:17
-        self.denselayer13 = DenseLayer(640)  # densenet121.model:17
-        self.denselayer14 = DenseLayer(672)  # densenet121.model:17
-        self.denselayer15 = DenseLayer(704)  # densenet121.model:17
-        self.denselayer16 = DenseLayer(736)  # densenet121.model:17
-        self.denselayer17 = DenseLayer(768)  # densenet121.model:17
-        self.denselayer18 = DenseLayer(800)  # densenet121.model:17
-        self.denselayer19 = DenseLayer(832)  # densenet121.model:17
-        self.denselayer20 = DenseLayer(864)  # densenet121.model:17
-        self.denselayer21 = DenseLayer(896)  # densenet121.model:17
-        self.denselayer22 = DenseLayer(928)  # densenet121.model:17
-        self.denselayer23 = DenseLayer(960)  # densenet121.model:17
-        self.denselayer24 = DenseLayer(992)  # densenet121.model:17
+        self.denselayer1 = DenseLayer(in_channels)  # densenet121.model:17
+        self.denselayer2 = DenseLayer(denselayer2_0)  # densenet121.model:17
+        self.denselayer3 = DenseLayer(denselayer3_0)  # densenet121.model:17
+        self.denselayer4 = DenseLayer(denselayer4_0)  # densenet121.model:17
+        self.denselayer5 = DenseLayer(denselayer5_0)  # densenet121.model:17
+        self.denselayer6 = DenseLayer(denselayer6_0)  # densenet121.model:17
+        self.denselayer7 = None
+        if denselayer7:
+            self.denselayer7 = DenseLayer(denselayer7_0)  # densenet121.model:17
+        self.denselayer8 = None
+        if denselayer8:
+            self.denselayer8 = DenseLayer(denselayer8_0)  # densenet121.model:17
+        self.denselayer9 = None
+        if denselayer9:
+            self.denselayer9 = DenseLayer(denselayer9_0)  # densenet121.model:17
+        self.denselayer10 = None
+        if denselayer10:
+            self.denselayer10 = DenseLayer(denselayer10_0)  # densenet121.model:17
+        self.denselayer11 = None
+        if denselayer11:
+            self.denselayer11 = DenseLayer(denselayer11_0)  # densenet121.model:17
+        self.denselayer12 = None
+        if denselayer12:
+            self.denselayer12 = DenseLayer(denselayer12_0)  # densenet121.model:17
+        self.denselayer13 = None
+        if denselayer13:
+            self.denselayer13 = DenseLayer(denselayer13_0)  # densenet121.model:17
+        self.denselayer14 = None
+        if denselayer14:
+            self.denselayer14 = DenseLayer(denselayer14_0)  # densenet121.model:17
+        self.denselayer15 = None
+        if denselayer15:
+            self.denselayer15 = DenseLayer(denselayer15_0)  # densenet121.model:17
+        self.denselayer16 = None
+        if denselayer16:
+            self.denselayer16 = DenseLayer(denselayer16_0)  # densenet121.model:17
+        self.denselayer17 = None
+        if denselayer17:
+            self.denselayer17 = DenseLayer(768)  # densenet121.model:17
+        self.denselayer18 = None
+        if denselayer18:
+            self.denselayer18 = DenseLayer(800)  # densenet121.model:17
+        self.denselayer19 = None
+        if denselayer19:
+            self.denselayer19 = DenseLayer(832)  # densenet121.model:17
+        self.denselayer20 = None
+        if denselayer20:
+            self.denselayer20 = DenseLayer(864)  # densenet121.model:17
+        self.denselayer21 = None
+        if denselayer21:
+            self.denselayer21 = DenseLayer(896)  # densenet121.model:17
+        self.denselayer22 = None
+        if denselayer22:
+            self.denselayer22 = DenseLayer(928)  # densenet121.model:17
+        self.denselayer23 = None
+        if denselayer23:
+            self.denselayer23 = DenseLayer(960)  # densenet121.model:17
+        self.denselayer24 = None
+        if denselayer24:
+            self.denselayer24 = DenseLayer(992)  # densenet121.model:17
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.denselayer1(x)  # densenet121.model:17
@@ -70,122 +150,60 @@ class DenseBlock_layers24(nn.Module):
         out = self.denselayer4(out)  # densenet121.model:17
         out = self.denselayer5(out)  # densenet121.model:17
         out = self.denselayer6(out)  # densenet121.model:17
-        out = self.denselayer7(out)  # densenet121.model:17
-        out = self.denselayer8(out)  # densenet121.model:17
-        out = self.denselayer9(out)  # densenet121.model:17
-        out = self.denselayer10(out)  # densenet121.model:17
-        out = self.denselayer11(out)  # densenet121.model:17
-        out = self.denselayer12(out)  # densenet121.model:17
-        out = self.denselayer13(out)  # densenet121.model:17
-        out = self.denselayer14(out)  # densenet121.model:17
-        out = self.denselayer15(out)  # densenet121.model:17
-        out = self.denselayer16(out)  # densenet121.model:17
-        out = self.denselayer17(out)  # densenet121.model:17
-        out = self.denselayer18(out)  # densenet121.model:17
-        out = self.denselayer19(out)  # densenet121.model:17
-        out = self.denselayer20(out)  # densenet121.model:17
-        out = self.denselayer21(out)  # densenet121.model:17
-        out = self.denselayer22(out)  # densenet121.model:17
-        out = self.denselayer23(out)  # densenet121.model:17
-        out = self.denselayer24(out)  # densenet121.model:17
-        return out
-
-
-class DenseBlock_layers16(nn.Module):
-    """DenseBlock(layers=16, growth=32, bn_size=4), defined at densenet121.model:15."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.denselayer1 = DenseLayer(512)  # densenet121.model:17
-        self.denselayer2 = DenseLayer(544)  # densenet121.model:17
-        self.denselayer3 = DenseLayer(576)  # densenet121.model:17
-        self.denselayer4 = DenseLayer(608)  # densenet121.model:17
-        self.denselayer5 = DenseLayer(640)  # densenet121.model:17
-        self.denselayer6 = DenseLayer(672)  # densenet121.model:17
-        self.denselayer7 = DenseLayer(704)  # densenet121.model:17
-        self.denselayer8 = DenseLayer(736)  # densenet121.model:17
-        self.denselayer9 = DenseLayer(768)  # densenet121.model:17
-        self.denselayer10 = DenseLayer(800)  # densenet121.model:17
-        self.denselayer11 = DenseLayer(832)  # densenet121.model:17
-        self.denselayer12 = DenseLayer(864)  # densenet121.model:17
-        self.denselayer13 = DenseLayer(896)  # densenet121.model:17
-        self.denselayer14 = DenseLayer(928)  # densenet121.model:17
-        self.denselayer15 = DenseLayer(960)  # densenet121.model:17
-        self.denselayer16 = DenseLayer(992)  # densenet121.model:17
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.denselayer1(x)  # densenet121.model:17
-        out = self.denselayer2(out)  # densenet121.model:17
-        out = self.denselayer3(out)  # densenet121.model:17
-        out = self.denselayer4(out)  # densenet121.model:17
-        out = self.denselayer5(out)  # densenet121.model:17
-        out = self.denselayer6(out)  # densenet121.model:17
-        out = self.denselayer7(out)  # densenet121.model:17
-        out = self.denselayer8(out)  # densenet121.model:17
-        out = self.denselayer9(out)  # densenet121.model:17
-        out = self.denselayer10(out)  # densenet121.model:17
-        out = self.denselayer11(out)  # densenet121.model:17
-        out = self.denselayer12(out)  # densenet121.model:17
-        out = self.denselayer13(out)  # densenet121.model:17
-        out = self.denselayer14(out)  # densenet121.model:17
-        out = self.denselayer15(out)  # densenet121.model:17
-        out = self.denselayer16(out)  # densenet121.model:17
-        return out
-
-
-class DenseBlock_layers12(nn.Module):
-    """DenseBlock(layers=12, growth=32, bn_size=4), defined at densenet121.model:15."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.denselayer1 = DenseLayer(128)  # densenet121.model:17
-        self.denselayer2 = DenseLayer(160)  # densenet121.model:17
-        self.denselayer3 = DenseLayer(192)  # densenet121.model:17
-        self.denselayer4 = DenseLayer(224)  # densenet121.model:17
-        self.denselayer5 = DenseLayer(256)  # densenet121.model:17
-        self.denselayer6 = DenseLayer(288)  # densenet121.model:17
-        self.denselayer7 = DenseLayer(320)  # densenet121.model:17
-        self.denselayer8 = DenseLayer(352)  # densenet121.model:17
-        self.denselayer9 = DenseLayer(384)  # densenet121.model:17
-        self.denselayer10 = DenseLayer(416)  # densenet121.model:17
-        self.denselayer11 = DenseLayer(448)  # densenet121.model:17
-        self.denselayer12 = DenseLayer(480)  # densenet121.model:17
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.denselayer1(x)  # densenet121.model:17
-        out = self.denselayer2(out)  # densenet121.model:17
-        out = self.denselayer3(out)  # densenet121.model:17
-        out = self.denselayer4(out)  # densenet121.model:17
-        out = self.denselayer5(out)  # densenet121.model:17
-        out = self.denselayer6(out)  # densenet121.model:17
-        out = self.denselayer7(out)  # densenet121.model:17
-        out = self.denselayer8(out)  # densenet121.model:17
-        out = self.denselayer9(out)  # densenet121.model:17
-        out = self.denselayer10(out)  # densenet121.model:17
-        out = self.denselayer11(out)  # densenet121.model:17
-        out = self.denselayer12(out)  # densenet121.model:17
-        return out
-
-
-class DenseBlock_layers6(nn.Module):
-    """DenseBlock(layers=6, growth=32, bn_size=4), defined at densenet121.model:15."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.denselayer1 = DenseLayer(64)  # densenet121.model:17
-        self.denselayer2 = DenseLayer(96)  # densenet121.model:17
-        self.denselayer3 = DenseLayer(128)  # densenet121.model:17
-        self.denselayer4 = DenseLayer(160)  # densenet121.model:17
-        self.denselayer5 = DenseLayer(192)  # densenet121.model:17
-        self.denselayer6 = DenseLayer(224)  # densenet121.model:17
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.denselayer1(x)  # densenet121.model:17
-        out = self.denselayer2(out)  # densenet121.model:17
-        out = self.denselayer3(out)  # densenet121.model:17
-        out = self.denselayer4(out)  # densenet121.model:17
-        out = self.denselayer5(out)  # densenet121.model:17
-        out = self.denselayer6(out)  # densenet121.model:17
+        out = out
+        if self.denselayer7 is not None:
+            out = self.denselayer7(out)  # densenet121.model:17
+        out = out
+        if self.denselayer8 is not None:
+            out = self.denselayer8(out)  # densenet121.model:17
+        out = out
+        if self.denselayer9 is not None:
+            out = self.denselayer9(out)  # densenet121.model:17
+        out = out
+        if self.denselayer10 is not None:
+            out = self.denselayer10(out)  # densenet121.model:17
+        out = out
+        if self.denselayer11 is not None:
+            out = self.denselayer11(out)  # densenet121.model:17
+        out = out
+        if self.denselayer12 is not None:
+            out = self.denselayer12(out)  # densenet121.model:17
+        out = out
+        if self.denselayer13 is not None:
+            out = self.denselayer13(out)  # densenet121.model:17
+        out = out
+        if self.denselayer14 is not None:
+            out = self.denselayer14(out)  # densenet121.model:17
+        out = out
+        if self.denselayer15 is not None:
+            out = self.denselayer15(out)  # densenet121.model:17
+        out = out
+        if self.denselayer16 is not None:
+            out = self.denselayer16(out)  # densenet121.model:17
+        out = out
+        if self.denselayer17 is not None:
+            out = self.denselayer17(out)  # densenet121.model:17
+        out = out
+        if self.denselayer18 is not None:
+            out = self.denselayer18(out)  # densenet121.model:17
+        out = out
+        if self.denselayer19 is not None:
+            out = self.denselayer19(out)  # densenet121.model:17
+        out = out
+        if self.denselayer20 is not None:
+            out = self.denselayer20(out)  # densenet121.model:17
+        out = out
+        if self.denselayer21 is not None:
+            out = self.denselayer21(out)  # densenet121.model:17
+        out = out
+        if self.denselayer22 is not None:
+            out = self.denselayer22(out)  # densenet121.model:17
+        out = out
+        if self.denselayer23 is not None:
+            out = self.denselayer23(out)  # densenet121.model:17
+        out = out
+        if self.denselayer24 is not None:
+            out = self.denselayer24(out)  # densenet121.model:17
         return out
 
 
@@ -230,13 +248,114 @@ class DenseNet121(nn.Module):
             ("norm0", nn.BatchNorm2d(64)),  # densenet121.model:30
             ("relu0", nn.ReLU()),  # densenet121.model:30
             ("pool0", nn.MaxPool2d(3, stride=2, padding=1)),  # densenet121.model:31
-            ("denseblock1", DenseBlock_layers6()),  # densenet121.model:33
+            # densenet121.model:33
+            (
+                "denseblock1",
+                DenseBlock(64, 96, 128, 160, 192, 224, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+            ),
             ("transition1", Transition(256)),  # densenet121.model:33
-            ("denseblock2", DenseBlock_layers12()),  # densenet121.model:33
+            # densenet121.model:33
+            (
+                "denseblock2",
+                DenseBlock(
+                    128,
+                    160,
+                    192,
+                    224,
+                    256,
+                    288,
+                    320,
+                    352,
+                    384,
+                    416,
+                    448,
+                    480,
+                    0,
+                    0,
+                    0,
+                    0,
+                    denselayer7=True,
+                    denselayer8=True,
+                    denselayer9=True,
+                    denselayer10=True,
+                    denselayer11=True,
+                    denselayer12=True,
+                ),
+            ),
             ("transition2", Transition(512)),  # densenet121.model:33
-            ("denseblock3", DenseBlock_layers24()),  # densenet121.model:33
+            # densenet121.model:33
+            (
+                "denseblock3",
+                DenseBlock(
+                    256,
+                    288,
+                    320,
+                    352,
+                    384,
+                    416,
+                    448,
+                    480,
+                    512,
+                    544,
+                    576,
+                    608,
+                    640,
+                    672,
+                    704,
+                    736,
+                    denselayer7=True,
+                    denselayer8=True,
+                    denselayer9=True,
+                    denselayer10=True,
+                    denselayer11=True,
+                    denselayer12=True,
+                    denselayer13=True,
+                    denselayer14=True,
+                    denselayer15=True,
+                    denselayer16=True,
+                    denselayer17=True,
+                    denselayer18=True,
+                    denselayer19=True,
+                    denselayer20=True,
+                    denselayer21=True,
+                    denselayer22=True,
+                    denselayer23=True,
+                    denselayer24=True,
+                ),
+            ),
             ("transition3", Transition(1024)),  # densenet121.model:33
-            ("denseblock4", DenseBlock_layers16()),  # densenet121.model:35
+            # densenet121.model:35
+            (
+                "denseblock4",
+                DenseBlock(
+                    512,
+                    544,
+                    576,
+                    608,
+                    640,
+                    672,
+                    704,
+                    736,
+                    768,
+                    800,
+                    832,
+                    864,
+                    896,
+                    928,
+                    960,
+                    992,
+                    denselayer7=True,
+                    denselayer8=True,
+                    denselayer9=True,
+                    denselayer10=True,
+                    denselayer11=True,
+                    denselayer12=True,
+                    denselayer13=True,
+                    denselayer14=True,
+                    denselayer15=True,
+                    denselayer16=True,
+                ),
+            ),
             ("norm5", nn.BatchNorm2d(1024)),  # densenet121.model:36
         )
         self.adaptive_avgpool = nn.AdaptiveAvgPool2d(1)  # densenet121.model:38

@@ -116,78 +116,44 @@ class SqueezeExcitation(nn.Module):
         return out
 
 
-class MBConv_out128_stride1(nn.Module):
-    """MBConv(p), defined at efficientnet_v2_s.model:31."""
+class MBConv_stride1(nn.Module):
+    """MBConv(in_channels, p, block_0_0_out_channels), defined at
+    efficientnet_v2_s.model:31.
+    """
 
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:34
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:35
-            nn.Sequential(
-                nn.Conv2d(128, 512, 1, bias=False),  # efficientnet_v2_s.model:35
-                nn.BatchNorm2d(512, eps=0.001),  # efficientnet_v2_s.model:35
-                nn.SiLU(),  # efficientnet_v2_s.model:35
-            ),
-            # efficientnet_v2_s.model:36
-            nn.Sequential(
-                # efficientnet_v2_s.model:36
-                nn.Conv2d(512, 512, 3, padding=1, groups=512, bias=False),
-                nn.BatchNorm2d(512, eps=0.001),  # efficientnet_v2_s.model:36
-                nn.SiLU(),  # efficientnet_v2_s.model:36
-            ),
-            SqueezeExcitation(512, 32),  # efficientnet_v2_s.model:37
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                nn.Conv2d(512, 128, 1, bias=False),  # efficientnet_v2_s.model:38
-                nn.BatchNorm2d(128, eps=0.001),  # efficientnet_v2_s.model:38
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(p)  # efficientnet_v2_s.model:40
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:34
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:40
-        out = x + out  # efficientnet_v2_s.model:40
-        return out
-
-
-class MBConv_stride1_t6(nn.Module):
-    """MBConv(in_channels, p), defined at efficientnet_v2_s.model:31."""
-
-    def __init__(self, in_channels: int, p: float) -> None:
+    def __init__(self, in_channels: int, p: float, block_0_0_out_channels: int) -> None:
         super().__init__()
         # efficientnet_v2_s.model:34
         self.block = nn.Sequential(
             # efficientnet_v2_s.model:35
             nn.Sequential(
                 # efficientnet_v2_s.model:35
-                nn.Conv2d(in_channels, in_channels * 6, 1, bias=False),
+                nn.Conv2d(in_channels, block_0_0_out_channels, 1, bias=False),
                 # efficientnet_v2_s.model:35
-                nn.BatchNorm2d(in_channels * 6, eps=0.001),
+                nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
                 nn.SiLU(),  # efficientnet_v2_s.model:35
             ),
             # efficientnet_v2_s.model:36
             nn.Sequential(
                 # efficientnet_v2_s.model:36
                 nn.Conv2d(
-                    in_channels * 6,
-                    in_channels * 6,
+                    block_0_0_out_channels,
+                    block_0_0_out_channels,
                     3,
                     padding=1,
-                    groups=in_channels * 6,
+                    groups=block_0_0_out_channels,
                     bias=False,
                 ),
                 # efficientnet_v2_s.model:36
-                nn.BatchNorm2d(in_channels * 6, eps=0.001),
+                nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
                 nn.SiLU(),  # efficientnet_v2_s.model:36
             ),
             # efficientnet_v2_s.model:37
-            SqueezeExcitation(in_channels * 6, in_channels // 4),
+            SqueezeExcitation(block_0_0_out_channels, in_channels // 4),
             # efficientnet_v2_s.model:38
             nn.Sequential(
                 # efficientnet_v2_s.model:38
-                nn.Conv2d(in_channels * 6, in_channels, 1, bias=False),
+                nn.Conv2d(block_0_0_out_channels, in_channels, 1, bias=False),
                 nn.BatchNorm2d(in_channels, eps=0.001),  # efficientnet_v2_s.model:38
             ),
         )
@@ -200,76 +166,47 @@ class MBConv_stride1_t6(nn.Module):
         return out
 
 
-class MBConv_stride2(nn.Module):
-    """MBConv(out=128, stride=2, t=4, p=0.05), defined at efficientnet_v2_s.model:31."""
+class MBConv(nn.Module):
+    """MBConv(in_channels, out, stride, block_0_0_out_channels), defined at
+    efficientnet_v2_s.model:31.
+    """
 
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:34
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:35
-            nn.Sequential(
-                nn.Conv2d(64, 256, 1, bias=False),  # efficientnet_v2_s.model:35
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:35
-                nn.SiLU(),  # efficientnet_v2_s.model:35
-            ),
-            # efficientnet_v2_s.model:36
-            nn.Sequential(
-                # efficientnet_v2_s.model:36
-                nn.Conv2d(256, 256, 3, stride=2, padding=1, groups=256, bias=False),
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:36
-                nn.SiLU(),  # efficientnet_v2_s.model:36
-            ),
-            SqueezeExcitation(256, 16),  # efficientnet_v2_s.model:37
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                nn.Conv2d(256, 128, 1, bias=False),  # efficientnet_v2_s.model:38
-                nn.BatchNorm2d(128, eps=0.001),  # efficientnet_v2_s.model:38
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:34
-        return y
-
-
-class MBConv_t6(nn.Module):
-    """MBConv(in_channels, out, stride), defined at efficientnet_v2_s.model:31."""
-
-    def __init__(self, in_channels: int, out: int, stride: int) -> None:
+    def __init__(
+        self, in_channels: int, out: int, stride: int, block_0_0_out_channels: int
+    ) -> None:
         super().__init__()
         # efficientnet_v2_s.model:34
         self.block = nn.Sequential(
             # efficientnet_v2_s.model:35
             nn.Sequential(
                 # efficientnet_v2_s.model:35
-                nn.Conv2d(in_channels, in_channels * 6, 1, bias=False),
+                nn.Conv2d(in_channels, block_0_0_out_channels, 1, bias=False),
                 # efficientnet_v2_s.model:35
-                nn.BatchNorm2d(in_channels * 6, eps=0.001),
+                nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
                 nn.SiLU(),  # efficientnet_v2_s.model:35
             ),
             # efficientnet_v2_s.model:36
             nn.Sequential(
                 # efficientnet_v2_s.model:36
                 nn.Conv2d(
-                    in_channels * 6,
-                    in_channels * 6,
+                    block_0_0_out_channels,
+                    block_0_0_out_channels,
                     3,
                     stride=stride,
                     padding=1,
-                    groups=in_channels * 6,
+                    groups=block_0_0_out_channels,
                     bias=False,
                 ),
                 # efficientnet_v2_s.model:36
-                nn.BatchNorm2d(in_channels * 6, eps=0.001),
+                nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
                 nn.SiLU(),  # efficientnet_v2_s.model:36
             ),
             # efficientnet_v2_s.model:37
-            SqueezeExcitation(in_channels * 6, in_channels // 4),
+            SqueezeExcitation(block_0_0_out_channels, in_channels // 4),
             # efficientnet_v2_s.model:38
             nn.Sequential(
                 # efficientnet_v2_s.model:38
-                nn.Conv2d(in_channels * 6, out, 1, bias=False),
+                nn.Conv2d(block_0_0_out_channels, out, 1, bias=False),
                 nn.BatchNorm2d(out, eps=0.001),  # efficientnet_v2_s.model:38
             ),
         )
@@ -324,43 +261,43 @@ class EfficientNetV2_S(nn.Module):
             ),
             # efficientnet_v2_s.model:55
             nn.Sequential(
-                MBConv_stride2(),  # efficientnet_v2_s.model:56
-                MBConv_out128_stride1(0.055),  # efficientnet_v2_s.model:56
-                MBConv_out128_stride1(0.06),  # efficientnet_v2_s.model:56
-                MBConv_out128_stride1(0.065),  # efficientnet_v2_s.model:56
-                MBConv_out128_stride1(0.07),  # efficientnet_v2_s.model:56
-                MBConv_out128_stride1(0.075),  # efficientnet_v2_s.model:56
+                MBConv(64, 128, 2, 256),  # efficientnet_v2_s.model:56
+                MBConv_stride1(128, 0.055, 512),  # efficientnet_v2_s.model:56
+                MBConv_stride1(128, 0.06, 512),  # efficientnet_v2_s.model:56
+                MBConv_stride1(128, 0.065, 512),  # efficientnet_v2_s.model:56
+                MBConv_stride1(128, 0.07, 512),  # efficientnet_v2_s.model:56
+                MBConv_stride1(128, 0.075, 512),  # efficientnet_v2_s.model:56
             ),
             # efficientnet_v2_s.model:55
             nn.Sequential(
-                MBConv_t6(128, 160, 1),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(160, 0.085),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(160, 0.09),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(160, 0.095),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(160, 0.1),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(160, 0.105),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(160, 0.11),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(160, 0.115),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(160, 0.12),  # efficientnet_v2_s.model:56
+                MBConv(128, 160, 1, 768),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.085, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.09, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.095, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.1, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.105, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.11, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.115, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.12, 960),  # efficientnet_v2_s.model:56
             ),
             # efficientnet_v2_s.model:55
             nn.Sequential(
-                MBConv_t6(160, 256, 2),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.13),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.135),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.14),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.145),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.15),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.155),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.16),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.165),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.17),  # efficientnet_v2_s.model:56
+                MBConv(160, 256, 2, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.13, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.135, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.14, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.145, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.15, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.155, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.16, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.165, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.17, 1536),  # efficientnet_v2_s.model:56
                 # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.17500000000000002),
-                MBConv_stride1_t6(256, 0.18),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.185),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.19),  # efficientnet_v2_s.model:56
-                MBConv_stride1_t6(256, 0.195),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.17500000000000002, 1536),
+                MBConv_stride1(256, 0.18, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.185, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.19, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.195, 1536),  # efficientnet_v2_s.model:56
             ),
             # efficientnet_v2_s.model:59
             nn.Sequential(

@@ -54,8 +54,7 @@ class MLP(nn.Module):
         gate = self.gate_proj(x)  # llama3.model:21
         gate = nn.functional.silu(gate)  # llama3.model:21
         out = self.up_proj(x)  # llama3.model:22
-        out = gate * out  # llama3.model:22
-        out = self.down_proj(out)  # llama3.model:22
+        out = self.down_proj(gate * out)  # llama3.model:22
         return out
 
 

@@ -67,114 +67,40 @@ class InvertedResidual_expanded88(nn.Module):
         return out
 
 
-class InvertedResidual_expanded240_out40(nn.Module):
-    """InvertedResidual(k=5, expanded=240, out=40, se=True, hs=True, stride=1),
-    defined at mobilenet_v3_small.model:23.
+class InvertedResidual_k5_seTrue(nn.Module):
+    """InvertedResidual(in_channels, expanded, block_2_1), defined at
+    mobilenet_v3_small.model:23.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int, expanded: int, block_2_1: int) -> None:
         super().__init__()
         # mobilenet_v3_small.model:26
         self.block = nn.Sequential(
             # mobilenet_v3_small.model:27
             nn.Sequential(
-                nn.Conv2d(40, 240, 1, bias=False),  # mobilenet_v3_small.model:27
                 # mobilenet_v3_small.model:27
-                nn.BatchNorm2d(240, eps=0.001, momentum=0.01),
+                nn.Conv2d(in_channels, expanded, 1, bias=False),
+                # mobilenet_v3_small.model:27
+                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(),  # mobilenet_v3_small.model:27
             ),
             # mobilenet_v3_small.model:28
             nn.Sequential(
                 # mobilenet_v3_small.model:28
-                nn.Conv2d(240, 240, 5, padding=2, groups=240, bias=False),
+                nn.Conv2d(
+                    expanded, expanded, 5, padding=2, groups=expanded, bias=False
+                ),
                 # mobilenet_v3_small.model:28
-                nn.BatchNorm2d(240, eps=0.001, momentum=0.01),
+                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(),  # mobilenet_v3_small.model:28
             ),
-            SqueezeExcitation(240, 64),  # mobilenet_v3_small.model:29
+            SqueezeExcitation(expanded, block_2_1),  # mobilenet_v3_small.model:29
             # mobilenet_v3_small.model:30
             nn.Sequential(
-                nn.Conv2d(240, 40, 1, bias=False),  # mobilenet_v3_small.model:30
                 # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(40, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # mobilenet_v3_small.model:26
-        out = x + y  # mobilenet_v3_small.model:32
-        return out
-
-
-class InvertedResidual_expanded144(nn.Module):
-    """InvertedResidual(k=5, expanded=144, out=48, se=True, hs=True, stride=1),
-    defined at mobilenet_v3_small.model:23.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v3_small.model:26
-        self.block = nn.Sequential(
-            # mobilenet_v3_small.model:27
-            nn.Sequential(
-                nn.Conv2d(48, 144, 1, bias=False),  # mobilenet_v3_small.model:27
-                # mobilenet_v3_small.model:27
-                nn.BatchNorm2d(144, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:27
-            ),
-            # mobilenet_v3_small.model:28
-            nn.Sequential(
-                # mobilenet_v3_small.model:28
-                nn.Conv2d(144, 144, 5, padding=2, groups=144, bias=False),
-                # mobilenet_v3_small.model:28
-                nn.BatchNorm2d(144, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:28
-            ),
-            SqueezeExcitation(144, 40),  # mobilenet_v3_small.model:29
-            # mobilenet_v3_small.model:30
-            nn.Sequential(
-                nn.Conv2d(144, 48, 1, bias=False),  # mobilenet_v3_small.model:30
+                nn.Conv2d(expanded, in_channels, 1, bias=False),
                 # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(48, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # mobilenet_v3_small.model:26
-        out = x + y  # mobilenet_v3_small.model:32
-        return out
-
-
-class InvertedResidual_expanded576_out96(nn.Module):
-    """InvertedResidual(k=5, expanded=576, out=96, se=True, hs=True, stride=1),
-    defined at mobilenet_v3_small.model:23.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v3_small.model:26
-        self.block = nn.Sequential(
-            # mobilenet_v3_small.model:27
-            nn.Sequential(
-                nn.Conv2d(96, 576, 1, bias=False),  # mobilenet_v3_small.model:27
-                # mobilenet_v3_small.model:27
-                nn.BatchNorm2d(576, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:27
-            ),
-            # mobilenet_v3_small.model:28
-            nn.Sequential(
-                # mobilenet_v3_small.model:28
-                nn.Conv2d(576, 576, 5, padding=2, groups=576, bias=False),
-                # mobilenet_v3_small.model:28
-                nn.BatchNorm2d(576, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:28
-            ),
-            SqueezeExcitation(576, 144),  # mobilenet_v3_small.model:29
-            # mobilenet_v3_small.model:30
-            nn.Sequential(
-                nn.Conv2d(576, 96, 1, bias=False),  # mobilenet_v3_small.model:30
-                # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(96, eps=0.001, momentum=0.01),
+                nn.BatchNorm2d(in_channels, eps=0.001, momentum=0.01),
             ),
         )
 
@@ -252,12 +178,14 @@ class InvertedResidual_expanded72(nn.Module):
         return y
 
 
-class InvertedResidual_k5_seTrue(nn.Module):
-    """InvertedResidual(in_channels, expanded, out), defined at
+class InvertedResidual_k5_seTrue_1(nn.Module):
+    """InvertedResidual(in_channels, expanded, out, stride, block_2_1), defined at
     mobilenet_v3_small.model:23.
     """
 
-    def __init__(self, in_channels: int, expanded: int, out: int) -> None:
+    def __init__(
+        self, in_channels: int, expanded: int, out: int, stride: int, block_2_1: int
+    ) -> None:
         super().__init__()
         # mobilenet_v3_small.model:26
         self.block = nn.Sequential(
@@ -276,7 +204,7 @@ class InvertedResidual_k5_seTrue(nn.Module):
                     expanded,
                     expanded,
                     5,
-                    stride=2,
+                    stride=stride,
                     padding=2,
                     groups=expanded,
                     bias=False,
@@ -285,50 +213,12 @@ class InvertedResidual_k5_seTrue(nn.Module):
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(),  # mobilenet_v3_small.model:28
             ),
-            SqueezeExcitation(expanded, expanded // 4),  # mobilenet_v3_small.model:29
+            SqueezeExcitation(expanded, block_2_1),  # mobilenet_v3_small.model:29
             # mobilenet_v3_small.model:30
             nn.Sequential(
                 nn.Conv2d(expanded, out, 1, bias=False),  # mobilenet_v3_small.model:30
                 # mobilenet_v3_small.model:30
                 nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # mobilenet_v3_small.model:26
-        return y
-
-
-class InvertedResidual_expanded120(nn.Module):
-    """InvertedResidual(k=5, expanded=120, out=48, se=True, hs=True, stride=1),
-    defined at mobilenet_v3_small.model:23.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v3_small.model:26
-        self.block = nn.Sequential(
-            # mobilenet_v3_small.model:27
-            nn.Sequential(
-                nn.Conv2d(40, 120, 1, bias=False),  # mobilenet_v3_small.model:27
-                # mobilenet_v3_small.model:27
-                nn.BatchNorm2d(120, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:27
-            ),
-            # mobilenet_v3_small.model:28
-            nn.Sequential(
-                # mobilenet_v3_small.model:28
-                nn.Conv2d(120, 120, 5, padding=2, groups=120, bias=False),
-                # mobilenet_v3_small.model:28
-                nn.BatchNorm2d(120, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:28
-            ),
-            SqueezeExcitation(120, 32),  # mobilenet_v3_small.model:29
-            # mobilenet_v3_small.model:30
-            nn.Sequential(
-                nn.Conv2d(120, 48, 1, bias=False),  # mobilenet_v3_small.model:30
-                # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(48, eps=0.001, momentum=0.01),
             ),
         )
 
@@ -365,14 +255,17 @@ class MobileNetV3_Small(nn.Module):
             InvertedResidual_expanded16_out16(),  # mobilenet_v3_small.model:39
             InvertedResidual_expanded72(),  # mobilenet_v3_small.model:39
             InvertedResidual_expanded88(),  # mobilenet_v3_small.model:39
-            InvertedResidual_k5_seTrue(24, 96, 40),  # mobilenet_v3_small.model:39
-            InvertedResidual_expanded240_out40(),  # mobilenet_v3_small.model:39
-            InvertedResidual_expanded240_out40(),  # mobilenet_v3_small.model:39
-            InvertedResidual_expanded120(),  # mobilenet_v3_small.model:39
-            InvertedResidual_expanded144(),  # mobilenet_v3_small.model:39
-            InvertedResidual_k5_seTrue(48, 288, 96),  # mobilenet_v3_small.model:39
-            InvertedResidual_expanded576_out96(),  # mobilenet_v3_small.model:39
-            InvertedResidual_expanded576_out96(),  # mobilenet_v3_small.model:39
+            # mobilenet_v3_small.model:39
+            InvertedResidual_k5_seTrue_1(24, 96, 40, 2, 24),
+            InvertedResidual_k5_seTrue(40, 240, 64),  # mobilenet_v3_small.model:39
+            InvertedResidual_k5_seTrue(40, 240, 64),  # mobilenet_v3_small.model:39
+            # mobilenet_v3_small.model:39
+            InvertedResidual_k5_seTrue_1(40, 120, 48, 1, 32),
+            InvertedResidual_k5_seTrue(48, 144, 40),  # mobilenet_v3_small.model:39
+            # mobilenet_v3_small.model:39
+            InvertedResidual_k5_seTrue_1(48, 288, 96, 2, 72),
+            InvertedResidual_k5_seTrue(96, 576, 144),  # mobilenet_v3_small.model:39
+            InvertedResidual_k5_seTrue(96, 576, 144),  # mobilenet_v3_small.model:39
             # mobilenet_v3_small.model:40
             nn.Sequential(
                 nn.Conv2d(96, 576, 1, bias=False),  # mobilenet_v3_small.model:40

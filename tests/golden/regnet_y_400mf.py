@@ -93,8 +93,7 @@ class ResBottleneck(nn.Module):
         if self.proj is not None:
             skip = self.proj(x)  # regnet_y_400mf.model:21
         y = self.f(x)  # regnet_y_400mf.model:22
-        add = skip + y  # regnet_y_400mf.model:28
-        out = torch.relu(add)  # regnet_y_400mf.model:28
+        out = torch.relu(skip + y)  # regnet_y_400mf.model:28
         return out
 
 

@@ -41,8 +41,7 @@ class BasicBlock(nn.Module):
         skip = x
         if self.downsample is not None:
             skip = self.downsample(x)  # resnet18.model:9
-        add = out + skip  # resnet18.model:10
-        out = torch.relu(add)  # resnet18.model:10
+        out = torch.relu(out + skip)  # resnet18.model:10
         return out
 
 

@@ -41,8 +41,7 @@ class BasicBlock(nn.Module):
         skip = x
         if self.downsample is not None:
             skip = self.downsample(x)  # resnet34.model:10
-        add = out + skip  # resnet34.model:11
-        out = torch.relu(add)  # resnet34.model:11
+        out = torch.relu(out + skip)  # resnet34.model:11
         return out
 
 

@@ -43,8 +43,7 @@ class Bottleneck(nn.Module):
         skip = x
         if self.downsample is not None:
             skip = self.downsample(x)  # resnet50.model:11
-        add = out + skip  # resnet50.model:12
-        out = torch.relu(add)  # resnet50.model:12
+        out = torch.relu(out + skip)  # resnet50.model:12
         return out
 
 

@@ -165,8 +165,7 @@ class ShiftedWindowAttention_heads3_shift0(nn.Module):
         bias = torch.index_select(table, 0, index)  # swin_t.model:20
         bias = bias.reshape(49, 49, 3)  # swin_t.model:20
         bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
+        y = torch.softmax(attn + bias, dim=-1)  # swin_t.model:25
         y = y @ v  # swin_t.model:25
         y = y.transpose(1, 2)  # swin_t.model:25
         y = y.reshape(-1, 49, 96)  # swin_t.model:25
@@ -200,8 +199,7 @@ class ShiftedWindowAttention_heads6_shift0(nn.Module):
         bias = torch.index_select(table, 0, index)  # swin_t.model:20
         bias = bias.reshape(49, 49, 6)  # swin_t.model:20
         bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
+        y = torch.softmax(attn + bias, dim=-1)  # swin_t.model:25
         y = y @ v  # swin_t.model:25
         y = y.transpose(1, 2)  # swin_t.model:25
         y = y.reshape(-1, 49, 192)  # swin_t.model:25
@@ -237,8 +235,7 @@ class ShiftedWindowAttention_heads12_shift0(nn.Module):
         bias = torch.index_select(table, 0, index)  # swin_t.model:20
         bias = bias.reshape(49, 49, 12)  # swin_t.model:20
         bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
+        y = torch.softmax(attn + bias, dim=-1)  # swin_t.model:25
         y = y @ v  # swin_t.model:25
         y = y.transpose(1, 2)  # swin_t.model:25
         y = y.reshape(-1, 49, 384)  # swin_t.model:25
@@ -274,8 +271,7 @@ class ShiftedWindowAttention_heads24(nn.Module):
         bias = torch.index_select(table, 0, index)  # swin_t.model:20
         bias = bias.reshape(49, 49, 24)  # swin_t.model:20
         bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
+        y = torch.softmax(attn + bias, dim=-1)  # swin_t.model:25
         y = y @ v  # swin_t.model:25
         y = y.transpose(1, 2)  # swin_t.model:25
         y = y.reshape(-1, 49, 768)  # swin_t.model:25
@@ -488,58 +484,15 @@ class SwinBlock_heads24(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    """PatchMerging(), defined at swin_t.model:37."""
+    """PatchMerging(norm_normalized_shape), defined at swin_t.model:37."""
 
-    def __init__(self) -> None:
+    def __init__(self, norm_normalized_shape: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(384)  # swin_t.model:43
-        self.reduction = nn.Linear(384, 192, bias=False)  # swin_t.model:43
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = x[:, ::2]  # swin_t.model:39
-        x0 = x0[:, :, ::2]  # swin_t.model:39
-        x1 = x[:, 1::2]  # swin_t.model:40
-        x1 = x1[:, :, ::2]  # swin_t.model:40
-        x2 = x[:, ::2]  # swin_t.model:41
-        x2 = x2[:, :, 1::2]  # swin_t.model:41
-        x3 = x[:, 1::2]  # swin_t.model:42
-        x3 = x3[:, :, 1::2]  # swin_t.model:42
-        out = torch.cat([x0, x1, x2, x3], dim=3)  # swin_t.model:43
-        out = self.norm(out)  # swin_t.model:43
-        out = self.reduction(out)  # swin_t.model:43
-        return out
-
-
-class PatchMerging_1(nn.Module):
-    """PatchMerging(), defined at swin_t.model:37."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(768)  # swin_t.model:43
-        self.reduction = nn.Linear(768, 384, bias=False)  # swin_t.model:43
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = x[:, ::2]  # swin_t.model:39
-        x0 = x0[:, :, ::2]  # swin_t.model:39
-        x1 = x[:, 1::2]  # swin_t.model:40
-        x1 = x1[:, :, ::2]  # swin_t.model:40
-        x2 = x[:, ::2]  # swin_t.model:41
-        x2 = x2[:, :, 1::2]  # swin_t.model:41
-        x3 = x[:, 1::2]  # swin_t.model:42
-        x3 = x3[:, :, 1::2]  # swin_t.model:42
-        out = torch.cat([x0, x1, x2, x3], dim=3)  # swin_t.model:43
-        out = self.norm(out)  # swin_t.model:43
-        out = self.reduction(out)  # swin_t.model:43
-        return out
-
-
-class PatchMerging_2(nn.Module):
-    """PatchMerging(), defined at swin_t.model:37."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(1536)  # swin_t.model:43
-        self.reduction = nn.Linear(1536, 768, bias=False)  # swin_t.model:43
+        self.norm = nn.LayerNorm(norm_normalized_shape)  # swin_t.model:43
+        # swin_t.model:43
+        self.reduction = nn.Linear(
+            norm_normalized_shape, norm_normalized_shape // 2, bias=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = x[:, ::2]  # swin_t.model:39
@@ -584,13 +537,13 @@ class Swin_T(nn.Module):
                 SwinBlock_heads3_shift0(),  # swin_t.model:51
                 SwinBlock_heads3_shift3(),  # swin_t.model:51
             ),
-            PatchMerging(),  # swin_t.model:51
+            PatchMerging(384),  # swin_t.model:51
             # swin_t.model:52
             nn.Sequential(
                 SwinBlock_heads6_shift0(),  # swin_t.model:52
                 SwinBlock_heads6_shift3(),  # swin_t.model:52
             ),
-            PatchMerging_1(),  # swin_t.model:52
+            PatchMerging(768),  # swin_t.model:52
             # swin_t.model:53
             nn.Sequential(
                 SwinBlock_heads12_shift0(),  # swin_t.model:53
@@ -600,7 +553,7 @@ class Swin_T(nn.Module):
                 SwinBlock_heads12_shift0(),  # swin_t.model:53
                 SwinBlock_heads12_shift3(),  # swin_t.model:53
             ),
-            PatchMerging_2(),  # swin_t.model:53
+            PatchMerging(1536),  # swin_t.model:53
             # swin_t.model:54
             nn.Sequential(
                 SwinBlock_heads24(),  # swin_t.model:54

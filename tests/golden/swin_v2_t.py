@@ -251,8 +251,7 @@ class ShiftedWindowAttentionV2_heads3_shift0(nn.Module):
         bias = bias.permute(2, 0, 1)  # swin_v2_t.model:29
         attn_1 = torch.sigmoid(bias)  # swin_v2_t.model:30
         attn_1 = attn_1 * 16.0  # swin_v2_t.model:30
-        attn = attn + attn_1  # swin_v2_t.model:30
-        y = torch.softmax(attn, dim=-1)  # swin_v2_t.model:34
+        y = torch.softmax(attn + attn_1, dim=-1)  # swin_v2_t.model:34
         y = y @ v  # swin_v2_t.model:34
         y = y.transpose(1, 2)  # swin_v2_t.model:34
         y = y.reshape(-1, 64, 96)  # swin_v2_t.model:34
@@ -308,8 +307,7 @@ class ShiftedWindowAttentionV2_heads6_shift0(nn.Module):
         bias = bias.permute(2, 0, 1)  # swin_v2_t.model:29
         attn_1 = torch.sigmoid(bias)  # swin_v2_t.model:30
         attn_1 = attn_1 * 16.0  # swin_v2_t.model:30
-        attn = attn + attn_1  # swin_v2_t.model:30
-        y = torch.softmax(attn, dim=-1)  # swin_v2_t.model:34
+        y = torch.softmax(attn + attn_1, dim=-1)  # swin_v2_t.model:34
         y = y @ v  # swin_v2_t.model:34
         y = y.transpose(1, 2)  # swin_v2_t.model:34
         y = y.reshape(-1, 64, 192)  # swin_v2_t.model:34
@@ -365,8 +363,7 @@ class ShiftedWindowAttentionV2_heads12_shift0(nn.Module):
         bias = bias.permute(2, 0, 1)  # swin_v2_t.model:29
         attn_1 = torch.sigmoid(bias)  # swin_v2_t.model:30
         attn_1 = attn_1 * 16.0  # swin_v2_t.model:30
-        attn = attn + attn_1  # swin_v2_t.model:30
-        y = torch.softmax(attn, dim=-1)  # swin_v2_t.model:34
+        y = torch.softmax(attn + attn_1, dim=-1)  # swin_v2_t.model:34
         y = y @ v  # swin_v2_t.model:34
         y = y.transpose(1, 2)  # swin_v2_t.model:34
         y = y.reshape(-1, 64, 384)  # swin_v2_t.model:34
@@ -422,8 +419,7 @@ class ShiftedWindowAttentionV2_heads24(nn.Module):
         bias = bias.permute(2, 0, 1)  # swin_v2_t.model:29
         attn_1 = torch.sigmoid(bias)  # swin_v2_t.model:30
         attn_1 = attn_1 * 16.0  # swin_v2_t.model:30
-        attn = attn + attn_1  # swin_v2_t.model:30
-        y = torch.softmax(attn, dim=-1)  # swin_v2_t.model:34
+        y = torch.softmax(attn + attn_1, dim=-1)  # swin_v2_t.model:34
         y = y @ v  # swin_v2_t.model:34
         y = y.transpose(1, 2)  # swin_v2_t.model:34
         y = y.reshape(-1, 64, 768)  # swin_v2_t.model:34
@@ -664,58 +660,15 @@ class SwinBlockV2_heads24(nn.Module):
 
 
 class PatchMergingV2(nn.Module):
-    """PatchMergingV2(), defined at swin_v2_t.model:47."""
+    """PatchMergingV2(reduction_in_features), defined at swin_v2_t.model:47."""
 
-    def __init__(self) -> None:
+    def __init__(self, reduction_in_features: int) -> None:
         super().__init__()
-        self.reduction = nn.Linear(384, 192, bias=False)  # swin_v2_t.model:55
-        self.norm = nn.LayerNorm(192)  # swin_v2_t.model:55
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = x[:, ::2]  # swin_v2_t.model:51
-        x0 = x0[:, :, ::2]  # swin_v2_t.model:51
-        x1 = x[:, 1::2]  # swin_v2_t.model:52
-        x1 = x1[:, :, ::2]  # swin_v2_t.model:52
-        x2 = x[:, ::2]  # swin_v2_t.model:53
-        x2 = x2[:, :, 1::2]  # swin_v2_t.model:53
-        x3 = x[:, 1::2]  # swin_v2_t.model:54
-        x3 = x3[:, :, 1::2]  # swin_v2_t.model:54
-        out = torch.cat([x0, x1, x2, x3], dim=3)  # swin_v2_t.model:55
-        out = self.reduction(out)  # swin_v2_t.model:55
-        out = self.norm(out)  # swin_v2_t.model:55
-        return out
-
-
-class PatchMergingV2_1(nn.Module):
-    """PatchMergingV2(), defined at swin_v2_t.model:47."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reduction = nn.Linear(768, 384, bias=False)  # swin_v2_t.model:55
-        self.norm = nn.LayerNorm(384)  # swin_v2_t.model:55
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = x[:, ::2]  # swin_v2_t.model:51
-        x0 = x0[:, :, ::2]  # swin_v2_t.model:51
-        x1 = x[:, 1::2]  # swin_v2_t.model:52
-        x1 = x1[:, :, ::2]  # swin_v2_t.model:52
-        x2 = x[:, ::2]  # swin_v2_t.model:53
-        x2 = x2[:, :, 1::2]  # swin_v2_t.model:53
-        x3 = x[:, 1::2]  # swin_v2_t.model:54
-        x3 = x3[:, :, 1::2]  # swin_v2_t.model:54
-        out = torch.cat([x0, x1, x2, x3], dim=3)  # swin_v2_t.model:55
-        out = self.reduction(out)  # swin_v2_t.model:55
-        out = self.norm(out)  # swin_v2_t.model:55
-        return out
-
-
-class PatchMergingV2_2(nn.Module):
-    """PatchMergingV2(), defined at swin_v2_t.model:47."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reduction = nn.Linear(1536, 768, bias=False)  # swin_v2_t.model:55
-        self.norm = nn.LayerNorm(768)  # swin_v2_t.model:55
+        # swin_v2_t.model:55
+        self.reduction = nn.Linear(
+            reduction_in_features, reduction_in_features // 2, bias=False
+        )
+        self.norm = nn.LayerNorm(reduction_in_features // 2)  # swin_v2_t.model:55
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = x[:, ::2]  # swin_v2_t.model:51
@@ -761,13 +714,13 @@ class Swin_V2_T(nn.Module):
                 SwinBlockV2_heads3_shift0(),  # swin_v2_t.model:67
                 SwinBlockV2_heads3_shift4(),  # swin_v2_t.model:67
             ),
-            PatchMergingV2(),  # swin_v2_t.model:68
+            PatchMergingV2(384),  # swin_v2_t.model:68
             # swin_v2_t.model:69
             nn.Sequential(
                 SwinBlockV2_heads6_shift0(),  # swin_v2_t.model:69
                 SwinBlockV2_heads6_shift4(),  # swin_v2_t.model:69
             ),
-            PatchMergingV2_1(),  # swin_v2_t.model:70
+            PatchMergingV2(768),  # swin_v2_t.model:70
             # swin_v2_t.model:71
             nn.Sequential(
                 SwinBlockV2_heads12_shift0(0.07272727272727274),  # swin_v2_t.model:71
@@ -777,7 +730,7 @@ class Swin_V2_T(nn.Module):
                 SwinBlockV2_heads12_shift0(0.14545454545454548),  # swin_v2_t.model:71
                 SwinBlockV2_heads12_shift4(0.16363636363636366),  # swin_v2_t.model:71
             ),
-            PatchMergingV2_2(),  # swin_v2_t.model:72
+            PatchMergingV2(1536),  # swin_v2_t.model:72
             # swin_v2_t.model:73
             nn.Sequential(
                 SwinBlockV2_heads24(0.18181818181818185),  # swin_v2_t.model:73

@@ -77,8 +77,7 @@ class ShiftedWindowAttention_shift0(nn.Module):
         bias = torch.index_select(table, 0, index)  # swin_t.model:20
         bias = bias.reshape(64, 64, 6)  # swin_t.model:20
         bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
+        y = torch.softmax(attn + bias, dim=-1)  # swin_t.model:25
         y = y @ v  # swin_t.model:25
         y = y.transpose(1, 2)  # swin_t.model:25
         y = y.reshape(-1, 64, 60)  # swin_t.model:25

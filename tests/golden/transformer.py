@@ -27,15 +27,13 @@ class EncoderLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, _ = self.self_attn(x, x, x, need_weights=False)  # transformer.model:9
         a = self.dropout1(a)  # transformer.model:9
-        x = x + a  # transformer.model:10
-        x = self.norm1(x)  # transformer.model:10
+        x = self.norm1(x + a)  # transformer.model:10
         f = self.linear1(x)  # transformer.model:11
         f = torch.relu(f)  # transformer.model:11
         f = self.dropout(f)  # transformer.model:11
         f = self.linear2(f)  # transformer.model:11
         f = self.dropout2(f)  # transformer.model:11
-        out = x + f  # transformer.model:12
-        out = self.norm2(out)  # transformer.model:12
+        out = self.norm2(x + f)  # transformer.model:12
         return out
 
 
@@ -90,20 +88,17 @@ class DecoderLayer(nn.Module):
             need_weights=False,
         )
         a = self.dropout1(a)  # transformer.model:18
-        x = x + a  # transformer.model:19
-        x = self.norm1(x)  # transformer.model:19
+        x = self.norm1(x + a)  # transformer.model:19
         # transformer.model:20
         a, _ = self.multihead_attn(x, memory, memory, need_weights=False)
         a = self.dropout2(a)  # transformer.model:20
-        x = x + a  # transformer.model:21
-        x = self.norm2(x)  # transformer.model:21
+        x = self.norm2(x + a)  # transformer.model:21
         f = self.linear1(x)  # transformer.model:22
         f = torch.relu(f)  # transformer.model:22
         f = self.dropout(f)  # transformer.model:22
         f = self.linear2(f)  # transformer.model:22
         f = self.dropout3(f)  # transformer.model:22
-        out = x + f  # transformer.model:23
-        out = self.norm3(out)  # transformer.model:23
+        out = self.norm3(x + f)  # transformer.model:23
         return out
 
 
