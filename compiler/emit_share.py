@@ -84,11 +84,17 @@ class ShareMixin:
     def _block_call(self, tree: Tree, c, plan: Plan | None) -> CallExpr:
         if c.path not in self.shared:
             self._share(tree, (c.name, c.span))
-        name, values, flags = self.shared[c.path]
+        name, values, flags, params, defaults = self.shared[c.path]
         if plan is not None:  # inside a shared class: the child's arguments are the parent's slots
             rel = c.path[len(plan.base):]
             values = [plan.syms.get((rel, i), v) for i, v in enumerate(values)]
-        args = [v.text if isinstance(v, Sym) else literal(v) for v in values]
+        args = []
+        for p, v in zip(params, values):
+            text = v.text if isinstance(v, Sym) else literal(v)
+            if p not in defaults:
+                args.append(text)
+            elif isinstance(v, Sym) or v != defaults[p]:  # a default the call keeps is left out
+                args.append(f"{p}={text}")
         return CallExpr(name, args + [f"{f}=True" for f in flags])
 
     def _share(self, tree: Tree, key) -> None:
@@ -108,7 +114,7 @@ class ShareMixin:
             name = self._class(tree, g.rep.path, plan=g.plan)
             for m in g.members:
                 flags = [f for local, f in g.plan.optional.items() if local in m.locals]
-                self.shared[m.path] = (name, g.values[m.path], flags)
+                self.shared[m.path] = (name, g.values[m.path], flags, g.plan.params, g.plan.defaults)
 
     # NOTE: [Model arguments] The model class takes a spec parameter (`ResNet50(num_classes=10)`)
     # when the graph built with it doubled (driver.variants) differs from the graph at hand only
@@ -153,7 +159,7 @@ class ShareMixin:
         fitted = _fit_all([base, *(inst for inst, _, _ in others)], allow_new=False)
         if fitted is None:
             return None
-        syms, params, _ = fitted
+        syms, params, _, _ = fitted
         defaults = {p: base.env[p] for p in params}
         types = {p: "float" if isinstance(v, float) else "int" for p, v in defaults.items()}
         plan = Plan((), tree.graph.name, syms, params, types, {}, "", defaults)
@@ -179,7 +185,7 @@ class ShareMixin:
                 rel = (*node.scope[len(path):], node.local)
                 slots.update({(rel, k): v for k, v in node.attrs.items()})
         for q in _child_blocks(tree, path):
-            name, values, flags = self.shared[q]
+            name, values, flags, _, _ = self.shared[q]
             slots[(q[len(path):], "class")] = (name, tuple(flags))
             slots.update({(q[len(path):], i): v for i, v in enumerate(values)})
         env = _inputs_env(graph, c)
@@ -222,14 +228,20 @@ class ShareMixin:
         fitted = _fit_all(members)
         if fitted is None:
             return _Group(rep, members, None, {}) if len(members) > 1 else self._alone(tree, rep)
-        syms, params, values = fitted
+        syms, params, values, by_name = fitted
+        # Parameters the spec gives a literal default keep it, after the others (`stride: int = 1`).
+        spec_defaults = dict(tree.graph.containers[rep.path].defaults)
+        defaults = {p: spec_defaults[by_name[p]] for p in params if by_name.get(p) in spec_defaults}
+        order = [i for i, p in enumerate(params) if p not in defaults] + [i for i, p in enumerate(params) if p in defaults]
+        params = [params[i] for i in order]
+        values = {k: [v[i] for i in order] for k, v in values.items()}
         optional = {}
         for local in rep.locals:
             if any(local not in m.locals for m in members):
                 optional[local] = local
         types = {p: "float" if any(isinstance(v[i], float) for v in values.values()) else "int"
                  for i, p in enumerate(params)}  # fmt: skip
-        plan = Plan(rep.path, c.name, syms, params, types, optional, c.span.short)
+        plan = Plan(rep.path, c.name, syms, params, types, optional, c.span.short, defaults)
         # Under the same symbols, the members checked before need no second look.
         same = before is not None and (before.syms, before.params, before.optional) == (syms, params, optional)
         if len(members) > 1 and not self._same_inits(tree, [rep, *members[-1:]] if same else members, plan):
@@ -305,7 +317,7 @@ def _fit_all(members: list[_Instance], allow_new: bool = True):
               for m in members}  # fmt: skip
     if any(p in by_name and any(by_name[p] not in m.env for m in members) for p in params):
         return None
-    return syms, params, values
+    return syms, params, values, by_name
 
 
 def _optional_ok(tree: Tree, unit) -> bool:

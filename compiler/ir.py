@@ -111,6 +111,7 @@ class Container:
     name: str  # model or block name; "" for a sequence
     span: Span
     args: tuple[tuple[str, Any], ...] = ()  # block parameter values
+    defaults: tuple[tuple[str, Any], ...] = ()  # block parameters' defaults that are literals
     inputs: list[tuple[str, Ref]] = field(default_factory=list)  # outside values fed in
     outputs: list[tuple[str, Ref]] = field(default_factory=list)  # values it returns
     trace: tuple[Note, ...] = ()

@@ -34,15 +34,16 @@ def test_resnet50_has_one_bottleneck_class_within_160_lines():
     source = modelc.compile_source((SPECS / "resnet50.model").read_text(), "resnet50.model")
     assert _classes(source) == ["Bottleneck", "ResNet50"]
     assert len(source.splitlines()) <= 160
-    assert "def __init__(\n        self, in_channels: int, width: int, stride: int, downsample: bool = False\n" in source
+    assert "def __init__(\n        self, in_channels: int, width: int, stride: int = 1, downsample: bool = False\n" in source
+    assert "Bottleneck(256, 128, stride=2, downsample=True)," in source and "Bottleneck(512, 128),"  in source
     assert "if self.downsample is not None:" in source
 
 
 @pytest.mark.parametrize(("spec", "block", "args", "flags", "probe"), [
     # arguments no ResNet-50 instance has: 48 -> 24 * 4 channels, stride 2, a downsample
-    ("resnet50", "Bottleneck", (48, 24, 2), {"downsample": True}, "Bottleneck(24, stride=2)"),
+    ("resnet50", "Bottleneck", (48, 24), {"stride": 2, "downsample": True}, "Bottleneck(24, stride=2)"),
     ("resnet50", "Bottleneck", (96, 24, 1), {}, "Bottleneck(24)"),
-    ("resnet18", "BasicBlock", (20, 40, 2), {"downsample": True}, "BasicBlock(40, stride=2)"),
+    ("resnet18", "BasicBlock", (20, 40), {"stride": 2, "downsample": True}, "BasicBlock(40, stride=2)"),
     ("convnext_small", "CNBlock", (40, 0.0), {}, "CNBlock(0.0)"),
 ])  # fmt: skip
 def test_a_shared_class_built_with_new_arguments_is_the_block_compiled_for_them(spec, block, args, flags, probe):

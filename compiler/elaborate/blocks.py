@@ -36,7 +36,9 @@ class BlocksMixin:
         local = self._instance_name(frame, bdef.name, label, label_span or call.span)
         path = (*frame.path, local)
         note = Note(f"in block {bdef.name}, instantiated as {'.'.join(path)}", call.span)
-        container = Container(path, "block", bdef.name, bdef.span, args=tuple(values.items()),
+        defaults = tuple((p.name, p.default.value) for p in bdef.params
+                         if isinstance(p.default, S.Literal) and not isinstance(p.default.value, str))  # fmt: skip
+        container = Container(path, "block", bdef.name, bdef.span, args=tuple(values.items()), defaults=defaults,
                               inputs=[(s.name, t.ref) for s, t in zip(declared, tensors)],
                               trace=(note, *frame.trace), var=ctx.var)  # fmt: skip
         self.graph.containers[path] = container

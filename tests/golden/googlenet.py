@@ -9,7 +9,9 @@ from torch import nn
 class BasicConv(nn.Module):
     """BasicConv(in_channels, out, k, s, p), defined at googlenet.model:6."""
 
-    def __init__(self, in_channels: int, out: int, k: int, s: int, p: int) -> None:
+    def __init__(
+        self, in_channels: int, out: int, k: int = 1, s: int = 1, p: int = 0
+    ) -> None:
         super().__init__()
         # googlenet.model:8
         self.conv = nn.Conv2d(in_channels, out, k, stride=s, padding=p, bias=False)
@@ -31,21 +33,21 @@ class Inception(nn.Module):
         self, in_channels: int, c1: int, c3r: int, c3: int, c5r: int, c5: int, pool: int
     ) -> None:
         super().__init__()
-        self.branch1 = BasicConv(in_channels, c1, 1, 1, 0)  # googlenet.model:15
+        self.branch1 = BasicConv(in_channels, c1)  # googlenet.model:15
         # googlenet.model:16
         self.branch2 = nn.Sequential(
-            BasicConv(in_channels, c3r, 1, 1, 0),  # googlenet.model:16
-            BasicConv(c3r, c3, 3, 1, 1),  # googlenet.model:16
+            BasicConv(in_channels, c3r),  # googlenet.model:16
+            BasicConv(c3r, c3, k=3, p=1),  # googlenet.model:16
         )
         # googlenet.model:17
         self.branch3 = nn.Sequential(
-            BasicConv(in_channels, c5r, 1, 1, 0),  # googlenet.model:17
-            BasicConv(c5r, c5, 3, 1, 1),  # googlenet.model:17
+            BasicConv(in_channels, c5r),  # googlenet.model:17
+            BasicConv(c5r, c5, k=3, p=1),  # googlenet.model:17
         )
         # googlenet.model:18
         self.branch4 = nn.Sequential(
             nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True),  # googlenet.model:18
-            BasicConv(in_channels, pool, 1, 1, 0),  # googlenet.model:18
+            BasicConv(in_channels, pool),  # googlenet.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,10 +73,10 @@ class GoogLeNet(nn.Module):
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
-        self.conv1 = BasicConv(3, 64, 7, 2, 3)  # googlenet.model:24
+        self.conv1 = BasicConv(3, 64, k=7, s=2, p=3)  # googlenet.model:24
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # googlenet.model:24
-        self.conv2 = BasicConv(64, 64, 1, 1, 0)  # googlenet.model:25
-        self.conv3 = BasicConv(64, 192, 3, 1, 1)  # googlenet.model:25
+        self.conv2 = BasicConv(64, 64)  # googlenet.model:25
+        self.conv3 = BasicConv(64, 192, k=3, p=1)  # googlenet.model:25
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # googlenet.model:26
         self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)  # googlenet.model:28
         # googlenet.model:29

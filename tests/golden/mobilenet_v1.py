@@ -9,7 +9,7 @@ from torch import nn
 class Separable(nn.Module):
     """Separable(in_channels, out, stride), defined at mobilenet_v1.model:12."""
 
-    def __init__(self, in_channels: int, out: int, stride: int) -> None:
+    def __init__(self, in_channels: int, out: int, stride: int = 1) -> None:
         super().__init__()
         # mobilenet_v1.model:15
         self.dw = nn.Conv2d(
@@ -59,19 +59,19 @@ class MobileNetV1(nn.Module):
         )
         # mobilenet_v1.model:25
         self.blocks = nn.Sequential(
-            Separable(32, 64, 1),  # mobilenet_v1.model:25
-            Separable(64, 128, 2),  # mobilenet_v1.model:25
-            Separable(128, 128, 1),  # mobilenet_v1.model:25
-            Separable(128, 256, 2),  # mobilenet_v1.model:25
-            Separable(256, 256, 1),  # mobilenet_v1.model:25
-            Separable(256, 512, 2),  # mobilenet_v1.model:25
-            Separable(512, 512, 1),  # mobilenet_v1.model:25
-            Separable(512, 512, 1),  # mobilenet_v1.model:25
-            Separable(512, 512, 1),  # mobilenet_v1.model:25
-            Separable(512, 512, 1),  # mobilenet_v1.model:25
-            Separable(512, 512, 1),  # mobilenet_v1.model:25
-            Separable(512, 1024, 2),  # mobilenet_v1.model:25
-            Separable(1024, 1024, 1),  # mobilenet_v1.model:25
+            Separable(32, 64),  # mobilenet_v1.model:25
+            Separable(64, 128, stride=2),  # mobilenet_v1.model:25
+            Separable(128, 128),  # mobilenet_v1.model:25
+            Separable(128, 256, stride=2),  # mobilenet_v1.model:25
+            Separable(256, 256),  # mobilenet_v1.model:25
+            Separable(256, 512, stride=2),  # mobilenet_v1.model:25
+            Separable(512, 512),  # mobilenet_v1.model:25
+            Separable(512, 512),  # mobilenet_v1.model:25
+            Separable(512, 512),  # mobilenet_v1.model:25
+            Separable(512, 512),  # mobilenet_v1.model:25
+            Separable(512, 512),  # mobilenet_v1.model:25
+            Separable(512, 1024, stride=2),  # mobilenet_v1.model:25
+            Separable(1024, 1024),  # mobilenet_v1.model:25
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v1.model:26
         self.fc = nn.Linear(1024, num_classes)  # mobilenet_v1.model:26

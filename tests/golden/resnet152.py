@@ -12,7 +12,7 @@ class Bottleneck(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, width: int, stride: int, downsample: bool = False
+        self, in_channels: int, width: int, stride: int = 1, downsample: bool = False
     ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)  # resnet152.model:7
@@ -68,65 +68,65 @@ class ResNet152(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)  # resnet152.model:18
         # resnet152.model:19
         self.layer1 = nn.Sequential(
-            Bottleneck(64, 64, 1, downsample=True),  # resnet152.model:19
-            Bottleneck(256, 64, 1),  # resnet152.model:19
-            Bottleneck(256, 64, 1),  # resnet152.model:19
+            Bottleneck(64, 64, downsample=True),  # resnet152.model:19
+            Bottleneck(256, 64),  # resnet152.model:19
+            Bottleneck(256, 64),  # resnet152.model:19
         )
         # resnet152.model:20
         self.layer2 = nn.Sequential(
-            Bottleneck(256, 128, 2, downsample=True),  # resnet152.model:20
-            Bottleneck(512, 128, 1),  # resnet152.model:20
-            Bottleneck(512, 128, 1),  # resnet152.model:20
-            Bottleneck(512, 128, 1),  # resnet152.model:20
-            Bottleneck(512, 128, 1),  # resnet152.model:20
-            Bottleneck(512, 128, 1),  # resnet152.model:20
-            Bottleneck(512, 128, 1),  # resnet152.model:20
-            Bottleneck(512, 128, 1),  # resnet152.model:20
+            Bottleneck(256, 128, stride=2, downsample=True),  # resnet152.model:20
+            Bottleneck(512, 128),  # resnet152.model:20
+            Bottleneck(512, 128),  # resnet152.model:20
+            Bottleneck(512, 128),  # resnet152.model:20
+            Bottleneck(512, 128),  # resnet152.model:20
+            Bottleneck(512, 128),  # resnet152.model:20
+            Bottleneck(512, 128),  # resnet152.model:20
+            Bottleneck(512, 128),  # resnet152.model:20
         )
         # resnet152.model:21
         self.layer3 = nn.Sequential(
-            Bottleneck(512, 256, 2, downsample=True),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
-            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(512, 256, stride=2, downsample=True),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
+            Bottleneck(1024, 256),  # resnet152.model:21
         )
         # resnet152.model:22
         self.layer4 = nn.Sequential(
-            Bottleneck(1024, 512, 2, downsample=True),  # resnet152.model:22
-            Bottleneck(2048, 512, 1),  # resnet152.model:22
-            Bottleneck(2048, 512, 1),  # resnet152.model:22
+            Bottleneck(1024, 512, stride=2, downsample=True),  # resnet152.model:22
+            Bottleneck(2048, 512),  # resnet152.model:22
+            Bottleneck(2048, 512),  # resnet152.model:22
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # resnet152.model:23
         self.fc = nn.Linear(2048, num_classes)  # resnet152.model:23

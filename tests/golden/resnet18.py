@@ -12,7 +12,7 @@ class BasicBlock(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, width: int, stride: int, downsample: bool = False
+        self, in_channels: int, width: int, stride: int = 1, downsample: bool = False
     ) -> None:
         super().__init__()
         # resnet18.model:6
@@ -66,23 +66,23 @@ class ResNet18(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)  # resnet18.model:16
         # resnet18.model:17
         self.layer1 = nn.Sequential(
-            BasicBlock(64, 64, 1),  # resnet18.model:17
-            BasicBlock(64, 64, 1),  # resnet18.model:17
+            BasicBlock(64, 64),  # resnet18.model:17
+            BasicBlock(64, 64),  # resnet18.model:17
         )
         # resnet18.model:18
         self.layer2 = nn.Sequential(
-            BasicBlock(64, 128, 2, downsample=True),  # resnet18.model:18
-            BasicBlock(128, 128, 1),  # resnet18.model:18
+            BasicBlock(64, 128, stride=2, downsample=True),  # resnet18.model:18
+            BasicBlock(128, 128),  # resnet18.model:18
         )
         # resnet18.model:19
         self.layer3 = nn.Sequential(
-            BasicBlock(128, 256, 2, downsample=True),  # resnet18.model:19
-            BasicBlock(256, 256, 1),  # resnet18.model:19
+            BasicBlock(128, 256, stride=2, downsample=True),  # resnet18.model:19
+            BasicBlock(256, 256),  # resnet18.model:19
         )
         # resnet18.model:20
         self.layer4 = nn.Sequential(
-            BasicBlock(256, 512, 2, downsample=True),  # resnet18.model:20
-            BasicBlock(512, 512, 1),  # resnet18.model:20
+            BasicBlock(256, 512, stride=2, downsample=True),  # resnet18.model:20
+            BasicBlock(512, 512),  # resnet18.model:20
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # resnet18.model:21
         self.fc = nn.Linear(512, num_classes)  # resnet18.model:21
