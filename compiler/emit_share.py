@@ -321,13 +321,16 @@ def _fit_all(members: list[_Instance], allow_new: bool = True):
 
 
 def _optional_ok(tree: Tree, unit) -> bool:
-    """A unit an instance may lack: one input, one output, called as `self.name(x)`, where
-    `name` is a Python attribute name (its flag argument is that name)."""
+    """A unit an instance may lack: a submodule with one input and one output, called as
+    `self.name(x)`, where `name` is a Python attribute name (its flag argument is that name)."""
     if unit_input(tree, unit) is None or unit_output(tree, unit) is None:
         return False
     if not python_attribute(unit[1][-1] if unit[0] == "container" else tree.graph.node(unit[1]).local):
         return False  # `self.name = None` and `if self.name is not None` need an attribute name
-    return unit[0] == "container" or type(tree.graph.node(unit[1]).opdef).invoke is OpDef.invoke
+    if unit[0] == "container":
+        return True
+    node = tree.graph.node(unit[1])  # a submodule: a step computed in forward cannot be left out
+    return node.module and node.opdef.module(dict(node.attrs)) is not None and type(node.opdef).invoke is OpDef.invoke
 
 
 def _fingerprint(tree: Tree, path) -> tuple:

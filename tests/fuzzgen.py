@@ -816,7 +816,7 @@ _VAR_NAMES = ["x", "y", "h", "z", "t", "u", "a", "b", "feat", "hidden", "skip", 
 # NOTE: [Tricky names] Names that collide with what generated code uses: Python keywords and
 # builtins, nn.Module's attributes, the module aliases, and near-collisions of one another.
 _TRICKY_VARS = ["torch", "nn", "F", "rt", "self", "super", "print", "len", "relu", "conv", "lambda", "class",
-                "None", "True", "pass", "def", "return", "yield", "match", "type", "_", "__init__", "x_1",
+                "None", "True", "pass", "return", "yield", "match", "type", "_", "__init__", "x_1",
                 "forward", "shape", "x_", "x__", "print_", "self_", "self_1", "INPUT_SHAPES", "NUM_PARAMETERS",
                 "out_1", "float", "training", "state_dict", "_v", "float_", "int"]  # fmt: skip
 _LABELS = ["stem", "head", "fc", "features", "classifier", "conv1", "bn1", "proj", "pool", "drop", "act",
