@@ -1,5 +1,5 @@
 """Layers of today's architectures that torch.nn lacks: layer norm over another dimension
-than the last, and stochastic depth (drop path).
+than the last, stochastic depth (drop path), rotary and timestep embeddings.
 
 As everywhere in modelc.runtime: deterministic in eval mode, no Python branch on tensor
 values (only on `self.training` and constructor settings), parameters initialised in
@@ -8,10 +8,12 @@ values (only on `self.training` and constructor settings), parameters initialise
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-__all__ = ["LayerNormDim", "StochasticDepth", "TransposedLinear", "rotary"]
+__all__ = ["LayerNormDim", "StochasticDepth", "TransposedLinear", "rotary", "timestep_embedding"]
 
 
 class LayerNormDim(nn.LayerNorm):
@@ -88,3 +90,18 @@ def rotary(x: torch.Tensor, theta: float = 10000.0, interleaved: bool = False) -
         return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
     x1, x2 = x[..., : d // 2], x[..., d // 2 :]
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, flip_sin_to_cos: bool = False, downscale_freq_shift: float = 1.0,
+                       scale: float = 1.0, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of timesteps t [B] -> float32 [B, dim], computed as diffusers'
+    get_timestep_embedding does (in float32): angles scale * t * exp(-ln(max_period) * i /
+    (dim // 2 - downscale_freq_shift)), sines then cosines (swapped when flip_sin_to_cos),
+    zero-padded by one column when dim is odd."""
+    half = dim // 2
+    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device)
+    angles = scale * (t[:, None].float() * torch.exp(exponent / (half - downscale_freq_shift))[None, :])
+    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    if flip_sin_to_cos:
+        emb = torch.cat([emb[:, half:], emb[:, :half]], dim=-1)
+    return nn.functional.pad(emb, (0, dim % 2))

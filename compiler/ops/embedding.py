@@ -104,6 +104,61 @@ class SinusoidalPosition(OpDef):
 
 
 @register
+class TimestepEmbedding(OpDef):
+    name = "timestep_embedding"
+    family = "tensor"
+    doc = ("Sinusoidal embedding of diffusion timesteps [B] (integers or floats) -> float32 [B, dim], as "
+           "diffusers' get_timestep_embedding: with h = dim // 2 and f_i = max_period^(-i / (h - "
+           "downscale_freq_shift)), [sin(scale * t * f), cos(scale * t * f)] (cos first when "
+           "flip_sin_to_cos), a zero column last when dim is odd. Stable Diffusion's UNet: "
+           "flip_sin_to_cos=true, downscale_freq_shift=0.")  # fmt: skip
+    attrs = (
+        Attr("dim", "int", positional=True, min=1, aliases=("embedding_dim",), doc="the embedding size"),
+        Attr("flip_sin_to_cos", "bool", False, doc="cosines first, then sines"),
+        Attr("downscale_freq_shift", "float", 1.0, doc="the frequencies' exponents are -i / (dim // 2 - shift)"),
+        Attr("scale", "float", 1.0, doc="a factor on the angles"),
+        Attr("max_period", "float", 10000.0, doc="the longest period, 2 pi max_period at shift 0"),
+    )  # fmt: skip
+    outputs_layout = "new"
+
+    def resolve(self, a, ins):
+        t = ins[0]
+        need_rank(self.name, t, (1,), "one timestep per sample, [B]")
+        if t.dtype == "bool":
+            raise OpError("E0506", f"timestep_embedding takes integer or float timesteps, got a bool tensor {t}")
+        if not a["max_period"] > 0:
+            raise OpError("E0404", f"timestep_embedding: max_period must be positive, got {a['max_period']:g}")
+        if a["dim"] // 2 == a["downscale_freq_shift"]:
+            raise OpError("E0404", f"timestep_embedding: dim // 2 - downscale_freq_shift is 0 (dim {a['dim']}), "
+                          "a division by zero in the frequencies' exponents",
+                          "a larger dim, or downscale_freq_shift=0")  # fmt: skip
+        return a
+
+    def infer(self, a, ins):
+        return [TensorType((ins[0].dims[0], a["dim"]), "float32")]
+
+    def call(self, a, args):
+        defaults = (("flip_sin_to_cos", False), ("downscale_freq_shift", 1.0), ("scale", 1.0), ("max_period", 10000.0))
+        kw = "".join(f", {k}={literal(a[k])}" for k, default in defaults if a[k] != default)
+        return f"rt.timestep_embedding({args[0]}, {a['dim']}{kw})"
+
+    def reference(self, a, ins, w):
+        import torch
+
+        t = ins[0].float().double()  # timesteps as float32, as diffusers reads them; the rest in float64
+        half = a["dim"] // 2
+        i = torch.arange(half, dtype=torch.float64, device=t.device)
+        freq = a["max_period"] ** (-i / (half - a["downscale_freq_shift"]))
+        angle = a["scale"] * t[:, None] * freq[None, :]
+        parts = [angle.cos(), angle.sin()] if a["flip_sin_to_cos"] else [angle.sin(), angle.cos()]
+        parts += [t.new_zeros(t.shape[0], a["dim"] % 2)]
+        return [torch.cat(parts, 1).float()]
+
+    def label(self, a):
+        return f"timestep embedding {a['dim']}"
+
+
+@register
 class Rotary(OpDef):
     name = "rotary"
     family = "attention"
