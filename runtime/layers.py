@@ -13,15 +13,19 @@ import math
 import torch
 from torch import nn
 
+from modelc.runtime.weights import Initialised
+
 __all__ = ["LayerNormDim", "StochasticDepth", "TransposedLinear", "rotary", "timestep_embedding"]
 
 
-class LayerNormDim(nn.LayerNorm):
+class LayerNormDim(Initialised, nn.LayerNorm):
     """nn.LayerNorm over dimension `dim` (1: the channels of a [B, C, H, W] map, as
-    torchvision's LayerNorm2d): the same `weight` and `bias`, so checkpoints load."""
+    torchvision's LayerNorm2d): the same `weight` and `bias`, so checkpoints load. `init`:
+    weight_init, bias_init and their numbers (modelc.runtime.Initialised)."""
 
-    def __init__(self, normalized_shape: int, dim: int, eps: float = 1e-5, elementwise_affine: bool = True) -> None:
-        super().__init__(normalized_shape, eps=eps, elementwise_affine=elementwise_affine)
+    def __init__(self, normalized_shape: int, dim: int, eps: float = 1e-5, elementwise_affine: bool = True,
+                 **init) -> None:  # fmt: skip
+        super().__init__(normalized_shape, eps=eps, elementwise_affine=elementwise_affine, **init)
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -32,9 +36,7 @@ class LayerNormDim(nn.LayerNorm):
         return f"{super().extra_repr()}, dim={self.dim}"
 
 
-class TransposedLinear(nn.Module):
-    """A linear layer whose weight is stored [in, out]: y = x @ weight + bias. Hugging Face's
-    GPT-2 checkpoints keep their projections this way (its Conv1D), so they load as they are."""
+class _TransposedLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
@@ -53,6 +55,13 @@ class TransposedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class TransposedLinear(Initialised, _TransposedLinear):
+    """A linear layer whose weight is stored [in, out]: y = x @ weight + bias. Hugging Face's
+    GPT-2 checkpoints keep their projections this way (its Conv1D), so they load as they are.
+    It starts as GPT-2's Conv1D (normal(0, 0.02), zero bias) unless weight_init or bias_init
+    say otherwise (modelc.runtime.Initialised)."""
 
 
 class StochasticDepth(nn.Module):

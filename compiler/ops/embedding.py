@@ -7,6 +7,7 @@ embedding; a class token prepends one learned row.
 
 from __future__ import annotations
 
+from modelc.ops._init import INIT_ATTRS, SCHEMES, check_init, check_numbers, with_init
 from modelc.ops._util import known_channels, need_float, need_float32, need_rank
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 from modelc.ops.layout import exact_div
@@ -33,12 +34,14 @@ class Embedding(OpDef):
     name = "embedding"
     saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "linear"
-    doc = "Looks up a learned vector per integer id: int64[B, T] -> [B, T, dim]."
+    doc = ("Looks up a learned vector per integer id: int64[B, T] -> [B, T, dim]. init or weight_init: how "
+           "the table starts (the padding_idx row stays zero).")  # fmt: skip
     attrs = (
         Attr("num", "int", positional=True, min=1, aliases=("num_embeddings", "vocab"),
              doc="number of ids (vocabulary size)"),
         Attr("dim", "int", positional=True, min=1, aliases=("embedding_dim",), doc="vector size"),
         Attr("padding_idx", "int", None, min=0, doc="an id whose vector is zero and not trained"),
+        *INIT_ATTRS,
     )  # fmt: skip
     outputs_layout = "new"
 
@@ -49,6 +52,7 @@ class Embedding(OpDef):
                           "declare the input as integers: input tokens: int64[B, T]")  # fmt: skip
         if a["padding_idx"] is not None and a["padding_idx"] >= a["num"]:
             raise OpError("E0404", f"embedding: padding_idx {a['padding_idx']} is not below num {a['num']}")
+        check_init(self.name, a, ("weight",))
         return a
 
     def infer(self, a, ins):
@@ -59,7 +63,7 @@ class Embedding(OpDef):
 
     def module(self, a):
         kw = () if a["padding_idx"] is None else (("padding_idx", a["padding_idx"]),)
-        return Ctor("nn.Embedding", (a["num"], a["dim"]), kw)
+        return with_init(Ctor("nn.Embedding", (a["num"], a["dim"]), kw), a, ("weight",))
 
     def reference(self, a, ins, w):
         return [w["weight"][ins[0]]]
@@ -228,9 +232,6 @@ class PositionEmbedding(OpDef):
         return f"position embedding {a['max_len']}x{a['d_model']}"
 
 
-_INITS = ("normal", "trunc_normal", "uniform", "zeros", "ones", "constant")
-
-
 class _Parameter(OpDef):
     """An op holding one bare nn.Parameter, named by its label (`class_token`)."""
 
@@ -250,7 +251,7 @@ class Parameter(_Parameter):
            "trunc_normal (std, cut at -2 and 2), uniform(low, high), zeros, ones, or constant "
            "(value): gamma: parameter([C], init=\"constant\", value=1e-6).")  # fmt: skip
     attrs = (Attr("shape", "ints", positional=True, min=1), Attr("std", "float", 0.02, min=0),
-             Attr("init", "str", "normal", choices=_INITS),
+             Attr("init", "str", "normal", choices=SCHEMES),
              Attr("value", "float", None, doc="the constant of init=\"constant\""),
              Attr("low", "float", 0.0, doc="the lower bound of init=\"uniform\""),
              Attr("high", "float", 1.0, doc="the upper bound of init=\"uniform\""))  # fmt: skip
@@ -258,16 +259,7 @@ class Parameter(_Parameter):
     min_inputs = 0
 
     def resolve(self, a, ins):
-        init = a["init"]
-        if (init == "constant") != (a["value"] is not None):
-            raise OpError("E0404", "parameter: value goes with init=\"constant\", and it needs one",
-                          'parameter([C], init="constant", value=1e-6)')  # fmt: skip
-        if init == "uniform" and not a["low"] < a["high"]:
-            raise OpError("E0404", f"parameter: uniform needs low < high, got {a['low']:g} and {a['high']:g}")
-        used = {"normal": ("std",), "trunc_normal": ("std",), "uniform": ("low", "high")}.get(init, ())
-        for name, default in (("std", 0.02), ("low", 0.0), ("high", 1.0)):
-            if name not in used and a[name] != default:
-                raise OpError("E0404", f"parameter: {name} does not apply to init=\"{init}\"")
+        check_numbers("parameter", {a["init"]}, a, f'init="{a["init"]}"')
         return {**a, "shape": a["shape"] if isinstance(a["shape"], tuple) else (a["shape"],)}
 
     def module(self, a):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from modelc.ops._init import (INIT_ATTRS, check_literal_init, fixed_bias, fixed_weight, flat, free_tensors,
+                              literal_bias, with_init)  # fmt: skip
 from modelc.ops._util import known_channels, need_float32, numel
-from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
+from modelc.ops.base import Attr, Ctor, OpDef, OpError, array_shape, register
 
 
 @register
@@ -15,12 +17,17 @@ class Linear(OpDef):
            "transposed=true stores the weight [in, out] (GPT-2's Conv1D in Hugging Face's "
            "checkpoints). tie=\"transformer.wte\" uses that layer's weight (an embedding's or "
            "a linear's of the same shape) instead of its own: counted once, under both keys "
-           "in the state_dict (GPT-2's LM head).")  # fmt: skip
+           "in the state_dict (GPT-2's LM head). weight=[[...]] and bias=[...] give its numbers "
+           "([out, in] and [out]); init, weight_init and bias_init how they start.")  # fmt: skip
     attrs = (
         Attr("out_features", "int", positional=True, min=1, aliases=("features",)),
-        Attr("bias", "bool", True),
+        Attr("bias", "bias", True, doc="false for none; or its numbers, [out_features]"),
         Attr("transposed", "bool", False, doc="the weight stored [in, out]"),
         Attr("tie", "str", None, doc="the layer (its state_dict name) whose weight this one uses"),
+        Attr("weight", "array", None, doc="the literal weight, [out_features, in_features]"),
+        Attr("scale", "float", 1.0, doc="factor applied to a literal weight"),
+        Attr("trainable", "bool", True, doc="false freezes the weights (requires_grad=False)"),
+        *INIT_ATTRS,
     )
     outputs_layout = "new"
 
@@ -30,7 +37,10 @@ class Linear(OpDef):
             raise OpError("E0305", f"linear expects an input of rank 2 or more, got {x}")
         fin = known_channels("linear", x, -1, "feature count (last dimension)")
         need_float32("linear", x)
-        return {**a, "in_features": fin}
+        a = literal_bias("linear", {**a, "in_features": fin}, a["out_features"])
+        _check_literal(a)
+        check_literal_init("linear", a)
+        return a
 
     def infer(self, a, ins):
         x = ins[0]
@@ -48,16 +58,42 @@ class Linear(OpDef):
     def macs(self, a, ins, outs):
         return numel(outs[0]) * a["in_features"]
 
+    def trainable_params(self, a, params):
+        return params if a["trainable"] else 0
+
     def module(self, a):
-        kw = () if a["bias"] else (("bias", False),)
-        return Ctor("rt.TransposedLinear" if a["transposed"] else "nn.Linear", (a["in_features"], a["out_features"]), kw)
+        fixed = a["weight"] is not None or not a["trainable"]
+        callee = "rt.FixedLinear" if fixed else "rt.TransposedLinear" if a["transposed"] else "nn.Linear"
+        kw = [("bias", a["bias"], True), ("weight", None if a["weight"] is None else flat(a["weight"]), None),
+              ("scale", a["scale"], 1.0), ("bias_init", a["bias_values"], None), ("trainable", a["trainable"], True)]
+        ctor = Ctor(callee, (a["in_features"], a["out_features"]), tuple((k, v) for k, v, d in kw if v != d))
+        return with_init(ctor, a, free_tensors(a))
 
     def reference(self, a, ins, w):
-        y = ins[0] @ (w["weight"] if a["transposed"] else w["weight"].T)
-        return [y + w["bias"] if a["bias"] else y]
+        weight, bias = fixed_weight(a, self.weight_shape(a), w, ins[0]), fixed_bias(a, w, ins[0])
+        y = ins[0] @ (weight if a["transposed"] else weight.T)
+        return [y + bias if a["bias"] else y]
 
     def label(self, a):
         tied = f" (tied to {a['tie']})" if a["tie"] is not None else ""
-        return f"linear {a['in_features']}->{a['out_features']}{tied}"
+        frozen = "" if a["trainable"] else " (fixed)"
+        return f"linear {a['in_features']}->{a['out_features']}{tied}{frozen}"
+
+
+def _check_literal(a) -> None:
+    """A literal weight is the whole [out_features, in_features] matrix, stored as nn.Linear's."""
+    if a["weight"] is None:
+        if a["scale"] != 1.0:
+            raise OpError("E0404", "linear: 'scale' applies to a literal weight, but none is given",
+                          "give weight=[[...]] or drop scale")  # fmt: skip
+        return
+    for given, why in (("transposed", "transposed=true"), ("tie", "tie")):
+        if a[given] not in (None, False):
+            raise OpError("E0404", f"linear: a literal weight and {why} do not go together",
+                          "the literal weight is [out_features, in_features], stored as nn.Linear's")  # fmt: skip
+    want = (a["out_features"], a["in_features"])
+    if array_shape(a["weight"]) != want:
+        raise OpError("E0404", f"linear: the literal weight has shape {list(array_shape(a['weight']))}, expected "
+                      f"[out_features, in_features] = {list(want)}", "one row per output, one column per input")  # fmt: skip
 
 

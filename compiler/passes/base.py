@@ -82,9 +82,13 @@ def consumers(g: Graph, ref: Ref) -> list[tuple[int, int]]:
 
 def shared_weight_problem(g: Graph, n: int) -> str | None:
     """Why a rewrite may not change this layer's weight: it is shared (a linear's `tie`, or the
-    owner such a tie names), or stored in another layout (`transposed`), which the checkpoint
-    rules (modelc.runtime) do not convert; None when it may."""
+    owner such a tie names), stored in another layout (`transposed`), which the checkpoint
+    rules (modelc.runtime) do not convert, or fixed by the spec (literal numbers, trainable=false);
+    None when it may."""
     node = g.node(n)
+    a = node.attrs
+    if a.get("weight") is not None or a.get("bias_values") is not None or not a.get("trainable", True):
+        return f"{node.op} `{node.name}` has fixed weights (constants of the spec)"
     if node.attrs.get("tie") is not None or any(owner == node.name for _, owner in g.ties):
         return f"{node.op} `{node.name}` shares its weight with another layer (tie)"
     if node.attrs.get("transposed"):
