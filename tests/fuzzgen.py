@@ -1283,6 +1283,7 @@ class _Gen(AlgebraSteps):
             values["groups"] = g
         if self.p(0.3):
             values["bias"] = self.p(0.5)
+        values.update(self.init_values(values.get("bias", True)))  # tests/fuzzgen_algebra.py
         return self._op("conv", sc, values, positional=r.randint(1, 2))
 
     def _s_pool(self, t, sc, keep_rank):
@@ -1324,6 +1325,7 @@ class _Gen(AlgebraSteps):
         values = {"out_features": self._width(sc, 1, 48)}
         if self.p(0.3):
             values["bias"] = self.p(0.5)
+        values.update(self.init_values(values.get("bias", True)))  # tests/fuzzgen_algebra.py
         return self._op("linear", sc, values, positional=1)
 
     def _s_group(self, t, sc, keep_rank):

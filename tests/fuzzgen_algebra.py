@@ -216,6 +216,17 @@ class AlgebraSteps:
         d = self.r.randint(1, len(t) - 1)
         return self._op("layer_norm", sc, {**values, "dim": d - len(t) if self.p(0.5) else d})
 
+    def init_values(self, bias: bool) -> dict:
+        """Sometimes, how a layer's parameters start (init, weight_init, bias_init and numbers)."""
+        if not self.p(0.1):
+            return {}
+        r = self.r
+        scheme = r.choice(["normal", "trunc_normal", "uniform", "zeros", "ones", "constant"])
+        values = {r.choice(["init", "weight_init"] + (["bias_init"] if bias else [])): scheme}
+        numbers = {"normal": {"std": 0.1}, "trunc_normal": {"std": 0.02}, "uniform": {"low": -0.1, "high": 0.1},
+                   "constant": {"value": 0.01}}.get(scheme, {})  # fmt: skip
+        return {**values, **{k: v for k, v in numbers.items() if k == "value" or self.p(0.5)}}
+
     def formula(self, a, t, sc) -> Formula:
         """An expression of `a` (a name, of type t) and a branch from it of the same type."""
         r = self.r
