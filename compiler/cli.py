@@ -379,7 +379,7 @@ def _params(program: Program, args) -> dict[str, Any]:
 
             raise error("E0601", f"--param {key}: no such model parameter", None,
                         suggest(key, decls) or f"parameters: {', '.join(decls) or 'none'}")  # fmt: skip
-        out[key] = _value(key, value.strip(), decls[key].type)
+        out[key] = _value(key, value.strip(), decls[key].types)
     return out
 
 
@@ -390,24 +390,26 @@ _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _value(key: str, text: str, typ: str) -> Any:
+def _value(key: str, text: str, types: tuple[str, ...]) -> Any:
+    """The value of `--param key=text` for a parameter of `types` (several for a union, tried
+    as int, float, bool, list, then str: `3` is an int and `3,5` a list for `int | list`)."""
     shown = text if len(text) <= 40 else text[:37] + "..."
-    if typ == "int" and _INT.fullmatch(text):
+    if "int" in types and _INT.fullmatch(text):
         return _int(key, text, shown)
-    if typ == "float" and _FLOAT.fullmatch(text):
+    if "float" in types and _FLOAT.fullmatch(text):
         value = float(text)
         if not math.isfinite(value):
             raise error("E0601", f"--param {key}={shown}: expected a finite number", None)
         return value
-    if typ == "float":
-        raise error("E0601", f"--param {key}={shown}: expected a finite number (a float)", None)
-    if typ == "bool" and text.lower() in ("true", "false"):
+    if "bool" in types and text.lower() in ("true", "false"):
         return text.lower() == "true"
-    if typ == "list" and all(_INT.fullmatch(x.strip()) for x in text.split(",") if x.strip()):
+    if "list" in types and all(_INT.fullmatch(x.strip()) for x in text.split(",") if x.strip()):
         return [_int(key, x.strip(), shown) for x in text.split(",") if x.strip()]
-    if typ not in ("int", "float", "bool", "list"):  # str (another type is the spec's error)
+    if "str" in types or not set(types) <= {"int", "float", "bool", "list"}:  # (an unknown type is the spec's error)
         return text
-    raise error("E0601", f"--param {key}={shown}: expected a value of type {typ}", None)
+    if types == ("float",):
+        raise error("E0601", f"--param {key}={shown}: expected a finite number (a float)", None)
+    raise error("E0601", f"--param {key}={shown}: expected a value of type {' | '.join(types)}", None)
 
 
 def _int(key: str, text: str, shown: str) -> int:

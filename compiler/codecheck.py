@@ -20,6 +20,7 @@ import io
 import tokenize
 
 from modelc.diagnostics import CompilerBug
+from modelc.names import module_name_problem
 
 __all__ = ["ENCODING_LINE", "check_generated"]
 
@@ -32,7 +33,7 @@ _CLASS_CONSTANTS = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS",
 # The statements of __init__ that are not assignments.
 _INIT_CALLS = frozenset({"super().__init__()", "self.register_load_state_dict_pre_hook(rt.CheckpointRules(self.LOAD_RULES))"})
 _METHODS = frozenset({"__init__", "forward"})
-_CALLABLE = frozenset({"super", "float"})  # the builtins generated code calls (as checked below)
+_CALLABLE = frozenset({"super", "float", "getattr"})  # the builtins generated code calls (as checked below)
 _FORBIDDEN = (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Await,
               ast.Yield, ast.YieldFrom, ast.NamedExpr, ast.Starred, ast.JoinedStr, ast.Global,
               ast.Nonlocal, ast.Delete)  # fmt: skip
@@ -99,14 +100,20 @@ class _Whitelist:
 
     def _method(self, fn: ast.FunctionDef) -> None:
         args = fn.args
-        if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs or args.defaults or args.kw_defaults:
+        if args.vararg or args.kwarg or args.kwonlyargs or args.posonlyargs or args.kw_defaults:
             _refuse(fn, "a method signature")
         names = [a.arg for a in args.args]
         if names[:1] != ["self"]:
             _refuse(fn, "a method signature")
+        # NOTE: [Sharing a class] in generalize.py: constructor arguments are sizes (int) and
+        # numbers (int, float) and flags of optional submodules (bool, default False, last).
+        flags = args.args[len(args.args) - len(args.defaults):] if args.defaults else []
+        if args.defaults and (fn.name != "__init__" or any(
+                not (isinstance(d, ast.Constant) and d.value is False) for d in args.defaults)):  # fmt: skip
+            _refuse(fn, "a method signature")
         for a in args.args:
             if a.annotation is not None:
-                _annotation(a.annotation)
+                _annotation(a.annotation, sizes=fn.name == "__init__", flag=a in flags)
         if fn.returns is not None:
             _annotation(fn.returns)
         local = set(names)
@@ -118,7 +125,9 @@ class _Whitelist:
         if isinstance(stmt, ast.Pass):
             return set()
         if isinstance(stmt, ast.Expr):
-            if ast.unparse(stmt) not in _INIT_CALLS:
+            if _add_module(stmt.value):  # self.add_module("block1-0", ...): NOTE: [Module names]
+                self._expr(stmt.value.args[1], local)
+            elif ast.unparse(stmt) not in _INIT_CALLS:
                 _refuse(stmt, "an expression statement")
             return set()
         if isinstance(stmt, ast.AugAssign):  # NOTE: [In place]: out += skip
@@ -129,6 +138,13 @@ class _Whitelist:
         if isinstance(stmt, ast.Return):
             self._expr(stmt.value, local)
             return set()
+        if isinstance(stmt, ast.If):  # `if downsample:` in __init__, `if self.downsample is not None:`
+            if stmt.orelse or not (_flag_test(stmt.test, local)):
+                _refuse(stmt, "a branch")
+            bound: set[str] = set()
+            for inner in stmt.body:
+                bound |= self._statement(inner, local | bound)
+            return bound
         if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1:
             _refuse(stmt, "a statement")
         self._expr(stmt.value, local)
@@ -150,6 +166,7 @@ class _Whitelist:
     def _expr(self, expr: ast.expr | None, local: set[str]) -> None:
         if expr is None:
             return
+        called = {id(node.func) for node in ast.walk(expr) if isinstance(node, ast.Call)}
         for node in ast.walk(expr):
             if isinstance(node, _FORBIDDEN):
                 _refuse(node, "an expression")
@@ -162,6 +179,10 @@ class _Whitelist:
                     _refuse(node, "a call of super")
                 if node.func.id == "float" and not _float_literal(node):
                     _refuse(node, "a call of float")
+                if node.func.id == "getattr" and not _get_submodule(node):
+                    _refuse(node, "a call of getattr")
+            if isinstance(node, ast.Name) and node.id in _CALLABLE and id(node) not in called:
+                _refuse(node, f"a reference to '{node.id}'")
 
 
 def _submodule_weight(node: ast.expr) -> bool:
@@ -175,10 +196,30 @@ def _submodule_weight(node: ast.expr) -> bool:
             node = node.value
         elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and type(node.slice.value) is int:
             node = node.value
+        elif _get_submodule(node):
+            node = node.args[0]
         else:
             return False
         depth += 1
     return depth > 0
+
+
+def _module_name(node: ast.expr) -> bool:
+    """A string constant that names a module: no '.', no private `_` name (names.py)."""
+    return (isinstance(node, ast.Constant) and type(node.value) is str and not node.value.startswith("_")
+            and module_name_problem(node.value) is None)  # fmt: skip
+
+
+def _add_module(node: ast.expr) -> bool:
+    """`self.add_module("block1-0", <expr>)`: how emit registers a module named no attribute."""
+    return (isinstance(node, ast.Call) and ast.unparse(node.func) == "self.add_module" and not node.keywords
+            and len(node.args) == 2 and _module_name(node.args[0]))  # fmt: skip
+
+
+def _get_submodule(node: ast.expr) -> bool:
+    """`getattr(<module>, "block1-0")`: how emit reaches such a module."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
+            and not node.keywords and len(node.args) == 2 and _module_name(node.args[1]))  # fmt: skip
 
 
 def _target_names(target: ast.expr) -> set[str] | None:
@@ -202,13 +243,27 @@ def _float_literal(call: ast.Call) -> bool:
             and call.args[0].value in ("inf", "-inf", "nan"))  # fmt: skip
 
 
-def _annotation(node: ast.expr) -> None:
+def _annotation(node: ast.expr, sizes: bool = False, flag: bool = False) -> None:
     text = ast.unparse(node)
+    if sizes:  # a constructor argument
+        if text not in (("bool",) if flag else ("int", "float")):
+            _refuse(node, "an annotation")
+        return
     if text != "None" and not (text == "torch.Tensor" or text.startswith("tuple[")):
         _refuse(node, "an annotation")
     for inner in ast.walk(node):
         if isinstance(inner, ast.Name) and inner.id not in ("torch", "tuple", "None"):
             _refuse(node, "an annotation")
+
+
+def _flag_test(test: ast.expr, local: set[str]) -> bool:
+    """`downsample` (a constructor flag) or `self.downsample is not None`."""
+    if isinstance(test, ast.Name):
+        return test.id in local
+    return (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.IsNot)
+            and isinstance(test.left, ast.Attribute) and isinstance(test.left.value, ast.Name)
+            and test.left.value.id == "self" and not _dunder(test.left.attr)
+            and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value is None)  # fmt: skip
 
 
 def _literal(node: ast.expr) -> None:

@@ -47,6 +47,7 @@ CODES: dict[str, str] = {
     "E0204": "name used before its definition",
     "E0205": "cycle between bindings",
     "E0206": "reserved name",
+    "E0207": "invalid module name",
     # E03xx: shapes
     "E0301": "shape mismatch",
     "E0302": "incompatible shapes in concat",

@@ -16,25 +16,25 @@ reused (`x = self.conv(x)`) only when the value it held has no later use.
 from __future__ import annotations
 
 import functools
-import heapq
 import re
 import textwrap
-from collections import defaultdict
 
 import jinja2
 
 from modelc.codecheck import ENCODING_LINE, check_generated
 from modelc.diagnostics import CompilerBug
-from modelc.ir import Container, Graph, Ref
+from modelc.emit_share import Plan, ShareMixin
+from modelc.emit_tree import RESERVED, Tree, Vars, last_uses, unit_input, unit_output
+from modelc.generalize import Sym
+from modelc.ir import Container, Graph
 from modelc.ops.base import Augmented
-from modelc.names import Namespace
+from modelc.names import Namespace, python_attribute
 from modelc.pyformat import LINE, CallExpr, flat, render
 from modelc.pyrepr import comment, doc, literal
 from modelc.symbolic import is_known
 
 __all__ = ["NEEDS_RUNTIME", "emit"]
 
-_RESERVED = frozenset({"self", "torch", "nn", "rt"})
 NEEDS_RUNTIME = "Needs: torch and modelc (modelc.runtime), or compile with --standalone"
 
 
@@ -74,77 +74,96 @@ def emit(graphs: list[Graph], source: str) -> str:
     return text
 
 
-class _Emitter:
+class _Emitter(ShareMixin):
     def __init__(self, models: list[str]) -> None:
         # Model classes keep their own names (what `modelc.load` returns is looked up by it):
         # they are claimed first, so a block class can never take one (`Layer_1`).
         self.models = set(models)
-        self.class_names = Namespace(_RESERVED | self.models)
+        self.class_names = Namespace(RESERVED | self.models)
         self.classes: list[str] = []
         self.by_text: dict[str, str] = {}
         self.uses_runtime = False
+        self.shared: dict = {}  # block instance path -> (class name, its call): emit_share.py
 
     def model(self, graph: Graph) -> None:
-        tree = _Tree(graph)
+        tree = Tree(graph)
+        self.shared = {}  # paths are per graph; classes are shared across graphs by their text
         self._class(tree, (), model=True)
 
     # ---- classes ---------------------------------------------------------------------
-    def _class(self, tree: _Tree, path: tuple[str, ...], model: bool = False) -> str:
+    def _class(self, tree: Tree, path: tuple[str, ...], model: bool = False, plan: Plan | None = None) -> str:
+        """Emit the class of the container at `path` (with `plan`: the class shared by the
+        instances of a block, rendered from this one) and return its name."""
         graph, c = tree.graph, tree.graph.containers[path]
         units = tree.ordered_units(path)
         attrs = Namespace(attributes=True)  # the spec's labels, so state_dict keys follow them
         init: list[str] = []
         members: dict = {}  # unit -> its attribute name: `forward` calls what `__init__` assigned
         for unit in units:
-            init += self._init_unit(tree, unit, attrs, members)
+            init += self._init_unit(tree, unit, attrs, members, plan)
         if model:
             for layer, owner in graph.ties:  # one weight, two state_dict keys (as Hugging Face ties)
                 init.append(f"        {_attr_path(layer)}.weight = {_attr_path(owner)}.weight  # tied")
         if model and graph.load_rules:  # NOTE: [Folding BatchNorm] in passes/batchnorm.py
             self.uses_runtime = True
             init.append("        self.register_load_state_dict_pre_hook(rt.CheckpointRules(self.LOAD_RULES))")
-        params, forward, n_out = self._forward(tree, c, units, members)
+        params, forward, n_out = self._forward(tree, c, units, members, plan)
         returns = " -> torch.Tensor" if n_out == 1 else f" -> tuple[{', '.join(['torch.Tensor'] * n_out)}]"
         signature = render(CallExpr("def forward", ["self", *(f"{p}: torch.Tensor" for p in params)]),
                            4, suffix=returns + ":")  # fmt: skip
+        ctor_params = plan.signature() if plan else []
+        init_signature = render(CallExpr("def __init__", ["self", *ctor_params]), 4, suffix=" -> None:")
         class_attrs = _model_attrs(graph) if model else []
-        doc = _fit_doc(_doc(graph, c, model))
-        body = dict(doc=doc, class_attrs=class_attrs, init=init or ["        pass"],
+        doc = _fit_doc(plan.doc(c) if plan else _doc(graph, c, model))
+        body = dict(doc=doc, class_attrs=class_attrs, init=init or ["        pass"], init_signature="\n".join(init_signature),
                     signature="\n".join(signature), forward=forward)  # fmt: skip
         template = _templates().get_template("class.jinja")
         key = template.render(name="@", **body)
         if not model and key in self.by_text:
             return self.by_text[key]
-        name = c.name if model else self.class_names.create(c.name)
+        name = c.name if model else self.class_names.create(plan.name if plan else c.name)
         if model and (name not in self.models or name in self.by_text.values()):
             raise CompilerBug(f"model class {name} is not reserved, or emitted twice")
         self.by_text[key] = name
         self.classes.append(template.render(name=name, **body).rstrip("\n"))
         return name
 
-    def _init_unit(self, tree: _Tree, unit, attrs: Namespace, members: dict) -> list[str]:
+    def _init_unit(self, tree: Tree, unit, attrs: Namespace, members: dict, plan: Plan | None = None) -> list[str]:
         kind, ref = unit
+        local = tree.graph.node(ref).local if kind == "node" else ref[-1]
+        flag = plan.optional.get(local) if plan else None  # NOTE: [Sharing a class] in generalize.py
+        indent = 12 if flag else 8
         if kind == "node":
             node = tree.graph.node(ref)
-            ctor = _module_of(node) if node.module else None
+            ctor = self._ctor_of(node, plan) if node.module else None
             if ctor is None:
                 return []
             name = members[unit] = _attribute(attrs, node.local)
             self._note_runtime(ctor.callee)
-            return render(_ctor_expr(ctor), 8, f"self.{name} = ", comment=comment(node.span.short))
-        child = tree.graph.containers[ref]
-        name = members[unit] = _attribute(attrs, child.local)
-        return render(self._module_expr(tree, child), 8, f"self.{name} = ", comment=_where(child))
+            lines = _register(name, _ctor_expr(ctor), comment(node.span.short), indent)
+        else:
+            child = tree.graph.containers[ref]
+            name = members[unit] = _attribute(attrs, child.local)
+            lines = _register(name, self._module_expr(tree, child, plan), _where(child), indent)
+        if not flag:
+            return lines
+        return [f"        self.{name} = None", f"        if {flag}:", *lines]  # a submodule some instances lack
 
-    def _module_expr(self, tree: _Tree, c: Container):
+    def _ctor_of(self, node, plan: Plan | None):
+        """The constructor of a node's module, with the plan's symbolic values in it."""
+        if plan is None:
+            return _module_of(node)
+        return _module_of(node, plan.overrides(node))
+
+    def _module_expr(self, tree: Tree, c: Container, plan: Plan | None = None):
         """The constructor expression of a child container (a class, or a sequence)."""
         if c.kind == "block":
-            return f"{self._class(tree, c.path)}()"
+            return self._block_call(tree, c, plan)
         items, names, notes = [], [], []
         for kind, ref in tree.ordered_units(c.path):
             if kind == "node":
                 node = tree.graph.node(ref)
-                ctor = _module_of(node)
+                ctor = self._ctor_of(node, plan)
                 if ctor is None:
                     raise CompilerBug(f"{node.op} in sequence {c.local} has no module form")
                 self._note_runtime(ctor.callee)
@@ -153,7 +172,7 @@ class _Emitter:
                 notes.append(comment(node.span.short))
             else:
                 child = tree.graph.containers[ref]
-                items.append(self._module_expr(tree, child))
+                items.append(self._module_expr(tree, child, plan))
                 names.append(child.local)
                 notes.append(_where(child))
         numbered = names == [str(i) for i in range(len(names))]
@@ -166,29 +185,41 @@ class _Emitter:
         return CallExpr("rt.module_dict" if c.unrolled else "rt.named_sequential", pairs, notes)
 
     # ---- forward -------------------------------------------------------------------------
-    def _forward(self, tree: _Tree, c: Container, units, members: dict) -> tuple[list[str], list[str], int]:
+    def _forward(self, tree: Tree, c: Container, units, members: dict, plan: Plan | None = None,
+                 elide: frozenset = frozenset()) -> tuple[list[str], list[str], int]:  # fmt: skip
+        """`forward`'s parameters, lines and number of outputs. `elide`: units left out, each
+        output read as the unit's input (how an instance lacking an optional submodule runs)."""
         graph = tree.graph
-        inputs = c.inputs
-        uses = _last_uses(tree, c, units)
-        vars_ = _Vars(uses)
+        alias = {unit_output(tree, u): unit_input(tree, u) for u in units if u in elide}
+        uses = last_uses(tree, c, units, alias)
+        vars_ = Vars(uses)
         params = []
-        for name, ref in inputs:
+        for name, ref in c.inputs:
             params.append(vars_.param(ref, name))
         lines: list[str] = []
         for i, unit in enumerate(units):
             kind, ref = unit
-            callee = f"self.{members[unit]}" if unit in members else None
+            if unit in elide:
+                vars_.env[unit_output(tree, unit)] = vars_.env[unit_input(tree, unit)]
+                continue
+            callee = _member("self", members[unit]) if unit in members else None
             if kind == "node":
-                lines += self._node_stmt(tree, ref, vars_, i, callee)
+                stmt = self._node_stmt(tree, ref, vars_, i, callee)
             elif graph.containers[ref].unrolled:
-                lines += self._unrolled_stmts(tree, graph.containers[ref], vars_, i, callee)
+                stmt = self._unrolled_stmts(tree, graph.containers[ref], vars_, i, callee)
             else:
-                lines += self._call_stmt(tree, graph.containers[ref], vars_, i, callee)
+                stmt = self._call_stmt(tree, graph.containers[ref], vars_, i, callee)
+            if plan is not None and unit in members and members[unit] in plan.optional:
+                target, source = vars_.env[unit_output(tree, unit)], vars_.env[unit_input(tree, unit)]
+                where = comment(graph.node(ref).span.short) if kind == "node" else _where(graph.containers[ref])
+                call = render(CallExpr(callee, [source]), 12, f"{target} = ", comment=where)
+                stmt = [f"        {target} = {source}", f"        if {callee} is not None:", *call]
+            lines += stmt
         outs = [vars_.env[ref] for _, ref in c.outputs]
         lines.append(f"        return {', '.join(outs)}")
         return params, lines, len(outs)
 
-    def _unrolled_stmts(self, tree: _Tree, seq: Container, vars_: _Vars, i: int, callee: str) -> list[str]:
+    def _unrolled_stmts(self, tree: Tree, seq: Container, vars_: Vars, i: int, callee: str) -> list[str]:
         """An nn.ModuleList's items called one by one: `x = self.layers[0](x, memory)` (an
         nn.ModuleDict's when some items are labelled: `self.layers["gate"](x, memory)`)."""
         units = tree.ordered_units(seq.path)
@@ -205,12 +236,12 @@ class _Emitter:
                 lines += self._call_stmt(tree, tree.graph.containers[ref], vars_, i, item)
         return lines
 
-    def _node_stmt(self, tree: _Tree, n: int, vars_: _Vars, i: int, callee: str | None = None) -> list[str]:
+    def _node_stmt(self, tree: Tree, n: int, vars_: Vars, i: int, callee: str | None = None) -> list[str]:
         node = tree.graph.node(n)
         args = [vars_.env[r] for r in tree.inputs[n]]
         attrs = dict(node.attrs)
         ctor = _module_of(node) if node.module else None
-        callee = callee or f"self.{node.local}"
+        callee = callee or _member("self", node.local)
         if ctor:
             expr = node.opdef.invoke(attrs, callee, args)
         else:
@@ -234,7 +265,7 @@ class _Emitter:
         if _RUNTIME.search(code):
             self.uses_runtime = True
 
-    def _call_stmt(self, tree: _Tree, c: Container, vars_: _Vars, i: int, callee: str | None = None) -> list[str]:
+    def _call_stmt(self, tree: Tree, c: Container, vars_: Vars, i: int, callee: str | None = None) -> list[str]:
         args = [vars_.env[r] for _, r in c.inputs]
         hint = c.var or c.local
         # An output that is a value the caller already holds (a block returning its input) or
@@ -245,178 +276,50 @@ class _Emitter:
             "_" if r in vars_.env else vars_.bind(r, name if len(c.outputs) > 1 else hint, i)
             for name, r in c.outputs
         ]
-        expr = CallExpr(callee or f"self.{c.local}", args)
+        expr = CallExpr(callee or _member("self", c.local), args)
         return render(expr, 8, f"{', '.join(targets)} = ", comment=_where(c))
-
-
-class _Tree:
-    """Containers' direct members (units) of one graph, ordered for emission."""
-
-    def __init__(self, graph: Graph):
-        self.graph = graph
-        self.inputs = graph.all_inputs()  # node -> its inputs in port order (`inputs_of`)
-        self.members: dict[tuple[str, ...], list[int]] = defaultdict(list)
-        for n in graph.nodes():
-            self.members[graph.node(n).scope].append(n)
-        self.children: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)
-        for path in graph.containers:
-            if path:
-                self.children[path[:-1]].append(path)
-        self._units: dict[tuple[str, ...], list] = {}  # memo of ordered_units
-        self._subtrees: dict[tuple[str, ...], list[int]] = {}  # memo of _subtree_nodes
-
-    def unit_of(self, path: tuple[str, ...], n: int):
-        scope = self.graph.node(n).scope
-        if scope == path:
-            return ("node", n)
-        if scope[: len(path)] == path:
-            return ("container", scope[: len(path) + 1])
-        return None
-
-    def ordered_units(self, path: tuple[str, ...]) -> list:
-        if path not in self._units:
-            self._units[path] = self._order(path)
-        return self._units[path]
-
-    def _order(self, path: tuple[str, ...]) -> list:
-        units = {("node", n): n for n in self.members[path] if self.graph.node(n).op != "input"}
-        for child in self.children[path]:
-            units[("container", child)] = min(self._subtree_nodes(child), default=0)
-        after: dict = {unit: {} for unit in units}  # unit -> the units that read it (an ordered set)
-        for unit in units:
-            # A container's own inputs count too: a block may pass one through untouched or
-            # ignore it, so no node inside it reads that input.
-            extra = [u for _, (u, _) in self.graph.containers[unit[1]].inputs] if unit[0] == "container" else []
-            for n in self._nodes_of(unit):
-                extra += [u for u, _ in self.inputs[n]]
-            for u in extra:
-                src = self.unit_of(path, u)
-                if src is not None and src != unit and src in units:
-                    after[src][unit] = None
-        return _lexicographic_order(units, after)
-
-    def _nodes_of(self, unit) -> list[int]:
-        kind, ref = unit
-        return [ref] if kind == "node" else self._subtree_nodes(ref)
-
-    def _subtree_nodes(self, path: tuple[str, ...]) -> list[int]:
-        if path not in self._subtrees:
-            out = list(self.members[path])
-            for child in self.children[path]:
-                out += self._subtree_nodes(child)
-            self._subtrees[path] = out
-        return self._subtrees[path]
-
-
-def _lexicographic_order(keys: dict, after: dict) -> list:
-    """A topological order of `keys`' units (edges: `after`), taking among the units that are
-    ready the one with the smallest key, then the first inserted: networkx's
-    lexicographical_topological_sort, without building a networkx graph per class."""
-    rank = {unit: i for i, unit in enumerate(keys)}
-    waiting = dict.fromkeys(keys, 0)
-    for successors in after.values():
-        for unit in successors:
-            waiting[unit] += 1
-    ready = [(keys[u], rank[u], u) for u, n in waiting.items() if n == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        _, _, unit = heapq.heappop(ready)
-        order.append(unit)
-        for succ in after[unit]:
-            waiting[succ] -= 1
-            if waiting[succ] == 0:
-                heapq.heappush(ready, (keys[succ], rank[succ], succ))
-    if len(order) != len(keys):
-        raise CompilerBug("the units of a class depend on each other in a cycle")
-    return order
-
-
-class _Vars:
-    """Variable names of one forward: spec binding names, reused once dead."""
-
-    def __init__(self, last_use: dict[Ref, float]):
-        self.last_use = last_use
-        self.env: dict[Ref, str] = {}
-        self.holder: dict[str, Ref] = {}
-        self.ns = Namespace(_RESERVED)
-
-    def bind(self, ref: Ref, hint: str, at: int) -> str:
-        if ref in self.env:
-            return self.env[ref]
-        base = self._base(hint)
-        name, k = base, 0
-        while name in _RESERVED or (name in self.holder and self.last_use.get(self.holder[name], -1) > at):
-            k += 1
-            name = f"{base}_{k}"
-        self.holder[name] = ref
-        self.env[ref] = name
-        return name
-
-    def param(self, ref: Ref, hint: str) -> str:
-        """A parameter of `forward`: a name no earlier parameter has, even an unused one (Python
-        refuses `def forward(self, a, a)`); a tensor passed twice is read through the first."""
-        base = self._base(hint)
-        name, k = base, 0
-        while name in _RESERVED or name in self.holder:
-            k += 1
-            name = f"{base}_{k}"
-        self.holder[name] = (-1, -1) if ref in self.env else ref
-        self.env.setdefault(ref, name)
-        return name
-
-    def _base(self, hint: str) -> str:
-        # `_` takes the outputs a forward throws away (`y, _ = self.lstm(x)`): never a value's name.
-        base = self.ns._sanitize(hint)
-        return "_v" if base == "_" else base
-
-
-def _last_uses(tree: _Tree, c: Container, units) -> dict[Ref, float]:
-    last: dict[Ref, float] = {}
-    for i, (kind, ref) in enumerate(units):
-        used = tree.inputs[ref] if kind == "node" else [r for _, r in tree.graph.containers[ref].inputs]
-        for r in used:
-            last[r] = i
-        if kind == "container" and tree.graph.containers[ref].unrolled:
-            for r in _extra_inputs(tree, ref):
-                last[r] = i + 0.5  # read by a later item: not to be overwritten by an item's output
-    for _, r in c.outputs:
-        last[r] = float("inf")
-    return last
 
 
 def _attr_path(name: str) -> str:
     """`transformer.h.0.attn` -> `self.transformer.h[0].attn`: a submodule by its state_dict name."""
-    return "self" + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in name.split("."))
+    out = "self"
+    for part in name.split("."):
+        out = f"{out}[{part}]" if part.isdigit() else _member(out, part)
+    return out
+
+
+def _member(owner: str, name: str) -> str:
+    """Submodule `name` of `owner`: `self.conv1`, or `getattr(self, "block1-0")` where the
+    name is no Python attribute (a quoted label, a keyword: NOTE: [Module names] in names.py)."""
+    return f"{owner}.{name}" if python_attribute(name) else f"getattr({owner}, {literal(name)})"
+
+
+def _register(name: str, expr, where: str, indent: int = 8) -> list[str]:
+    """`self.conv1 = nn.Conv2d(...)`, or `self.add_module("block1-0", ...)` (see `_member`)."""
+    if python_attribute(name):
+        return render(expr, indent, f"self.{name} = ", comment=where)
+    return render(CallExpr("self.add_module", [literal(name), expr]), indent, comment=where)
 
 
 def _attribute(attrs: Namespace, local: str) -> str:
     """The attribute of a submodule: its IR name exactly, so state_dict keys are the names
     the summary and diagrams show (the elaborator gives only valid, unreserved names)."""
+    if not python_attribute(local):  # registered by name: `_register`
+        return local
     name = attrs.create(local)
     if name != local:
         raise CompilerBug(f"submodule '{local}' would be emitted as '{name}'")
     return name
 
 
-def _extra_inputs(tree: _Tree, path: tuple[str, ...]) -> set[Ref]:
-    """What the items of an unrolled sequence read besides the previous item's output: the
-    sequence's own input among them when an item takes it again (`for ... { Dec(x) }`)."""
-    graph, out = tree.graph, set()
-    for kind, ref in tree.ordered_units(path):
-        inputs = tree.inputs[ref] if kind == "node" else [r for _, r in graph.containers[ref].inputs]
-        out.update(inputs[1:])
-        if kind == "container" and graph.containers[ref].unrolled:
-            out |= _extra_inputs(tree, ref)
-    return out
-
-
 _RUNTIME = re.compile(r"(?<![\w.])rt\.")  # generated code that uses modelc.runtime
 
 
-def _module_of(node):
+def _module_of(node, overrides: dict | None = None):
     """The constructor of a node's module: its in-place form when a pass chose one."""
     a = dict(node.attrs)
+    if overrides:
+        a.update(overrides)
     ctor = node.opdef.inplace_module(a) if node.inplace else None
     return ctor or node.opdef.module(a)
 
@@ -427,10 +330,13 @@ def _ctor_expr(ctor) -> CallExpr:
 
 
 def _value_expr(prefix: str, v):
-    """A literal; a tuple of several items as a collection that splits like ruff's (long weights)."""
+    """A literal; a tuple of several items as a collection that splits like ruff's (long weights);
+    a symbolic value (generalize.Sym) as its expression."""
     if isinstance(v, tuple) and len(v) > 1:
-        return CallExpr(prefix, [literal(x) for x in v], collection=True)
-    return prefix + literal(v)
+        return CallExpr(prefix, [_value_expr("", x) for x in v], collection=True)
+    if isinstance(v, tuple) and v and isinstance(v[0], Sym):
+        return f"{prefix}({v[0].text},)"
+    return prefix + (v.text if isinstance(v, Sym) else literal(v))
 
 
 def _where(c: Container) -> str:

@@ -112,6 +112,8 @@ def _is_step(call, body) -> bool:
             return True
         if isinstance(node, (S.LabelledStep, S.Repeat)) and node.step is call:
             return True
+        if isinstance(node, S.StepIf) and (node.then is call or node.else_ is call):
+            return True
         if hasattr(node, "__dataclass_fields__"):
             stack.extend(getattr(node, f) for f in node.__dataclass_fields__ if not f.endswith("span"))
     return False

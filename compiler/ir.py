@@ -114,7 +114,7 @@ class Container:
     inputs: list[tuple[str, Ref]] = field(default_factory=list)  # outside values fed in
     outputs: list[tuple[str, Ref]] = field(default_factory=list)  # values it returns
     trace: tuple[Note, ...] = ()
-    origin: str = ""  # for sequences: "group", "repeat" or "for"
+    origin: str = ""  # for sequences: "group", "repeat", "for" or "branches" (`experts: [for ...]`)
     unrolled: bool = False  # a sequence whose items take extra inputs: an nn.ModuleList
     var: str | None = None
 
@@ -299,7 +299,8 @@ class Graph:
             raise CompilerBug(f"node {node.name}: input ports {ports} are not 0..n-1")
         opdef = node.opdef
         want = opdef.inputs
-        if len(ports) != want if want is not None else len(ports) < opdef.min_inputs:
+        extra = opdef.size_inputs and want is not None and len(ports) > want  # read for sizes only
+        if len(ports) != want and not extra if want is not None else len(ports) < opdef.min_inputs:
             raise CompilerBug(f"node {node.name}: {len(ports)} inputs for op {node.op}")
         if not node.types:
             raise CompilerBug(f"node {node.name}: no inferred type")

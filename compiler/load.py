@@ -24,7 +24,7 @@ from modelc import syntax as S
 from modelc.diagnostics import Diagnostic, Note, Span, SpecError, error
 from modelc.parse import NOT_SHOWN_HINT, NotASpec, normalize, parse, source_file
 
-__all__ = ["MAX_FILE_BYTES", "Program", "binary_error", "is_binary", "load_file", "load_parsed", "load_text"]
+__all__ = ["MAX_FILE_BYTES", "Program", "binary_error", "builtin_name", "is_binary", "load_file", "load_parsed", "load_text"]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
@@ -35,12 +35,13 @@ class Program:
     blocks: dict[str, S.BlockDef] = field(default_factory=dict)
     models: dict[str, S.BlockDef] = field(default_factory=dict)
     consts: dict[str, S.Const] = field(default_factory=dict)
+    defs: dict[str, S.Def] = field(default_factory=dict)  # `def bn = batchnorm(eps=1e-3)`
     main_models: list[str] = field(default_factory=list)  # models of the main file, in order
     imported: set[str] = field(default_factory=set)  # real paths already loaded
     span: Span | None = None  # the start of the main file, for errors about the whole file
 
-    def definition(self, name: str) -> S.BlockDef | S.Const | None:
-        return self.blocks.get(name) or self.models.get(name) or self.consts.get(name)
+    def definition(self, name: str) -> S.BlockDef | S.Const | S.Def | None:
+        return self.blocks.get(name) or self.models.get(name) or self.consts.get(name) or self.defs.get(name)
 
 
 def load_file(path: str) -> Program:
@@ -132,14 +133,17 @@ def _add_item(program: Program, module: S.Module, item, main: bool, stack) -> No
     if previous is not None:
         raise error("E0202", f"'{name}' is defined twice", span,
                     notes=(Note("first defined here", _name_span(previous)),))  # fmt: skip
-    if name in ops.REGISTRY:
-        raise error("E0202", f"'{name}' is the name of a built-in op", span,
-                    "choose another name for the block")  # fmt: skip
+    clash = builtin_name(name, functions=isinstance(item, S.Def))
+    if clash:
+        what = "def" if isinstance(item, S.Def) else "constant" if isinstance(item, S.Const) else item.kind
+        raise error("E0202", f"'{name}' is the name of a {clash}", span, f"choose another name for the {what}")
     if isinstance(item, S.BlockDef) and item.kind == "model" and not _class_name_ok(name):
         raise error("E0206", f"'{name}' cannot name a model: the generated class would clash "
                     "with a Python keyword, builtin or an import", span, f"try '{name}Model'")  # fmt: skip
     if isinstance(item, S.Const):
         program.consts[name] = item
+    elif isinstance(item, S.Def):
+        program.defs[name] = item
     elif item.kind == "model":
         program.models[name] = item
         if main:
@@ -148,8 +152,18 @@ def _add_item(program: Program, module: S.Module, item, main: bool, stack) -> No
         program.blocks[name] = item
 
 
-def _name_span(item: S.BlockDef | S.Const) -> Span:
-    return item.name_span if isinstance(item, S.BlockDef) else item.span
+def _name_span(item: S.BlockDef | S.Const | S.Def) -> Span:
+    return item.span if isinstance(item, S.Const) else item.name_span
+
+
+def builtin_name(name: str, functions: bool = True) -> str | None:
+    """What a name of the language already means ("built-in op"), or None: no block, model or
+    constant may take an op's name, and no def (called as they are) a compile-time function's."""
+    from modelc.builtins import BUILTINS
+
+    if name in ops.REGISTRY:
+        return "built-in op"
+    return "built-in function" if functions and name in BUILTINS else None
 
 
 # ---- reading ----------------------------------------------------------------------------------

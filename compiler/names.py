@@ -13,7 +13,10 @@ import builtins
 import keyword
 import re
 
-__all__ = ["GENERATED_ATTRIBUTES", "MODULE_API", "Namespace", "reserved_attribute"]
+__all__ = [
+    "GENERATED_ATTRIBUTES", "LABEL_FIELD", "MODULE_API", "Namespace", "label_template_problem",
+    "module_name_problem", "python_attribute", "reserved_attribute", "reserved_label",
+]  # fmt: skip
 
 _BUILTINS = frozenset(dir(builtins))
 
@@ -41,6 +44,52 @@ def reserved_attribute(name: str) -> bool:
     """True if `name` cannot be an attribute of a generated module (see the NOTE above)."""
     return (keyword.iskeyword(name) or name.startswith("_") or name in MODULE_API
             or name in GENERATED_ATTRIBUTES)  # fmt: skip
+
+
+def reserved_label(name: str) -> bool:
+    """True if a label cannot name a module: it would shadow nn.Module's state or API, or a
+    generated class attribute. Python keywords are allowed: the emitter registers such a
+    module with `add_module` and calls it through `getattr` (see :func:`python_attribute`)."""
+    return name.startswith("_") or name in MODULE_API or name in GENERATED_ATTRIBUTES
+
+
+def python_attribute(name: str) -> bool:
+    """True if `self.<name>` is valid Python: an ASCII identifier that is not a keyword."""
+    return name.isidentifier() and name.isascii() and not keyword.iskeyword(name)
+
+
+# NOTE: [Module names] A label is a module name: torch refuses '.' (it separates the names
+# of a path: `layer1.0.conv1`) and the empty name. modelc takes ASCII letters, digits, '_'
+# and '-' (torchvision's RegNet names its blocks `block1-0`), and no name made of digits
+# only, which numbered sequences give their unlabelled steps. A quoted label may put the
+# value of a name in it, `"denseblock{i}"` (LABEL_FIELD); the text around must follow the
+# same rules, and so must the name it makes.
+_MODULE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+LABEL_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def module_name_problem(name: str) -> tuple[str, str] | None:
+    """(why `name` cannot name a module, a hint), or None when it can."""
+    if not name:
+        return "it is empty", "give the module a name"
+    if "." in name:
+        return ("'.' separates the modules of a path",
+                "nest labelled steps to make a path: `a: (b: conv(8))` names `a.b`")  # fmt: skip
+    if _MODULE_NAME.fullmatch(name) is None:
+        bad = next(ch for ch in name if _MODULE_NAME.fullmatch(ch) is None)
+        hint = "module names use ASCII letters, digits, '_' and '-'"
+        if bad in "{}":
+            hint += "; {name} puts the value of a name in a quoted label: \"denseblock{i}\""
+        return f"{bad!r} cannot be part of a module name", hint
+    if name.isdigit():
+        return ("a number names an unlabelled step of a numbered sequence",
+                "leave the step unlabelled: it takes the next number")  # fmt: skip
+    return None
+
+
+def label_template_problem(text: str) -> tuple[str, str] | None:
+    """module_name_problem of a quoted label's text, each `{name}` in it taken for a letter."""
+    return module_name_problem(LABEL_FIELD.sub("x", text))
 
 
 class Namespace:

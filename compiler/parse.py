@@ -29,6 +29,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 from modelc import syntax as S
 from modelc.builtins import MAX_INT
 from modelc.diagnostics import Diagnostic, SourceFile, Span, SpecError, error
+from modelc.names import label_template_problem
 
 __all__ = ["NotASpec", "normalize", "parse", "source_file"]
 
@@ -213,7 +214,7 @@ def _token_hint(source: SourceFile, tok: Token, accepts: list[str], exc) -> str 
     return None
 
 
-_RESERVED = ("input", "output", "model", "import")
+_RESERVED = ("input", "output", "model", "import", "def")
 
 
 def _reserved_hint(source: SourceFile, tok: Token) -> str | None:
@@ -224,14 +225,14 @@ def _reserved_hint(source: SourceFile, tok: Token) -> str | None:
         word = tok.value  # the parser stopped at the word
         label = re.match(r"[ \t]*:", text[tok.end_pos :]) is not None
     elif tok.value in (":", "="):  # ... or after it, where a name had to follow
-        m = re.search(r"\b(input|output|model|import)[ \t]*$", text[: tok.start_pos])
+        m = re.search(r"\b(input|output|model|import|def)[ \t]*$", text[: tok.start_pos])
         word, label = (m.group(1) if m else None), tok.value == ":"
     if word is None:
         return None
-    if label:  # a module may take the word: quoted (Hugging Face's `model.layers.0`)
+    if label and word != "def":  # a module may take the word: quoted (Hugging Face's `model.layers.0`)
         return (f"'{word}' is a reserved word; to name a module '{word}', quote the label: "
                 f'"{word}": ...')  # fmt: skip
-    return (f"'{word}' is a reserved word (input, output, model and import are never names); "
+    return (f"'{word}' is a reserved word (input, output, model, import and def are never names); "
             f"choose another name, such as '{word}_'")  # fmt: skip
 
 
@@ -334,6 +335,16 @@ def _fold(operands, make):
     return out
 
 
+def _one_step(steps):
+    """A branch of a conditional step: the steps of `a -> b` as one (an unlabelled group)."""
+    if not isinstance(steps, tuple):
+        return steps
+    if len(steps) == 1:
+        return steps[0]
+    first, last = steps[0].span, steps[-1].span
+    return S.Seq(steps, replace(first, end_line=last.end_line, end_col=last.end_col))
+
+
 @v_args(meta=True)
 class _ToAst(Transformer):
     """Builds syntax.* nodes; every node gets the span of its tree node."""
@@ -360,6 +371,9 @@ class _ToAst(Transformer):
     def const_def(self, meta, c):
         return S.Const(str(c[0]), c[1], self._span(meta))
 
+    def layer_def(self, meta, c):
+        return S.Def(str(c[0]), c[1], self._span(meta), self._tspan(c[0]))
+
     def block_def(self, meta, c):
         return self._def("block", meta, c)
 
@@ -374,8 +388,12 @@ class _ToAst(Transformer):
         return tuple(p for p in c if p is not None)
 
     def param(self, meta, c):
-        name, typ, default = c
-        return S.Param(str(name), str(typ), default, self._span(meta), self._tspan(typ))
+        name, types, default = c
+        return S.Param(str(name), tuple(str(t) for t in types), default, self._span(meta),
+                       tuple(self._tspan(t) for t in types))  # fmt: skip
+
+    def param_type(self, meta, c):
+        return c
 
     def body(self, meta, c):
         return tuple(c)
@@ -477,20 +495,29 @@ class _ToAst(Transformer):
     def labelled(self, meta, c):
         return S.Labelled(self._label(c[0]), c[1], self._span(meta), self._tspan(c[0]))
 
+    def for_list(self, meta, c):
+        return S.ForList(str(c[0]), c[1], c[2], self._span(meta))
+
+    def labelled_list(self, meta, c):
+        return replace(c[1], label=self._label(c[0]), label_span=self._tspan(c[0]), span=self._span(meta))
+
     # ---- steps
     def labelled_step(self, meta, c):
         return S.LabelledStep(self._label(c[0]), c[1], self._span(meta), self._tspan(c[0]))
 
     def _label(self, tok: Token) -> str:
-        """A label: a name, or a quoted one (`"model": ...`, for the words the language keeps).
-        A quoted label names a module attribute too, so it must be an ASCII identifier."""
+        """A label: a name, a keyword (`for:`), or a quoted module name (`"model"`, `"block1-0"`,
+        `"denseblock{i}"`: the elaborator puts in the values); NOTE: [Module names] in names.py."""
         if tok.type != "STRING":
             return str(tok)
-        label = self._string(tok)
-        if not (label.isidentifier() and label.isascii()):
-            raise error("E0206", f"label {tok} is not a name: module attributes are ASCII identifiers",
-                        self._tspan(tok), "letters, digits and _, not starting with a digit")  # fmt: skip
-        return label
+        return self._module_name(tok, "label")
+
+    def _module_name(self, tok: Token, what: str) -> str:
+        text = self._string(tok)
+        problem = label_template_problem(text)
+        if problem:
+            raise error("E0207", f"{what} {tok} cannot name a module: {problem[0]}", self._tspan(tok), problem[1])
+        return text
 
     def bare(self, meta, c):
         return S.Bare(str(c[0]), self._span(meta))
@@ -499,11 +526,16 @@ class _ToAst(Transformer):
         return S.Repeat(c[0], c[1], self._span(meta))
 
     def for_(self, meta, c):
-        prefix = self._string(c[2]) if c[2] is not None else None
-        return S.For(str(c[0]), c[1], c[3], self._span(meta), prefix)
+        prefix = self._module_name(c[2], "prefix") if c[2] is not None else None
+        span = self._tspan(c[2]) if c[2] is not None else None
+        return S.For(str(c[0]), c[1], c[3], self._span(meta), prefix, span)
 
     def group(self, meta, c):
-        return S.Seq(c[0], self._span(meta))
+        return S.Seq(c[0] if isinstance(c[0], tuple) else (c[0],), self._span(meta))
+
+    def step_if(self, meta, c):
+        then, cond, else_ = c
+        return S.StepIf(_one_step(then), cond, None if else_ is None else _one_step(else_), self._span(meta))
 
     def seq_list(self, meta, c):
         return S.Seq(tuple(x for x in c if x is not None), self._span(meta), brackets=True)

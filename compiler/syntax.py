@@ -13,9 +13,9 @@ from modelc.diagnostics import Span
 
 __all__ = [
     "Assign", "BinOp", "BlockDef", "BoolOp", "Call", "Chain", "Compare", "Const",
-    "Expr", "For", "IfElse", "Import", "Index", "Input", "Item", "Labelled",
+    "Def", "Expr", "For", "IfElse", "Import", "Index", "Input", "Item", "Labelled",
     "LabelledStep", "List", "Literal", "Module", "Name", "Neg", "Not", "Output",
-    "Param", "Range", "Repeat", "Seq", "Stmt", "Step",
+    "Param", "Range", "Repeat", "Seq", "Stmt", "Step", "StepIf",
 ]  # fmt: skip
 
 
@@ -126,13 +126,28 @@ class Labelled:
 
 
 @dataclass(frozen=True)
+class ForList:
+    """`[for v in items { body }]`: the body's value once per item, as a list. Labelled
+    (`experts: [for ...]`), parallel branches: each branch's module is numbered in a list of
+    modules named by the label."""
+
+    var: str
+    iterable: Expr
+    body: Expr
+    span: Span
+    label: str | None = None
+    label_span: Span | None = None
+
+
+@dataclass(frozen=True)
 class Chain:
     head: Expr
     steps: tuple[Step, ...]
     span: Span
 
 
-Expr = Literal | Name | List | BinOp | Neg | Not | BoolOp | Compare | Range | Index | IfElse | Call | Labelled | Chain
+Expr = (Literal | Name | List | BinOp | Neg | Not | BoolOp | Compare | Range | Index | IfElse | Call | Labelled
+        | ForList | Chain)
 
 
 # ---- chain steps -------------------------------------------------------------
@@ -166,6 +181,7 @@ class For:
     steps: tuple[Step, ...]
     span: Span
     prefix: str | None = None  # `for i in 0..12 prefix "layer_" {...}`: items layer_0, layer_1, ...
+    prefix_span: Span | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +193,18 @@ class Seq:
     brackets: bool = False  # `[a, b]`: inside a numbered sequence, a numbered sequence of its own
 
 
-Step = Call | Bare | LabelledStep | Repeat | For | Seq
+@dataclass(frozen=True)
+class StepIf:
+    """`a if cond else b` as a step: `then` when the compile-time condition holds, else
+    `else_`, which is None for `a if cond` (no step at all)."""
+
+    then: Step
+    cond: Expr
+    else_: Step | None
+    span: Span
+
+
+Step = Call | Bare | LabelledStep | Repeat | For | Seq | StepIf
 
 
 # ---- statements and items ------------------------------------------------------
@@ -205,16 +232,39 @@ class Assign:
     span: Span
 
 
-Stmt = Input | Output | Assign
+@dataclass(frozen=True)
+class Def:
+    """`def bn = batchnorm(eps=1e-3)`, in a file or a body: a name for an op or block call
+    with some of its arguments; `x -> bn` is that call written out."""
+
+    name: str
+    call: Call
+    span: Span
+    name_span: Span
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The name it binds (as `Assign.names`; a failed def's is poisoned)."""
+        return (self.name,)
+
+
+Stmt = Input | Output | Assign | Def
 
 
 @dataclass(frozen=True)
 class Param:
+    """`name: type = default`; a union `k: int | list` has several types, in order."""
+
     name: str
-    type: str
+    types: tuple[str, ...]
     default: Expr | None
     span: Span
-    type_span: Span
+    type_spans: tuple[Span, ...]
+
+    @property
+    def type(self) -> str:
+        """The type as written: `int`, `int | list`."""
+        return " | ".join(self.types)
 
 
 @dataclass(frozen=True)
@@ -240,7 +290,7 @@ class Const:
     span: Span
 
 
-Item = Import | BlockDef | Const
+Item = Import | BlockDef | Const | Def
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from modelc.symbolic import Sym
 from modelc.types import TensorType
 
-__all__ = ["Poison", "Tensor", "describe_value", "type_name"]
+__all__ = ["Configured", "Poison", "Tensor", "describe_value", "type_name"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,19 @@ class Tensor:
     @property
     def ref(self) -> tuple[int, int]:
         return (self.node, self.port)
+
+
+@dataclass(frozen=True)
+class Configured:
+    """What `def name = target(args)` names: an op or block (`target`, another def's resolved)
+    with some arguments, evaluated where the def is; `x -> name(more)` calls target(args, more).
+    `args`: (value, span); `kwargs`: (name, value, span), the spans where they are written."""
+
+    name: str
+    target: str
+    args: tuple[tuple[object, object], ...]
+    kwargs: tuple[tuple[str, object, object], ...]
+    span: object  # the def's name, where notes point
 
 
 class _Poison:
@@ -46,6 +59,8 @@ def type_name(v) -> str:
         return "list"
     if isinstance(v, Tensor):
         return "tensor"
+    if isinstance(v, Configured):
+        return "def"
     if isinstance(v, Sym):
         return "symbolic dimension"
     return type(v).__name__
@@ -54,6 +69,8 @@ def type_name(v) -> str:
 def describe_value(v) -> str:
     if isinstance(v, Tensor):
         return f"a tensor {v.type}"
+    if isinstance(v, Configured):
+        return f"def {v.name} (a configured {v.target})"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):

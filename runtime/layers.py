@@ -1,5 +1,6 @@
 """Layers of today's architectures that torch.nn lacks: layer norm over another dimension
-than the last, stochastic depth (drop path), rotary and timestep embeddings.
+than the last, linear layers with a transposed weight or a partly masked bias, stochastic
+depth (drop path), rotary and timestep embeddings.
 
 As everywhere in modelc.runtime: deterministic in eval mode, no Python branch on tensor
 values (only on `self.training` and constructor settings), parameters initialised in
@@ -15,7 +16,7 @@ from torch import nn
 
 from modelc.runtime.weights import Initialised
 
-__all__ = ["LayerNormDim", "StochasticDepth", "TransposedLinear", "rotary", "timestep_embedding"]
+__all__ = ["LayerNormDim", "MaskedBiasLinear", "StochasticDepth", "TransposedLinear", "rotary", "timestep_embedding"]
 
 
 class LayerNormDim(Initialised, nn.LayerNorm):
@@ -55,6 +56,35 @@ class _TransposedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class MaskedBiasLinear(Initialised, nn.Linear):
+    """nn.Linear whose bias, cut into len(mask) equal parts, counts in forward only where mask
+    is 1: `mask=(1, 0, 1)` keeps a fused qkv projection's key bias at zero (torchvision's Swin
+    V2 zeroes that part of a clone of `qkv.bias` in forward). The parameter keeps its full
+    size and its key, and gets no gradient where masked. `init`: weight_init, bias_init and
+    their numbers (modelc.runtime.Initialised); the masked parts of the bias stay zero."""
+
+    def __init__(self, in_features: int, out_features: int, mask: tuple[int, ...], **init) -> None:
+        self.mask = [int(m) for m in mask]
+        super().__init__(in_features, out_features, **init)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        with torch.no_grad():  # as torchvision starts it: zero where masked
+            self.bias.copy_(self.masked_bias())
+
+    def masked_bias(self) -> torch.Tensor:
+        parts: list[torch.Tensor] = []
+        for i, part in enumerate(self.bias.chunk(len(self.mask))):
+            parts.append(part if self.mask[i] == 1 else torch.zeros_like(part))
+        return torch.cat(parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight, self.masked_bias())
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mask={tuple(self.mask)}"
 
 
 class TransposedLinear(Initialised, _TransposedLinear):

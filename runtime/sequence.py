@@ -21,8 +21,8 @@ from modelc.runtime.weights import initialise
 __all__ = [
     "BahdanauDecoder", "JordanRNN", "PatchEmbed", "Permute", "PositionEmbedding", "Reshape",
     "SDPAMultiheadAttention", "Select", "SinusoidalPositionalEncoding", "Transpose", "causal_attn_mask",
-    "causal_mask", "module_list", "parameter", "relative_position_index", "shifted_window_mask",
-    "window_partition", "window_reverse",
+    "causal_mask", "module_list", "parameter", "relative_coords_table", "relative_position_index",
+    "shifted_window_mask", "window_partition", "window_reverse",
 ]  # fmt: skip
 
 _ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x}
@@ -261,6 +261,17 @@ def relative_position_index(window: int) -> nn.Buffer:
     coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
     rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window - 1)  # offsets from 0
     return nn.Buffer((rel[:, :, 0] * (2 * window - 1) + rel[:, :, 1]).flatten())
+
+
+def relative_coords_table(window: int) -> nn.Buffer:
+    """[1, 2w-1, 2w-1, 2]: the offsets (dy, dx) between positions of a w x w window, divided by
+    w - 1 and times 8 (so in [-8, 8]), then log-spaced, sign(t) * log2(1 + |t|) / 3: the input of
+    Swin V2's continuous position bias MLP (torchvision's buffer of the same name, computed in
+    the same order, so equal to the bit)."""
+    offsets = torch.arange(-(window - 1), window, dtype=torch.float32)
+    table = torch.stack(torch.meshgrid(offsets, offsets, indexing="ij")).permute(1, 2, 0).unsqueeze(0)
+    table = table / (window - 1) * 8
+    return nn.Buffer(torch.sign(table) * torch.log2(torch.abs(table) + 1.0) / 3.0)
 
 
 def shifted_window_mask(h: int, w: int, window: int, shift: int, device: Optional[torch.device] = None,

@@ -1766,7 +1766,7 @@ _TOKEN = re.compile(r'\s+|#[^\n]*|"(?:[^"\\\n]|\\.)*"|\d+(?:\.\d+)?(?:[eE][+-]?\
                     r"|->|\*\*|//|==|!=|<=|>=|\.\.|.", re.DOTALL)  # fmt: skip
 _VOCAB = ["->", "(", ")", "[", "]", "{", "}", ",", ":", "=", "+", "-", "*", "/", "//", "%", "**", "..", "==",
           "<", "if", "else", "for", "in", "repeat", "and", "or", "not", "true", "false", "input", "output",
-          "model", "block", "import", "x", "relu", "conv", "linear", "concat", "add", "flatten", "channels",
+          "model", "block", "import", "def", "|", "x", "relu", "conv", "linear", "concat", "add", "flatten", "channels",
           "size", "len", "B", "0", "1", "-1", "3", "0.5", "1e-3", '"same"', '"x"', '""', "\n", "#", "@", ";",
           "'", "`", "\\", "\t", "\x00", "\ufeff", "\u00e9", "\U0001f600", "\u202e", "\r", "\x0c", "1e999",
           "99999999999999999999999999", "2**63", "-9223372036854775808", "9223372036854775807", "2147483648",
@@ -1927,8 +1927,11 @@ _HINTS = {"permute": "dims=[0, 2, 1]", "upsample": "scale=2", "unbind": "dim=1",
           "window_reverse": "window=2, h=4, w=4", "mean": "dim=1", "split": "sizes=2, dim=1",
           "shifted_window_mask": "window=4, shift=2", "clamp": "min=0.0", "topk": "k=2",
           "timestep_embedding": "dim=8"}  # fmt: skip
-# Ops whose first tensor must be another kind: a bool condition, one number per sample ([B]).
-_FIRST = {"where": "x > 0", "timestep_embedding": "(x -> select(1, 0))"}
+# Ops whose first tensors must be of another kind: a bool condition; int64 ids, all 0 (the argmax
+# of a dimension of size 1), so that they are in range along any dimension; one number per sample ([B]).
+_IDS = "argmax(unsqueeze(x, -1), -1)"
+_FIRST = {"where": "x > 0", "gather": f"x, {_IDS}", "scatter_add": f"x, {_IDS}, x", "index_select": f"x, {_IDS}",
+          "timestep_embedding": "(x -> select(1, 0))"}
 
 
 def _sample_text(attr) -> str:

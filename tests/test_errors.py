@@ -147,7 +147,7 @@ model M {
     output x -> relu
 """,
         expected="""\
-example.model:3:20: error[E0101]: unexpected end of file, expected one of ',', 'input', 'output', '}', a name
+example.model:3:20: error[E0101]: unexpected end of file, expected one of ',', 'def', 'input', 'output', '}', a name
    |
  3 |     output x -> relu
    |                    ^
@@ -163,7 +163,7 @@ model M {
 }
 """,
         expected="""\
-example.model:3:29: error[E0101]: unexpected '3', expected a name
+example.model:3:29: error[E0101]: unexpected '3', expected one of '[', a name
    |
  3 |     output x -> conv(16, k: 3)
    |                             ^""",
@@ -367,7 +367,7 @@ example.model:3:41: error[E0202]: 'conv' is defined twice in layers: a label ins
    |
  3 |     output x -> layers: for i in 0..3 { conv: conv(16, k=3, p=1) }
    |                                         ^^^^
-  = hint: label the repeat or for instead (`layer1: repeat 3 ...` numbers the copies), or put the labelled steps in a block""",
+  = hint: label the repeat or for instead (`layer1: repeat 3 ...` numbers the copies), put the loop variable in the label (`"layer{i}": ...`), or put the labelled steps in a block""",
     ),
     Case(
         "block_named_like_op",
@@ -494,7 +494,7 @@ model M {
 }
 """,
         expected="""\
-example.model:3:17: error[E0206]: 'forward' cannot name a layer: it is reserved in Python, nn.Module or generated code
+example.model:3:17: error[E0206]: 'forward' cannot name a layer: it is an attribute of nn.Module or of generated models
    |
  3 |     output x -> forward: conv(16, k=3)
    |                 ^^^^^^^
@@ -515,6 +515,60 @@ example.model:3:17: error[E0206]: '_modules' cannot name a layer: names starting
  3 |     output x -> _modules: conv(16, k=3)
    |                 ^^^^^^^^
   = hint: try 'modules_'""",
+    ),
+    Case(
+        "dotted_label",
+        "E0207",
+        spec="""\
+model M {
+    input x: [B, 3, 32, 32]
+    output x -> "stem.conv": conv(16, k=3)
+}
+""",
+        expected="""\
+example.model:3:17: error[E0207]: label "stem.conv" cannot name a module: '.' separates the modules of a path
+   |
+ 3 |     output x -> "stem.conv": conv(16, k=3)
+   |                 ^^^^^^^^^^^
+  = hint: nest labelled steps to make a path: `a: (b: conv(8))` names `a.b`""",
+    ),
+    Case(
+        "label_field_expression",
+        "E0207",
+        spec="""\
+model M {
+    input x: [B, 3, 32, 32]
+    output x -> for i in 0..2 { "layer{i + 1}": conv(16, k=3, p=1) }
+}
+""",
+        expected="""\
+example.model:3:33: error[E0207]: label "layer{i + 1}" cannot name a module: '{' cannot be part of a module name
+   |
+ 3 |     output x -> for i in 0..2 { "layer{i + 1}": conv(16, k=3, p=1) }
+   |                                 ^^^^^^^^^^^^^^
+  = hint: module names use ASCII letters, digits, '_' and '-'; {name} puts the value of a name in a quoted label: "denseblock{i}\"""",
+    ),
+    Case(
+        "label_field_value",
+        "E0207",
+        spec="""\
+block Head(tag: str) {
+    input x
+    output x -> "head_{tag}": conv(16, k=1)
+}
+
+model M {
+    input x: [B, 3, 32, 32]
+    output x -> Head("a.b")
+}
+""",
+        expected="""\
+example.model:3:17: error[E0207]: label "head_{tag}" is "head_a.b" here, which cannot name a module: '.' separates the modules of a path
+   |
+ 3 |     output x -> "head_{tag}": conv(16, k=1)
+   |                 ^^^^^^^^^^^^
+  = note: in block Head, instantiated as head at example.model:8:17
+  = hint: nest labelled steps to make a path: `a: (b: conv(8))` names `a.b`""",
     ),
     Case(
         "add_shapes",

@@ -273,7 +273,8 @@ def _base_call(op: str) -> str | None:
 
 # Ops whose inputs the generic one-input call cannot supply (two tensors of related shapes, an
 # index tensor, no input at all): the zoo and tests/test_shapes.py cover their attributes.
-NO_GENERIC_CALL = {"bahdanau_decoder", "index_select", "masked_fill", "parameter", "relative_position_index"}
+NO_GENERIC_CALL = {"bahdanau_decoder", "masked_fill", "parameter", "relative_coords_table",
+                   "relative_position_index"}
 
 
 @pytest.mark.parametrize("op", OPS)

@@ -3,13 +3,15 @@
 Every hostile spec below either fails with a SpecError, or compiles to a module
 whose AST contains only the statements modelc emits: imports of torch and
 modelc.runtime, nn.Module classes with literal class attributes, an __init__
-that assigns constructor calls to `self.<name>`, and a straight-line forward.
+that assigns constructor calls to `self.<name>` (or registers them with
+`self.add_module("<module name>", ...)`), and a straight-line forward.
 """
 
 from __future__ import annotations
 
 import ast
 import io
+import re
 import tokenize
 from pathlib import Path
 
@@ -25,6 +27,25 @@ ALLOWED_IMPORTS = {"torch", "torch.nn", "modelc.runtime"}
 FORBIDDEN_NAMES = {"eval", "exec", "__import__", "open", "getattr", "setattr", "compile", "globals",
                    "locals", "vars", "os", "sys", "subprocess", "input", "print", "breakpoint"}  # fmt: skip
 CALL_ROOTS = {"torch", "nn", "rt", "self", "super"}
+MODULE_NAME = re.compile(r"[A-Za-z0-9-][A-Za-z0-9_-]*")  # no '.', no private `_` name
+
+
+def _named(node: ast.expr) -> bool:
+    """A string constant that names a module (what a quoted label may be)."""
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and bool(MODULE_NAME.fullmatch(node.value))
+
+
+def _submodule_by_name(node: ast.expr) -> bool:
+    """`getattr(<module>, "block1-0")`: a submodule whose name is no Python attribute."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr"
+            and len(node.args) == 2 and not node.keywords and _named(node.args[1]))  # fmt: skip
+
+
+def _registration(stmt: ast.stmt) -> bool:
+    """`self.add_module("block1-0", nn.Linear(8, 8))`."""
+    call = stmt.value if isinstance(stmt, ast.Expr) else None
+    return (isinstance(call, ast.Call) and ast.unparse(call.func) == "self.add_module" and len(call.args) == 2
+            and not call.keywords and _named(call.args[0]))  # fmt: skip
 
 
 def check_generated(source: str | bytes) -> None:
@@ -64,20 +85,22 @@ def _check_class(cls: ast.ClassDef, classes: set[str]) -> None:
 def _check_statement(stmt: ast.stmt, classes: set[str]) -> None:
     if isinstance(stmt, ast.Pass):
         return
-    if isinstance(stmt, ast.Expr):  # super().__init__()
+    if isinstance(stmt, ast.Expr) and not _registration(stmt):  # super().__init__()
         assert ast.unparse(stmt) == "super().__init__()", ast.unparse(stmt)
         return
-    assert isinstance(stmt, (ast.Assign, ast.Return)), ast.unparse(stmt)
+    assert isinstance(stmt, (ast.Assign, ast.Return, ast.Expr)), ast.unparse(stmt)
+    by_name = {id(n.func) for n in ast.walk(stmt) if _submodule_by_name(n)}
     for node in ast.walk(stmt):
         if isinstance(node, ast.Name):
-            assert node.id not in FORBIDDEN_NAMES, ast.unparse(stmt)
+            assert node.id not in FORBIDDEN_NAMES or id(node) in by_name, ast.unparse(stmt)
         if isinstance(node, ast.Attribute):
             assert not node.attr.startswith("__") or node.attr == "__init__", ast.unparse(stmt)
         if isinstance(node, ast.Call):
             root = node.func
-            while isinstance(root, (ast.Attribute, ast.Subscript)):
-                root = root.value
+            while isinstance(root, (ast.Attribute, ast.Subscript)) or _submodule_by_name(root):
+                root = root.args[0] if isinstance(root, ast.Call) else root.value
             ok = isinstance(root, ast.Name) and (root.id in CALL_ROOTS or root.id in classes)
+            ok = ok or (_submodule_by_name(node) and ast.unparse(node.args[0]).startswith("self"))
             ok = ok or (isinstance(root, ast.Call) and ast.unparse(root) == "super()")
             assert ok, f"unexpected call {ast.unparse(node)}"
         if isinstance(node, (ast.Lambda, ast.ListComp, ast.GeneratorExp, ast.DictComp, ast.Await)):
@@ -123,6 +146,12 @@ HOSTILE_OK = {
         model M { input x: [B, 3]  output x -> B() }''',
     "labels that shadow builtins": '''
         model M { input x: [B, 3]  output x -> exec: linear(3) -> print: relu -> open: linear(2) }''',
+    "labels that are no Python names": '''
+        model M(tag: str = "os-system") {
+            input x: [B, 3]
+            y = x -> "a-b": linear(3) -> lambda: relu -> "import": linear(3) -> "{tag}": relu
+            output y -> for i in 0..2 { "os-{i}": linear(3) } -> seq: ("x-__import__": relu)
+        }''',
 }
 
 HOSTILE_REJECTED = {
@@ -131,7 +160,11 @@ HOSTILE_REJECTED = {
     "unicode look-alike": ("model M { input x: [B, 3]  output x -> c\u043env(3) }", "E0102"),
     "dunder label": ("model M { input x: [B, 3]  output x -> __class__: relu }", "E0206"),
     "nn.Module API label": ("model M { input x: [B, 3]  output x -> forward: relu }", "E0206"),
-    "keyword label": ("model M { input x: [B, 3]  output x -> lambda: relu }", "E0206"),
+    "quoted label with code": ('model M { input x: [B, 3]  output x -> "a\\"); import os; (\\"": relu }', "E0207"),
+    "dotted label": ('model M { input x: [B, 3]  output x -> "a.b": relu }', "E0207"),
+    "dunder quoted label": ('model M { input x: [B, 3]  output x -> "__class__": relu }', "E0206"),
+    "label field with code": ('model M { input x: [B, 3]  output x -> "x{__import__(0)}": relu }', "E0207"),
+    "label field naming a dunder": ('model M { input x: [B, 3]  output x -> "x{__class__}": relu }', "E0201"),
     "keyword model name": ("model class { input x: [B, 3]  output x }", "E0206"),
     "model named torch": ("model torch { input x: [B, 3]  output x }", "E0206"),
     "nan attribute": ("model M { input x: [B, 3]  output x -> dropout(0.0 * 1e999) }", None),
@@ -253,6 +286,30 @@ def test_product_check_refuses_what_modelc_never_emits():
         good.replace("super().__init__()", "super().__init__()\n        print(1)"),
         good + "print('import time')\n",
         good.replace("Generated", "Gen\u00e9rated"),
+    ]
+    for text in bad:
+        assert text != good
+        with pytest.raises(CompilerBug):
+            product_check(text)
+
+
+def test_product_check_takes_only_module_names_by_string():
+    """`self.add_module("a-b", ...)` and `getattr(self, "a-b")` pass the gate only with a literal
+    module name: no dunder, no private `_` name, no '.', no computed name, getattr only called."""
+    good = modelc.compile_source(HOSTILE_OK["labels that are no Python names"], "h.model")
+    product_check(good)
+    assert 'self.add_module("a-b", nn.Linear(3, 3))' in good and 'getattr(self, "a-b")(x)' in good
+    bad = [
+        good.replace('self.add_module("a-b",', 'self.add_module("__class__",'),
+        good.replace('self.add_module("a-b",', 'self.add_module("_modules",'),
+        good.replace('self.add_module("a-b",', 'self.add_module("a.b",'),
+        good.replace('self.add_module("a-b",', 'self.register_module("a-b",'),
+        good.replace('self.add_module("a-b",', 'self.add_module(str(1),'),
+        good.replace('getattr(self, "a-b")(x)', 'getattr(self, "__dict__")(x)'),
+        good.replace('getattr(self, "a-b")(x)', 'getattr(self, "a b")(x)'),
+        good.replace('getattr(self, "a-b")(x)', "getattr(self, x)(x)"),
+        good.replace('getattr(self, "a-b")(x)', 'getattr(self, "a-b", x)(x)'),
+        good.replace("return out", "g = getattr\n        return out"),
     ]
     for text in bad:
         assert text != good

@@ -73,8 +73,8 @@ def randomize(model: nn.Module, seed: int = 0) -> None:
 
 # ---- every spec ----------------------------------------------------------------------------------
 SLOW = {"unet", "vgg16", "vgg19", "transformer", "swinir_light", "vit_b_16", "resnet34", "resnet50", "resnet101",
-        "resnet152", "gpt", "bert", "alexnet", "alexnet_original", "googlenet", "swin_t", "convnext_small",
-        "efficientnet_v2_s", "gpt2"}  # fmt: skip
+        "resnet152", "gpt", "bert", "alexnet", "alexnet_original", "googlenet", "swin_t", "swin_v2_t", "convnext_small",
+        "efficientnet_v2_s", "gpt2", "densenet121"}  # fmt: skip
 
 
 def _spec_models() -> list:

@@ -38,6 +38,8 @@ NEW = {
     "topk": "model M { input x: [B, 4, 6]\n  v, i = x -> transpose(1, 2) -> topk(2)\n  output v -> view([B, 12]) }",
     "argmax": "model M { input x: [B, 4, 6, 5]  output x -> permute([0, 2, 1, 3]) -> argmax(3) -> view([B, 24]) }",
     "one_hot": "model M { input t: int64[B, 4, 6]  output t -> transpose(1, 2) -> one_hot(5) -> view([B, 120]) }",
+    "gather": ("model M { input x: [B, 4, 6]  input i: int64[B, 6, 2]\n  output gather(transpose(x, 1, 2), i, 2) "
+               "-> view([B, 12]) }"),
     "timestep_embedding": "model M { input x: [B, 4]  output x -> select(1, 0) -> timestep_embedding(6) -> view([B, 2, 3]) }",
     "window_partition": ("model M { input x: [B, 8, 4, 4]  output x -> permute([0, 2, 3, 1]) "
                          "-> window_partition(2) -> view([B, 128]) }"),

@@ -25,6 +25,8 @@ CASES = [  # (spec, model, parameters, -O level)
     ("transformer", None, {"d_model": 32, "heads": 4, "encoder_layers": 1, "decoder_layers": 1, "ff": 64}, 0),
     ("swin_t", None, {"embed": 16, "depths": [2, 2, 2, 2], "heads": [1, 2, 2, 4], "window": 4,
                       "image_size": 128, "num_classes": 10}, 0),  # fmt: skip
+    ("swin_v2_t", None, {"embed": 16, "depths": [2, 2, 2, 2], "heads": [1, 2, 2, 4], "window": 4,
+                         "image_size": 80, "num_classes": 10}, 0),  # fmt: skip
     ("llama3", None, RUN_PARAMS["llama3"], 0),
     ("convnext_small", None, {"depths": [1, 1, 1, 1], "widths": [8, 16, 16, 16], "num_classes": 4}, 0),
     ("resnet18", None, {"num_classes": 10}, 1),  # rt.CheckpointRules: BatchNorm folded on load

@@ -744,8 +744,8 @@ def test_for_prefix_names_the_items():
                                         "layers.layer_2.bias"]  # fmt: skip
     assert "error[E0509]: 'prefix' names the items of a labelled 'for'" in _error(
         'model M { input x: [B, 4]\n output x -> for i in 0..2 prefix "l" { linear(4) } }')
-    assert "error[E0404]: a prefix of item names must be an identifier" in _error(
-        'model M { input x: [B, 4]\n output x -> s: for i in 0..2 prefix "1-" { linear(4) } }')
+    assert "error[E0207]: prefix \"1.\" cannot name a module" in _error(
+        'model M { input x: [B, 4]\n output x -> s: for i in 0..2 prefix "1." { linear(4) } }')
 
 
 def test_sequence_items_with_extra_inputs_are_unrolled():

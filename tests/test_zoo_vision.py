@@ -98,6 +98,7 @@ MODELS = [
     ("googlenet", None, {}),
     ("mobilenet_v1", None, {}),
     ("mobilenet_v2", None, {}),
+    ("mobilenet_v3_small", None, {}),
     ("resnet34", None, {}),
     ("unet", None, {"base": 8}),
     ("unet", None, {"base": 8, "p": 1, "size": 256}),
@@ -123,7 +124,7 @@ MODELS = [
     pytest.param("resnet152", None, {}, marks=pytest.mark.slow),
 ]
 SPECS = ["alexnet_original", "autoencoders", "cgan", "context_encoder", "dcgan", "filters", "gan", "googlenet",
-         "mobilenet_v1", "mobilenet_v2", "resnet101", "resnet152", "resnet34", "unet", "vae", "vgg19"]  # fmt: skip
+         "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "resnet101", "resnet152", "resnet34", "unet", "vae", "vgg19"]  # fmt: skip
 
 
 def _id(spec, model, params) -> str:
@@ -208,6 +209,33 @@ def test_mobilenet_v2_nests_conv_norm_activation_like_torchvision():
         "classifier.1.weight",
         "classifier.1.bias",
     ]
+
+
+def test_mobilenet_v3_small_is_torchvisions():
+    """Conditional steps number as torchvision's appended layers: a block without expansion or
+    squeeze-and-excitation has its projection at block.2 (block.3 with both); hard-swish or relu
+    is chosen per block. Same keys, outputs on torchvision's weights, and its published cost."""
+    torch.manual_seed(0)
+    reference = randomize(torchvision.models.mobilenet_v3_small(weights=None)).eval()
+    ours = build("mobilenet_v3_small")
+    twin_keys = [(k, v.shape) for k, v in ours.state_dict().items()]
+    assert twin_keys == [(k, v.shape) for k, v in reference.state_dict().items()]
+    assert params_of(ours) == params_of(reference) == 2_542_856
+    keys = list(ours.state_dict())
+    assert "features.1.block.1.fc1.weight" in keys and "features.1.block.2.0.weight" in keys  # no expansion
+    assert "features.2.block.2.0.weight" in keys and "features.2.block.3.0.weight" not in keys  # no SE
+    assert "features.4.block.3.0.weight" in keys  # expansion, depthwise, SE, projection
+    acts = [type(ours.features[i].block[0][2]).__name__ for i in (1, 3, 4)]
+    assert acts == ["ReLU", "ReLU", "Hardswish"]
+    bn = ours.features[0][1]
+    assert (bn.eps, bn.momentum) == (0.001, 0.01)  # the def, written out
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        same(ours(x), reference(x), atol=1e-4)
+    meta = torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1.meta
+    macs = summarize(graph_of(load("mobilenet_v3_small")))["macs"]
+    assert round(macs / 1e9, 3) == meta["_ops"]  # 0.057 G
 
 
 def test_googlenet_paper_kernel_is_a_parameter():

@@ -14,13 +14,16 @@ from one mixin per concept:
   patterns, assignments, outputs), collecting errors per statement;
 - expressions.py: `_eval` and the `_e_*` methods, names, constants, cycles;
 - steps.py: chain steps, `repeat`, `for`, numbered and unrolled sequences;
+- branches.py: `[for ...]` lists, and parallel branches (labelled, a list of modules);
 - calls.py: calls of builtins, blocks and ops, and the creation of op nodes;
+- defs.py: `def bn = batchnorm(eps=1e-3)` and its uses, the call written out;
 - blocks.py: block instantiation and parameters (`check_param`);
 - naming.py: labels and automatic names.
 
 The design notes live beside their code: NOTE: [Errors are collected per statement] in
-statements.py, [Names in the module tree] in naming.py, [Unrolled sequences] in steps.py,
-[Shape patterns bind names] in statements.py.
+statements.py, [Names in the module tree] in naming.py, [Unrolled sequences] and
+[Conditional steps] in steps.py, [Branches] in branches.py, [Shape patterns bind names] in
+statements.py, [Defs are calls written out] in defs.py.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from typing import Any
 from modelc import syntax as S
 from modelc.diagnostics import Diagnostic, SpecError, error
 from modelc.elaborate.blocks import BlocksMixin, check_param
+from modelc.elaborate.branches import BranchesMixin
 from modelc.elaborate.calls import CallsMixin
 from modelc.elaborate.context import LIMITS, Ctx, Frame, Scope
+from modelc.elaborate.defs import DefsMixin
 from modelc.elaborate.expressions import ExpressionsMixin
 from modelc.elaborate.naming import NamingMixin
 from modelc.elaborate.statements import StatementsMixin
@@ -105,7 +110,8 @@ def _models_hint(program: Program) -> str:
     return "models: " + ", ".join(program.main_models or program.models) + " (use --model NAME)"
 
 
-class _Elaborator(StatementsMixin, ExpressionsMixin, StepsMixin, CallsMixin, BlocksMixin, NamingMixin):
+class _Elaborator(StatementsMixin, ExpressionsMixin, StepsMixin, BranchesMixin, CallsMixin, DefsMixin, BlocksMixin,
+                  NamingMixin):
     """One elaboration of a program: the state below, shared by the mixins' methods."""
 
     def __init__(self, program: Program, input_shapes: dict[str, tuple[int | str, ...]]):
@@ -115,6 +121,8 @@ class _Elaborator(StatementsMixin, ExpressionsMixin, StepsMixin, CallsMixin, Blo
         self.problems: list[Diagnostic] = []
         self.globals = Scope({})
         self._const_stack: list[str] = []
+        self._defs: dict[str, Any] = {}  # the file's defs used so far: Configured, or Poison
+        self._def_stack: list[str] = []
         self.strided: dict[int, int] = {}  # node -> the node whose output may leave it non-contiguous
 
     # ---- entry ---------------------------------------------------------------------

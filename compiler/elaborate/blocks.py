@@ -85,18 +85,31 @@ class BlocksMixin:
 
 
 def check_param(p: S.Param, v: Any, span: Span, what: str) -> Any:
-    """Check (and widen int -> float) a block or model parameter value."""
-    if p.type not in _PARAM_TYPES:
-        raise error("E0407", f"unknown parameter type '{p.type}'", p.type_span,
-                    suggest(p.type, _PARAM_TYPES) or "types: " + ", ".join(_PARAM_TYPES))  # fmt: skip
-    ok = {
-        "int": isinstance(v, int) and not isinstance(v, bool),
-        "float": isinstance(v, (int, float)) and not isinstance(v, bool),
-        "bool": isinstance(v, bool),
-        "str": isinstance(v, str),
-        "list": isinstance(v, list),
-    }[p.type]
-    if not ok:
-        raise error("E0407", f"parameter '{p.name}' of {what} is {p.type}, got {describe_value(v)} "
-                    f"({type_name(v)})", span)  # fmt: skip
-    return float(v) if p.type == "float" else v
+    """Check a block or model parameter value against its type, or any type of a union
+    (`k: int | list`); an integer is widened to a float where float is its only number type."""
+    for i, (t, tspan) in enumerate(zip(p.types, p.type_spans)):
+        if t not in _PARAM_TYPES:
+            raise error("E0407", f"unknown parameter type '{t}'", tspan,
+                        suggest(t, _PARAM_TYPES) or "types: " + ", ".join(_PARAM_TYPES))  # fmt: skip
+        if t in p.types[:i]:
+            raise error("E0407", f"type '{t}' is listed twice for parameter '{p.name}'", tspan)
+    for t in sorted(p.types, key=lambda t: t == "float"):  # an int stays an int where int is accepted
+        if _IS[t](v):
+            return float(v) if t == "float" else v
+    hint = f"'{p.name}' accepts {_either(p.types)}" if len(p.types) > 1 else None
+    raise error("E0407", f"parameter '{p.name}' of {what} is {p.type}, got {describe_value(v)} "
+                f"({type_name(v)})", span, hint)  # fmt: skip
+
+
+_IS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "list": lambda v: isinstance(v, list),
+}
+
+
+def _either(types: tuple[str, ...]) -> str:
+    """`int or list`, `int, float or str`."""
+    return ", ".join(types[:-1]) + " or " + types[-1]

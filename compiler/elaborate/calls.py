@@ -16,7 +16,9 @@ from modelc.elaborate.context import _MISSING, LIMITS, Ctx
 from modelc.infer import infer_node
 from modelc.ir import Node
 from modelc.ops.base import bind_attrs
-from modelc.values import Poison, Tensor, describe_value
+from modelc.ops.layout import size_keys, sizes_code
+from modelc.symbolic import Sym
+from modelc.values import Configured, Poison, Tensor, describe_value
 
 
 class CallsMixin:
@@ -24,6 +26,11 @@ class CallsMixin:
 
     def _call(self, ctx: Ctx, call: S.Call, piped: Tensor | None, label: str | None, label_span):
         name = call.func
+        configured = self._configured(ctx, name)  # a def (defs.py)
+        if configured is Poison:
+            return Poison
+        if configured is not None:
+            return self._configured_call(ctx, configured, call, piped, label, label_span)
         inner = ctx if ctx.var is None else replace(ctx, var=None)  # arguments name no nodes
         args = None
         if name in BUILTINS and name not in ops.REGISTRY:
@@ -38,8 +45,7 @@ class CallsMixin:
             if not any(isinstance(v, Tensor) for v, _ in args):
                 return self._builtin(ctx, call, [v for v, _ in args])
         opdef = ops.REGISTRY.get(name)
-        bdef = self.program.blocks.get(name)
-        if (opdef is None or opdef.internal) and bdef is None:
+        if (opdef is None or opdef.internal) and name not in self.program.blocks:
             if ctx.scope.lookup(name) is Poison:  # a binding that failed: already reported
                 return Poison
             self._unknown_callee(ctx, call)
@@ -49,13 +55,23 @@ class CallsMixin:
         if any(v is Poison for v, _ in args) or any(v is Poison for _, v, _ in kwargs):
             return Poison
         tensors = [] if piped is None else [piped]
-        while args and isinstance(args[0][0], Tensor):
-            tensors.append(args.pop(0)[0])
+        variadic = opdef is not None and name not in self.program.blocks and opdef.inputs is None
+        while args and (isinstance(args[0][0], Tensor) or (variadic and _tensors(args[0][0]))):
+            value = args.pop(0)[0]
+            tensors += value if isinstance(value, list) else [value]  # concat(ys): a list's tensors
+        return self._apply(ctx, name, tensors, args, kwargs, label, label_span, call)
+
+    def _apply(self, ctx: Ctx, name: str, tensors, args, kwargs, label, label_span, call: S.Call):
+        """Op or block `name` applied to `tensors` with attributes or arguments `args`, `kwargs`."""
+        opdef = ops.REGISTRY.get(name)
+        bdef = self.program.blocks.get(name)
         for v, span in args + [(v, s) for _, v, s in kwargs]:
             if isinstance(v, Tensor):
                 raise error("E0509", f"a tensor cannot be an attribute of {name}", span,
                             "tensor inputs come first: op(x, y, attr=...)")  # fmt: skip
-        if ctx.frame.counter is not None and len(tensors) != 1:
+            if _tensors(v):
+                raise error("E0509", f"{name} takes no list of tensors", span, _LIST_HINT)
+        if ctx.frame.counter is not None and ctx.frame.branches is None and len(tensors) != 1:
             if bdef is None or len(tensors) == 0:
                 raise error("E0509", f"in the numbered sequence '{ctx.frame.container.local}', each "
                             "step takes only the previous step's output", call.span,
@@ -75,8 +91,10 @@ class CallsMixin:
                         call.func_span, f"declare it as `block {call.func}(...)`")  # fmt: skip
         from modelc.hints import callee_hint  # ops and blocks for a step; PyTorch names
 
+        defs = [n for n in ctx.scope.visible() if isinstance(ctx.scope.lookup(n), Configured)]
+        defs += list(self.program.defs)
         raise error("E0203", f"unknown op or block '{call.func}'", call.func_span,
-                    callee_hint(call, self.program.blocks, ctx.body), ctx.frame.trace)  # fmt: skip
+                    callee_hint(call, [*self.program.blocks, *defs], ctx.body), ctx.frame.trace)  # fmt: skip
 
     def _builtin(self, ctx: Ctx, call: S.Call, values: list | None = None):
         fn, nargs, doc = BUILTINS[call.func]
@@ -102,25 +120,50 @@ class CallsMixin:
             raise error("E0406", f"{opdef.name} takes {count} input tensor(s), got {len(tensors)}",
                         call.span, hint, ctx.frame.trace)  # fmt: skip
         attrs = bind_attrs(opdef, args, kwargs, call.span)
+        if opdef.size_inputs:
+            tensors = [*tensors, *self._size_sources(ctx, opdef.sizes(attrs), tensors)]
         return self._op(ctx, opdef, tensors, attrs, label, call.span, label_span)
+
+    def _size_sources(self, ctx: Ctx, sizes, tensors: list[Tensor]) -> list[Tensor]:
+        """The inputs of the enclosing block or model to read `sizes` from, where `tensors` do
+        not have them (NOTE: [Sizes from other tensors] in ops/layout.py). None in a numbered
+        sequence, whose modules see only the previous step's output."""
+        if any(t is Poison for t in tensors) or ctx.frame.container.kind not in ("block", "model"):
+            return []
+        have = [t.type.dims for t in tensors]
+        missing = [d for d in sizes if isinstance(d, Sym) and sizes_code(d, have) is None]
+        refs = [(n, 0) for n in self.graph.inputs] if ctx.frame.container.kind == "model" \
+            else [r for _, r in ctx.frame.container.inputs]  # fmt: skip
+        wanted = {d for d in missing} | {s for d in missing for s in d.symbols}
+        chosen: list[Tensor] = []
+        for ref in dict.fromkeys(refs):
+            gives = size_keys(self.graph.type_of(ref).dims) & wanted
+            if gives and ref not in [t.ref for t in tensors]:
+                chosen.append(Tensor(ref[0], ref[1], self.graph.type_of(ref)))
+                wanted -= gives
+        return chosen
 
     def _op(self, ctx: Ctx, opdef, tensors: list[Tensor], attrs: dict, label, span: Span, label_span=None):
         if any(t is Poison for t in tensors):
             return Poison
+        resolved, types, params, macs = infer_node(opdef, attrs, [t.type for t in tensors], span, ctx.frame.trace)
+        functional = type(opdef).call is not ops.OpDef.call
         frame = ctx.frame
-        resolved, types, params, macs = infer_node(opdef, attrs, [t.type for t in tensors], span, frame.trace)
+        if frame.branches is not None and not (label or params or opdef.prefer_module or not functional):
+            frame = frame.branches  # NOTE: [Branches] in elaborate/branches.py: forward's own op
         if frame.counter is not None and (not opdef.sequential or opdef.module(resolved) is None):
-            raise error("E0509", f"{opdef.name} cannot be a step of the numbered sequence "
-                        f"'{frame.container.local}'", span, "apply it before or after the sequence",
+            where, hint = ("a branch of", "put it in a block") if frame.branches is not None else \
+                ("a step of the numbered sequence", "apply it before or after the sequence")  # fmt: skip
+            raise error("E0509", f"{opdef.name} cannot be {where} '{frame.container.local}'", span, hint,
                         frame.trace)  # fmt: skip
         _check_size(types, params, span)
-        source = next((self.strided[t.ref[0]] for t in tensors if t.ref[0] in self.strided), None)
+        data = tensors[: opdef.inputs] if opdef.size_inputs else tensors  # not those read for sizes
+        source = next((self.strided[t.ref[0]] for t in data if t.ref[0] in self.strided), None)
         if opdef.needs_contiguous and source is not None:
             origin = self.graph.node(source)
             raise error("E0306", f"{opdef.name} needs a contiguous input, and this one may not be: "
                         f"{origin.op} changes its layout", span, "use reshape, which copies when it must",
                         (Note(f"the {origin.op} is here", origin.span), *frame.trace))  # fmt: skip
-        functional = type(opdef).call is not ops.OpDef.call
         numbered = frame.counter is not None and label is None
         module = bool(label) or numbered or opdef.prefer_module or params > 0 or not functional
         if label:
@@ -143,6 +186,15 @@ class CallsMixin:
             frame.unnamed.append(n)
         outs = [Tensor(n, i, t) for i, t in enumerate(types)]
         return outs[0] if len(outs) == 1 else outs
+
+
+_LIST_HINT = ("a list of tensors is an input of the ops that take any number of them: concat(ys, dim=1), "
+              "add(ys); pick one with ys[0]")
+
+
+def _tensors(value) -> bool:
+    """A non-empty list of tensors: `ys = experts: [for ...]`, `x -> chunk(2)`."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, Tensor) for v in value)
 
 
 def _check_size(types, params: int, span: Span) -> None:

@@ -64,6 +64,7 @@ class Frame:
     unnamed: list[int] = field(default_factory=list)
     counter: list[int] | None = None  # set in a numbered sequence
     prefix: str = ""  # of the numbers in it: `for ... prefix "layer_"` names items layer_0, ...
+    branches: Frame | None = None  # in a labelled `[for ...]`: the enclosing frame (NOTE: [Branches])
 
     @property
     def path(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from modelc.diagnostics import Note, error
 from modelc.elaborate.context import _MISSING, LIMITS, Ctx, Scope
 from modelc.ops.base import suggest
 from modelc.symbolic import TooComplex, sym
-from modelc.values import Poison, Tensor, describe_value
+from modelc.values import Configured, Poison, Tensor, describe_value
 
 
 class ExpressionsMixin:
@@ -43,6 +43,9 @@ class ExpressionsMixin:
 
     def _e_Name(self, ctx: Ctx, e: S.Name):
         v = ctx.scope.lookup(e.id)
+        if isinstance(v, Configured) or v is _MISSING and e.id in self.program.defs:
+            raise EvalError("E0506", f"'{e.id}' is a def, a layer with some of its attributes, not a value",
+                            f"apply it: x -> {e.id} or {e.id}(x)")  # fmt: skip
         if v is not _MISSING:
             return v
         if e.id in self.program.consts:
@@ -227,7 +230,7 @@ class ExpressionsMixin:
         return self._call(ctx, e, None, None, None)
 
     def _e_Labelled(self, ctx, e: S.Labelled):
-        return self._call(ctx, e.call, None, e.label, e.label_span)
+        return self._call(ctx, e.call, None, self._label(ctx, e.label, e.label_span), e.label_span)
 
 
 def _left_spine(e, kind) -> list:

@@ -16,9 +16,11 @@ because its contents need the path.
 
 from __future__ import annotations
 
+from modelc import syntax as S
 from modelc.diagnostics import Note, Span, error
-from modelc.elaborate.context import Frame
-from modelc.names import reserved_attribute
+from modelc.elaborate.context import Ctx, Frame
+from modelc.names import LABEL_FIELD, module_name_problem, reserved_attribute, reserved_label
+from modelc.values import Poison, describe_value
 
 
 class NamingMixin:
@@ -33,14 +35,36 @@ class NamingMixin:
             return f"{frame.prefix}{frame.counter[0] - 1}"
         return _unique(frame, _snake(block), span)
 
+    def _label(self, ctx: Ctx, text: str, span: Span, what: str = "label") -> str:
+        """A label with the values of its `{name}`s put in: `"denseblock{i}"` is `denseblock1`
+        where i is 1 (NOTE: [Module names] in names.py; the parser checked the text around)."""
+        if "{" not in text:
+            return text
+
+        def value(m) -> str:
+            v = self._eval(ctx, S.Name(m.group(1), span))
+            if v is Poison:
+                return m.group()
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise error("E0506", f"{{{m.group(1)}}} in a {what} must be an integer or a string, got "
+                            f"{describe_value(v)}", span, notes=ctx.frame.trace)  # fmt: skip
+            return str(v)
+
+        name = LABEL_FIELD.sub(value, text)
+        problem = module_name_problem(name) if "{" not in name else None
+        if problem:
+            raise error("E0207", f"{what} \"{text}\" is \"{name}\" here, which cannot name a module: "
+                        f"{problem[0]}", span, problem[1], ctx.frame.trace)  # fmt: skip
+        return name
+
     def _claim(self, frame: Frame, name: str, span: Span, attribute: bool = True) -> None:
-        """Take `name` in the frame: unique, and where it names a module attribute, not reserved."""
-        if attribute and reserved_attribute(name):
+        """Take `name` in the frame: unique, and where it names a module, not reserved."""
+        if attribute and reserved_label(name):
             alt = name.lstrip("_") or "layer"
             while reserved_attribute(alt):
                 alt += "_"
             why = "names starting with '_' belong to nn.Module" if name.startswith("_") else \
-                "it is reserved in Python, nn.Module or generated code"
+                "it is an attribute of nn.Module or of generated models"
             raise error("E0206", f"'{name}' cannot name a layer: {why}", span, f"try '{alt}'")
         if name in frame.used:
             where = ".".join(frame.path) or "the model"
@@ -52,6 +76,7 @@ class NamingMixin:
                 raise error("E0202", f"'{name}' is defined twice in {where}: a label inside "
                             "repeat or for names every copy", span,
                             "label the repeat or for instead (`layer1: repeat 3 ...` numbers the copies), "
+                            "put the loop variable in the label (`\"layer{i}\": ...`), "
                             "or put the labelled steps in a block")  # fmt: skip
             raise error("E0202", f"'{name}' is defined twice in {where}", span,
                         "labels name modules and must be unique in their block",

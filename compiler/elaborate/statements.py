@@ -19,7 +19,7 @@ from modelc.elaborate.context import _MISSING, LIMITS, Ctx
 from modelc.infer import infer_node
 from modelc.ir import Node
 from modelc.symbolic import Sym, sym
-from modelc.values import Poison, Tensor, describe_value
+from modelc.values import Configured, Poison, Tensor, describe_value
 
 
 class StatementsMixin:
@@ -59,12 +59,15 @@ class StatementsMixin:
 
     def _stmt(self, ctx: Ctx, stmt, supplied: list[Tensor], outputs: list, model: bool) -> None:
         if isinstance(stmt, S.Input):
+            _not_a_def(ctx, stmt.name, stmt)
             ctx.scope.vars[stmt.name] = (
                 self._model_input(ctx, stmt) if model else self._block_input(ctx, stmt, supplied)
             )
         elif isinstance(stmt, S.Assign):
             value = self._eval(replace(ctx, var=stmt.names[0]), stmt.value)
             self._assign(ctx, stmt, value)
+        elif isinstance(stmt, S.Def):
+            self._def_stmt(ctx, stmt)
         elif isinstance(stmt, S.Output):
             if stmt.name is not None:
                 _check_output_name(ctx, stmt)
@@ -80,6 +83,8 @@ class StatementsMixin:
             raise CompilerBug(f"unknown statement {stmt!r}")
 
     def _assign(self, ctx: Ctx, stmt: S.Assign, value: Any) -> None:
+        for name in stmt.names:
+            _not_a_def(ctx, name, stmt)
         if len(stmt.names) == 1:
             ctx.scope.vars[stmt.names[0]] = value
             return
@@ -168,6 +173,15 @@ class StatementsMixin:
             elif bound != d:
                 raise error("E0301", f"input '{stmt.name}': dimension {item.id} is {d} here but "
                             f"{describe_value(bound)} before", item.span, notes=ctx.frame.trace)  # fmt: skip
+
+
+def _not_a_def(ctx: Ctx, name: str, stmt) -> None:
+    """A body's def keeps its name: a binding or input of that name would hide it from later steps."""
+    value = ctx.scope.vars.get(name)
+    if isinstance(value, Configured):
+        raise error("E0202", f"'{name}' is a def of this body (line {value.span.line}); a binding "
+                    "cannot take its name", stmt.span, "choose another name",
+                    (Note("the def", value.span), *ctx.frame.trace))  # fmt: skip
 
 
 def _with_trace(d: Diagnostic, trace: tuple[Note, ...]) -> Diagnostic:

@@ -22,8 +22,9 @@ class StepsMixin:
         if x is Poison:
             return Poison
         if not isinstance(x, Tensor):
+            hint = "pass a list of tensors to an op instead: concat(ys, dim=1)" if isinstance(x, list) else None
             raise error("E0509", f"only a tensor can flow into a step; this is {describe_value(x)}",
-                        step.span, notes=ctx.frame.trace)  # fmt: skip
+                        step.span, hint, ctx.frame.trace)  # fmt: skip
         if isinstance(step, S.Call):
             return self._call(ctx, step, x, label, label_span)
         if isinstance(step, S.Bare):
@@ -32,11 +33,16 @@ class StepsMixin:
         if isinstance(step, S.LabelledStep):
             if isinstance(step.step, (S.Seq, S.Repeat, S.For)):
                 return self._sequence(ctx, step, x)
-            return self._step(ctx, step.step, x, step.label, step.label_span)
+            return self._step(ctx, step.step, x, self._label(ctx, step.label, step.label_span), step.label_span)
         if isinstance(step, S.Seq):
             if step.brackets and ctx.frame.counter is not None:
                 return self._sub_sequence(ctx, step, x)
             return self._steps(ctx, step.steps, x)
+        if isinstance(step, S.StepIf):
+            chosen = self._branch(ctx, step)
+            if chosen is Poison:
+                return Poison
+            return x if chosen is None else self._step(ctx, chosen, x)
         if isinstance(step, S.Repeat):
             count = self._count(ctx, step.count, "repeat count")
             for _ in range(count):
@@ -46,12 +52,9 @@ class StepsMixin:
             if step.prefix is not None:
                 raise error("E0509", "'prefix' names the items of a labelled 'for'", step.span,
                             f'label it: layers: for {step.var} in ... prefix "{step.prefix}" {{ ... }}')
-            items = self._eval(ctx, step.iterable)
+            items = self._items(ctx, step.iterable)
             if items is Poison:
                 return Poison
-            if not isinstance(items, list):
-                raise error("E0506", f"'for' needs a list or a range, got {describe_value(items)}",
-                            step.iterable.span)  # fmt: skip
             for item in items:
                 inner = replace(ctx, scope=Scope({step.var: item}, ctx.scope))
                 x = self._steps(inner, step.steps, x)
@@ -62,6 +65,32 @@ class StepsMixin:
         for s in steps:
             x = self._step(ctx, s, x)
         return x
+
+    def _items(self, ctx: Ctx, expr):
+        """What a `for` runs over: a list (a range is one)."""
+        items = self._eval(ctx, expr)
+        if items is not Poison and not isinstance(items, list):
+            raise error("E0506", f"'for' needs a list or a range, got {describe_value(items)}", expr.span)
+        return items
+
+    def _branch(self, ctx: Ctx, step: S.StepIf):
+        """The branch of a conditional step its compile-time condition picks (None: no step).
+
+        NOTE: [Conditional steps] Only the chosen branch is elaborated, in the place of the
+        conditional, as if written there: in a numbered sequence it takes the next number(s),
+        and a step left out (`se if use_se`, false) takes none, so the steps after it keep the
+        numbers torchvision's nn.Sequential gives them when the layer is not appended
+        (MobileNetV3's `block.2` is the squeeze-excitation or, without one, the projection).
+        `identity` is a layer: nn.Identity in an nn.Sequential has a number, and so does it."""
+        cond = self._eval(ctx, step.cond)
+        if cond is Poison:
+            return Poison
+        if not isinstance(cond, bool):
+            hint = ("the condition of a step is decided when compiling, from parameters and sizes; "
+                    "to choose per element, use where(cond, a, b)") if isinstance(cond, Tensor) else None  # fmt: skip
+            raise error("E0506", f"a condition must be true or false, got {describe_value(cond)}",
+                        step.cond.span, hint, ctx.frame.trace)  # fmt: skip
+        return step.then if cond else step.else_
 
     def _count(self, ctx: Ctx, expr, what: str) -> int:
         n = self._eval(ctx, expr)
@@ -76,21 +105,20 @@ class StepsMixin:
     def _sequence(self, ctx: Ctx, step: S.LabelledStep, x: Tensor):
         """A labelled sequence: a container whose unlabelled steps are numbered."""
         parent = ctx.frame
-        self._claim(parent, step.label, step.label_span)
+        label = self._label(ctx, step.label, step.label_span)
+        self._claim(parent, label, step.label_span)
         origin = {S.Seq: "group", S.Repeat: "repeat", S.For: "for"}[type(step.step)]
         if len(parent.path) >= LIMITS["depth"]:  # generated code nests nn.Sequential(...) as deep
             raise error("E0508", f"modules (blocks and sequences) nested more than {LIMITS['depth']} deep",
                         step.span)  # fmt: skip
-        container = Container((*parent.path, step.label), "seq", "", step.span,
+        container = Container((*parent.path, label), "seq", "", step.span,
                               inputs=[("x", x.ref)], trace=parent.trace, origin=origin, var=ctx.var)  # fmt: skip
         self.graph.containers[container.path] = container
         frame = Frame(container, parent.stack, parent.trace, counter=[0])
         body = step.step
         if isinstance(body, S.For) and body.prefix is not None:
-            if not body.prefix.isidentifier():
-                raise error("E0404", f"a prefix of item names must be an identifier, got \"{body.prefix}\"",
-                            body.span)  # fmt: skip
-            frame.prefix, body = body.prefix, replace(body, prefix=None)
+            frame.prefix = self._label(ctx, body.prefix, body.prefix_span or body.span, "prefix")
+            body = replace(body, prefix=None)
             if isinstance(body.iterable, S.Range):  # `for i in 1..5 prefix "denselayer"`: denselayer1, ...
                 start = self._eval(ctx, body.iterable.lo)
                 if isinstance(start, int) and not isinstance(start, bool) and start >= 0:
@@ -99,7 +127,7 @@ class StepsMixin:
         out = self._steps(inner, body.steps, x) if isinstance(body, S.Seq) else self._step(inner, body, x)
         if isinstance(out, Tensor):
             if out.ref == x.ref:
-                raise error("E0509", f"sequence '{step.label}' is empty", step.span)
+                raise error("E0509", f"sequence '{label}' is empty", step.span)
             container.outputs = [("out", out.ref)]
         return out
 

@@ -297,7 +297,7 @@ def definition(a: Analysis, line: int, col: int) -> Target | None:
             return Target(a.path, (p.span.line, p.span.col, p.span.line, p.span.col + len(name)))
     program = a.program
     defined = program.definition(name) if program is not None else None
-    if isinstance(defined, S.BlockDef):
+    if isinstance(defined, (S.BlockDef, S.Def)):
         return Target(defined.name_span.file, _region(defined.name_span))
     if isinstance(defined, S.Const):
         span = defined.span

@@ -19,7 +19,7 @@ from modelc.lsp.navigate import enclosing_block
 __all__ = ["Completion", "Symbol", "complete", "symbols"]
 
 _STEP = re.compile(r"(?:->|:|\{|repeat\s+\S+|^\s*output)\s*[A-Za-z_]?\w*$")
-_KEYWORDS = ("model", "block", "input", "output", "import", "repeat", "for", "in", "if", "else",
+_KEYWORDS = ("model", "block", "input", "output", "import", "def", "repeat", "for", "in", "if", "else",
              "and", "or", "not", "true", "false")  # fmt: skip
 _MAX_BACK = 4000  # characters searched backwards for an open parenthesis
 
@@ -36,7 +36,7 @@ class Completion:
 @dataclass
 class Symbol:
     name: str
-    kind: str  # model, block, const, import, param, input, binding, output
+    kind: str  # model, block, const, def, import, param, input, binding, output
     detail: str
     region: Region
     selection: Region
@@ -106,7 +106,8 @@ def _ops() -> list[Completion]:
 def _blocks(a: Analysis) -> list[Completion]:
     if a.program is None:
         return []
-    return [Completion(name, "block", "block " + name) for name in sorted(a.program.blocks)]
+    defs = [Completion(name, "op", f"def: {d.call.func}") for name, d in sorted(a.program.defs.items())]
+    return [Completion(name, "block", "block " + name) for name in sorted(a.program.blocks)] + defs
 
 
 def _names(a: Analysis, line: int, col: int) -> list[Completion]:
@@ -138,6 +139,8 @@ def symbols(a: Analysis) -> list[Symbol]:
         elif isinstance(item, S.Const):
             r = _region(item.span)
             out.append(Symbol(item.name, "const", "constant", r, _head(item.span, item.name)))
+        elif isinstance(item, S.Def):
+            out.append(Symbol(item.name, "def", f"def: {item.call.func}", _region(item.span), _region(item.name_span)))
         else:
             out.append(_block_symbol(item))
     return out
@@ -155,6 +158,8 @@ def _block_symbol(block: S.BlockDef) -> Symbol:
             sym.children += [Symbol(n, "binding", "binding", r, r) for n in stmt.names if n]
         elif isinstance(stmt, S.Output):
             sym.children.append(Symbol(stmt.name or "output", "output", "output", r, r))
+        elif isinstance(stmt, S.Def):
+            sym.children.append(Symbol(stmt.name, "def", f"def: {stmt.call.func}", r, _region(stmt.name_span)))
     return sym
 
 

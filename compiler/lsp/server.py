@@ -188,6 +188,7 @@ _COMPLETION_KINDS = {"op": T.CompletionItemKind.Function, "block": T.CompletionI
                      "binding": T.CompletionItemKind.Variable, "const": T.CompletionItemKind.Constant,
                      "keyword": T.CompletionItemKind.Keyword}  # fmt: skip
 _SYMBOL_KINDS = {"model": T.SymbolKind.Class, "block": T.SymbolKind.Class, "const": T.SymbolKind.Constant,
+                 "def": T.SymbolKind.Function,
                  "import": T.SymbolKind.Module, "param": T.SymbolKind.TypeParameter,
                  "input": T.SymbolKind.Field, "binding": T.SymbolKind.Variable,
                  "output": T.SymbolKind.Event}  # fmt: skip

@@ -6,7 +6,7 @@ from modelc.ops.base import OpError
 from modelc.symbolic import Dim
 from modelc.types import TensorType
 
-__all__ = ["FLOATS", "broadcast", "need_float", "need_float32", "promote", "expand", "known_channels", "need_rank", "norm_dim", "numel", "prod", "compact"]
+__all__ = ["FLOATS", "broadcast", "need_float", "need_float32", "need_ids", "promote", "expand", "known_channels", "need_rank", "norm_dim", "numel", "prod", "compact"]
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")  # the floating-point element types
 _CATEGORY = {"bool": 0, "int32": 1, "int64": 1, "float16": 2, "bfloat16": 2, "float32": 2, "float64": 2}
@@ -31,6 +31,14 @@ def need_float32(op: str, *ts: TensorType) -> None:
             raise OpError("E0506", f"{op} has float32 parameters and needs float32 input, got a {t.dtype} "
                           f"tensor {t}", "declare the input float32; for another precision, convert the "
                           "module with its inputs (model.half()) or use torch.autocast")  # fmt: skip
+
+
+def need_ids(op: str, ids: TensorType, dtypes: tuple[str, ...] = ("int64",)) -> None:
+    """The ids of an indexing op are of one of `dtypes`: int64 for gather, scatter_add and one_hot
+    (what every torch version takes there; older ones refuse int32); index_select takes int32 too."""
+    if ids.dtype not in dtypes:
+        hint = "declare the ids int64" if ids.dtype == "int32" else "ids come from topk or argmax (int64), or an int64 input"
+        raise OpError("E0506", f"{op} needs {' or '.join(dtypes)} ids, got a {ids.dtype} tensor {ids}", hint)
 
 
 def promote(ts) -> str:

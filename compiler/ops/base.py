@@ -107,6 +107,15 @@ class OpDef:
     prefer_module: ClassVar[bool] = False  # emit as a submodule even when unlabelled
     internal: ClassVar[bool] = False  # created by the compiler, not callable from a spec
 
+    # NOTE: [Sizes from other tensors] in ops/layout.py. `size_inputs`: after its `inputs`
+    # tensors the node may read more, for their sizes only; the elaborator adds them (a spec
+    # never passes them), where `sizes` has a size that the first input does not give.
+    size_inputs: ClassVar[bool] = False
+
+    def sizes(self, a: dict[str, Any]) -> tuple[Dim, ...]:
+        """The sizes a `size_inputs` op computes when it runs (reshape's target shape)."""
+        return ()
+
     def resolve(self, a: dict[str, Any], ins: list[TensorType]) -> dict[str, Any]:
         return a
 

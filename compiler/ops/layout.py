@@ -1,7 +1,7 @@
 """Layout ops: move, regroup and pick elements without arithmetic.
 
 transpose, permute, reshape/view (dimensions may be symbolic: `reshape([B, T, heads, -1])`),
-unsqueeze, split/chunk/unbind (several outputs), select/slice, index_select and mean; Swin's
+unsqueeze, expand, split/chunk/unbind (several outputs), select/slice and index_select; Swin's
 windows, roll and pixel_shuffle are in window.py.
 
 NOTE: [Symbolic sizes in generated code] A target size that is a symbol (`T`,
@@ -9,17 +9,26 @@ NOTE: [Symbolic sizes in generated code] A target size that is a symbol (`T`,
 dimension equal to it (`x.shape[1]`), else an expression over the input's
 symbols (`x.shape[0] * x.shape[1]`), else `-1` (at most once). Generated code
 never bakes in a size that the spec left symbolic.
+
+NOTE: [Sizes from other tensors] After `flatten(0, 1)` has merged [B, T, C] into
+[B*T, C], the input of `reshape([B, T, C])` no longer has B or T as a dimension. So
+reshape and view (`size_inputs`) may read more tensors than the one they reshape, for
+their sizes only: where a target size cannot be written from the input's sizes, the
+elaborator adds the inputs of the enclosing block or model that have it (it is bound from
+one of them: `input x: [B, T, C]`), and the size is written from theirs: `h.reshape(x.shape[0],
+x.shape[1], 64)`, the run's sizes, never the example's. The extra edges are true
+dependencies (the order of evaluation, what a pass may drop), and draw as such.
 """
 
 from __future__ import annotations
 
-from modelc.ops._util import norm_dim, numel, prod
+from modelc.ops._util import need_ids, norm_dim, numel, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 from modelc.pyformat import CallExpr
 from modelc.symbolic import Dim, Sym
 from modelc.types import TensorType
 
-__all__ = ["dim_code", "exact_div"]
+__all__ = ["dim_code", "exact_div", "sizes_code", "size_keys"]
 
 
 # ---- symbolic helpers ------------------------------------------------------------------
@@ -53,18 +62,40 @@ def exact_div(p: Dim, q: Dim) -> Dim | None:
 
 def dim_code(d: Dim, dims: tuple[Dim, ...]) -> str | None:
     """Python code for size d from the sizes `dims` of input `{0}`, or None (see the NOTE)."""
+    return sizes_code(d, [dims])
+
+
+def sizes_code(d: Dim, sources: list[tuple[Dim, ...]]) -> str | None:
+    """Python code for size d from the sizes of inputs `{0}`, `{1}`, ... (`sources`: their
+    dimensions), the first that has it first, or None (NOTE: [Sizes from other tensors])."""
     if isinstance(d, int):
         return str(d)
-    for i, have in enumerate(dims):
-        if have == d:
-            return f"{{0}}.shape[{i}]"
-    names = {}
-    for i, have in enumerate(dims):
-        if isinstance(have, Sym) and len(have.terms) == 1:
-            ((m, c),) = have.terms.items()
-            if c == 1 and len(m) == 1 and m[0].num is None:
-                names.setdefault(m[0].key, f"{{0}}.shape[{i}]")
+    for k, dims in enumerate(sources):
+        for i, have in enumerate(dims):
+            if have == d:
+                return f"{{{k}}}.shape[{i}]"
+    names: dict[str, str] = {}
+    for k, dims in enumerate(sources):
+        for i, have in enumerate(dims):
+            key = _symbol(have)
+            if key is not None:
+                names.setdefault(key, f"{{{k}}}.shape[{i}]")
     return _poly_code(d, names)
+
+
+def size_keys(dims: tuple[Dim, ...]) -> set:
+    """What a tensor of these dimensions gives `sizes_code`: its symbolic dimensions, and the
+    names of those that are one symbol."""
+    return {d for d in dims if isinstance(d, Sym)} | {_symbol(d) for d in dims} - {None}
+
+
+def _symbol(d: Dim) -> str | None:
+    """The name of a dimension that is one symbol (`T`), else None."""
+    if isinstance(d, Sym) and len(d.terms) == 1:
+        ((m, c),) = d.terms.items()
+        if c == 1 and len(m) == 1 and m[0].num is None:
+            return m[0].key
+    return None
 
 
 def _poly_code(d: Dim, names: dict[str, str]) -> str | None:
@@ -197,13 +228,75 @@ class Unsqueeze(OpDef):
 
 
 @register
+class Expand(OpDef):
+    name = "expand"
+    family = "tensor"
+    doc = ("Dimensions of size 1 repeated to the given sizes, without a copy (torch's expand); -1 keeps a "
+           "size and new dimensions go in front: picks -> unsqueeze(-1) -> expand([B, T, k, D]).")  # fmt: skip
+    attrs = (Attr("shape", "shape", positional=True, doc="a list of sizes: integers, symbols, -1 to keep one"),)
+    outputs_layout = "strided"
+
+    def resolve(self, a, ins):
+        x, want = ins[0], list(a["shape"])
+        new = len(want) - x.rank  # dimensions added in front
+        if new < 0:
+            raise OpError("E0404", f"expand: {len(want)} sizes for the {x.rank} dimensions of {x}",
+                          "give a size, or -1, for every dimension")  # fmt: skip
+        out = []
+        for i, w in enumerate(want):
+            have = x.dims[i - new] if i >= new else None
+            if isinstance(w, int) and w < 1 and not (w == -1 and have is not None):
+                raise OpError("E0404", f"expand: sizes must be positive, or -1 for a dimension of x, got {_text(want)}")
+            if have is not None and w not in (-1, have) and have != 1:
+                raise OpError("E0301", f"expand: dimension {i - new} of {x} is {have}, and only a size of 1 "
+                              f"expands (to {w})")  # fmt: skip
+            out.append(have if w == -1 else w)
+        return {**a, "out": tuple(out), "sizes": _expand_sizes(tuple(out), x.dims, new)}
+
+    def infer(self, a, ins):
+        return [ins[0].with_dims(a["out"])]
+
+    def reference(self, a, ins, w):
+        x, out = ins[0], a["out"]  # a copy by repeat, not torch's expand
+        padded = (1,) * (len(out) - x.dim()) + tuple(x.shape)
+        return [x.reshape(padded).repeat(*(o // p for o, p in zip(out, padded)))]
+
+    def call(self, a, args):
+        sizes = [s if isinstance(s, int) else s.format(args[0]) for s in a["sizes"]]
+        return CallExpr(f"{args[0]}.expand", [str(s) for s in sizes])
+
+    def label(self, a):
+        return f"expand {_text(a['out'])}"
+
+
+def _expand_sizes(out: tuple[Dim, ...], dims: tuple[Dim, ...], new: int) -> tuple:
+    """Each size for torch's expand: -1 where x keeps its size, else an int or code over `{0}`."""
+    sizes: list = []
+    for i, d in enumerate(out):
+        if i >= new and dims[i - new] == d:
+            sizes.append(-1)
+            continue
+        code = dim_code(d, dims)
+        if code is None:
+            raise OpError("E0304", f"expand: size {d} cannot be computed from the sizes of the input "
+                          f"{_text(dims)}", "give that dimension a concrete size")  # fmt: skip
+        sizes.append(int(code) if code.lstrip("-").isdigit() else code)
+    return tuple(sizes)
+
+
+@register
 class Reshape(OpDef):
     name = "reshape"
     family = "tensor"
     doc = ("New dimensions of the same elements; one may be -1, symbols are kept: "
-           "reshape([B, T, heads, -1]).")  # fmt: skip
+           "reshape([B, T, heads, -1]); a symbol the input lost (B after flatten(0, 1)) is "
+           "read from the block's or model's input that has it.")  # fmt: skip
     attrs = (Attr("shape", "shape", positional=True, doc="a list of sizes: integers, symbols, one -1"),)
     method = "reshape"
+    size_inputs = True  # NOTE: [Sizes from other tensors]
+
+    def sizes(self, a):
+        return a["shape"]
 
     def resolve(self, a, ins):
         x = ins[0]
@@ -220,7 +313,7 @@ class Reshape(OpDef):
                               f"{numel(x)} elements, not a multiple of {known}")  # fmt: skip
             want[holes[0]] = hole
         _same_size(self.name, x, tuple(want))
-        return {**a, "out": tuple(want), "sizes": _sizes(self.name, tuple(want), x.dims, holes)}
+        return {**a, "out": tuple(want), "sizes": _sizes(self.name, tuple(want), [t.dims for t in ins], holes)}
 
     def infer(self, a, ins):
         return [ins[0].with_dims(a["out"])]
@@ -234,23 +327,25 @@ class Reshape(OpDef):
         return [ins[0].reshape(a["out"])]  # view too: the same values (contiguity is checked at compile time)
 
     def call(self, a, args):
-        sizes = [s if isinstance(s, int) else s.format(args[0]) for s in a["sizes"]]
+        sizes = [s if isinstance(s, int) else s.format(*args) for s in a["sizes"]]
         return CallExpr(f"{args[0]}.{self.method}", [str(s) for s in sizes])
 
     def label(self, a):
         return f"{self.name} {_text(a['out'])}"
 
 
-def _sizes(op: str, out: tuple[Dim, ...], dims: tuple[Dim, ...], holes: list[int]) -> tuple:
-    """Each target size as an int, or code over input `{0}`; -1 at most once."""
+def _sizes(op: str, out: tuple[Dim, ...], sources: list[tuple[Dim, ...]], holes: list[int]) -> tuple:
+    """Each target size as an int, or code over inputs `{0}`, `{1}`, ...; -1 at most once."""
     sizes: list = []
     hole = holes[0] if holes else None
     for i, d in enumerate(out):
-        code = None if i == hole else dim_code(d, dims)
+        code = None if i == hole else sizes_code(d, sources)
         if code is None:
             if hole not in (None, i):
+                have = " and ".join(_text(dims) for dims in sources)
                 raise OpError("E0304", f"{op}: sizes {_text(out)} cannot all be computed from the "
-                              f"input's sizes {_text(dims)}", "write -1 for one of them")  # fmt: skip
+                              f"sizes {have}", "write -1 for one of them, or name the sizes in a block "
+                              "input's shape (input x: [B, T, C]) so that they are read from it")  # fmt: skip
             hole, code = i, "-1"
         sizes.append(int(code) if code.lstrip("-").isdigit() else code)
     return tuple(sizes)
@@ -477,28 +572,41 @@ def _clip(i: int, size: Dim) -> Dim:
 class IndexSelect(OpDef):
     name = "index_select"
     family = "tensor"
-    doc = "Rows of x picked by integer ids: index_select(table, ids) is table[ids] for 1-d ids."
+    doc = ("Slices of x along dim picked by integer ids of any shape S: x's shape with dim replaced by S, "
+           "as x[..., ids, ...]. index_select(table, ids) is table[ids]; the weights [E, ...] of each "
+           "token's picked experts [B, T, k] are index_select(w, picks): [B, T, k, ...].")  # fmt: skip
     attrs = (Attr("dim", "dim", 0),)
     inputs = 2
     outputs_layout = "new"
 
     def resolve(self, a, ins):
         x, ids = ins
-        if ids.rank != 1 or not ids.dtype.startswith("int"):
-            raise OpError("E0506", f"index_select needs 1-d integer ids, got a {ids.dtype} tensor {ids}")
-        return {**a, "dim": norm_dim(a["dim"], x.rank, self.name)}
+        need_ids(self.name, ids, ("int64", "int32"))
+        if ids.rank == 0:
+            raise OpError("E0305", f"index_select needs ids of at least one dimension, got 0-d ids {ids}",
+                          "pick one index with select(dim, i), or unsqueeze(ids, 0)")  # fmt: skip
+        dim = norm_dim(a["dim"], x.rank, self.name)
+        size = x.dims[dim] if isinstance(x.dims[dim], int) else None
+        return {**a, "dim": dim, "size": size, "ids_rank": ids.rank}
 
     def infer(self, a, ins):
         x, ids = ins
         d = a["dim"]
-        return [x.with_dims((*x.dims[:d], ids.dims[0], *x.dims[d + 1 :]))]
+        return [x.with_dims((*x.dims[:d], *ids.dims, *x.dims[d + 1 :]))]
+
+    def index_bound(self, a):
+        return a["size"]
 
     def reference(self, a, ins, w):
         x, ids = ins
-        return [x.movedim(a["dim"], 0)[ids].movedim(0, a["dim"])]
+        k, d = ids.dim(), a["dim"]  # x[ids] along dim 0 puts ids' dimensions first; moved back to dim
+        return [x.movedim(d, 0)[ids].movedim(tuple(range(k)), tuple(range(d, d + k)))]
 
     def call(self, a, args):
-        return f"torch.index_select({args[0]}, {a['dim']}, {args[1]})"
+        x, d, ids = args[0], a["dim"], args[1]
+        if a["ids_rank"] == 1:
+            return f"torch.index_select({x}, {d}, {ids})"
+        return f"torch.index_select({x}, {d}, {ids}.flatten()).unflatten({d}, {ids}.shape)"
 
     def label(self, a):
         return f"index select(dim={a['dim']})"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from modelc.ops._init import INIT_ATTRS, check_init, with_init
 from modelc.ops._util import known_channels, need_float, need_float32, need_rank, norm_dim, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, Requirement, register
+from modelc.pyformat import CallExpr
+from modelc.pyrepr import literal
 
 
 @register
@@ -322,6 +324,40 @@ class StochasticDepth(OpDef):
 
     def label(self, a):
         return f"stochastic depth {a['p']:g}"
+
+
+@register
+class Normalize(OpDef):
+    name = "normalize"
+    family = "norm"
+    doc = ("x / max(||x||_p, eps) along dim (default: the last), as torch's F.normalize (whose dim "
+           "defaults to 1): unit vectors for cosine attention, normalize(q) @ transpose(normalize(k), -2, -1) "
+           "(Swin V2). No parameters.")  # fmt: skip
+    attrs = (Attr("dim", "dim", -1, positional=True, doc="the dimension of the vectors"),
+             Attr("p", "float", 2.0, doc="the exponent of the norm"),
+             Attr("eps", "float", 1e-12, doc="the smallest divisor"))  # fmt: skip
+
+    def resolve(self, a, ins):
+        x = ins[0]
+        need_float("normalize", x)
+        if a["p"] <= 0:
+            raise OpError("E0404", f"normalize: p must be positive, got {a['p']:g}", "p=2.0 is the L2 norm")
+        if a["eps"] < 0:
+            raise OpError("E0404", f"normalize: eps must not be negative, got {a['eps']:g}")
+        return {**a, "dim": norm_dim(a["dim"], x.rank, "normalize") - x.rank}
+
+    def reference(self, a, ins, w):
+        x, p = ins[0], a["p"]
+        norm = x.abs().pow(p).sum(a["dim"], keepdim=True).pow(1.0 / p)
+        return [x / norm.clamp(min=a["eps"])]
+
+    def call(self, a, args):
+        kw = [f"dim={a['dim']}"] + [f"{k}={literal(a[k])}" for k, d in (("p", 2.0), ("eps", 1e-12)) if a[k] != d]
+        return CallExpr("nn.functional.normalize", [args[0], *kw])
+
+    def label(self, a):
+        p = "L2" if a["p"] == 2.0 else f"L{a['p']:g}"
+        return f"normalize {p} (dim={a['dim']})"
 
 
 def _affine_tensors(a) -> tuple[str, ...]:

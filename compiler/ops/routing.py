@@ -3,13 +3,15 @@ picks `topk` experts per token from its router's scores and weighs their outputs
 `one_hot` those picks become a dense [..., experts] weight that a product and a sum apply.
 
 The index outputs are int64, as torch makes them; `one_hot` of int64 ids is int64 (it takes
-part in float arithmetic after torch's promotion: `one_hot(i, 8) * w` is float32).
+part in float arithmetic after torch's promotion: `one_hot(i, 8) * w` is float32). `gather`
+picks by such ids position by position (each token's top-k expert outputs) and `scatter_add`
+adds at them; `index_select` with ids of any shape is in layout.py.
 """
 
 from __future__ import annotations
 
-from modelc.ops._util import FLOATS, known_channels, norm_dim
-from modelc.ops.base import Attr, OpDef, OpError, register
+from modelc.ops._util import known_channels, need_ids, norm_dim
+from modelc.ops.base import Attr, OpDef, OpError, Requirement, register
 from modelc.ops.reduce import _Reduce
 from modelc.types import TensorType
 
@@ -101,9 +103,7 @@ class OneHot(OpDef):
         return a["num_classes"]
 
     def resolve(self, a, ins):
-        if ins[0].dtype not in ("int64",):
-            hint = "ids come from topk or argmax (int64) or an int64 input" if ins[0].dtype in FLOATS else None
-            raise OpError("E0506", f"one_hot needs int64 ids, got a {ins[0].dtype} tensor {ins[0]}", hint)
+        need_ids(self.name, ins[0])
         return a
 
     def infer(self, a, ins):
@@ -120,3 +120,123 @@ class OneHot(OpDef):
 
     def label(self, a):
         return f"one hot {a['num_classes']}"
+
+
+# ---- picking and adding by index -------------------------------------------------------------
+# NOTE: [Ids no larger than the tensor] gather and scatter_add take ids of their data's
+# rank, no larger than it in any dimension but the one they index (torch's rule): a size
+# equal to the data's passes, known sizes are compared, and a known size of the ids
+# against a symbolic one of the data is a run-time requirement (`compile --verify` picks
+# sizes that meet it). Two different symbolic sizes cannot be compared: an error.
+def _within(op: str, ids: TensorType, data: TensorType, what: str, skip: int | None = None) -> list[Requirement]:
+    """The rule of the NOTE for ids against `data` (named `what`), every dimension but `skip`."""
+    out = []
+    for i, (n, m) in enumerate(zip(ids.dims, data.dims)):
+        if i == skip or n == m:
+            continue
+        if isinstance(n, int) and isinstance(m, int):
+            if n > m:
+                raise OpError("E0301", f"{op}: the ids {ids} are larger than {what} {data} in dim {i} ({n} > {m})")
+        elif isinstance(n, int):
+            out.append(Requirement(m, n, "E0301", f"{op}: the ids {ids} need {what} of at least {n} in dim {i}, "
+                                   "got {value}"))  # fmt: skip
+        else:
+            raise OpError("E0301", f"{op}: the ids {ids} and {what} {data} differ in dim {i} ({n} vs {m})",
+                          "the ids may be smaller than it there, by a known size, or the same size")  # fmt: skip
+    return out
+
+
+def _same_rank(op: str, ids: TensorType, data: TensorType, what: str) -> None:
+    if ids.rank != data.rank:
+        raise OpError("E0305", f"{op} needs ids of the rank of {what} {data} ({data.rank}), got {ids.rank}-d ids "
+                      f"{ids}", "unsqueeze the ids and expand them: ids -> unsqueeze(-1) -> expand([..., D])")  # fmt: skip
+
+
+def _grid(ids, dim: int) -> tuple:
+    """Advanced indices selecting, at each position of `ids`, that position with its
+    coordinate in `dim` replaced by the id: what gather reads and scatter_add writes."""
+    import torch
+
+    coords = [torch.arange(n, device=ids.device).reshape([-1 if i == d else 1 for i in range(ids.dim())])
+              for d, n in enumerate(ids.shape)]  # fmt: skip
+    coords[dim] = ids
+    return tuple(torch.broadcast_tensors(*coords))
+
+
+@register
+class Gather(OpDef):
+    name = "gather"
+    family = "tensor"
+    doc = ("The entries of x at int64 ids along dim, position by position (torch.gather): for dim 1, "
+           "out[i][j][k] = x[i][ids[i][j][k]][k]. The ids have x's rank and the result their shape: "
+           "each token's picked experts, gather(outputs, picks, 2).")  # fmt: skip
+    attrs = (Attr("dim", "dim", positional=True),)
+    inputs = 2
+    outputs_layout = "new"
+
+    def resolve(self, a, ins):
+        x, ids = ins
+        need_ids(self.name, ids)
+        _same_rank(self.name, ids, x, "x")
+        dim = norm_dim(a["dim"], x.rank, self.name)
+        return {**a, "dim": dim, "size": x.dims[dim] if isinstance(x.dims[dim], int) else None}
+
+    def requires(self, a, ins):
+        return _within(self.name, ins[1], ins[0], "x", a["dim"])
+
+    def infer(self, a, ins):
+        return [TensorType(ins[1].dims, ins[0].dtype)]
+
+    def index_bound(self, a):
+        return a["size"]
+
+    def reference(self, a, ins, w):
+        x, ids = ins
+        return [x[_grid(ids, a["dim"])]]  # advanced indexing, not torch.gather
+
+    def call(self, a, args):
+        return f"torch.gather({args[0]}, {a['dim']}, {args[1]})"
+
+    def label(self, a):
+        return f"gather(dim={a['dim']})"
+
+
+@register
+class ScatterAdd(OpDef):
+    name = "scatter_add"
+    family = "tensor"
+    doc = ("x with src added at int64 ids along dim, out of place (torch.scatter_add): for dim 0, "
+           "out[ids[i][j]][j] += src[i][j]; repeated ids add up. ids, src and x have one rank, the ids "
+           "are no larger than src, nor than x but in dim; src has x's type.")  # fmt: skip
+    attrs = (Attr("dim", "dim", positional=True),)
+    inputs = 3
+    outputs_layout = "same"  # torch copies x, and may keep its strides
+
+    def resolve(self, a, ins):
+        x, ids, src = ins
+        need_ids(self.name, ids)
+        _same_rank(self.name, ids, x, "x")
+        _same_rank(self.name, ids, src, "src")
+        if src.dtype != x.dtype:
+            raise OpError("E0506", f"scatter_add adds src to x of the same type, got a {src.dtype} src {src} "
+                          f"and a {x.dtype} x {x}")  # fmt: skip
+        dim = norm_dim(a["dim"], x.rank, self.name)
+        return {**a, "dim": dim, "size": x.dims[dim] if isinstance(x.dims[dim], int) else None}
+
+    def requires(self, a, ins):
+        x, ids, src = ins
+        return _within(self.name, ids, src, "src") + _within(self.name, ids, x, "x", a["dim"])
+
+    def index_bound(self, a):
+        return a["size"]
+
+    def reference(self, a, ins, w):
+        x, ids, src = ins
+        part = src[tuple(slice(0, n) for n in ids.shape)]  # src's entries at the ids' positions
+        return [x.clone().index_put_(_grid(ids, a["dim"]), part, accumulate=True)]
+
+    def call(self, a, args):
+        return f"torch.scatter_add({args[0]}, {a['dim']}, {args[1]}, {args[2]})"
+
+    def label(self, a):
+        return f"scatter add(dim={a['dim']})"

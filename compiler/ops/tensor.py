@@ -16,7 +16,7 @@ class Flatten(OpDef):
     family = "tensor"
     doc = "Merges dimensions start..end (inclusive) into one."
     attrs = (Attr("start", "dim", 1, positional=True, aliases=("start_dim",)),
-             Attr("end", "dim", -1, aliases=("end_dim",)))  # fmt: skip
+             Attr("end", "dim", -1, positional=True, aliases=("end_dim",)))  # fmt: skip
 
     def resolve(self, a, ins):
         r = ins[0].rank

@@ -1,5 +1,6 @@
 """Swin's window ops, cyclic shifts and sub-pixel shuffles: window_partition and
-window_reverse, relative_position_index, shifted_window_mask, roll and pixel_shuffle.
+window_reverse, relative_position_index, relative_coords_table (Swin V2), shifted_window_mask,
+roll and pixel_shuffle.
 
 Their reference semantics (`reference`) are derived from the definitions in the docs, not
 from modelc.runtime's functions, which the emitted code calls and the interpreter checks.
@@ -152,6 +153,38 @@ class RelativePositionIndex(OpDef):
 
     def label(self, a):
         return f"relative position index {a['window']}x{a['window']}"
+
+
+@register
+class RelativeCoordsTable(OpDef):
+    name = "relative_coords_table"
+    family = "tensor"
+    doc = ("The constant [1, 2w-1, 2w-1, 2] table of the relative offsets (dy, dx) of a w x w window, "
+           "each scaled to [-8, 8] and log-spaced, sign(t) * log2(1 + |t|) / 3: the input of Swin V2's "
+           "continuous position bias MLP; a buffer named by its label.")  # fmt: skip
+    attrs = (Attr("window", "int", positional=True, min=2),)
+    inputs = 0
+    min_inputs = 0
+    sequential = False
+
+    def infer(self, a, ins):
+        side = 2 * a["window"] - 1
+        return [TensorType((1, side, side, 2))]
+
+    def reference(self, a, ins, w):
+        # A float buffer is state, as a parameter is: a checkpoint (or verify's randomised
+        # weights) may hold other values than the table it starts as (tests/test_swin_v2_ops.py
+        # checks those against torchvision's).
+        return [w[""]]
+
+    def module(self, a):
+        return Ctor("rt.relative_coords_table", (a["window"],))
+
+    def invoke(self, a, callee, args):
+        return callee
+
+    def label(self, a):
+        return f"relative coords table {a['window']}x{a['window']}"
 
 
 @register

@@ -83,8 +83,9 @@ def consumers(g: Graph, ref: Ref) -> list[tuple[int, int]]:
 def shared_weight_problem(g: Graph, n: int) -> str | None:
     """Why a rewrite may not change this layer's weight: it is shared (a linear's `tie`, or the
     owner such a tie names), stored in another layout (`transposed`), which the checkpoint
-    rules (modelc.runtime) do not convert, or fixed by the spec (literal numbers, trainable=false);
-    None when it may."""
+    rules (modelc.runtime) do not convert, part of its bias held at zero (`bias_mask`), which
+    a merged or folded bias would not keep, or fixed by the spec (literal numbers,
+    trainable=false); None when it may."""
     node = g.node(n)
     a = node.attrs
     if a.get("weight") is not None or a.get("bias_values") is not None or not a.get("trainable", True):
@@ -93,6 +94,8 @@ def shared_weight_problem(g: Graph, n: int) -> str | None:
         return f"{node.op} `{node.name}` shares its weight with another layer (tie)"
     if node.attrs.get("transposed"):
         return f"{node.op} `{node.name}` stores its weight [in, out] (transposed)"
+    if node.attrs.get("bias_mask") is not None:
+        return f"{node.op} `{node.name}` holds part of its bias at zero (bias_mask)"
     return None
 
 

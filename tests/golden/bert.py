@@ -10,9 +10,7 @@ from modelc import runtime as rt
 
 
 class Embeddings(nn.Module):
-    """Embeddings(vocab=30522, max_len=512, types=2, width=768, p=0.1, eps=1e-12),
-    defined at bert.model:6.
-    """
+    """Embeddings(), defined at bert.model:6."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -33,7 +31,7 @@ class Embeddings(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """EncoderLayer(heads=12, ff=3072, p=0.1, eps=1e-12), defined at bert.model:15."""
+    """EncoderLayer(), defined at bert.model:15."""
 
     def __init__(self) -> None:
         super().__init__()

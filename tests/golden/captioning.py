@@ -7,7 +7,7 @@ from torch import nn
 
 
 class Encoder(nn.Module):
-    """Encoder(embed=256), defined at captioning.model:5."""
+    """Encoder(), defined at captioning.model:5."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -9,8 +9,25 @@ from torch import nn
 from modelc import runtime as rt
 
 
-class Down(nn.Module):
-    """Down(width=64, bn=False), defined at context_encoder.model:10."""
+class Down_bnTrue(nn.Module):
+    """Down(in_channels, width), defined at context_encoder.model:10."""
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        # context_encoder.model:12
+        self.conv = nn.Conv2d(in_channels, width, 4, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(width)  # context_encoder.model:13
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # context_encoder.model:12
+        y = self.bn(y)  # context_encoder.model:13
+        # context_encoder.model:14
+        out = nn.functional.leaky_relu(y, negative_slope=0.2)
+        return out
+
+
+class Down_width64(nn.Module):
+    """Down(), defined at context_encoder.model:10."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -23,114 +40,16 @@ class Down(nn.Module):
         return out
 
 
-class Down_1(nn.Module):
-    """Down(width=64, bn=True), defined at context_encoder.model:10."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # context_encoder.model:12
-        self.conv = nn.Conv2d(64, 64, 4, stride=2, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(64)  # context_encoder.model:13
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # context_encoder.model:12
-        y = self.bn(y)  # context_encoder.model:13
-        # context_encoder.model:14
-        out = nn.functional.leaky_relu(y, negative_slope=0.2)
-        return out
-
-
-class Down_2(nn.Module):
-    """Down(width=128, bn=True), defined at context_encoder.model:10."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # context_encoder.model:12
-        self.conv = nn.Conv2d(64, 128, 4, stride=2, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(128)  # context_encoder.model:13
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # context_encoder.model:12
-        y = self.bn(y)  # context_encoder.model:13
-        # context_encoder.model:14
-        out = nn.functional.leaky_relu(y, negative_slope=0.2)
-        return out
-
-
-class Down_3(nn.Module):
-    """Down(width=256, bn=True), defined at context_encoder.model:10."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # context_encoder.model:12
-        self.conv = nn.Conv2d(128, 256, 4, stride=2, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(256)  # context_encoder.model:13
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # context_encoder.model:12
-        y = self.bn(y)  # context_encoder.model:13
-        # context_encoder.model:14
-        out = nn.functional.leaky_relu(y, negative_slope=0.2)
-        return out
-
-
-class Down_4(nn.Module):
-    """Down(width=512, bn=True), defined at context_encoder.model:10."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # context_encoder.model:12
-        self.conv = nn.Conv2d(256, 512, 4, stride=2, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(512)  # context_encoder.model:13
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # context_encoder.model:12
-        y = self.bn(y)  # context_encoder.model:13
-        # context_encoder.model:14
-        out = nn.functional.leaky_relu(y, negative_slope=0.2)
-        return out
-
-
 class Up(nn.Module):
-    """Up(width=256), defined at context_encoder.model:17."""
+    """Up(in_channels, width), defined at context_encoder.model:17."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int, width: int) -> None:
         super().__init__()
         # context_encoder.model:19
-        self.upconv = nn.ConvTranspose2d(512, 256, 4, stride=2, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(256)  # context_encoder.model:19
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.upconv(x)  # context_encoder.model:19
-        out = self.bn(out)  # context_encoder.model:19
-        out = torch.relu(out)  # context_encoder.model:19
-        return out
-
-
-class Up_1(nn.Module):
-    """Up(width=128), defined at context_encoder.model:17."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # context_encoder.model:19
-        self.upconv = nn.ConvTranspose2d(256, 128, 4, stride=2, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(128)  # context_encoder.model:19
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.upconv(x)  # context_encoder.model:19
-        out = self.bn(out)  # context_encoder.model:19
-        out = torch.relu(out)  # context_encoder.model:19
-        return out
-
-
-class Up_2(nn.Module):
-    """Up(width=64), defined at context_encoder.model:17."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # context_encoder.model:19
-        self.upconv = nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(64)  # context_encoder.model:19
+        self.upconv = nn.ConvTranspose2d(
+            in_channels, width, 4, stride=2, padding=1, bias=False
+        )
+        self.bn = nn.BatchNorm2d(width)  # context_encoder.model:19
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.upconv(x)  # context_encoder.model:19
@@ -155,11 +74,11 @@ class ContextEncoder(nn.Module):
         super().__init__()
         # context_encoder.model:24
         self.encoder = nn.Sequential(
-            Down(),  # context_encoder.model:24
-            Down_1(),  # context_encoder.model:24
-            Down_2(),  # context_encoder.model:24
-            Down_3(),  # context_encoder.model:24
-            Down_4(),  # context_encoder.model:24
+            Down_width64(),  # context_encoder.model:24
+            Down_bnTrue(64, 64),  # context_encoder.model:24
+            Down_bnTrue(64, 128),  # context_encoder.model:24
+            Down_bnTrue(128, 256),  # context_encoder.model:24
+            Down_bnTrue(256, 512),  # context_encoder.model:24
         )
         # context_encoder.model:25
         self.bottleneck = nn.Sequential(
@@ -169,9 +88,9 @@ class ContextEncoder(nn.Module):
         )
         # context_encoder.model:26
         self.decoder = nn.Sequential(
-            Up(),  # context_encoder.model:27
-            Up_1(),  # context_encoder.model:27
-            Up_2(),  # context_encoder.model:27
+            Up(512, 256),  # context_encoder.model:27
+            Up(256, 128),  # context_encoder.model:27
+            Up(128, 64),  # context_encoder.model:27
             # context_encoder.model:28
             nn.ConvTranspose2d(64, 3, 4, stride=2, padding=1),
             nn.Tanh(),  # context_encoder.model:28
@@ -200,10 +119,10 @@ class Discriminator(nn.Module):
         super().__init__()
         # context_encoder.model:34
         self.features = nn.Sequential(
-            Down(),  # context_encoder.model:34
-            Down_2(),  # context_encoder.model:34
-            Down_3(),  # context_encoder.model:34
-            Down_4(),  # context_encoder.model:34
+            Down_width64(),  # context_encoder.model:34
+            Down_bnTrue(64, 128),  # context_encoder.model:34
+            Down_bnTrue(128, 256),  # context_encoder.model:34
+            Down_bnTrue(256, 512),  # context_encoder.model:34
         )
         # context_encoder.model:35
         self.classifier = nn.Sequential(

@@ -8,12 +8,10 @@ from torch import nn
 from modelc import runtime as rt
 
 
-class FusedMBConv(nn.Module):
-    """FusedMBConv(out=24, stride=1, t=1, p=0.0), defined at
-    efficientnet_v2_s.model:13.
-    """
+class FusedMBConv_out24_t1(nn.Module):
+    """FusedMBConv(p), defined at efficientnet_v2_s.model:13."""
 
-    def __init__(self) -> None:
+    def __init__(self, p: float) -> None:
         super().__init__()
         # efficientnet_v2_s.model:18
         self.block = nn.Sequential(
@@ -25,7 +23,7 @@ class FusedMBConv(nn.Module):
                 nn.SiLU(),  # efficientnet_v2_s.model:21
             ),
         )
-        self.stochastic_depth = rt.StochasticDepth(0.0)  # efficientnet_v2_s.model:23
+        self.stochastic_depth = rt.StochasticDepth(p)  # efficientnet_v2_s.model:23
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.block(x)  # efficientnet_v2_s.model:18
@@ -34,283 +32,78 @@ class FusedMBConv(nn.Module):
         return out
 
 
-class FusedMBConv_1(nn.Module):
-    """FusedMBConv(out=24, stride=1, t=1, p=0.005), defined at
-    efficientnet_v2_s.model:13.
-    """
+class FusedMBConv_stride1_t4(nn.Module):
+    """FusedMBConv(in_channels, p), defined at efficientnet_v2_s.model:13."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:18
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:21
-            nn.Sequential(
-                # efficientnet_v2_s.model:21
-                nn.Conv2d(24, 24, 3, padding=1, bias=False),
-                nn.BatchNorm2d(24, eps=0.001),  # efficientnet_v2_s.model:21
-                nn.SiLU(),  # efficientnet_v2_s.model:21
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.005)  # efficientnet_v2_s.model:23
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:18
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:23
-        out = x + out  # efficientnet_v2_s.model:23
-        return out
-
-
-class FusedMBConv_2(nn.Module):
-    """FusedMBConv(out=48, stride=2, t=4, p=0.01), defined at
-    efficientnet_v2_s.model:13.
-    """
-
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int, p: float) -> None:
         super().__init__()
         # efficientnet_v2_s.model:18
         self.block = nn.Sequential(
             # efficientnet_v2_s.model:19
             nn.Sequential(
                 # efficientnet_v2_s.model:19
-                nn.Conv2d(24, 96, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(96, eps=0.001),  # efficientnet_v2_s.model:19
+                nn.Conv2d(in_channels, in_channels * 4, 3, padding=1, bias=False),
+                # efficientnet_v2_s.model:19
+                nn.BatchNorm2d(in_channels * 4, eps=0.001),
                 nn.SiLU(),  # efficientnet_v2_s.model:19
             ),
             # efficientnet_v2_s.model:20
             nn.Sequential(
-                nn.Conv2d(96, 48, 1, bias=False),  # efficientnet_v2_s.model:20
-                nn.BatchNorm2d(48, eps=0.001),  # efficientnet_v2_s.model:20
+                # efficientnet_v2_s.model:20
+                nn.Conv2d(in_channels * 4, in_channels, 1, bias=False),
+                nn.BatchNorm2d(in_channels, eps=0.001),  # efficientnet_v2_s.model:20
+            ),
+        )
+        self.stochastic_depth = rt.StochasticDepth(p)  # efficientnet_v2_s.model:23
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)  # efficientnet_v2_s.model:18
+        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:23
+        out = x + out  # efficientnet_v2_s.model:23
+        return out
+
+
+class FusedMBConv_stride2(nn.Module):
+    """FusedMBConv(in_channels, out), defined at efficientnet_v2_s.model:13."""
+
+    def __init__(self, in_channels: int, out: int) -> None:
+        super().__init__()
+        # efficientnet_v2_s.model:18
+        self.block = nn.Sequential(
+            # efficientnet_v2_s.model:19
+            nn.Sequential(
+                # efficientnet_v2_s.model:19
+                nn.Conv2d(
+                    in_channels, in_channels * 4, 3, stride=2, padding=1, bias=False
+                ),
+                # efficientnet_v2_s.model:19
+                nn.BatchNorm2d(in_channels * 4, eps=0.001),
+                nn.SiLU(),  # efficientnet_v2_s.model:19
+            ),
+            # efficientnet_v2_s.model:20
+            nn.Sequential(
+                # efficientnet_v2_s.model:20
+                nn.Conv2d(in_channels * 4, out, 1, bias=False),
+                nn.BatchNorm2d(out, eps=0.001),  # efficientnet_v2_s.model:20
             ),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.block(x)  # efficientnet_v2_s.model:18
         return y
-
-
-class FusedMBConv_3(nn.Module):
-    """FusedMBConv(out=48, stride=1, t=4, p=0.015), defined at
-    efficientnet_v2_s.model:13.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:18
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:19
-            nn.Sequential(
-                # efficientnet_v2_s.model:19
-                nn.Conv2d(48, 192, 3, padding=1, bias=False),
-                nn.BatchNorm2d(192, eps=0.001),  # efficientnet_v2_s.model:19
-                nn.SiLU(),  # efficientnet_v2_s.model:19
-            ),
-            # efficientnet_v2_s.model:20
-            nn.Sequential(
-                nn.Conv2d(192, 48, 1, bias=False),  # efficientnet_v2_s.model:20
-                nn.BatchNorm2d(48, eps=0.001),  # efficientnet_v2_s.model:20
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.015)  # efficientnet_v2_s.model:23
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:18
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:23
-        out = x + out  # efficientnet_v2_s.model:23
-        return out
-
-
-class FusedMBConv_4(nn.Module):
-    """FusedMBConv(out=48, stride=1, t=4, p=0.02), defined at
-    efficientnet_v2_s.model:13.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:18
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:19
-            nn.Sequential(
-                # efficientnet_v2_s.model:19
-                nn.Conv2d(48, 192, 3, padding=1, bias=False),
-                nn.BatchNorm2d(192, eps=0.001),  # efficientnet_v2_s.model:19
-                nn.SiLU(),  # efficientnet_v2_s.model:19
-            ),
-            # efficientnet_v2_s.model:20
-            nn.Sequential(
-                nn.Conv2d(192, 48, 1, bias=False),  # efficientnet_v2_s.model:20
-                nn.BatchNorm2d(48, eps=0.001),  # efficientnet_v2_s.model:20
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.02)  # efficientnet_v2_s.model:23
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:18
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:23
-        out = x + out  # efficientnet_v2_s.model:23
-        return out
-
-
-class FusedMBConv_5(nn.Module):
-    """FusedMBConv(out=48, stride=1, t=4, p=0.025), defined at
-    efficientnet_v2_s.model:13.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:18
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:19
-            nn.Sequential(
-                # efficientnet_v2_s.model:19
-                nn.Conv2d(48, 192, 3, padding=1, bias=False),
-                nn.BatchNorm2d(192, eps=0.001),  # efficientnet_v2_s.model:19
-                nn.SiLU(),  # efficientnet_v2_s.model:19
-            ),
-            # efficientnet_v2_s.model:20
-            nn.Sequential(
-                nn.Conv2d(192, 48, 1, bias=False),  # efficientnet_v2_s.model:20
-                nn.BatchNorm2d(48, eps=0.001),  # efficientnet_v2_s.model:20
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.025)  # efficientnet_v2_s.model:23
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:18
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:23
-        out = x + out  # efficientnet_v2_s.model:23
-        return out
-
-
-class FusedMBConv_6(nn.Module):
-    """FusedMBConv(out=64, stride=2, t=4, p=0.03), defined at
-    efficientnet_v2_s.model:13.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:18
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:19
-            nn.Sequential(
-                # efficientnet_v2_s.model:19
-                nn.Conv2d(48, 192, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(192, eps=0.001),  # efficientnet_v2_s.model:19
-                nn.SiLU(),  # efficientnet_v2_s.model:19
-            ),
-            # efficientnet_v2_s.model:20
-            nn.Sequential(
-                nn.Conv2d(192, 64, 1, bias=False),  # efficientnet_v2_s.model:20
-                nn.BatchNorm2d(64, eps=0.001),  # efficientnet_v2_s.model:20
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:18
-        return y
-
-
-class FusedMBConv_7(nn.Module):
-    """FusedMBConv(out=64, stride=1, t=4, p=0.035), defined at
-    efficientnet_v2_s.model:13.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:18
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:19
-            nn.Sequential(
-                # efficientnet_v2_s.model:19
-                nn.Conv2d(64, 256, 3, padding=1, bias=False),
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:19
-                nn.SiLU(),  # efficientnet_v2_s.model:19
-            ),
-            # efficientnet_v2_s.model:20
-            nn.Sequential(
-                nn.Conv2d(256, 64, 1, bias=False),  # efficientnet_v2_s.model:20
-                nn.BatchNorm2d(64, eps=0.001),  # efficientnet_v2_s.model:20
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.035)  # efficientnet_v2_s.model:23
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:18
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:23
-        out = x + out  # efficientnet_v2_s.model:23
-        return out
-
-
-class FusedMBConv_8(nn.Module):
-    """FusedMBConv(out=64, stride=1, t=4, p=0.04), defined at
-    efficientnet_v2_s.model:13.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:18
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:19
-            nn.Sequential(
-                # efficientnet_v2_s.model:19
-                nn.Conv2d(64, 256, 3, padding=1, bias=False),
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:19
-                nn.SiLU(),  # efficientnet_v2_s.model:19
-            ),
-            # efficientnet_v2_s.model:20
-            nn.Sequential(
-                nn.Conv2d(256, 64, 1, bias=False),  # efficientnet_v2_s.model:20
-                nn.BatchNorm2d(64, eps=0.001),  # efficientnet_v2_s.model:20
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.04)  # efficientnet_v2_s.model:23
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:18
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:23
-        out = x + out  # efficientnet_v2_s.model:23
-        return out
-
-
-class FusedMBConv_9(nn.Module):
-    """FusedMBConv(out=64, stride=1, t=4, p=0.045), defined at
-    efficientnet_v2_s.model:13.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:18
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:19
-            nn.Sequential(
-                # efficientnet_v2_s.model:19
-                nn.Conv2d(64, 256, 3, padding=1, bias=False),
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:19
-                nn.SiLU(),  # efficientnet_v2_s.model:19
-            ),
-            # efficientnet_v2_s.model:20
-            nn.Sequential(
-                nn.Conv2d(256, 64, 1, bias=False),  # efficientnet_v2_s.model:20
-                nn.BatchNorm2d(64, eps=0.001),  # efficientnet_v2_s.model:20
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.045)  # efficientnet_v2_s.model:23
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:18
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:23
-        out = x + out  # efficientnet_v2_s.model:23
-        return out
 
 
 class SqueezeExcitation(nn.Module):
-    """SqueezeExcitation(squeeze=16), defined at efficientnet_v2_s.model:26."""
+    """SqueezeExcitation(in_channels, squeeze), defined at
+    efficientnet_v2_s.model:26.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int, squeeze: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # efficientnet_v2_s.model:28
-        self.fc1 = nn.Conv2d(256, 16, 1)  # efficientnet_v2_s.model:28
+        self.fc1 = nn.Conv2d(in_channels, squeeze, 1)  # efficientnet_v2_s.model:28
         self.activation = nn.SiLU()  # efficientnet_v2_s.model:28
-        self.fc2 = nn.Conv2d(16, 256, 1)  # efficientnet_v2_s.model:29
+        self.fc2 = nn.Conv2d(squeeze, in_channels, 1)  # efficientnet_v2_s.model:29
         self.scale_activation = nn.Sigmoid()  # efficientnet_v2_s.model:29
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -320,1193 +113,107 @@ class SqueezeExcitation(nn.Module):
         scale = self.fc2(scale)  # efficientnet_v2_s.model:29
         scale = self.scale_activation(scale)  # efficientnet_v2_s.model:29
         out = x * scale  # efficientnet_v2_s.model:30
+        return out
+
+
+class MBConv_stride1(nn.Module):
+    """MBConv(in_channels, p, block_0_0_out_channels), defined at
+    efficientnet_v2_s.model:33.
+    """
+
+    def __init__(self, in_channels: int, p: float, block_0_0_out_channels: int) -> None:
+        super().__init__()
+        # efficientnet_v2_s.model:36
+        self.block = nn.Sequential(
+            # efficientnet_v2_s.model:37
+            nn.Sequential(
+                # efficientnet_v2_s.model:37
+                nn.Conv2d(in_channels, block_0_0_out_channels, 1, bias=False),
+                # efficientnet_v2_s.model:37
+                nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
+                nn.SiLU(),  # efficientnet_v2_s.model:37
+            ),
+            # efficientnet_v2_s.model:38
+            nn.Sequential(
+                # efficientnet_v2_s.model:38
+                nn.Conv2d(
+                    block_0_0_out_channels,
+                    block_0_0_out_channels,
+                    3,
+                    padding=1,
+                    groups=block_0_0_out_channels,
+                    bias=False,
+                ),
+                # efficientnet_v2_s.model:38
+                nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
+                nn.SiLU(),  # efficientnet_v2_s.model:38
+            ),
+            # efficientnet_v2_s.model:39
+            SqueezeExcitation(block_0_0_out_channels, in_channels // 4),
+            # efficientnet_v2_s.model:40
+            nn.Sequential(
+                # efficientnet_v2_s.model:40
+                nn.Conv2d(block_0_0_out_channels, in_channels, 1, bias=False),
+                nn.BatchNorm2d(in_channels, eps=0.001),  # efficientnet_v2_s.model:40
+            ),
+        )
+        self.stochastic_depth = rt.StochasticDepth(p)  # efficientnet_v2_s.model:42
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.block(x)  # efficientnet_v2_s.model:36
+        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
+        out = x + out  # efficientnet_v2_s.model:42
         return out
 
 
 class MBConv(nn.Module):
-    """MBConv(out=128, stride=2, t=4, p=0.05), defined at efficientnet_v2_s.model:33."""
+    """MBConv(in_channels, out, stride, block_0_0_out_channels), defined at
+    efficientnet_v2_s.model:33.
+    """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, in_channels: int, out: int, stride: int, block_0_0_out_channels: int
+    ) -> None:
         super().__init__()
         # efficientnet_v2_s.model:36
         self.block = nn.Sequential(
             # efficientnet_v2_s.model:37
             nn.Sequential(
-                nn.Conv2d(64, 256, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:37
+                # efficientnet_v2_s.model:37
+                nn.Conv2d(in_channels, block_0_0_out_channels, 1, bias=False),
+                # efficientnet_v2_s.model:37
+                nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
                 nn.SiLU(),  # efficientnet_v2_s.model:37
             ),
             # efficientnet_v2_s.model:38
             nn.Sequential(
                 # efficientnet_v2_s.model:38
-                nn.Conv2d(256, 256, 3, stride=2, padding=1, groups=256, bias=False),
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:38
+                nn.Conv2d(
+                    block_0_0_out_channels,
+                    block_0_0_out_channels,
+                    3,
+                    stride=stride,
+                    padding=1,
+                    groups=block_0_0_out_channels,
+                    bias=False,
+                ),
+                # efficientnet_v2_s.model:38
+                nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
                 nn.SiLU(),  # efficientnet_v2_s.model:38
             ),
-            SqueezeExcitation(),  # efficientnet_v2_s.model:39
+            # efficientnet_v2_s.model:39
+            SqueezeExcitation(block_0_0_out_channels, in_channels // 4),
             # efficientnet_v2_s.model:40
             nn.Sequential(
-                nn.Conv2d(256, 128, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(128, eps=0.001),  # efficientnet_v2_s.model:40
+                # efficientnet_v2_s.model:40
+                nn.Conv2d(block_0_0_out_channels, out, 1, bias=False),
+                nn.BatchNorm2d(out, eps=0.001),  # efficientnet_v2_s.model:40
             ),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.block(x)  # efficientnet_v2_s.model:36
         return y
-
-
-class SqueezeExcitation_1(nn.Module):
-    """SqueezeExcitation(squeeze=32), defined at efficientnet_v2_s.model:26."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # efficientnet_v2_s.model:28
-        self.fc1 = nn.Conv2d(512, 32, 1)  # efficientnet_v2_s.model:28
-        self.activation = nn.SiLU()  # efficientnet_v2_s.model:28
-        self.fc2 = nn.Conv2d(32, 512, 1)  # efficientnet_v2_s.model:29
-        self.scale_activation = nn.Sigmoid()  # efficientnet_v2_s.model:29
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.avgpool(x)  # efficientnet_v2_s.model:28
-        scale = self.fc1(scale)  # efficientnet_v2_s.model:28
-        scale = self.activation(scale)  # efficientnet_v2_s.model:28
-        scale = self.fc2(scale)  # efficientnet_v2_s.model:29
-        scale = self.scale_activation(scale)  # efficientnet_v2_s.model:29
-        out = x * scale  # efficientnet_v2_s.model:30
-        return out
-
-
-class MBConv_1(nn.Module):
-    """MBConv(out=128, stride=1, t=4, p=0.055), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(128, 512, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(512, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(512, 512, 3, padding=1, groups=512, bias=False),
-                nn.BatchNorm2d(512, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_1(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(512, 128, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(128, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.055)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_2(nn.Module):
-    """MBConv(out=128, stride=1, t=4, p=0.06), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(128, 512, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(512, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(512, 512, 3, padding=1, groups=512, bias=False),
-                nn.BatchNorm2d(512, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_1(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(512, 128, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(128, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.06)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_3(nn.Module):
-    """MBConv(out=128, stride=1, t=4, p=0.065), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(128, 512, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(512, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(512, 512, 3, padding=1, groups=512, bias=False),
-                nn.BatchNorm2d(512, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_1(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(512, 128, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(128, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.065)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_4(nn.Module):
-    """MBConv(out=128, stride=1, t=4, p=0.07), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(128, 512, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(512, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(512, 512, 3, padding=1, groups=512, bias=False),
-                nn.BatchNorm2d(512, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_1(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(512, 128, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(128, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.07)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_5(nn.Module):
-    """MBConv(out=128, stride=1, t=4, p=0.075), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(128, 512, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(512, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(512, 512, 3, padding=1, groups=512, bias=False),
-                nn.BatchNorm2d(512, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_1(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(512, 128, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(128, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.075)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class SqueezeExcitation_2(nn.Module):
-    """SqueezeExcitation(squeeze=32), defined at efficientnet_v2_s.model:26."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # efficientnet_v2_s.model:28
-        self.fc1 = nn.Conv2d(768, 32, 1)  # efficientnet_v2_s.model:28
-        self.activation = nn.SiLU()  # efficientnet_v2_s.model:28
-        self.fc2 = nn.Conv2d(32, 768, 1)  # efficientnet_v2_s.model:29
-        self.scale_activation = nn.Sigmoid()  # efficientnet_v2_s.model:29
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.avgpool(x)  # efficientnet_v2_s.model:28
-        scale = self.fc1(scale)  # efficientnet_v2_s.model:28
-        scale = self.activation(scale)  # efficientnet_v2_s.model:28
-        scale = self.fc2(scale)  # efficientnet_v2_s.model:29
-        scale = self.scale_activation(scale)  # efficientnet_v2_s.model:29
-        out = x * scale  # efficientnet_v2_s.model:30
-        return out
-
-
-class MBConv_6(nn.Module):
-    """MBConv(out=160, stride=1, t=6, p=0.08), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(128, 768, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(768, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(768, 768, 3, padding=1, groups=768, bias=False),
-                nn.BatchNorm2d(768, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_2(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(768, 160, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(160, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        return y
-
-
-class SqueezeExcitation_3(nn.Module):
-    """SqueezeExcitation(squeeze=40), defined at efficientnet_v2_s.model:26."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # efficientnet_v2_s.model:28
-        self.fc1 = nn.Conv2d(960, 40, 1)  # efficientnet_v2_s.model:28
-        self.activation = nn.SiLU()  # efficientnet_v2_s.model:28
-        self.fc2 = nn.Conv2d(40, 960, 1)  # efficientnet_v2_s.model:29
-        self.scale_activation = nn.Sigmoid()  # efficientnet_v2_s.model:29
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.avgpool(x)  # efficientnet_v2_s.model:28
-        scale = self.fc1(scale)  # efficientnet_v2_s.model:28
-        scale = self.activation(scale)  # efficientnet_v2_s.model:28
-        scale = self.fc2(scale)  # efficientnet_v2_s.model:29
-        scale = self.scale_activation(scale)  # efficientnet_v2_s.model:29
-        out = x * scale  # efficientnet_v2_s.model:30
-        return out
-
-
-class MBConv_7(nn.Module):
-    """MBConv(out=160, stride=1, t=6, p=0.085), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_3(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(960, 160, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(160, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.085)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_8(nn.Module):
-    """MBConv(out=160, stride=1, t=6, p=0.09), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_3(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(960, 160, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(160, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.09)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_9(nn.Module):
-    """MBConv(out=160, stride=1, t=6, p=0.095), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_3(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(960, 160, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(160, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.095)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_10(nn.Module):
-    """MBConv(out=160, stride=1, t=6, p=0.1), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_3(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(960, 160, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(160, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.1)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_11(nn.Module):
-    """MBConv(out=160, stride=1, t=6, p=0.105), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_3(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(960, 160, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(160, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.105)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_12(nn.Module):
-    """MBConv(out=160, stride=1, t=6, p=0.11), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_3(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(960, 160, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(160, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.11)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_13(nn.Module):
-    """MBConv(out=160, stride=1, t=6, p=0.115), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_3(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(960, 160, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(160, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.115)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_14(nn.Module):
-    """MBConv(out=160, stride=1, t=6, p=0.12), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_3(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(960, 160, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(160, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.12)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_15(nn.Module):
-    """MBConv(out=256, stride=2, t=6, p=0.125), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(960, 960, 3, stride=2, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_3(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(960, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        return y
-
-
-class SqueezeExcitation_4(nn.Module):
-    """SqueezeExcitation(squeeze=64), defined at efficientnet_v2_s.model:26."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # efficientnet_v2_s.model:28
-        self.fc1 = nn.Conv2d(1536, 64, 1)  # efficientnet_v2_s.model:28
-        self.activation = nn.SiLU()  # efficientnet_v2_s.model:28
-        self.fc2 = nn.Conv2d(64, 1536, 1)  # efficientnet_v2_s.model:29
-        self.scale_activation = nn.Sigmoid()  # efficientnet_v2_s.model:29
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.avgpool(x)  # efficientnet_v2_s.model:28
-        scale = self.fc1(scale)  # efficientnet_v2_s.model:28
-        scale = self.activation(scale)  # efficientnet_v2_s.model:28
-        scale = self.fc2(scale)  # efficientnet_v2_s.model:29
-        scale = self.scale_activation(scale)  # efficientnet_v2_s.model:29
-        out = x * scale  # efficientnet_v2_s.model:30
-        return out
-
-
-class MBConv_16(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.13), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.13)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_17(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.135), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.135)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_18(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.14), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.14)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_19(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.145), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.145)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_20(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.15), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.15)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_21(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.155), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.155)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_22(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.16), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.16)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_23(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.165), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.165)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_24(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.17), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.17)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_25(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.17500000000000002), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        # efficientnet_v2_s.model:42
-        self.stochastic_depth = rt.StochasticDepth(0.17500000000000002)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_26(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.18), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.18)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_27(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.185), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.185)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_28(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.19), defined at efficientnet_v2_s.model:33."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.19)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
-
-
-class MBConv_29(nn.Module):
-    """MBConv(out=256, stride=1, t=6, p=0.195), defined at
-    efficientnet_v2_s.model:33.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # efficientnet_v2_s.model:36
-        self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
-            nn.Sequential(
-                nn.Conv2d(256, 1536, 1, bias=False),  # efficientnet_v2_s.model:37
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:37
-                nn.SiLU(),  # efficientnet_v2_s.model:37
-            ),
-            # efficientnet_v2_s.model:38
-            nn.Sequential(
-                # efficientnet_v2_s.model:38
-                nn.Conv2d(1536, 1536, 3, padding=1, groups=1536, bias=False),
-                nn.BatchNorm2d(1536, eps=0.001),  # efficientnet_v2_s.model:38
-                nn.SiLU(),  # efficientnet_v2_s.model:38
-            ),
-            SqueezeExcitation_4(),  # efficientnet_v2_s.model:39
-            # efficientnet_v2_s.model:40
-            nn.Sequential(
-                nn.Conv2d(1536, 256, 1, bias=False),  # efficientnet_v2_s.model:40
-                nn.BatchNorm2d(256, eps=0.001),  # efficientnet_v2_s.model:40
-            ),
-        )
-        self.stochastic_depth = rt.StochasticDepth(0.195)  # efficientnet_v2_s.model:42
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
-        return out
 
 
 class EfficientNetV2_S(nn.Module):
@@ -1535,61 +242,62 @@ class EfficientNetV2_S(nn.Module):
             ),
             # efficientnet_v2_s.model:52
             nn.Sequential(
-                FusedMBConv(),  # efficientnet_v2_s.model:53
-                FusedMBConv_1(),  # efficientnet_v2_s.model:53
+                FusedMBConv_out24_t1(0.0),  # efficientnet_v2_s.model:53
+                FusedMBConv_out24_t1(0.005),  # efficientnet_v2_s.model:53
             ),
             # efficientnet_v2_s.model:52
             nn.Sequential(
-                FusedMBConv_2(),  # efficientnet_v2_s.model:53
-                FusedMBConv_3(),  # efficientnet_v2_s.model:53
-                FusedMBConv_4(),  # efficientnet_v2_s.model:53
-                FusedMBConv_5(),  # efficientnet_v2_s.model:53
+                FusedMBConv_stride2(24, 48),  # efficientnet_v2_s.model:53
+                FusedMBConv_stride1_t4(48, 0.015),  # efficientnet_v2_s.model:53
+                FusedMBConv_stride1_t4(48, 0.02),  # efficientnet_v2_s.model:53
+                FusedMBConv_stride1_t4(48, 0.025),  # efficientnet_v2_s.model:53
             ),
             # efficientnet_v2_s.model:52
             nn.Sequential(
-                FusedMBConv_6(),  # efficientnet_v2_s.model:53
-                FusedMBConv_7(),  # efficientnet_v2_s.model:53
-                FusedMBConv_8(),  # efficientnet_v2_s.model:53
-                FusedMBConv_9(),  # efficientnet_v2_s.model:53
+                FusedMBConv_stride2(48, 64),  # efficientnet_v2_s.model:53
+                FusedMBConv_stride1_t4(64, 0.035),  # efficientnet_v2_s.model:53
+                FusedMBConv_stride1_t4(64, 0.04),  # efficientnet_v2_s.model:53
+                FusedMBConv_stride1_t4(64, 0.045),  # efficientnet_v2_s.model:53
             ),
             # efficientnet_v2_s.model:57
             nn.Sequential(
-                MBConv(),  # efficientnet_v2_s.model:58
-                MBConv_1(),  # efficientnet_v2_s.model:58
-                MBConv_2(),  # efficientnet_v2_s.model:58
-                MBConv_3(),  # efficientnet_v2_s.model:58
-                MBConv_4(),  # efficientnet_v2_s.model:58
-                MBConv_5(),  # efficientnet_v2_s.model:58
+                MBConv(64, 128, 2, 256),  # efficientnet_v2_s.model:58
+                MBConv_stride1(128, 0.055, 512),  # efficientnet_v2_s.model:58
+                MBConv_stride1(128, 0.06, 512),  # efficientnet_v2_s.model:58
+                MBConv_stride1(128, 0.065, 512),  # efficientnet_v2_s.model:58
+                MBConv_stride1(128, 0.07, 512),  # efficientnet_v2_s.model:58
+                MBConv_stride1(128, 0.075, 512),  # efficientnet_v2_s.model:58
             ),
             # efficientnet_v2_s.model:57
             nn.Sequential(
-                MBConv_6(),  # efficientnet_v2_s.model:58
-                MBConv_7(),  # efficientnet_v2_s.model:58
-                MBConv_8(),  # efficientnet_v2_s.model:58
-                MBConv_9(),  # efficientnet_v2_s.model:58
-                MBConv_10(),  # efficientnet_v2_s.model:58
-                MBConv_11(),  # efficientnet_v2_s.model:58
-                MBConv_12(),  # efficientnet_v2_s.model:58
-                MBConv_13(),  # efficientnet_v2_s.model:58
-                MBConv_14(),  # efficientnet_v2_s.model:58
+                MBConv(128, 160, 1, 768),  # efficientnet_v2_s.model:58
+                MBConv_stride1(160, 0.085, 960),  # efficientnet_v2_s.model:58
+                MBConv_stride1(160, 0.09, 960),  # efficientnet_v2_s.model:58
+                MBConv_stride1(160, 0.095, 960),  # efficientnet_v2_s.model:58
+                MBConv_stride1(160, 0.1, 960),  # efficientnet_v2_s.model:58
+                MBConv_stride1(160, 0.105, 960),  # efficientnet_v2_s.model:58
+                MBConv_stride1(160, 0.11, 960),  # efficientnet_v2_s.model:58
+                MBConv_stride1(160, 0.115, 960),  # efficientnet_v2_s.model:58
+                MBConv_stride1(160, 0.12, 960),  # efficientnet_v2_s.model:58
             ),
             # efficientnet_v2_s.model:57
             nn.Sequential(
-                MBConv_15(),  # efficientnet_v2_s.model:58
-                MBConv_16(),  # efficientnet_v2_s.model:58
-                MBConv_17(),  # efficientnet_v2_s.model:58
-                MBConv_18(),  # efficientnet_v2_s.model:58
-                MBConv_19(),  # efficientnet_v2_s.model:58
-                MBConv_20(),  # efficientnet_v2_s.model:58
-                MBConv_21(),  # efficientnet_v2_s.model:58
-                MBConv_22(),  # efficientnet_v2_s.model:58
-                MBConv_23(),  # efficientnet_v2_s.model:58
-                MBConv_24(),  # efficientnet_v2_s.model:58
-                MBConv_25(),  # efficientnet_v2_s.model:58
-                MBConv_26(),  # efficientnet_v2_s.model:58
-                MBConv_27(),  # efficientnet_v2_s.model:58
-                MBConv_28(),  # efficientnet_v2_s.model:58
-                MBConv_29(),  # efficientnet_v2_s.model:58
+                MBConv(160, 256, 2, 960),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.13, 1536),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.135, 1536),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.14, 1536),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.145, 1536),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.15, 1536),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.155, 1536),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.16, 1536),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.165, 1536),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.17, 1536),  # efficientnet_v2_s.model:58
+                # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.17500000000000002, 1536),
+                MBConv_stride1(256, 0.18, 1536),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.185, 1536),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.19, 1536),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.195, 1536),  # efficientnet_v2_s.model:58
             ),
             # efficientnet_v2_s.model:61
             nn.Sequential(

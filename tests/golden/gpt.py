@@ -9,7 +9,7 @@ from modelc import runtime as rt
 
 
 class CausalSelfAttention(nn.Module):
-    """CausalSelfAttention(heads=12), defined at gpt.model:6."""
+    """CausalSelfAttention(), defined at gpt.model:6."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,7 +55,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Block(heads=12), defined at gpt.model:24."""
+    """Block(), defined at gpt.model:24."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -75,9 +75,7 @@ class Block(nn.Module):
 
 
 class Body(nn.Module):
-    """Body(vocab=50257, block_size=1024, layers=12, heads=12, width=768), defined at
-    gpt.model:30.
-    """
+    """Body(), defined at gpt.model:30."""
 
     def __init__(self) -> None:
         super().__init__()

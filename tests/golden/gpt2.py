@@ -9,7 +9,7 @@ from modelc import runtime as rt
 
 
 class Attention(nn.Module):
-    """Attention(heads=12), defined at gpt2.model:8."""
+    """Attention(), defined at gpt2.model:8."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,7 +55,7 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Block(heads=12, eps=1e-05), defined at gpt2.model:26."""
+    """Block(), defined at gpt2.model:26."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -10,7 +10,7 @@ from modelc import runtime as rt
 
 
 class Attention(nn.Module):
-    """Attention(heads=32, kv_heads=8, theta=500000.0), defined at llama3.model:7."""
+    """Attention(), defined at llama3.model:7."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -42,7 +42,7 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """MLP(hidden=14336), defined at llama3.model:19."""
+    """MLP(), defined at llama3.model:19."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -60,9 +60,7 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """DecoderLayer(heads=32, kv_heads=8, hidden=14336, theta=500000.0, eps=1e-05),
-    defined at llama3.model:25.
-    """
+    """DecoderLayer(), defined at llama3.model:25."""
 
     def __init__(self) -> None:
         super().__init__()

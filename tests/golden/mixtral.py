@@ -10,7 +10,7 @@ from modelc import runtime as rt
 
 
 class Attention(nn.Module):
-    """Attention(heads=32, kv_heads=8, theta=1000000.0), defined at llama3.model:7."""
+    """Attention(), defined at llama3.model:7."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -42,7 +42,7 @@ class Attention(nn.Module):
 
 
 class Experts(nn.Module):
-    """Experts(hidden=14336), defined at mixtral.model:10."""
+    """Experts(), defined at mixtral.model:10."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -68,7 +68,7 @@ class Experts(nn.Module):
 
 
 class SparseMoe(nn.Module):
-    """SparseMoe(experts=8, top_k=2, hidden=14336), defined at mixtral.model:20."""
+    """SparseMoe(), defined at mixtral.model:20."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -90,9 +90,7 @@ class SparseMoe(nn.Module):
 
 
 class MixtralLayer(nn.Module):
-    """MixtralLayer(heads=32, kv_heads=8, experts=8, top_k=2, hidden=14336,
-    theta=1000000.0, eps=1e-05), defined at mixtral.model:28.
-    """
+    """MixtralLayer(), defined at mixtral.model:28."""
 
     def __init__(self) -> None:
         super().__init__()

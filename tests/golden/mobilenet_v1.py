@@ -7,199 +7,23 @@ from torch import nn
 
 
 class Separable(nn.Module):
-    """Separable(out=64, stride=1, separable=True), defined at mobilenet_v1.model:12."""
+    """Separable(in_channels, out, stride), defined at mobilenet_v1.model:12."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int, out: int, stride: int) -> None:
         super().__init__()
         # mobilenet_v1.model:15
-        self.dw = nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False)
-        self.dw_bn = nn.BatchNorm2d(32)  # mobilenet_v1.model:15
-        self.pw = nn.Conv2d(32, 64, 1, bias=False)  # mobilenet_v1.model:16
-        self.pw_bn = nn.BatchNorm2d(64)  # mobilenet_v1.model:16
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dw(x)  # mobilenet_v1.model:15
-        out = self.dw_bn(out)  # mobilenet_v1.model:15
-        out = torch.relu(out)  # mobilenet_v1.model:15
-        out = self.pw(out)  # mobilenet_v1.model:16
-        out = self.pw_bn(out)  # mobilenet_v1.model:16
-        out = torch.relu(out)  # mobilenet_v1.model:16
-        return out
-
-
-class Separable_1(nn.Module):
-    """Separable(out=128, stride=2, separable=True), defined at
-    mobilenet_v1.model:12.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v1.model:15
-        self.dw = nn.Conv2d(64, 64, 3, stride=2, padding=1, groups=64, bias=False)
-        self.dw_bn = nn.BatchNorm2d(64)  # mobilenet_v1.model:15
-        self.pw = nn.Conv2d(64, 128, 1, bias=False)  # mobilenet_v1.model:16
-        self.pw_bn = nn.BatchNorm2d(128)  # mobilenet_v1.model:16
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dw(x)  # mobilenet_v1.model:15
-        out = self.dw_bn(out)  # mobilenet_v1.model:15
-        out = torch.relu(out)  # mobilenet_v1.model:15
-        out = self.pw(out)  # mobilenet_v1.model:16
-        out = self.pw_bn(out)  # mobilenet_v1.model:16
-        out = torch.relu(out)  # mobilenet_v1.model:16
-        return out
-
-
-class Separable_2(nn.Module):
-    """Separable(out=128, stride=1, separable=True), defined at
-    mobilenet_v1.model:12.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v1.model:15
-        self.dw = nn.Conv2d(128, 128, 3, padding=1, groups=128, bias=False)
-        self.dw_bn = nn.BatchNorm2d(128)  # mobilenet_v1.model:15
-        self.pw = nn.Conv2d(128, 128, 1, bias=False)  # mobilenet_v1.model:16
-        self.pw_bn = nn.BatchNorm2d(128)  # mobilenet_v1.model:16
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dw(x)  # mobilenet_v1.model:15
-        out = self.dw_bn(out)  # mobilenet_v1.model:15
-        out = torch.relu(out)  # mobilenet_v1.model:15
-        out = self.pw(out)  # mobilenet_v1.model:16
-        out = self.pw_bn(out)  # mobilenet_v1.model:16
-        out = torch.relu(out)  # mobilenet_v1.model:16
-        return out
-
-
-class Separable_3(nn.Module):
-    """Separable(out=256, stride=2, separable=True), defined at
-    mobilenet_v1.model:12.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v1.model:15
-        self.dw = nn.Conv2d(128, 128, 3, stride=2, padding=1, groups=128, bias=False)
-        self.dw_bn = nn.BatchNorm2d(128)  # mobilenet_v1.model:15
-        self.pw = nn.Conv2d(128, 256, 1, bias=False)  # mobilenet_v1.model:16
-        self.pw_bn = nn.BatchNorm2d(256)  # mobilenet_v1.model:16
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dw(x)  # mobilenet_v1.model:15
-        out = self.dw_bn(out)  # mobilenet_v1.model:15
-        out = torch.relu(out)  # mobilenet_v1.model:15
-        out = self.pw(out)  # mobilenet_v1.model:16
-        out = self.pw_bn(out)  # mobilenet_v1.model:16
-        out = torch.relu(out)  # mobilenet_v1.model:16
-        return out
-
-
-class Separable_4(nn.Module):
-    """Separable(out=256, stride=1, separable=True), defined at
-    mobilenet_v1.model:12.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v1.model:15
-        self.dw = nn.Conv2d(256, 256, 3, padding=1, groups=256, bias=False)
-        self.dw_bn = nn.BatchNorm2d(256)  # mobilenet_v1.model:15
-        self.pw = nn.Conv2d(256, 256, 1, bias=False)  # mobilenet_v1.model:16
-        self.pw_bn = nn.BatchNorm2d(256)  # mobilenet_v1.model:16
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dw(x)  # mobilenet_v1.model:15
-        out = self.dw_bn(out)  # mobilenet_v1.model:15
-        out = torch.relu(out)  # mobilenet_v1.model:15
-        out = self.pw(out)  # mobilenet_v1.model:16
-        out = self.pw_bn(out)  # mobilenet_v1.model:16
-        out = torch.relu(out)  # mobilenet_v1.model:16
-        return out
-
-
-class Separable_5(nn.Module):
-    """Separable(out=512, stride=2, separable=True), defined at
-    mobilenet_v1.model:12.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v1.model:15
-        self.dw = nn.Conv2d(256, 256, 3, stride=2, padding=1, groups=256, bias=False)
-        self.dw_bn = nn.BatchNorm2d(256)  # mobilenet_v1.model:15
-        self.pw = nn.Conv2d(256, 512, 1, bias=False)  # mobilenet_v1.model:16
-        self.pw_bn = nn.BatchNorm2d(512)  # mobilenet_v1.model:16
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dw(x)  # mobilenet_v1.model:15
-        out = self.dw_bn(out)  # mobilenet_v1.model:15
-        out = torch.relu(out)  # mobilenet_v1.model:15
-        out = self.pw(out)  # mobilenet_v1.model:16
-        out = self.pw_bn(out)  # mobilenet_v1.model:16
-        out = torch.relu(out)  # mobilenet_v1.model:16
-        return out
-
-
-class Separable_6(nn.Module):
-    """Separable(out=512, stride=1, separable=True), defined at
-    mobilenet_v1.model:12.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v1.model:15
-        self.dw = nn.Conv2d(512, 512, 3, padding=1, groups=512, bias=False)
-        self.dw_bn = nn.BatchNorm2d(512)  # mobilenet_v1.model:15
-        self.pw = nn.Conv2d(512, 512, 1, bias=False)  # mobilenet_v1.model:16
-        self.pw_bn = nn.BatchNorm2d(512)  # mobilenet_v1.model:16
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dw(x)  # mobilenet_v1.model:15
-        out = self.dw_bn(out)  # mobilenet_v1.model:15
-        out = torch.relu(out)  # mobilenet_v1.model:15
-        out = self.pw(out)  # mobilenet_v1.model:16
-        out = self.pw_bn(out)  # mobilenet_v1.model:16
-        out = torch.relu(out)  # mobilenet_v1.model:16
-        return out
-
-
-class Separable_7(nn.Module):
-    """Separable(out=1024, stride=2, separable=True), defined at
-    mobilenet_v1.model:12.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v1.model:15
-        self.dw = nn.Conv2d(512, 512, 3, stride=2, padding=1, groups=512, bias=False)
-        self.dw_bn = nn.BatchNorm2d(512)  # mobilenet_v1.model:15
-        self.pw = nn.Conv2d(512, 1024, 1, bias=False)  # mobilenet_v1.model:16
-        self.pw_bn = nn.BatchNorm2d(1024)  # mobilenet_v1.model:16
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.dw(x)  # mobilenet_v1.model:15
-        out = self.dw_bn(out)  # mobilenet_v1.model:15
-        out = torch.relu(out)  # mobilenet_v1.model:15
-        out = self.pw(out)  # mobilenet_v1.model:16
-        out = self.pw_bn(out)  # mobilenet_v1.model:16
-        out = torch.relu(out)  # mobilenet_v1.model:16
-        return out
-
-
-class Separable_8(nn.Module):
-    """Separable(out=1024, stride=1, separable=True), defined at
-    mobilenet_v1.model:12.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v1.model:15
-        self.dw = nn.Conv2d(1024, 1024, 3, padding=1, groups=1024, bias=False)
-        self.dw_bn = nn.BatchNorm2d(1024)  # mobilenet_v1.model:15
-        self.pw = nn.Conv2d(1024, 1024, 1, bias=False)  # mobilenet_v1.model:16
-        self.pw_bn = nn.BatchNorm2d(1024)  # mobilenet_v1.model:16
+        self.dw = nn.Conv2d(
+            in_channels,
+            in_channels,
+            3,
+            stride=stride,
+            padding=1,
+            groups=in_channels,
+            bias=False,
+        )
+        self.dw_bn = nn.BatchNorm2d(in_channels)  # mobilenet_v1.model:15
+        self.pw = nn.Conv2d(in_channels, out, 1, bias=False)  # mobilenet_v1.model:16
+        self.pw_bn = nn.BatchNorm2d(out)  # mobilenet_v1.model:16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.dw(x)  # mobilenet_v1.model:15
@@ -235,19 +59,19 @@ class MobileNetV1(nn.Module):
         )
         # mobilenet_v1.model:25
         self.blocks = nn.Sequential(
-            Separable(),  # mobilenet_v1.model:25
-            Separable_1(),  # mobilenet_v1.model:25
-            Separable_2(),  # mobilenet_v1.model:25
-            Separable_3(),  # mobilenet_v1.model:25
-            Separable_4(),  # mobilenet_v1.model:25
-            Separable_5(),  # mobilenet_v1.model:25
-            Separable_6(),  # mobilenet_v1.model:25
-            Separable_6(),  # mobilenet_v1.model:25
-            Separable_6(),  # mobilenet_v1.model:25
-            Separable_6(),  # mobilenet_v1.model:25
-            Separable_6(),  # mobilenet_v1.model:25
-            Separable_7(),  # mobilenet_v1.model:25
-            Separable_8(),  # mobilenet_v1.model:25
+            Separable(32, 64, 1),  # mobilenet_v1.model:25
+            Separable(64, 128, 2),  # mobilenet_v1.model:25
+            Separable(128, 128, 1),  # mobilenet_v1.model:25
+            Separable(128, 256, 2),  # mobilenet_v1.model:25
+            Separable(256, 256, 1),  # mobilenet_v1.model:25
+            Separable(256, 512, 2),  # mobilenet_v1.model:25
+            Separable(512, 512, 1),  # mobilenet_v1.model:25
+            Separable(512, 512, 1),  # mobilenet_v1.model:25
+            Separable(512, 512, 1),  # mobilenet_v1.model:25
+            Separable(512, 512, 1),  # mobilenet_v1.model:25
+            Separable(512, 512, 1),  # mobilenet_v1.model:25
+            Separable(512, 1024, 2),  # mobilenet_v1.model:25
+            Separable(1024, 1024, 1),  # mobilenet_v1.model:25
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v1.model:26
         self.fc = nn.Linear(1024, 1000)  # mobilenet_v1.model:26

@@ -6,8 +6,47 @@ import torch
 from torch import nn
 
 
-class InvertedResidual(nn.Module):
-    """InvertedResidual(out=16, stride=1, t=1), defined at mobilenet_v2.model:12."""
+class InvertedResidual_stride1_t6(nn.Module):
+    """InvertedResidual(in_channels), defined at mobilenet_v2.model:12."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        # mobilenet_v2.model:16
+        self.conv = nn.Sequential(
+            # mobilenet_v2.model:17
+            nn.Sequential(
+                # mobilenet_v2.model:17
+                nn.Conv2d(in_channels, in_channels * 6, 1, bias=False),
+                nn.BatchNorm2d(in_channels * 6),  # mobilenet_v2.model:17
+                nn.ReLU6(),  # mobilenet_v2.model:17
+            ),
+            # mobilenet_v2.model:18
+            nn.Sequential(
+                # mobilenet_v2.model:18
+                nn.Conv2d(
+                    in_channels * 6,
+                    in_channels * 6,
+                    3,
+                    padding=1,
+                    groups=in_channels * 6,
+                    bias=False,
+                ),
+                nn.BatchNorm2d(in_channels * 6),  # mobilenet_v2.model:18
+                nn.ReLU6(),  # mobilenet_v2.model:18
+            ),
+            # mobilenet_v2.model:19
+            nn.Conv2d(in_channels * 6, in_channels, 1, bias=False),
+            nn.BatchNorm2d(in_channels),  # mobilenet_v2.model:19
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # mobilenet_v2.model:16
+        out = x + y  # mobilenet_v2.model:21
+        return out
+
+
+class InvertedResidual_out16_t1(nn.Module):
+    """InvertedResidual(), defined at mobilenet_v2.model:12."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -29,323 +68,37 @@ class InvertedResidual(nn.Module):
         return y
 
 
-class InvertedResidual_1(nn.Module):
-    """InvertedResidual(out=24, stride=2, t=6), defined at mobilenet_v2.model:12."""
+class InvertedResidual_t6(nn.Module):
+    """InvertedResidual(in_channels, out, stride), defined at mobilenet_v2.model:12."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int, out: int, stride: int) -> None:
         super().__init__()
         # mobilenet_v2.model:16
         self.conv = nn.Sequential(
             # mobilenet_v2.model:17
             nn.Sequential(
-                nn.Conv2d(16, 96, 1, bias=False),  # mobilenet_v2.model:17
-                nn.BatchNorm2d(96),  # mobilenet_v2.model:17
+                # mobilenet_v2.model:17
+                nn.Conv2d(in_channels, in_channels * 6, 1, bias=False),
+                nn.BatchNorm2d(in_channels * 6),  # mobilenet_v2.model:17
                 nn.ReLU6(),  # mobilenet_v2.model:17
             ),
             # mobilenet_v2.model:18
             nn.Sequential(
                 # mobilenet_v2.model:18
-                nn.Conv2d(96, 96, 3, stride=2, padding=1, groups=96, bias=False),
-                nn.BatchNorm2d(96),  # mobilenet_v2.model:18
+                nn.Conv2d(
+                    in_channels * 6,
+                    in_channels * 6,
+                    3,
+                    stride=stride,
+                    padding=1,
+                    groups=in_channels * 6,
+                    bias=False,
+                ),
+                nn.BatchNorm2d(in_channels * 6),  # mobilenet_v2.model:18
                 nn.ReLU6(),  # mobilenet_v2.model:18
             ),
-            nn.Conv2d(96, 24, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(24),  # mobilenet_v2.model:19
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        return y
-
-
-class InvertedResidual_2(nn.Module):
-    """InvertedResidual(out=24, stride=1, t=6), defined at mobilenet_v2.model:12."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v2.model:16
-        self.conv = nn.Sequential(
-            # mobilenet_v2.model:17
-            nn.Sequential(
-                nn.Conv2d(24, 144, 1, bias=False),  # mobilenet_v2.model:17
-                nn.BatchNorm2d(144),  # mobilenet_v2.model:17
-                nn.ReLU6(),  # mobilenet_v2.model:17
-            ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(144, 144, 3, padding=1, groups=144, bias=False),
-                nn.BatchNorm2d(144),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(144, 24, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(24),  # mobilenet_v2.model:19
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        out = x + y  # mobilenet_v2.model:21
-        return out
-
-
-class InvertedResidual_3(nn.Module):
-    """InvertedResidual(out=32, stride=2, t=6), defined at mobilenet_v2.model:12."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v2.model:16
-        self.conv = nn.Sequential(
-            # mobilenet_v2.model:17
-            nn.Sequential(
-                nn.Conv2d(24, 144, 1, bias=False),  # mobilenet_v2.model:17
-                nn.BatchNorm2d(144),  # mobilenet_v2.model:17
-                nn.ReLU6(),  # mobilenet_v2.model:17
-            ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(144, 144, 3, stride=2, padding=1, groups=144, bias=False),
-                nn.BatchNorm2d(144),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(144, 32, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(32),  # mobilenet_v2.model:19
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        return y
-
-
-class InvertedResidual_4(nn.Module):
-    """InvertedResidual(out=32, stride=1, t=6), defined at mobilenet_v2.model:12."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v2.model:16
-        self.conv = nn.Sequential(
-            # mobilenet_v2.model:17
-            nn.Sequential(
-                nn.Conv2d(32, 192, 1, bias=False),  # mobilenet_v2.model:17
-                nn.BatchNorm2d(192),  # mobilenet_v2.model:17
-                nn.ReLU6(),  # mobilenet_v2.model:17
-            ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(192, 192, 3, padding=1, groups=192, bias=False),
-                nn.BatchNorm2d(192),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(192, 32, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(32),  # mobilenet_v2.model:19
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        out = x + y  # mobilenet_v2.model:21
-        return out
-
-
-class InvertedResidual_5(nn.Module):
-    """InvertedResidual(out=64, stride=2, t=6), defined at mobilenet_v2.model:12."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v2.model:16
-        self.conv = nn.Sequential(
-            # mobilenet_v2.model:17
-            nn.Sequential(
-                nn.Conv2d(32, 192, 1, bias=False),  # mobilenet_v2.model:17
-                nn.BatchNorm2d(192),  # mobilenet_v2.model:17
-                nn.ReLU6(),  # mobilenet_v2.model:17
-            ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(192, 192, 3, stride=2, padding=1, groups=192, bias=False),
-                nn.BatchNorm2d(192),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(192, 64, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(64),  # mobilenet_v2.model:19
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        return y
-
-
-class InvertedResidual_6(nn.Module):
-    """InvertedResidual(out=64, stride=1, t=6), defined at mobilenet_v2.model:12."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v2.model:16
-        self.conv = nn.Sequential(
-            # mobilenet_v2.model:17
-            nn.Sequential(
-                nn.Conv2d(64, 384, 1, bias=False),  # mobilenet_v2.model:17
-                nn.BatchNorm2d(384),  # mobilenet_v2.model:17
-                nn.ReLU6(),  # mobilenet_v2.model:17
-            ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(384, 384, 3, padding=1, groups=384, bias=False),
-                nn.BatchNorm2d(384),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(384, 64, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(64),  # mobilenet_v2.model:19
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        out = x + y  # mobilenet_v2.model:21
-        return out
-
-
-class InvertedResidual_7(nn.Module):
-    """InvertedResidual(out=96, stride=1, t=6), defined at mobilenet_v2.model:12."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v2.model:16
-        self.conv = nn.Sequential(
-            # mobilenet_v2.model:17
-            nn.Sequential(
-                nn.Conv2d(64, 384, 1, bias=False),  # mobilenet_v2.model:17
-                nn.BatchNorm2d(384),  # mobilenet_v2.model:17
-                nn.ReLU6(),  # mobilenet_v2.model:17
-            ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(384, 384, 3, padding=1, groups=384, bias=False),
-                nn.BatchNorm2d(384),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(384, 96, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(96),  # mobilenet_v2.model:19
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        return y
-
-
-class InvertedResidual_8(nn.Module):
-    """InvertedResidual(out=96, stride=1, t=6), defined at mobilenet_v2.model:12."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v2.model:16
-        self.conv = nn.Sequential(
-            # mobilenet_v2.model:17
-            nn.Sequential(
-                nn.Conv2d(96, 576, 1, bias=False),  # mobilenet_v2.model:17
-                nn.BatchNorm2d(576),  # mobilenet_v2.model:17
-                nn.ReLU6(),  # mobilenet_v2.model:17
-            ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(576, 576, 3, padding=1, groups=576, bias=False),
-                nn.BatchNorm2d(576),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(576, 96, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(96),  # mobilenet_v2.model:19
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        out = x + y  # mobilenet_v2.model:21
-        return out
-
-
-class InvertedResidual_9(nn.Module):
-    """InvertedResidual(out=160, stride=2, t=6), defined at mobilenet_v2.model:12."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v2.model:16
-        self.conv = nn.Sequential(
-            # mobilenet_v2.model:17
-            nn.Sequential(
-                nn.Conv2d(96, 576, 1, bias=False),  # mobilenet_v2.model:17
-                nn.BatchNorm2d(576),  # mobilenet_v2.model:17
-                nn.ReLU6(),  # mobilenet_v2.model:17
-            ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(576, 576, 3, stride=2, padding=1, groups=576, bias=False),
-                nn.BatchNorm2d(576),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(576, 160, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(160),  # mobilenet_v2.model:19
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        return y
-
-
-class InvertedResidual_10(nn.Module):
-    """InvertedResidual(out=160, stride=1, t=6), defined at mobilenet_v2.model:12."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v2.model:16
-        self.conv = nn.Sequential(
-            # mobilenet_v2.model:17
-            nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # mobilenet_v2.model:17
-                nn.BatchNorm2d(960),  # mobilenet_v2.model:17
-                nn.ReLU6(),  # mobilenet_v2.model:17
-            ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(960, 160, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(160),  # mobilenet_v2.model:19
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        out = x + y  # mobilenet_v2.model:21
-        return out
-
-
-class InvertedResidual_11(nn.Module):
-    """InvertedResidual(out=320, stride=1, t=6), defined at mobilenet_v2.model:12."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v2.model:16
-        self.conv = nn.Sequential(
-            # mobilenet_v2.model:17
-            nn.Sequential(
-                nn.Conv2d(160, 960, 1, bias=False),  # mobilenet_v2.model:17
-                nn.BatchNorm2d(960),  # mobilenet_v2.model:17
-                nn.ReLU6(),  # mobilenet_v2.model:17
-            ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
-                nn.Conv2d(960, 960, 3, padding=1, groups=960, bias=False),
-                nn.BatchNorm2d(960),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
-            ),
-            nn.Conv2d(960, 320, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(320),  # mobilenet_v2.model:19
+            nn.Conv2d(in_channels * 6, out, 1, bias=False),  # mobilenet_v2.model:19
+            nn.BatchNorm2d(out),  # mobilenet_v2.model:19
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -376,23 +129,23 @@ class MobileNetV2(nn.Module):
                 nn.BatchNorm2d(32),  # mobilenet_v2.model:27
                 nn.ReLU6(),  # mobilenet_v2.model:27
             ),
-            InvertedResidual(),  # mobilenet_v2.model:29
-            InvertedResidual_1(),  # mobilenet_v2.model:29
-            InvertedResidual_2(),  # mobilenet_v2.model:29
-            InvertedResidual_3(),  # mobilenet_v2.model:29
-            InvertedResidual_4(),  # mobilenet_v2.model:29
-            InvertedResidual_4(),  # mobilenet_v2.model:29
-            InvertedResidual_5(),  # mobilenet_v2.model:29
-            InvertedResidual_6(),  # mobilenet_v2.model:29
-            InvertedResidual_6(),  # mobilenet_v2.model:29
-            InvertedResidual_6(),  # mobilenet_v2.model:29
-            InvertedResidual_7(),  # mobilenet_v2.model:29
-            InvertedResidual_8(),  # mobilenet_v2.model:29
-            InvertedResidual_8(),  # mobilenet_v2.model:29
-            InvertedResidual_9(),  # mobilenet_v2.model:29
-            InvertedResidual_10(),  # mobilenet_v2.model:29
-            InvertedResidual_10(),  # mobilenet_v2.model:29
-            InvertedResidual_11(),  # mobilenet_v2.model:29
+            InvertedResidual_out16_t1(),  # mobilenet_v2.model:29
+            InvertedResidual_t6(16, 24, 2),  # mobilenet_v2.model:29
+            InvertedResidual_stride1_t6(24),  # mobilenet_v2.model:29
+            InvertedResidual_t6(24, 32, 2),  # mobilenet_v2.model:29
+            InvertedResidual_stride1_t6(32),  # mobilenet_v2.model:29
+            InvertedResidual_stride1_t6(32),  # mobilenet_v2.model:29
+            InvertedResidual_t6(32, 64, 2),  # mobilenet_v2.model:29
+            InvertedResidual_stride1_t6(64),  # mobilenet_v2.model:29
+            InvertedResidual_stride1_t6(64),  # mobilenet_v2.model:29
+            InvertedResidual_stride1_t6(64),  # mobilenet_v2.model:29
+            InvertedResidual_t6(64, 96, 1),  # mobilenet_v2.model:29
+            InvertedResidual_stride1_t6(96),  # mobilenet_v2.model:29
+            InvertedResidual_stride1_t6(96),  # mobilenet_v2.model:29
+            InvertedResidual_t6(96, 160, 2),  # mobilenet_v2.model:29
+            InvertedResidual_stride1_t6(160),  # mobilenet_v2.model:29
+            InvertedResidual_stride1_t6(160),  # mobilenet_v2.model:29
+            InvertedResidual_t6(160, 320, 1),  # mobilenet_v2.model:29
             # mobilenet_v2.model:31
             nn.Sequential(
                 nn.Conv2d(320, 1280, 1, bias=False),  # mobilenet_v2.model:31

@@ -7,80 +7,29 @@ from torch import nn
 
 
 class Bottleneck(nn.Module):
-    """Bottleneck(width=64, stride=1), defined at resnet152.model:5."""
+    """Bottleneck(in_channels, width, stride, downsample), defined at
+    resnet152.model:5.
+    """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, in_channels: int, width: int, stride: int, downsample: bool = False
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(64, 64, 1, bias=False)  # resnet152.model:7
-        self.bn1 = nn.BatchNorm2d(64)  # resnet152.model:7
-        self.conv2 = nn.Conv2d(64, 64, 3, padding=1, bias=False)  # resnet152.model:8
-        self.bn2 = nn.BatchNorm2d(64)  # resnet152.model:8
-        self.conv3 = nn.Conv2d(64, 256, 1, bias=False)  # resnet152.model:9
-        self.bn3 = nn.BatchNorm2d(256)  # resnet152.model:9
-        # resnet152.model:11
-        self.downsample = nn.Sequential(
-            nn.Conv2d(64, 256, 1, bias=False),  # resnet152.model:11
-            nn.BatchNorm2d(256),  # resnet152.model:11
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet152.model:7
-        out = self.bn1(out)  # resnet152.model:7
-        out = torch.relu(out)  # resnet152.model:7
-        out = self.conv2(out)  # resnet152.model:8
-        out = self.bn2(out)  # resnet152.model:8
-        out = torch.relu(out)  # resnet152.model:8
-        out = self.conv3(out)  # resnet152.model:9
-        out = self.bn3(out)  # resnet152.model:9
-        skip = self.downsample(x)  # resnet152.model:11
-        add = out + skip  # resnet152.model:12
-        out = torch.relu(add)  # resnet152.model:12
-        return out
-
-
-class Bottleneck_1(nn.Module):
-    """Bottleneck(width=64, stride=1), defined at resnet152.model:5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(256, 64, 1, bias=False)  # resnet152.model:7
-        self.bn1 = nn.BatchNorm2d(64)  # resnet152.model:7
-        self.conv2 = nn.Conv2d(64, 64, 3, padding=1, bias=False)  # resnet152.model:8
-        self.bn2 = nn.BatchNorm2d(64)  # resnet152.model:8
-        self.conv3 = nn.Conv2d(64, 256, 1, bias=False)  # resnet152.model:9
-        self.bn3 = nn.BatchNorm2d(256)  # resnet152.model:9
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet152.model:7
-        out = self.bn1(out)  # resnet152.model:7
-        out = torch.relu(out)  # resnet152.model:7
-        out = self.conv2(out)  # resnet152.model:8
-        out = self.bn2(out)  # resnet152.model:8
-        out = torch.relu(out)  # resnet152.model:8
-        out = self.conv3(out)  # resnet152.model:9
-        out = self.bn3(out)  # resnet152.model:9
-        add = out + x  # resnet152.model:12
-        out = torch.relu(add)  # resnet152.model:12
-        return out
-
-
-class Bottleneck_2(nn.Module):
-    """Bottleneck(width=128, stride=2), defined at resnet152.model:5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(256, 128, 1, bias=False)  # resnet152.model:7
-        self.bn1 = nn.BatchNorm2d(128)  # resnet152.model:7
+        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)  # resnet152.model:7
+        self.bn1 = nn.BatchNorm2d(width)  # resnet152.model:7
         # resnet152.model:8
-        self.conv2 = nn.Conv2d(128, 128, 3, stride=2, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(128)  # resnet152.model:8
-        self.conv3 = nn.Conv2d(128, 512, 1, bias=False)  # resnet152.model:9
-        self.bn3 = nn.BatchNorm2d(512)  # resnet152.model:9
-        # resnet152.model:11
-        self.downsample = nn.Sequential(
-            nn.Conv2d(256, 512, 1, stride=2, bias=False),  # resnet152.model:11
-            nn.BatchNorm2d(512),  # resnet152.model:11
-        )
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)  # resnet152.model:8
+        self.conv3 = nn.Conv2d(width, width * 4, 1, bias=False)  # resnet152.model:9
+        self.bn3 = nn.BatchNorm2d(width * 4)  # resnet152.model:9
+        self.downsample = None
+        if downsample:
+            # resnet152.model:11
+            self.downsample = nn.Sequential(
+                # resnet152.model:11
+                nn.Conv2d(in_channels, width * 4, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(width * 4),  # resnet152.model:11
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)  # resnet152.model:7
@@ -91,152 +40,10 @@ class Bottleneck_2(nn.Module):
         out = torch.relu(out)  # resnet152.model:8
         out = self.conv3(out)  # resnet152.model:9
         out = self.bn3(out)  # resnet152.model:9
-        skip = self.downsample(x)  # resnet152.model:11
+        skip = x
+        if self.downsample is not None:
+            skip = self.downsample(x)  # resnet152.model:11
         add = out + skip  # resnet152.model:12
-        out = torch.relu(add)  # resnet152.model:12
-        return out
-
-
-class Bottleneck_3(nn.Module):
-    """Bottleneck(width=128, stride=1), defined at resnet152.model:5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(512, 128, 1, bias=False)  # resnet152.model:7
-        self.bn1 = nn.BatchNorm2d(128)  # resnet152.model:7
-        self.conv2 = nn.Conv2d(128, 128, 3, padding=1, bias=False)  # resnet152.model:8
-        self.bn2 = nn.BatchNorm2d(128)  # resnet152.model:8
-        self.conv3 = nn.Conv2d(128, 512, 1, bias=False)  # resnet152.model:9
-        self.bn3 = nn.BatchNorm2d(512)  # resnet152.model:9
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet152.model:7
-        out = self.bn1(out)  # resnet152.model:7
-        out = torch.relu(out)  # resnet152.model:7
-        out = self.conv2(out)  # resnet152.model:8
-        out = self.bn2(out)  # resnet152.model:8
-        out = torch.relu(out)  # resnet152.model:8
-        out = self.conv3(out)  # resnet152.model:9
-        out = self.bn3(out)  # resnet152.model:9
-        add = out + x  # resnet152.model:12
-        out = torch.relu(add)  # resnet152.model:12
-        return out
-
-
-class Bottleneck_4(nn.Module):
-    """Bottleneck(width=256, stride=2), defined at resnet152.model:5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(512, 256, 1, bias=False)  # resnet152.model:7
-        self.bn1 = nn.BatchNorm2d(256)  # resnet152.model:7
-        # resnet152.model:8
-        self.conv2 = nn.Conv2d(256, 256, 3, stride=2, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(256)  # resnet152.model:8
-        self.conv3 = nn.Conv2d(256, 1024, 1, bias=False)  # resnet152.model:9
-        self.bn3 = nn.BatchNorm2d(1024)  # resnet152.model:9
-        # resnet152.model:11
-        self.downsample = nn.Sequential(
-            nn.Conv2d(512, 1024, 1, stride=2, bias=False),  # resnet152.model:11
-            nn.BatchNorm2d(1024),  # resnet152.model:11
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet152.model:7
-        out = self.bn1(out)  # resnet152.model:7
-        out = torch.relu(out)  # resnet152.model:7
-        out = self.conv2(out)  # resnet152.model:8
-        out = self.bn2(out)  # resnet152.model:8
-        out = torch.relu(out)  # resnet152.model:8
-        out = self.conv3(out)  # resnet152.model:9
-        out = self.bn3(out)  # resnet152.model:9
-        skip = self.downsample(x)  # resnet152.model:11
-        add = out + skip  # resnet152.model:12
-        out = torch.relu(add)  # resnet152.model:12
-        return out
-
-
-class Bottleneck_5(nn.Module):
-    """Bottleneck(width=256, stride=1), defined at resnet152.model:5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1024, 256, 1, bias=False)  # resnet152.model:7
-        self.bn1 = nn.BatchNorm2d(256)  # resnet152.model:7
-        self.conv2 = nn.Conv2d(256, 256, 3, padding=1, bias=False)  # resnet152.model:8
-        self.bn2 = nn.BatchNorm2d(256)  # resnet152.model:8
-        self.conv3 = nn.Conv2d(256, 1024, 1, bias=False)  # resnet152.model:9
-        self.bn3 = nn.BatchNorm2d(1024)  # resnet152.model:9
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet152.model:7
-        out = self.bn1(out)  # resnet152.model:7
-        out = torch.relu(out)  # resnet152.model:7
-        out = self.conv2(out)  # resnet152.model:8
-        out = self.bn2(out)  # resnet152.model:8
-        out = torch.relu(out)  # resnet152.model:8
-        out = self.conv3(out)  # resnet152.model:9
-        out = self.bn3(out)  # resnet152.model:9
-        add = out + x  # resnet152.model:12
-        out = torch.relu(add)  # resnet152.model:12
-        return out
-
-
-class Bottleneck_6(nn.Module):
-    """Bottleneck(width=512, stride=2), defined at resnet152.model:5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1024, 512, 1, bias=False)  # resnet152.model:7
-        self.bn1 = nn.BatchNorm2d(512)  # resnet152.model:7
-        # resnet152.model:8
-        self.conv2 = nn.Conv2d(512, 512, 3, stride=2, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(512)  # resnet152.model:8
-        self.conv3 = nn.Conv2d(512, 2048, 1, bias=False)  # resnet152.model:9
-        self.bn3 = nn.BatchNorm2d(2048)  # resnet152.model:9
-        # resnet152.model:11
-        self.downsample = nn.Sequential(
-            nn.Conv2d(1024, 2048, 1, stride=2, bias=False),  # resnet152.model:11
-            nn.BatchNorm2d(2048),  # resnet152.model:11
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet152.model:7
-        out = self.bn1(out)  # resnet152.model:7
-        out = torch.relu(out)  # resnet152.model:7
-        out = self.conv2(out)  # resnet152.model:8
-        out = self.bn2(out)  # resnet152.model:8
-        out = torch.relu(out)  # resnet152.model:8
-        out = self.conv3(out)  # resnet152.model:9
-        out = self.bn3(out)  # resnet152.model:9
-        skip = self.downsample(x)  # resnet152.model:11
-        add = out + skip  # resnet152.model:12
-        out = torch.relu(add)  # resnet152.model:12
-        return out
-
-
-class Bottleneck_7(nn.Module):
-    """Bottleneck(width=512, stride=1), defined at resnet152.model:5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(2048, 512, 1, bias=False)  # resnet152.model:7
-        self.bn1 = nn.BatchNorm2d(512)  # resnet152.model:7
-        self.conv2 = nn.Conv2d(512, 512, 3, padding=1, bias=False)  # resnet152.model:8
-        self.bn2 = nn.BatchNorm2d(512)  # resnet152.model:8
-        self.conv3 = nn.Conv2d(512, 2048, 1, bias=False)  # resnet152.model:9
-        self.bn3 = nn.BatchNorm2d(2048)  # resnet152.model:9
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet152.model:7
-        out = self.bn1(out)  # resnet152.model:7
-        out = torch.relu(out)  # resnet152.model:7
-        out = self.conv2(out)  # resnet152.model:8
-        out = self.bn2(out)  # resnet152.model:8
-        out = torch.relu(out)  # resnet152.model:8
-        out = self.conv3(out)  # resnet152.model:9
-        out = self.bn3(out)  # resnet152.model:9
-        add = out + x  # resnet152.model:12
         out = torch.relu(add)  # resnet152.model:12
         return out
 
@@ -262,65 +69,65 @@ class ResNet152(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)  # resnet152.model:18
         # resnet152.model:19
         self.layer1 = nn.Sequential(
-            Bottleneck(),  # resnet152.model:19
-            Bottleneck_1(),  # resnet152.model:19
-            Bottleneck_1(),  # resnet152.model:19
+            Bottleneck(64, 64, 1, downsample=True),  # resnet152.model:19
+            Bottleneck(256, 64, 1),  # resnet152.model:19
+            Bottleneck(256, 64, 1),  # resnet152.model:19
         )
         # resnet152.model:20
         self.layer2 = nn.Sequential(
-            Bottleneck_2(),  # resnet152.model:20
-            Bottleneck_3(),  # resnet152.model:20
-            Bottleneck_3(),  # resnet152.model:20
-            Bottleneck_3(),  # resnet152.model:20
-            Bottleneck_3(),  # resnet152.model:20
-            Bottleneck_3(),  # resnet152.model:20
-            Bottleneck_3(),  # resnet152.model:20
-            Bottleneck_3(),  # resnet152.model:20
+            Bottleneck(256, 128, 2, downsample=True),  # resnet152.model:20
+            Bottleneck(512, 128, 1),  # resnet152.model:20
+            Bottleneck(512, 128, 1),  # resnet152.model:20
+            Bottleneck(512, 128, 1),  # resnet152.model:20
+            Bottleneck(512, 128, 1),  # resnet152.model:20
+            Bottleneck(512, 128, 1),  # resnet152.model:20
+            Bottleneck(512, 128, 1),  # resnet152.model:20
+            Bottleneck(512, 128, 1),  # resnet152.model:20
         )
         # resnet152.model:21
         self.layer3 = nn.Sequential(
-            Bottleneck_4(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
-            Bottleneck_5(),  # resnet152.model:21
+            Bottleneck(512, 256, 2, downsample=True),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
+            Bottleneck(1024, 256, 1),  # resnet152.model:21
         )
         # resnet152.model:22
         self.layer4 = nn.Sequential(
-            Bottleneck_6(),  # resnet152.model:22
-            Bottleneck_7(),  # resnet152.model:22
-            Bottleneck_7(),  # resnet152.model:22
+            Bottleneck(1024, 512, 2, downsample=True),  # resnet152.model:22
+            Bottleneck(2048, 512, 1),  # resnet152.model:22
+            Bottleneck(2048, 512, 1),  # resnet152.model:22
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # resnet152.model:23
         self.fc = nn.Linear(2048, 1000)  # resnet152.model:23

@@ -7,41 +7,30 @@ from torch import nn
 
 
 class BasicBlock(nn.Module):
-    """BasicBlock(width=64, stride=1), defined at resnet18.model:4."""
+    """BasicBlock(in_channels, width, stride, downsample), defined at
+    resnet18.model:4.
+    """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(64, 64, 3, padding=1, bias=False)  # resnet18.model:6
-        self.bn1 = nn.BatchNorm2d(64)  # resnet18.model:6
-        self.conv2 = nn.Conv2d(64, 64, 3, padding=1, bias=False)  # resnet18.model:7
-        self.bn2 = nn.BatchNorm2d(64)  # resnet18.model:7
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet18.model:6
-        out = self.bn1(out)  # resnet18.model:6
-        out = torch.relu(out)  # resnet18.model:6
-        out = self.conv2(out)  # resnet18.model:7
-        out = self.bn2(out)  # resnet18.model:7
-        add = out + x  # resnet18.model:10
-        out = torch.relu(add)  # resnet18.model:10
-        return out
-
-
-class BasicBlock_1(nn.Module):
-    """BasicBlock(width=128, stride=2), defined at resnet18.model:4."""
-
-    def __init__(self) -> None:
+    def __init__(
+        self, in_channels: int, width: int, stride: int, downsample: bool = False
+    ) -> None:
         super().__init__()
         # resnet18.model:6
-        self.conv1 = nn.Conv2d(64, 128, 3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(128)  # resnet18.model:6
-        self.conv2 = nn.Conv2d(128, 128, 3, padding=1, bias=False)  # resnet18.model:7
-        self.bn2 = nn.BatchNorm2d(128)  # resnet18.model:7
-        # resnet18.model:9
-        self.downsample = nn.Sequential(
-            nn.Conv2d(64, 128, 1, stride=2, bias=False),  # resnet18.model:9
-            nn.BatchNorm2d(128),  # resnet18.model:9
+        self.conv1 = nn.Conv2d(
+            in_channels, width, 3, stride=stride, padding=1, bias=False
         )
+        self.bn1 = nn.BatchNorm2d(width)  # resnet18.model:6
+        # resnet18.model:7
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)  # resnet18.model:7
+        self.downsample = None
+        if downsample:
+            # resnet18.model:9
+            self.downsample = nn.Sequential(
+                # resnet18.model:9
+                nn.Conv2d(in_channels, width, 1, stride=2, bias=False),
+                nn.BatchNorm2d(width),  # resnet18.model:9
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)  # resnet18.model:6
@@ -49,127 +38,10 @@ class BasicBlock_1(nn.Module):
         out = torch.relu(out)  # resnet18.model:6
         out = self.conv2(out)  # resnet18.model:7
         out = self.bn2(out)  # resnet18.model:7
-        skip = self.downsample(x)  # resnet18.model:9
+        skip = x
+        if self.downsample is not None:
+            skip = self.downsample(x)  # resnet18.model:9
         add = out + skip  # resnet18.model:10
-        out = torch.relu(add)  # resnet18.model:10
-        return out
-
-
-class BasicBlock_2(nn.Module):
-    """BasicBlock(width=128, stride=1), defined at resnet18.model:4."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(128, 128, 3, padding=1, bias=False)  # resnet18.model:6
-        self.bn1 = nn.BatchNorm2d(128)  # resnet18.model:6
-        self.conv2 = nn.Conv2d(128, 128, 3, padding=1, bias=False)  # resnet18.model:7
-        self.bn2 = nn.BatchNorm2d(128)  # resnet18.model:7
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet18.model:6
-        out = self.bn1(out)  # resnet18.model:6
-        out = torch.relu(out)  # resnet18.model:6
-        out = self.conv2(out)  # resnet18.model:7
-        out = self.bn2(out)  # resnet18.model:7
-        add = out + x  # resnet18.model:10
-        out = torch.relu(add)  # resnet18.model:10
-        return out
-
-
-class BasicBlock_3(nn.Module):
-    """BasicBlock(width=256, stride=2), defined at resnet18.model:4."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # resnet18.model:6
-        self.conv1 = nn.Conv2d(128, 256, 3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(256)  # resnet18.model:6
-        self.conv2 = nn.Conv2d(256, 256, 3, padding=1, bias=False)  # resnet18.model:7
-        self.bn2 = nn.BatchNorm2d(256)  # resnet18.model:7
-        # resnet18.model:9
-        self.downsample = nn.Sequential(
-            nn.Conv2d(128, 256, 1, stride=2, bias=False),  # resnet18.model:9
-            nn.BatchNorm2d(256),  # resnet18.model:9
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet18.model:6
-        out = self.bn1(out)  # resnet18.model:6
-        out = torch.relu(out)  # resnet18.model:6
-        out = self.conv2(out)  # resnet18.model:7
-        out = self.bn2(out)  # resnet18.model:7
-        skip = self.downsample(x)  # resnet18.model:9
-        add = out + skip  # resnet18.model:10
-        out = torch.relu(add)  # resnet18.model:10
-        return out
-
-
-class BasicBlock_4(nn.Module):
-    """BasicBlock(width=256, stride=1), defined at resnet18.model:4."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(256, 256, 3, padding=1, bias=False)  # resnet18.model:6
-        self.bn1 = nn.BatchNorm2d(256)  # resnet18.model:6
-        self.conv2 = nn.Conv2d(256, 256, 3, padding=1, bias=False)  # resnet18.model:7
-        self.bn2 = nn.BatchNorm2d(256)  # resnet18.model:7
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet18.model:6
-        out = self.bn1(out)  # resnet18.model:6
-        out = torch.relu(out)  # resnet18.model:6
-        out = self.conv2(out)  # resnet18.model:7
-        out = self.bn2(out)  # resnet18.model:7
-        add = out + x  # resnet18.model:10
-        out = torch.relu(add)  # resnet18.model:10
-        return out
-
-
-class BasicBlock_5(nn.Module):
-    """BasicBlock(width=512, stride=2), defined at resnet18.model:4."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # resnet18.model:6
-        self.conv1 = nn.Conv2d(256, 512, 3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(512)  # resnet18.model:6
-        self.conv2 = nn.Conv2d(512, 512, 3, padding=1, bias=False)  # resnet18.model:7
-        self.bn2 = nn.BatchNorm2d(512)  # resnet18.model:7
-        # resnet18.model:9
-        self.downsample = nn.Sequential(
-            nn.Conv2d(256, 512, 1, stride=2, bias=False),  # resnet18.model:9
-            nn.BatchNorm2d(512),  # resnet18.model:9
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet18.model:6
-        out = self.bn1(out)  # resnet18.model:6
-        out = torch.relu(out)  # resnet18.model:6
-        out = self.conv2(out)  # resnet18.model:7
-        out = self.bn2(out)  # resnet18.model:7
-        skip = self.downsample(x)  # resnet18.model:9
-        add = out + skip  # resnet18.model:10
-        out = torch.relu(add)  # resnet18.model:10
-        return out
-
-
-class BasicBlock_6(nn.Module):
-    """BasicBlock(width=512, stride=1), defined at resnet18.model:4."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(512, 512, 3, padding=1, bias=False)  # resnet18.model:6
-        self.bn1 = nn.BatchNorm2d(512)  # resnet18.model:6
-        self.conv2 = nn.Conv2d(512, 512, 3, padding=1, bias=False)  # resnet18.model:7
-        self.bn2 = nn.BatchNorm2d(512)  # resnet18.model:7
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet18.model:6
-        out = self.bn1(out)  # resnet18.model:6
-        out = torch.relu(out)  # resnet18.model:6
-        out = self.conv2(out)  # resnet18.model:7
-        out = self.bn2(out)  # resnet18.model:7
-        add = out + x  # resnet18.model:10
         out = torch.relu(add)  # resnet18.model:10
         return out
 
@@ -195,23 +67,23 @@ class ResNet18(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)  # resnet18.model:16
         # resnet18.model:17
         self.layer1 = nn.Sequential(
-            BasicBlock(),  # resnet18.model:17
-            BasicBlock(),  # resnet18.model:17
+            BasicBlock(64, 64, 1),  # resnet18.model:17
+            BasicBlock(64, 64, 1),  # resnet18.model:17
         )
         # resnet18.model:18
         self.layer2 = nn.Sequential(
-            BasicBlock_1(),  # resnet18.model:18
-            BasicBlock_2(),  # resnet18.model:18
+            BasicBlock(64, 128, 2, downsample=True),  # resnet18.model:18
+            BasicBlock(128, 128, 1),  # resnet18.model:18
         )
         # resnet18.model:19
         self.layer3 = nn.Sequential(
-            BasicBlock_3(),  # resnet18.model:19
-            BasicBlock_4(),  # resnet18.model:19
+            BasicBlock(128, 256, 2, downsample=True),  # resnet18.model:19
+            BasicBlock(256, 256, 1),  # resnet18.model:19
         )
         # resnet18.model:20
         self.layer4 = nn.Sequential(
-            BasicBlock_5(),  # resnet18.model:20
-            BasicBlock_6(),  # resnet18.model:20
+            BasicBlock(256, 512, 2, downsample=True),  # resnet18.model:20
+            BasicBlock(512, 512, 1),  # resnet18.model:20
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # resnet18.model:21
         self.fc = nn.Linear(512, 1000)  # resnet18.model:21

@@ -7,41 +7,30 @@ from torch import nn
 
 
 class BasicBlock(nn.Module):
-    """BasicBlock(width=64, stride=1), defined at resnet34.model:5."""
+    """BasicBlock(in_channels, width, stride, downsample), defined at
+    resnet34.model:5.
+    """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(64, 64, 3, padding=1, bias=False)  # resnet34.model:7
-        self.bn1 = nn.BatchNorm2d(64)  # resnet34.model:7
-        self.conv2 = nn.Conv2d(64, 64, 3, padding=1, bias=False)  # resnet34.model:8
-        self.bn2 = nn.BatchNorm2d(64)  # resnet34.model:8
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet34.model:7
-        out = self.bn1(out)  # resnet34.model:7
-        out = torch.relu(out)  # resnet34.model:7
-        out = self.conv2(out)  # resnet34.model:8
-        out = self.bn2(out)  # resnet34.model:8
-        add = out + x  # resnet34.model:11
-        out = torch.relu(add)  # resnet34.model:11
-        return out
-
-
-class BasicBlock_1(nn.Module):
-    """BasicBlock(width=128, stride=2), defined at resnet34.model:5."""
-
-    def __init__(self) -> None:
+    def __init__(
+        self, in_channels: int, width: int, stride: int, downsample: bool = False
+    ) -> None:
         super().__init__()
         # resnet34.model:7
-        self.conv1 = nn.Conv2d(64, 128, 3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(128)  # resnet34.model:7
-        self.conv2 = nn.Conv2d(128, 128, 3, padding=1, bias=False)  # resnet34.model:8
-        self.bn2 = nn.BatchNorm2d(128)  # resnet34.model:8
-        # resnet34.model:10
-        self.downsample = nn.Sequential(
-            nn.Conv2d(64, 128, 1, stride=2, bias=False),  # resnet34.model:10
-            nn.BatchNorm2d(128),  # resnet34.model:10
+        self.conv1 = nn.Conv2d(
+            in_channels, width, 3, stride=stride, padding=1, bias=False
         )
+        self.bn1 = nn.BatchNorm2d(width)  # resnet34.model:7
+        # resnet34.model:8
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)  # resnet34.model:8
+        self.downsample = None
+        if downsample:
+            # resnet34.model:10
+            self.downsample = nn.Sequential(
+                # resnet34.model:10
+                nn.Conv2d(in_channels, width, 1, stride=2, bias=False),
+                nn.BatchNorm2d(width),  # resnet34.model:10
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)  # resnet34.model:7
@@ -49,127 +38,10 @@ class BasicBlock_1(nn.Module):
         out = torch.relu(out)  # resnet34.model:7
         out = self.conv2(out)  # resnet34.model:8
         out = self.bn2(out)  # resnet34.model:8
-        skip = self.downsample(x)  # resnet34.model:10
+        skip = x
+        if self.downsample is not None:
+            skip = self.downsample(x)  # resnet34.model:10
         add = out + skip  # resnet34.model:11
-        out = torch.relu(add)  # resnet34.model:11
-        return out
-
-
-class BasicBlock_2(nn.Module):
-    """BasicBlock(width=128, stride=1), defined at resnet34.model:5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(128, 128, 3, padding=1, bias=False)  # resnet34.model:7
-        self.bn1 = nn.BatchNorm2d(128)  # resnet34.model:7
-        self.conv2 = nn.Conv2d(128, 128, 3, padding=1, bias=False)  # resnet34.model:8
-        self.bn2 = nn.BatchNorm2d(128)  # resnet34.model:8
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet34.model:7
-        out = self.bn1(out)  # resnet34.model:7
-        out = torch.relu(out)  # resnet34.model:7
-        out = self.conv2(out)  # resnet34.model:8
-        out = self.bn2(out)  # resnet34.model:8
-        add = out + x  # resnet34.model:11
-        out = torch.relu(add)  # resnet34.model:11
-        return out
-
-
-class BasicBlock_3(nn.Module):
-    """BasicBlock(width=256, stride=2), defined at resnet34.model:5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # resnet34.model:7
-        self.conv1 = nn.Conv2d(128, 256, 3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(256)  # resnet34.model:7
-        self.conv2 = nn.Conv2d(256, 256, 3, padding=1, bias=False)  # resnet34.model:8
-        self.bn2 = nn.BatchNorm2d(256)  # resnet34.model:8
-        # resnet34.model:10
-        self.downsample = nn.Sequential(
-            nn.Conv2d(128, 256, 1, stride=2, bias=False),  # resnet34.model:10
-            nn.BatchNorm2d(256),  # resnet34.model:10
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet34.model:7
-        out = self.bn1(out)  # resnet34.model:7
-        out = torch.relu(out)  # resnet34.model:7
-        out = self.conv2(out)  # resnet34.model:8
-        out = self.bn2(out)  # resnet34.model:8
-        skip = self.downsample(x)  # resnet34.model:10
-        add = out + skip  # resnet34.model:11
-        out = torch.relu(add)  # resnet34.model:11
-        return out
-
-
-class BasicBlock_4(nn.Module):
-    """BasicBlock(width=256, stride=1), defined at resnet34.model:5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(256, 256, 3, padding=1, bias=False)  # resnet34.model:7
-        self.bn1 = nn.BatchNorm2d(256)  # resnet34.model:7
-        self.conv2 = nn.Conv2d(256, 256, 3, padding=1, bias=False)  # resnet34.model:8
-        self.bn2 = nn.BatchNorm2d(256)  # resnet34.model:8
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet34.model:7
-        out = self.bn1(out)  # resnet34.model:7
-        out = torch.relu(out)  # resnet34.model:7
-        out = self.conv2(out)  # resnet34.model:8
-        out = self.bn2(out)  # resnet34.model:8
-        add = out + x  # resnet34.model:11
-        out = torch.relu(add)  # resnet34.model:11
-        return out
-
-
-class BasicBlock_5(nn.Module):
-    """BasicBlock(width=512, stride=2), defined at resnet34.model:5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # resnet34.model:7
-        self.conv1 = nn.Conv2d(256, 512, 3, stride=2, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(512)  # resnet34.model:7
-        self.conv2 = nn.Conv2d(512, 512, 3, padding=1, bias=False)  # resnet34.model:8
-        self.bn2 = nn.BatchNorm2d(512)  # resnet34.model:8
-        # resnet34.model:10
-        self.downsample = nn.Sequential(
-            nn.Conv2d(256, 512, 1, stride=2, bias=False),  # resnet34.model:10
-            nn.BatchNorm2d(512),  # resnet34.model:10
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet34.model:7
-        out = self.bn1(out)  # resnet34.model:7
-        out = torch.relu(out)  # resnet34.model:7
-        out = self.conv2(out)  # resnet34.model:8
-        out = self.bn2(out)  # resnet34.model:8
-        skip = self.downsample(x)  # resnet34.model:10
-        add = out + skip  # resnet34.model:11
-        out = torch.relu(add)  # resnet34.model:11
-        return out
-
-
-class BasicBlock_6(nn.Module):
-    """BasicBlock(width=512, stride=1), defined at resnet34.model:5."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(512, 512, 3, padding=1, bias=False)  # resnet34.model:7
-        self.bn1 = nn.BatchNorm2d(512)  # resnet34.model:7
-        self.conv2 = nn.Conv2d(512, 512, 3, padding=1, bias=False)  # resnet34.model:8
-        self.bn2 = nn.BatchNorm2d(512)  # resnet34.model:8
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # resnet34.model:7
-        out = self.bn1(out)  # resnet34.model:7
-        out = torch.relu(out)  # resnet34.model:7
-        out = self.conv2(out)  # resnet34.model:8
-        out = self.bn2(out)  # resnet34.model:8
-        add = out + x  # resnet34.model:11
         out = torch.relu(add)  # resnet34.model:11
         return out
 
@@ -195,31 +67,31 @@ class ResNet34(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)  # resnet34.model:17
         # resnet34.model:18
         self.layer1 = nn.Sequential(
-            BasicBlock(),  # resnet34.model:18
-            BasicBlock(),  # resnet34.model:18
-            BasicBlock(),  # resnet34.model:18
+            BasicBlock(64, 64, 1),  # resnet34.model:18
+            BasicBlock(64, 64, 1),  # resnet34.model:18
+            BasicBlock(64, 64, 1),  # resnet34.model:18
         )
         # resnet34.model:19
         self.layer2 = nn.Sequential(
-            BasicBlock_1(),  # resnet34.model:19
-            BasicBlock_2(),  # resnet34.model:19
-            BasicBlock_2(),  # resnet34.model:19
-            BasicBlock_2(),  # resnet34.model:19
+            BasicBlock(64, 128, 2, downsample=True),  # resnet34.model:19
+            BasicBlock(128, 128, 1),  # resnet34.model:19
+            BasicBlock(128, 128, 1),  # resnet34.model:19
+            BasicBlock(128, 128, 1),  # resnet34.model:19
         )
         # resnet34.model:20
         self.layer3 = nn.Sequential(
-            BasicBlock_3(),  # resnet34.model:20
-            BasicBlock_4(),  # resnet34.model:20
-            BasicBlock_4(),  # resnet34.model:20
-            BasicBlock_4(),  # resnet34.model:20
-            BasicBlock_4(),  # resnet34.model:20
-            BasicBlock_4(),  # resnet34.model:20
+            BasicBlock(128, 256, 2, downsample=True),  # resnet34.model:20
+            BasicBlock(256, 256, 1),  # resnet34.model:20
+            BasicBlock(256, 256, 1),  # resnet34.model:20
+            BasicBlock(256, 256, 1),  # resnet34.model:20
+            BasicBlock(256, 256, 1),  # resnet34.model:20
+            BasicBlock(256, 256, 1),  # resnet34.model:20
         )
         # resnet34.model:21
         self.layer4 = nn.Sequential(
-            BasicBlock_5(),  # resnet34.model:21
-            BasicBlock_6(),  # resnet34.model:21
-            BasicBlock_6(),  # resnet34.model:21
+            BasicBlock(256, 512, 2, downsample=True),  # resnet34.model:21
+            BasicBlock(512, 512, 1),  # resnet34.model:21
+            BasicBlock(512, 512, 1),  # resnet34.model:21
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # resnet34.model:22
         self.fc = nn.Linear(512, 1000)  # resnet34.model:22

@@ -9,72 +9,8 @@ from torch import nn
 from modelc import runtime as rt
 
 
-class ShiftedWindowAttention(nn.Module):
-    """ShiftedWindowAttention(heads=3, window=7, shift=0), defined at swin_t.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = nn.Linear(96, 288)  # swin_t.model:15
-        # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(169, 3, std=0.02)
-        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
-        self.proj = nn.Linear(96, 96)  # swin_t.model:25
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = rt.window_partition(x, 7)  # swin_t.model:14
-        q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 49, 3, 3, 32)  # swin_t.model:15
-        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
-        q, k, v = q.unbind(0)  # swin_t.model:16
-        attn = q * 0.1767766952966369  # swin_t.model:17
-        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
-        attn = attn @ attn_1  # swin_t.model:17
-        table = self.relative_position_bias_table  # swin_t.model:18
-        index = self.relative_position_index  # swin_t.model:19
-        bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(49, 49, 3)  # swin_t.model:20
-        bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
-        y = y @ v  # swin_t.model:25
-        y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 49, 96)  # swin_t.model:25
-        y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 7, 56, 56)  # swin_t.model:26
-        return y
-
-
-class SwinBlock(nn.Module):
-    """SwinBlock(heads=3, shift=0, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(96)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(96)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(96, 384),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(384, 96),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
-        return out
-
-
-class ShiftedWindowAttention_1(nn.Module):
-    """ShiftedWindowAttention(heads=3, window=7, shift=3), defined at swin_t.model:8."""
+class ShiftedWindowAttention_heads3_shift3(nn.Module):
+    """ShiftedWindowAttention(), defined at swin_t.model:8."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -116,124 +52,8 @@ class ShiftedWindowAttention_1(nn.Module):
         return out
 
 
-class SwinBlock_1(nn.Module):
-    """SwinBlock(heads=3, shift=3, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(96)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_1()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(96)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(96, 384),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(384, 96),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
-        return out
-
-
-class PatchMerging(nn.Module):
-    """PatchMerging(), defined at swin_t.model:37."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(384)  # swin_t.model:43
-        self.reduction = nn.Linear(384, 192, bias=False)  # swin_t.model:43
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = x[:, ::2]  # swin_t.model:39
-        x0 = x0[:, :, ::2]  # swin_t.model:39
-        x1 = x[:, 1::2]  # swin_t.model:40
-        x1 = x1[:, :, ::2]  # swin_t.model:40
-        x2 = x[:, ::2]  # swin_t.model:41
-        x2 = x2[:, :, 1::2]  # swin_t.model:41
-        x3 = x[:, 1::2]  # swin_t.model:42
-        x3 = x3[:, :, 1::2]  # swin_t.model:42
-        out = torch.cat([x0, x1, x2, x3], dim=3)  # swin_t.model:43
-        out = self.norm(out)  # swin_t.model:43
-        out = self.reduction(out)  # swin_t.model:43
-        return out
-
-
-class ShiftedWindowAttention_2(nn.Module):
-    """ShiftedWindowAttention(heads=6, window=7, shift=0), defined at swin_t.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = nn.Linear(192, 576)  # swin_t.model:15
-        # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(169, 6, std=0.02)
-        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
-        self.proj = nn.Linear(192, 192)  # swin_t.model:25
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = rt.window_partition(x, 7)  # swin_t.model:14
-        q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 49, 3, 6, 32)  # swin_t.model:15
-        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
-        q, k, v = q.unbind(0)  # swin_t.model:16
-        attn = q * 0.1767766952966369  # swin_t.model:17
-        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
-        attn = attn @ attn_1  # swin_t.model:17
-        table = self.relative_position_bias_table  # swin_t.model:18
-        index = self.relative_position_index  # swin_t.model:19
-        bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(49, 49, 6)  # swin_t.model:20
-        bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
-        y = y @ v  # swin_t.model:25
-        y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 49, 192)  # swin_t.model:25
-        y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 7, 28, 28)  # swin_t.model:26
-        return y
-
-
-class SwinBlock_2(nn.Module):
-    """SwinBlock(heads=6, shift=0, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(192)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_2()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(192)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(192, 768),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(768, 192),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
-        return out
-
-
-class ShiftedWindowAttention_3(nn.Module):
-    """ShiftedWindowAttention(heads=6, window=7, shift=3), defined at swin_t.model:8."""
+class ShiftedWindowAttention_heads6_shift3(nn.Module):
+    """ShiftedWindowAttention(), defined at swin_t.model:8."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -275,128 +95,8 @@ class ShiftedWindowAttention_3(nn.Module):
         return out
 
 
-class SwinBlock_3(nn.Module):
-    """SwinBlock(heads=6, shift=3, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(192)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_3()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(192)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(192, 768),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(768, 192),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
-        return out
-
-
-class PatchMerging_1(nn.Module):
-    """PatchMerging(), defined at swin_t.model:37."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(768)  # swin_t.model:43
-        self.reduction = nn.Linear(768, 384, bias=False)  # swin_t.model:43
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = x[:, ::2]  # swin_t.model:39
-        x0 = x0[:, :, ::2]  # swin_t.model:39
-        x1 = x[:, 1::2]  # swin_t.model:40
-        x1 = x1[:, :, ::2]  # swin_t.model:40
-        x2 = x[:, ::2]  # swin_t.model:41
-        x2 = x2[:, :, 1::2]  # swin_t.model:41
-        x3 = x[:, 1::2]  # swin_t.model:42
-        x3 = x3[:, :, 1::2]  # swin_t.model:42
-        out = torch.cat([x0, x1, x2, x3], dim=3)  # swin_t.model:43
-        out = self.norm(out)  # swin_t.model:43
-        out = self.reduction(out)  # swin_t.model:43
-        return out
-
-
-class ShiftedWindowAttention_4(nn.Module):
-    """ShiftedWindowAttention(heads=12, window=7, shift=0), defined at
-    swin_t.model:8.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = nn.Linear(384, 1152)  # swin_t.model:15
-        # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(169, 12, std=0.02)
-        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
-        self.proj = nn.Linear(384, 384)  # swin_t.model:25
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = rt.window_partition(x, 7)  # swin_t.model:14
-        q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 49, 3, 12, 32)  # swin_t.model:15
-        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
-        q, k, v = q.unbind(0)  # swin_t.model:16
-        attn = q * 0.1767766952966369  # swin_t.model:17
-        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
-        attn = attn @ attn_1  # swin_t.model:17
-        table = self.relative_position_bias_table  # swin_t.model:18
-        index = self.relative_position_index  # swin_t.model:19
-        bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(49, 49, 12)  # swin_t.model:20
-        bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
-        y = y @ v  # swin_t.model:25
-        y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 49, 384)  # swin_t.model:25
-        y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 7, 14, 14)  # swin_t.model:26
-        return y
-
-
-class SwinBlock_4(nn.Module):
-    """SwinBlock(heads=12, shift=0, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(384)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_4()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(384)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(384, 1536),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(1536, 384),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
-        return out
-
-
-class ShiftedWindowAttention_5(nn.Module):
-    """ShiftedWindowAttention(heads=12, window=7, shift=3), defined at
-    swin_t.model:8.
-    """
+class ShiftedWindowAttention_heads12_shift3(nn.Module):
+    """ShiftedWindowAttention(), defined at swin_t.model:8."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -438,15 +138,261 @@ class ShiftedWindowAttention_5(nn.Module):
         return out
 
 
-class SwinBlock_5(nn.Module):
-    """SwinBlock(heads=12, shift=3, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
+class ShiftedWindowAttention_heads3_shift0(nn.Module):
+    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(96, 288)  # swin_t.model:15
+        # swin_t.model:18
+        self.relative_position_bias_table = rt.parameter(169, 3, std=0.02)
+        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
+        self.proj = nn.Linear(96, 96)  # swin_t.model:25
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = rt.window_partition(x, 7)  # swin_t.model:14
+        q = self.qkv(w)  # swin_t.model:15
+        q = q.reshape(-1, 49, 3, 3, 32)  # swin_t.model:15
+        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
+        q, k, v = q.unbind(0)  # swin_t.model:16
+        attn = q * 0.1767766952966369  # swin_t.model:17
+        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
+        attn = attn @ attn_1  # swin_t.model:17
+        table = self.relative_position_bias_table  # swin_t.model:18
+        index = self.relative_position_index  # swin_t.model:19
+        bias = torch.index_select(table, 0, index)  # swin_t.model:20
+        bias = bias.reshape(49, 49, 3)  # swin_t.model:20
+        bias = bias.permute(2, 0, 1)  # swin_t.model:20
+        attn = attn + bias  # swin_t.model:21
+        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
+        y = y @ v  # swin_t.model:25
+        y = y.transpose(1, 2)  # swin_t.model:25
+        y = y.reshape(-1, 49, 96)  # swin_t.model:25
+        y = self.proj(y)  # swin_t.model:25
+        y = rt.window_reverse(y, 7, 56, 56)  # swin_t.model:26
+        return y
+
+
+class ShiftedWindowAttention_heads6_shift0(nn.Module):
+    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(192, 576)  # swin_t.model:15
+        # swin_t.model:18
+        self.relative_position_bias_table = rt.parameter(169, 6, std=0.02)
+        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
+        self.proj = nn.Linear(192, 192)  # swin_t.model:25
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = rt.window_partition(x, 7)  # swin_t.model:14
+        q = self.qkv(w)  # swin_t.model:15
+        q = q.reshape(-1, 49, 3, 6, 32)  # swin_t.model:15
+        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
+        q, k, v = q.unbind(0)  # swin_t.model:16
+        attn = q * 0.1767766952966369  # swin_t.model:17
+        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
+        attn = attn @ attn_1  # swin_t.model:17
+        table = self.relative_position_bias_table  # swin_t.model:18
+        index = self.relative_position_index  # swin_t.model:19
+        bias = torch.index_select(table, 0, index)  # swin_t.model:20
+        bias = bias.reshape(49, 49, 6)  # swin_t.model:20
+        bias = bias.permute(2, 0, 1)  # swin_t.model:20
+        attn = attn + bias  # swin_t.model:21
+        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
+        y = y @ v  # swin_t.model:25
+        y = y.transpose(1, 2)  # swin_t.model:25
+        y = y.reshape(-1, 49, 192)  # swin_t.model:25
+        y = self.proj(y)  # swin_t.model:25
+        y = rt.window_reverse(y, 7, 28, 28)  # swin_t.model:26
+        return y
+
+
+class ShiftedWindowAttention_heads12_shift0(nn.Module):
+    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(384, 1152)  # swin_t.model:15
+        # swin_t.model:18
+        self.relative_position_bias_table = rt.parameter(169, 12, std=0.02)
+        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
+        self.proj = nn.Linear(384, 384)  # swin_t.model:25
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = rt.window_partition(x, 7)  # swin_t.model:14
+        q = self.qkv(w)  # swin_t.model:15
+        q = q.reshape(-1, 49, 3, 12, 32)  # swin_t.model:15
+        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
+        q, k, v = q.unbind(0)  # swin_t.model:16
+        attn = q * 0.1767766952966369  # swin_t.model:17
+        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
+        attn = attn @ attn_1  # swin_t.model:17
+        table = self.relative_position_bias_table  # swin_t.model:18
+        index = self.relative_position_index  # swin_t.model:19
+        bias = torch.index_select(table, 0, index)  # swin_t.model:20
+        bias = bias.reshape(49, 49, 12)  # swin_t.model:20
+        bias = bias.permute(2, 0, 1)  # swin_t.model:20
+        attn = attn + bias  # swin_t.model:21
+        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
+        y = y @ v  # swin_t.model:25
+        y = y.transpose(1, 2)  # swin_t.model:25
+        y = y.reshape(-1, 49, 384)  # swin_t.model:25
+        y = self.proj(y)  # swin_t.model:25
+        y = rt.window_reverse(y, 7, 14, 14)  # swin_t.model:26
+        return y
+
+
+class ShiftedWindowAttention_heads24(nn.Module):
+    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(768, 2304)  # swin_t.model:15
+        # swin_t.model:18
+        self.relative_position_bias_table = rt.parameter(169, 24, std=0.02)
+        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
+        self.proj = nn.Linear(768, 768)  # swin_t.model:25
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = rt.window_partition(x, 7)  # swin_t.model:14
+        q = self.qkv(w)  # swin_t.model:15
+        q = q.reshape(-1, 49, 3, 24, 32)  # swin_t.model:15
+        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
+        q, k, v = q.unbind(0)  # swin_t.model:16
+        attn = q * 0.1767766952966369  # swin_t.model:17
+        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
+        attn = attn @ attn_1  # swin_t.model:17
+        table = self.relative_position_bias_table  # swin_t.model:18
+        index = self.relative_position_index  # swin_t.model:19
+        bias = torch.index_select(table, 0, index)  # swin_t.model:20
+        bias = bias.reshape(49, 49, 24)  # swin_t.model:20
+        bias = bias.permute(2, 0, 1)  # swin_t.model:20
+        attn = attn + bias  # swin_t.model:21
+        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
+        y = y @ v  # swin_t.model:25
+        y = y.transpose(1, 2)  # swin_t.model:25
+        y = y.reshape(-1, 49, 768)  # swin_t.model:25
+        y = self.proj(y)  # swin_t.model:25
+        y = rt.window_reverse(y, 7, 7, 7)  # swin_t.model:26
+        return y
+
+
+class SwinBlock_heads3_shift0(nn.Module):
+    """SwinBlock(), defined at swin_t.model:30."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(96)  # swin_t.model:32
+        self.attn = ShiftedWindowAttention_heads3_shift0()  # swin_t.model:32
+        self.norm2 = nn.LayerNorm(96)  # swin_t.model:33
+        # swin_t.model:34
+        self.mlp = nn.Sequential(
+            nn.Linear(96, 384),  # swin_t.model:34
+            nn.GELU(),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+            nn.Linear(384, 96),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_1 = self.norm1(x)  # swin_t.model:32
+        x_1 = self.attn(x_1)  # swin_t.model:32
+        x = x + x_1  # swin_t.model:32
+        out = self.norm2(x)  # swin_t.model:33
+        out = self.mlp(out)  # swin_t.model:34
+        out = x + out  # swin_t.model:33
+        return out
+
+
+class SwinBlock_heads3_shift3(nn.Module):
+    """SwinBlock(), defined at swin_t.model:30."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(96)  # swin_t.model:32
+        self.attn = ShiftedWindowAttention_heads3_shift3()  # swin_t.model:32
+        self.norm2 = nn.LayerNorm(96)  # swin_t.model:33
+        # swin_t.model:34
+        self.mlp = nn.Sequential(
+            nn.Linear(96, 384),  # swin_t.model:34
+            nn.GELU(),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+            nn.Linear(384, 96),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_1 = self.norm1(x)  # swin_t.model:32
+        x_1 = self.attn(x_1)  # swin_t.model:32
+        x = x + x_1  # swin_t.model:32
+        out = self.norm2(x)  # swin_t.model:33
+        out = self.mlp(out)  # swin_t.model:34
+        out = x + out  # swin_t.model:33
+        return out
+
+
+class SwinBlock_heads6_shift0(nn.Module):
+    """SwinBlock(), defined at swin_t.model:30."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(192)  # swin_t.model:32
+        self.attn = ShiftedWindowAttention_heads6_shift0()  # swin_t.model:32
+        self.norm2 = nn.LayerNorm(192)  # swin_t.model:33
+        # swin_t.model:34
+        self.mlp = nn.Sequential(
+            nn.Linear(192, 768),  # swin_t.model:34
+            nn.GELU(),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+            nn.Linear(768, 192),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_1 = self.norm1(x)  # swin_t.model:32
+        x_1 = self.attn(x_1)  # swin_t.model:32
+        x = x + x_1  # swin_t.model:32
+        out = self.norm2(x)  # swin_t.model:33
+        out = self.mlp(out)  # swin_t.model:34
+        out = x + out  # swin_t.model:33
+        return out
+
+
+class SwinBlock_heads6_shift3(nn.Module):
+    """SwinBlock(), defined at swin_t.model:30."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(192)  # swin_t.model:32
+        self.attn = ShiftedWindowAttention_heads6_shift3()  # swin_t.model:32
+        self.norm2 = nn.LayerNorm(192)  # swin_t.model:33
+        # swin_t.model:34
+        self.mlp = nn.Sequential(
+            nn.Linear(192, 768),  # swin_t.model:34
+            nn.GELU(),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+            nn.Linear(768, 192),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_1 = self.norm1(x)  # swin_t.model:32
+        x_1 = self.attn(x_1)  # swin_t.model:32
+        x = x + x_1  # swin_t.model:32
+        out = self.norm2(x)  # swin_t.model:33
+        out = self.mlp(out)  # swin_t.model:34
+        out = x + out  # swin_t.model:33
+        return out
+
+
+class SwinBlock_heads12_shift0(nn.Module):
+    """SwinBlock(), defined at swin_t.model:30."""
 
     def __init__(self) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(384)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_5()  # swin_t.model:32
+        self.attn = ShiftedWindowAttention_heads12_shift0()  # swin_t.model:32
         self.norm2 = nn.LayerNorm(384)  # swin_t.model:33
         # swin_t.model:34
         self.mlp = nn.Sequential(
@@ -467,13 +413,70 @@ class SwinBlock_5(nn.Module):
         return out
 
 
-class PatchMerging_2(nn.Module):
-    """PatchMerging(), defined at swin_t.model:37."""
+class SwinBlock_heads12_shift3(nn.Module):
+    """SwinBlock(), defined at swin_t.model:30."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(1536)  # swin_t.model:43
-        self.reduction = nn.Linear(1536, 768, bias=False)  # swin_t.model:43
+        self.norm1 = nn.LayerNorm(384)  # swin_t.model:32
+        self.attn = ShiftedWindowAttention_heads12_shift3()  # swin_t.model:32
+        self.norm2 = nn.LayerNorm(384)  # swin_t.model:33
+        # swin_t.model:34
+        self.mlp = nn.Sequential(
+            nn.Linear(384, 1536),  # swin_t.model:34
+            nn.GELU(),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+            nn.Linear(1536, 384),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_1 = self.norm1(x)  # swin_t.model:32
+        x_1 = self.attn(x_1)  # swin_t.model:32
+        x = x + x_1  # swin_t.model:32
+        out = self.norm2(x)  # swin_t.model:33
+        out = self.mlp(out)  # swin_t.model:34
+        out = x + out  # swin_t.model:33
+        return out
+
+
+class SwinBlock_heads24(nn.Module):
+    """SwinBlock(), defined at swin_t.model:30."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(768)  # swin_t.model:32
+        self.attn = ShiftedWindowAttention_heads24()  # swin_t.model:32
+        self.norm2 = nn.LayerNorm(768)  # swin_t.model:33
+        # swin_t.model:34
+        self.mlp = nn.Sequential(
+            nn.Linear(768, 3072),  # swin_t.model:34
+            nn.GELU(),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+            nn.Linear(3072, 768),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_1 = self.norm1(x)  # swin_t.model:32
+        x_1 = self.attn(x_1)  # swin_t.model:32
+        x = x + x_1  # swin_t.model:32
+        out = self.norm2(x)  # swin_t.model:33
+        out = self.mlp(out)  # swin_t.model:34
+        out = x + out  # swin_t.model:33
+        return out
+
+
+class PatchMerging(nn.Module):
+    """PatchMerging(norm_normalized_shape), defined at swin_t.model:37."""
+
+    def __init__(self, norm_normalized_shape: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(norm_normalized_shape)  # swin_t.model:43
+        # swin_t.model:43
+        self.reduction = nn.Linear(
+            norm_normalized_shape, norm_normalized_shape // 2, bias=False
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = x[:, ::2]  # swin_t.model:39
@@ -487,138 +490,6 @@ class PatchMerging_2(nn.Module):
         out = torch.cat([x0, x1, x2, x3], dim=3)  # swin_t.model:43
         out = self.norm(out)  # swin_t.model:43
         out = self.reduction(out)  # swin_t.model:43
-        return out
-
-
-class ShiftedWindowAttention_6(nn.Module):
-    """ShiftedWindowAttention(heads=24, window=7, shift=0), defined at
-    swin_t.model:8.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = nn.Linear(768, 2304)  # swin_t.model:15
-        # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(169, 24, std=0.02)
-        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
-        self.proj = nn.Linear(768, 768)  # swin_t.model:25
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = rt.window_partition(x, 7)  # swin_t.model:14
-        q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 49, 3, 24, 32)  # swin_t.model:15
-        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
-        q, k, v = q.unbind(0)  # swin_t.model:16
-        attn = q * 0.1767766952966369  # swin_t.model:17
-        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
-        attn = attn @ attn_1  # swin_t.model:17
-        table = self.relative_position_bias_table  # swin_t.model:18
-        index = self.relative_position_index  # swin_t.model:19
-        bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(49, 49, 24)  # swin_t.model:20
-        bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
-        y = y @ v  # swin_t.model:25
-        y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 49, 768)  # swin_t.model:25
-        y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 7, 7, 7)  # swin_t.model:26
-        return y
-
-
-class SwinBlock_6(nn.Module):
-    """SwinBlock(heads=24, shift=0, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(768)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_6()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(768)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(768, 3072),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(3072, 768),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
-        return out
-
-
-class ShiftedWindowAttention_7(nn.Module):
-    """ShiftedWindowAttention(heads=24, window=7, shift=3), defined at
-    swin_t.model:8.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = nn.Linear(768, 2304)  # swin_t.model:15
-        # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(169, 24, std=0.02)
-        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
-        self.proj = nn.Linear(768, 768)  # swin_t.model:25
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = rt.window_partition(x, 7)  # swin_t.model:14
-        q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 49, 3, 24, 32)  # swin_t.model:15
-        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
-        q, k, v = q.unbind(0)  # swin_t.model:16
-        attn = q * 0.1767766952966369  # swin_t.model:17
-        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
-        attn = attn @ attn_1  # swin_t.model:17
-        table = self.relative_position_bias_table  # swin_t.model:18
-        index = self.relative_position_index  # swin_t.model:19
-        bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(49, 49, 24)  # swin_t.model:20
-        bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
-        y = y @ v  # swin_t.model:25
-        y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 49, 768)  # swin_t.model:25
-        y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 7, 7, 7)  # swin_t.model:26
-        return y
-
-
-class SwinBlock_7(nn.Module):
-    """SwinBlock(heads=24, shift=3, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(768)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_7()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(768)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(768, 3072),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(3072, 768),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
         return out
 
 
@@ -647,30 +518,30 @@ class Swin_T(nn.Module):
             ),
             # swin_t.model:51
             nn.Sequential(
-                SwinBlock(),  # swin_t.model:51
-                SwinBlock_1(),  # swin_t.model:51
+                SwinBlock_heads3_shift0(),  # swin_t.model:51
+                SwinBlock_heads3_shift3(),  # swin_t.model:51
             ),
-            PatchMerging(),  # swin_t.model:51
+            PatchMerging(384),  # swin_t.model:51
             # swin_t.model:52
             nn.Sequential(
-                SwinBlock_2(),  # swin_t.model:52
-                SwinBlock_3(),  # swin_t.model:52
+                SwinBlock_heads6_shift0(),  # swin_t.model:52
+                SwinBlock_heads6_shift3(),  # swin_t.model:52
             ),
-            PatchMerging_1(),  # swin_t.model:52
+            PatchMerging(768),  # swin_t.model:52
             # swin_t.model:53
             nn.Sequential(
-                SwinBlock_4(),  # swin_t.model:53
-                SwinBlock_5(),  # swin_t.model:53
-                SwinBlock_4(),  # swin_t.model:53
-                SwinBlock_5(),  # swin_t.model:53
-                SwinBlock_4(),  # swin_t.model:53
-                SwinBlock_5(),  # swin_t.model:53
+                SwinBlock_heads12_shift0(),  # swin_t.model:53
+                SwinBlock_heads12_shift3(),  # swin_t.model:53
+                SwinBlock_heads12_shift0(),  # swin_t.model:53
+                SwinBlock_heads12_shift3(),  # swin_t.model:53
+                SwinBlock_heads12_shift0(),  # swin_t.model:53
+                SwinBlock_heads12_shift3(),  # swin_t.model:53
             ),
-            PatchMerging_2(),  # swin_t.model:53
+            PatchMerging(1536),  # swin_t.model:53
             # swin_t.model:54
             nn.Sequential(
-                SwinBlock_6(),  # swin_t.model:54
-                SwinBlock_7(),  # swin_t.model:54
+                SwinBlock_heads24(),  # swin_t.model:54
+                SwinBlock_heads24(),  # swin_t.model:54
             ),
         )
         self.norm = nn.LayerNorm(768)  # swin_t.model:55

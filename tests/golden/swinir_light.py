@@ -9,72 +9,8 @@ from torch import nn
 from modelc import runtime as rt
 
 
-class ShiftedWindowAttention(nn.Module):
-    """ShiftedWindowAttention(heads=6, window=8, shift=0), defined at swin_t.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = nn.Linear(60, 180)  # swin_t.model:15
-        # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(225, 6, std=0.02)
-        self.relative_position_index = rt.relative_position_index(8)  # swin_t.model:19
-        self.proj = nn.Linear(60, 60)  # swin_t.model:25
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = rt.window_partition(x, 8)  # swin_t.model:14
-        q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 64, 3, 6, 10)  # swin_t.model:15
-        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
-        q, k, v = q.unbind(0)  # swin_t.model:16
-        attn = q * 0.31622776601683794  # swin_t.model:17
-        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
-        attn = attn @ attn_1  # swin_t.model:17
-        table = self.relative_position_bias_table  # swin_t.model:18
-        index = self.relative_position_index  # swin_t.model:19
-        bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(64, 64, 6)  # swin_t.model:20
-        bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
-        y = y @ v  # swin_t.model:25
-        y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 64, 60)  # swin_t.model:25
-        y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 8, 64, 64)  # swin_t.model:26
-        return y
-
-
-class SwinBlock(nn.Module):
-    """SwinBlock(heads=6, shift=0, window=8, mlp_ratio=2), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(60)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(60)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(60, 120),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(120, 60),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
-        return out
-
-
-class ShiftedWindowAttention_1(nn.Module):
-    """ShiftedWindowAttention(heads=6, window=8, shift=4), defined at swin_t.model:8."""
+class ShiftedWindowAttention_shift4(nn.Module):
+    """ShiftedWindowAttention(), defined at swin_t.model:8."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -116,15 +52,75 @@ class ShiftedWindowAttention_1(nn.Module):
         return out
 
 
-class SwinBlock_1(nn.Module):
-    """SwinBlock(heads=6, shift=4, window=8, mlp_ratio=2), defined at
-    swin_t.model:30.
-    """
+class ShiftedWindowAttention_shift0(nn.Module):
+    """ShiftedWindowAttention(), defined at swin_t.model:8."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(60, 180)  # swin_t.model:15
+        # swin_t.model:18
+        self.relative_position_bias_table = rt.parameter(225, 6, std=0.02)
+        self.relative_position_index = rt.relative_position_index(8)  # swin_t.model:19
+        self.proj = nn.Linear(60, 60)  # swin_t.model:25
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = rt.window_partition(x, 8)  # swin_t.model:14
+        q = self.qkv(w)  # swin_t.model:15
+        q = q.reshape(-1, 64, 3, 6, 10)  # swin_t.model:15
+        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
+        q, k, v = q.unbind(0)  # swin_t.model:16
+        attn = q * 0.31622776601683794  # swin_t.model:17
+        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
+        attn = attn @ attn_1  # swin_t.model:17
+        table = self.relative_position_bias_table  # swin_t.model:18
+        index = self.relative_position_index  # swin_t.model:19
+        bias = torch.index_select(table, 0, index)  # swin_t.model:20
+        bias = bias.reshape(64, 64, 6)  # swin_t.model:20
+        bias = bias.permute(2, 0, 1)  # swin_t.model:20
+        attn = attn + bias  # swin_t.model:21
+        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
+        y = y @ v  # swin_t.model:25
+        y = y.transpose(1, 2)  # swin_t.model:25
+        y = y.reshape(-1, 64, 60)  # swin_t.model:25
+        y = self.proj(y)  # swin_t.model:25
+        y = rt.window_reverse(y, 8, 64, 64)  # swin_t.model:26
+        return y
+
+
+class SwinBlock_shift0(nn.Module):
+    """SwinBlock(), defined at swin_t.model:30."""
 
     def __init__(self) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(60)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_1()  # swin_t.model:32
+        self.attn = ShiftedWindowAttention_shift0()  # swin_t.model:32
+        self.norm2 = nn.LayerNorm(60)  # swin_t.model:33
+        # swin_t.model:34
+        self.mlp = nn.Sequential(
+            nn.Linear(60, 120),  # swin_t.model:34
+            nn.GELU(),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+            nn.Linear(120, 60),  # swin_t.model:34
+            nn.Dropout(0.0),  # swin_t.model:34
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_1 = self.norm1(x)  # swin_t.model:32
+        x_1 = self.attn(x_1)  # swin_t.model:32
+        x = x + x_1  # swin_t.model:32
+        out = self.norm2(x)  # swin_t.model:33
+        out = self.mlp(out)  # swin_t.model:34
+        out = x + out  # swin_t.model:33
+        return out
+
+
+class SwinBlock_shift4(nn.Module):
+    """SwinBlock(), defined at swin_t.model:30."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(60)  # swin_t.model:32
+        self.attn = ShiftedWindowAttention_shift4()  # swin_t.model:32
         self.norm2 = nn.LayerNorm(60)  # swin_t.model:33
         # swin_t.model:34
         self.mlp = nn.Sequential(
@@ -146,18 +142,18 @@ class SwinBlock_1(nn.Module):
 
 
 class RSTB(nn.Module):
-    """RSTB(depth=6, heads=6, window=8), defined at swinir_light.model:10."""
+    """RSTB(), defined at swinir_light.model:10."""
 
     def __init__(self) -> None:
         super().__init__()
         # swinir_light.model:12
         self.residual_group = nn.Sequential(
-            SwinBlock(),  # swinir_light.model:12
-            SwinBlock_1(),  # swinir_light.model:12
-            SwinBlock(),  # swinir_light.model:12
-            SwinBlock_1(),  # swinir_light.model:12
-            SwinBlock(),  # swinir_light.model:12
-            SwinBlock_1(),  # swinir_light.model:12
+            SwinBlock_shift0(),  # swinir_light.model:12
+            SwinBlock_shift4(),  # swinir_light.model:12
+            SwinBlock_shift0(),  # swinir_light.model:12
+            SwinBlock_shift4(),  # swinir_light.model:12
+            SwinBlock_shift0(),  # swinir_light.model:12
+            SwinBlock_shift4(),  # swinir_light.model:12
         )
         self.conv = nn.Conv2d(60, 60, 3, padding=1)  # swinir_light.model:13
 

@@ -10,7 +10,7 @@ from modelc import runtime as rt
 
 
 class EncoderLayer(nn.Module):
-    """EncoderLayer(heads=8, ff=2048, p=0.1), defined at transformer.model:7."""
+    """EncoderLayer(), defined at transformer.model:7."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,7 +40,7 @@ class EncoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Encoder(n=6, heads=8, ff=2048, p=0.1), defined at transformer.model:26."""
+    """Encoder(), defined at transformer.model:26."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,7 +62,7 @@ class Encoder(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """DecoderLayer(heads=8, ff=2048, p=0.1), defined at transformer.model:15."""
+    """DecoderLayer(), defined at transformer.model:15."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -108,7 +108,7 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Decoder(n=6, heads=8, ff=2048, p=0.1), defined at transformer.model:31."""
+    """Decoder(), defined at transformer.model:31."""
 
     def __init__(self) -> None:
         super().__init__()

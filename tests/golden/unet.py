@@ -9,92 +9,12 @@ from modelc import runtime as rt
 
 
 class DoubleConv(nn.Module):
-    """DoubleConv(width=64, p=0), defined at unet.model:11."""
+    """DoubleConv(in_channels, width), defined at unet.model:11."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int, width: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 64, 3)  # unet.model:13
-        self.conv2 = nn.Conv2d(64, 64, 3)  # unet.model:13
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        out = self.conv2(out)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        return out
-
-
-class DoubleConv_1(nn.Module):
-    """DoubleConv(width=128, p=0), defined at unet.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(64, 128, 3)  # unet.model:13
-        self.conv2 = nn.Conv2d(128, 128, 3)  # unet.model:13
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        out = self.conv2(out)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        return out
-
-
-class DoubleConv_2(nn.Module):
-    """DoubleConv(width=256, p=0), defined at unet.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(128, 256, 3)  # unet.model:13
-        self.conv2 = nn.Conv2d(256, 256, 3)  # unet.model:13
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        out = self.conv2(out)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        return out
-
-
-class DoubleConv_3(nn.Module):
-    """DoubleConv(width=512, p=0), defined at unet.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(256, 512, 3)  # unet.model:13
-        self.conv2 = nn.Conv2d(512, 512, 3)  # unet.model:13
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        out = self.conv2(out)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        return out
-
-
-class DoubleConv_4(nn.Module):
-    """DoubleConv(width=1024, p=0), defined at unet.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(512, 1024, 3)  # unet.model:13
-        self.conv2 = nn.Conv2d(1024, 1024, 3)  # unet.model:13
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        out = self.conv2(out)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        return out
-
-
-class DoubleConv_5(nn.Module):
-    """DoubleConv(width=512, p=0), defined at unet.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1024, 512, 3)  # unet.model:13
-        self.conv2 = nn.Conv2d(512, 512, 3)  # unet.model:13
+        self.conv1 = nn.Conv2d(in_channels, width, 3)  # unet.model:13
+        self.conv2 = nn.Conv2d(width, width, 3)  # unet.model:13
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(x)  # unet.model:13
@@ -105,108 +25,13 @@ class DoubleConv_5(nn.Module):
 
 
 class Up(nn.Module):
-    """Up(width=512, p=0), defined at unet.model:16."""
+    """Up(x_channels, skip_channels), defined at unet.model:16."""
 
-    def __init__(self) -> None:
+    def __init__(self, x_channels: int, skip_channels: int) -> None:
         super().__init__()
-        self.up = nn.ConvTranspose2d(1024, 512, 2, stride=2)  # unet.model:19
-        self.conv = DoubleConv_5()  # unet.model:21
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        up = self.up(x)  # unet.model:19
-        copy = rt.center_crop(skip, up.shape[2:])  # unet.model:20
-        out = torch.cat([copy, up], dim=1)  # unet.model:21
-        out = self.conv(out)  # unet.model:21
-        return out
-
-
-class DoubleConv_6(nn.Module):
-    """DoubleConv(width=256, p=0), defined at unet.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(512, 256, 3)  # unet.model:13
-        self.conv2 = nn.Conv2d(256, 256, 3)  # unet.model:13
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        out = self.conv2(out)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        return out
-
-
-class Up_1(nn.Module):
-    """Up(width=256, p=0), defined at unet.model:16."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.up = nn.ConvTranspose2d(512, 256, 2, stride=2)  # unet.model:19
-        self.conv = DoubleConv_6()  # unet.model:21
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        up = self.up(x)  # unet.model:19
-        copy = rt.center_crop(skip, up.shape[2:])  # unet.model:20
-        out = torch.cat([copy, up], dim=1)  # unet.model:21
-        out = self.conv(out)  # unet.model:21
-        return out
-
-
-class DoubleConv_7(nn.Module):
-    """DoubleConv(width=128, p=0), defined at unet.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(256, 128, 3)  # unet.model:13
-        self.conv2 = nn.Conv2d(128, 128, 3)  # unet.model:13
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        out = self.conv2(out)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        return out
-
-
-class Up_2(nn.Module):
-    """Up(width=128, p=0), defined at unet.model:16."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.up = nn.ConvTranspose2d(256, 128, 2, stride=2)  # unet.model:19
-        self.conv = DoubleConv_7()  # unet.model:21
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        up = self.up(x)  # unet.model:19
-        copy = rt.center_crop(skip, up.shape[2:])  # unet.model:20
-        out = torch.cat([copy, up], dim=1)  # unet.model:21
-        out = self.conv(out)  # unet.model:21
-        return out
-
-
-class DoubleConv_8(nn.Module):
-    """DoubleConv(width=64, p=0), defined at unet.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(128, 64, 3)  # unet.model:13
-        self.conv2 = nn.Conv2d(64, 64, 3)  # unet.model:13
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(x)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        out = self.conv2(out)  # unet.model:13
-        out = torch.relu(out)  # unet.model:13
-        return out
-
-
-class Up_3(nn.Module):
-    """Up(width=64, p=0), defined at unet.model:16."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.up = nn.ConvTranspose2d(128, 64, 2, stride=2)  # unet.model:19
-        self.conv = DoubleConv_8()  # unet.model:21
+        # unet.model:19
+        self.up = nn.ConvTranspose2d(x_channels, skip_channels, 2, stride=2)
+        self.conv = DoubleConv(x_channels, skip_channels)  # unet.model:21
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = self.up(x)  # unet.model:19
@@ -231,19 +56,19 @@ class UNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.enc1 = DoubleConv()  # unet.model:26
+        self.enc1 = DoubleConv(1, 64)  # unet.model:26
         self.maxpool = nn.MaxPool2d(2)  # unet.model:27
-        self.enc2 = DoubleConv_1()  # unet.model:27
+        self.enc2 = DoubleConv(64, 128)  # unet.model:27
         self.maxpool_1 = nn.MaxPool2d(2)  # unet.model:28
-        self.enc3 = DoubleConv_2()  # unet.model:28
+        self.enc3 = DoubleConv(128, 256)  # unet.model:28
         self.maxpool_2 = nn.MaxPool2d(2)  # unet.model:29
-        self.enc4 = DoubleConv_3()  # unet.model:29
+        self.enc4 = DoubleConv(256, 512)  # unet.model:29
         self.maxpool_3 = nn.MaxPool2d(2)  # unet.model:30
-        self.bottom = DoubleConv_4()  # unet.model:30
-        self.dec4 = Up()  # unet.model:31
-        self.dec3 = Up_1()  # unet.model:32
-        self.dec2 = Up_2()  # unet.model:33
-        self.dec1 = Up_3()  # unet.model:34
+        self.bottom = DoubleConv(512, 1024)  # unet.model:30
+        self.dec4 = Up(1024, 512)  # unet.model:31
+        self.dec3 = Up(512, 256)  # unet.model:32
+        self.dec2 = Up(256, 128)  # unet.model:33
+        self.dec1 = Up(128, 64)  # unet.model:34
         self.head = nn.Conv2d(64, 2, 1)  # unet.model:35
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from modelc import runtime as rt
 
 
 class EncoderBlock(nn.Module):
-    """EncoderBlock(heads=12, mlp_dim=3072, p=0.0), defined at vit_b_16.model:6."""
+    """EncoderBlock(), defined at vit_b_16.model:6."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -40,9 +40,7 @@ class EncoderBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Encoder(layers=12, heads=12, mlp_dim=3072, p=0.0), defined at
-    vit_b_16.model:14.
-    """
+    """Encoder(), defined at vit_b_16.model:14."""
 
     def __init__(self) -> None:
         super().__init__()
