@@ -229,7 +229,7 @@ def _reserved_hint(source: SourceFile, tok: Token) -> str | None:
         word, label = (m.group(1) if m else None), tok.value == ":"
     if word is None:
         return None
-    if label and word != "def":  # a module may take the word: quoted (Hugging Face's `model.layers.0`)
+    if label:  # a module may take the word: quoted (Hugging Face's `model.layers.0`)
         return (f"'{word}' is a reserved word; to name a module '{word}', quote the label: "
                 f'"{word}": ...')  # fmt: skip
     return (f"'{word}' is a reserved word (input, output, model, import and def are never names); "

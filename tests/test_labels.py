@@ -105,10 +105,10 @@ def test_a_quoted_label_cannot_take_what_nn_module_owns(label):
 
 
 # ---- keywords as labels ------------------------------------------------------------------------
-# Every keyword of the language but the four reserved words, and Python keywords and constants.
+# Every keyword of the language but the five reserved words, and Python keywords and constants.
 BARE = ["block", "repeat", "for", "in", "prefix", "if", "else", "and", "or", "not", "true", "false",
-        "class", "lambda", "def", "return", "None", "True"]  # fmt: skip
-RESERVED = ["input", "output", "model", "import"]
+        "class", "lambda", "return", "None", "True"]  # fmt: skip
+RESERVED = ["input", "output", "model", "import", "def"]
 
 
 @pytest.mark.parametrize("label", BARE)

@@ -16,12 +16,12 @@ class Down_bnTrue(nn.Module):
         super().__init__()
         # context_encoder.model:12
         self.conv = nn.Conv2d(in_channels, width, 4, stride=2, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(width)  # context_encoder.model:13
+        self.bn = nn.BatchNorm2d(width)  # context_encoder.model:12
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)  # context_encoder.model:12
-        y = self.bn(y)  # context_encoder.model:13
-        # context_encoder.model:14
+        y = self.bn(y)  # context_encoder.model:12
+        # context_encoder.model:13
         out = nn.functional.leaky_relu(y, negative_slope=0.2)
         return out
 
@@ -35,31 +35,31 @@ class Down_width64(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)  # context_encoder.model:12
-        # context_encoder.model:14
+        # context_encoder.model:13
         out = nn.functional.leaky_relu(y, negative_slope=0.2)
         return out
 
 
 class Up(nn.Module):
-    """Up(in_channels, width), defined at context_encoder.model:17."""
+    """Up(in_channels, width), defined at context_encoder.model:16."""
 
     def __init__(self, in_channels: int, width: int) -> None:
         super().__init__()
-        # context_encoder.model:19
+        # context_encoder.model:18
         self.upconv = nn.ConvTranspose2d(
             in_channels, width, 4, stride=2, padding=1, bias=False
         )
-        self.bn = nn.BatchNorm2d(width)  # context_encoder.model:19
+        self.bn = nn.BatchNorm2d(width)  # context_encoder.model:18
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.upconv(x)  # context_encoder.model:19
-        out = self.bn(out)  # context_encoder.model:19
-        out = torch.relu(out)  # context_encoder.model:19
+        out = self.upconv(x)  # context_encoder.model:18
+        out = self.bn(out)  # context_encoder.model:18
+        out = torch.relu(out)  # context_encoder.model:18
         return out
 
 
 class ContextEncoder(nn.Module):
-    """ContextEncoder(channels=3), defined at context_encoder.model:22.
+    """ContextEncoder(channels=3), defined at context_encoder.model:21.
 
     Inputs: image [B, 3, 128, 128].
     Outputs: out [B, 3, 64, 64].
@@ -72,39 +72,39 @@ class ContextEncoder(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # context_encoder.model:24
+        # context_encoder.model:23
         self.encoder = nn.Sequential(
-            Down_width64(),  # context_encoder.model:24
-            Down_bnTrue(64, 64),  # context_encoder.model:24
-            Down_bnTrue(64, 128),  # context_encoder.model:24
-            Down_bnTrue(128, 256),  # context_encoder.model:24
-            Down_bnTrue(256, 512),  # context_encoder.model:24
+            Down_width64(),  # context_encoder.model:23
+            Down_bnTrue(64, 64),  # context_encoder.model:23
+            Down_bnTrue(64, 128),  # context_encoder.model:23
+            Down_bnTrue(128, 256),  # context_encoder.model:23
+            Down_bnTrue(256, 512),  # context_encoder.model:23
+        )
+        # context_encoder.model:24
+        self.bottleneck = nn.Sequential(
+            rt.ChannelFC(512, (4, 4), (4, 4)),  # context_encoder.model:24
+            nn.Conv2d(512, 512, 1),  # context_encoder.model:24
+            nn.ReLU(),  # context_encoder.model:24
         )
         # context_encoder.model:25
-        self.bottleneck = nn.Sequential(
-            rt.ChannelFC(512, (4, 4), (4, 4)),  # context_encoder.model:25
-            nn.Conv2d(512, 512, 1),  # context_encoder.model:25
-            nn.ReLU(),  # context_encoder.model:25
-        )
-        # context_encoder.model:26
         self.decoder = nn.Sequential(
-            Up(512, 256),  # context_encoder.model:27
-            Up(256, 128),  # context_encoder.model:27
-            Up(128, 64),  # context_encoder.model:27
-            # context_encoder.model:28
+            Up(512, 256),  # context_encoder.model:26
+            Up(256, 128),  # context_encoder.model:26
+            Up(128, 64),  # context_encoder.model:26
+            # context_encoder.model:27
             nn.ConvTranspose2d(64, 3, 4, stride=2, padding=1),
-            nn.Tanh(),  # context_encoder.model:28
+            nn.Tanh(),  # context_encoder.model:27
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = self.encoder(image)  # context_encoder.model:24
-        x = self.bottleneck(x)  # context_encoder.model:25
-        out = self.decoder(x)  # context_encoder.model:26
+        x = self.encoder(image)  # context_encoder.model:23
+        x = self.bottleneck(x)  # context_encoder.model:24
+        out = self.decoder(x)  # context_encoder.model:25
         return out
 
 
 class Discriminator(nn.Module):
-    """Discriminator(channels=3), defined at context_encoder.model:32.
+    """Discriminator(channels=3), defined at context_encoder.model:31.
 
     Inputs: patch [B, 3, 64, 64].
     Outputs: out [B, 1, 1, 1].
@@ -117,20 +117,20 @@ class Discriminator(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # context_encoder.model:34
+        # context_encoder.model:33
         self.features = nn.Sequential(
-            Down_width64(),  # context_encoder.model:34
-            Down_bnTrue(64, 128),  # context_encoder.model:34
-            Down_bnTrue(128, 256),  # context_encoder.model:34
-            Down_bnTrue(256, 512),  # context_encoder.model:34
+            Down_width64(),  # context_encoder.model:33
+            Down_bnTrue(64, 128),  # context_encoder.model:33
+            Down_bnTrue(128, 256),  # context_encoder.model:33
+            Down_bnTrue(256, 512),  # context_encoder.model:33
         )
-        # context_encoder.model:35
+        # context_encoder.model:34
         self.classifier = nn.Sequential(
-            nn.Conv2d(512, 1, 4),  # context_encoder.model:35
-            nn.Sigmoid(),  # context_encoder.model:35
+            nn.Conv2d(512, 1, 4),  # context_encoder.model:34
+            nn.Sigmoid(),  # context_encoder.model:34
         )
 
     def forward(self, patch: torch.Tensor) -> torch.Tensor:
-        x = self.features(patch)  # context_encoder.model:34
-        out = self.classifier(x)  # context_encoder.model:35
+        x = self.features(patch)  # context_encoder.model:33
+        out = self.classifier(x)  # context_encoder.model:34
         return out

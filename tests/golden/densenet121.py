@@ -10,133 +10,13 @@ from modelc import runtime as rt
 
 
 class DenseLayer(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
+    """DenseLayer(in_channels), defined at densenet121.model:8."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int) -> None:
         super().__init__()
-        self.norm1 = nn.BatchNorm2d(64)  # densenet121.model:10
+        self.norm1 = nn.BatchNorm2d(in_channels)  # densenet121.model:10
         self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(64, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_1(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(96)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(96, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_2(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(128)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(128, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_3(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(160)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(160, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_4(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(192)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(192, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_5(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(224)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(224, 128, 1, bias=False)  # densenet121.model:10
+        self.conv1 = nn.Conv2d(in_channels, 128, 1, bias=False)  # densenet121.model:10
         self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
         self.relu2 = nn.ReLU()  # densenet121.model:11
         # densenet121.model:11
@@ -154,16 +34,114 @@ class DenseLayer_5(nn.Module):
 
 
 class DenseBlock(nn.Module):
-    """DenseBlock(layers=6, growth=32, bn_size=4), defined at densenet121.model:15."""
+    """DenseBlock(in_channels, denselayer2_0, denselayer3_0, denselayer4_0,
+    denselayer5_0, denselayer6_0, denselayer7_0, denselayer8_0, denselayer9_0,
+    denselayer10_0, denselayer11_0, denselayer12_0, denselayer13_0,
+    denselayer14_0, denselayer15_0, denselayer16_0, denselayer7, denselayer8,
+    denselayer9, denselayer10, denselayer11, denselayer12, denselayer13,
+    denselayer14, denselayer15, denselayer16, denselayer17, denselayer18,
+    denselayer19, denselayer20, denselayer21, denselayer22, denselayer23,
+    denselayer24), defined at densenet121.model:15.
+    """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        denselayer2_0: int,
+        denselayer3_0: int,
+        denselayer4_0: int,
+        denselayer5_0: int,
+        denselayer6_0: int,
+        denselayer7_0: int,
+        denselayer8_0: int,
+        denselayer9_0: int,
+        denselayer10_0: int,
+        denselayer11_0: int,
+        denselayer12_0: int,
+        denselayer13_0: int,
+        denselayer14_0: int,
+        denselayer15_0: int,
+        denselayer16_0: int,
+        denselayer7: bool = False,
+        denselayer8: bool = False,
+        denselayer9: bool = False,
+        denselayer10: bool = False,
+        denselayer11: bool = False,
+        denselayer12: bool = False,
+        denselayer13: bool = False,
+        denselayer14: bool = False,
+        denselayer15: bool = False,
+        denselayer16: bool = False,
+        denselayer17: bool = False,
+        denselayer18: bool = False,
+        denselayer19: bool = False,
+        denselayer20: bool = False,
+        denselayer21: bool = False,
+        denselayer22: bool = False,
+        denselayer23: bool = False,
+        denselayer24: bool = False,
+    ) -> None:
         super().__init__()
-        self.denselayer1 = DenseLayer()  # densenet121.model:17
-        self.denselayer2 = DenseLayer_1()  # densenet121.model:17
-        self.denselayer3 = DenseLayer_2()  # densenet121.model:17
-        self.denselayer4 = DenseLayer_3()  # densenet121.model:17
-        self.denselayer5 = DenseLayer_4()  # densenet121.model:17
-        self.denselayer6 = DenseLayer_5()  # densenet121.model:17
+        self.denselayer1 = DenseLayer(in_channels)  # densenet121.model:17
+        self.denselayer2 = DenseLayer(denselayer2_0)  # densenet121.model:17
+        self.denselayer3 = DenseLayer(denselayer3_0)  # densenet121.model:17
+        self.denselayer4 = DenseLayer(denselayer4_0)  # densenet121.model:17
+        self.denselayer5 = DenseLayer(denselayer5_0)  # densenet121.model:17
+        self.denselayer6 = DenseLayer(denselayer6_0)  # densenet121.model:17
+        self.denselayer7 = None
+        if denselayer7:
+            self.denselayer7 = DenseLayer(denselayer7_0)  # densenet121.model:17
+        self.denselayer8 = None
+        if denselayer8:
+            self.denselayer8 = DenseLayer(denselayer8_0)  # densenet121.model:17
+        self.denselayer9 = None
+        if denselayer9:
+            self.denselayer9 = DenseLayer(denselayer9_0)  # densenet121.model:17
+        self.denselayer10 = None
+        if denselayer10:
+            self.denselayer10 = DenseLayer(denselayer10_0)  # densenet121.model:17
+        self.denselayer11 = None
+        if denselayer11:
+            self.denselayer11 = DenseLayer(denselayer11_0)  # densenet121.model:17
+        self.denselayer12 = None
+        if denselayer12:
+            self.denselayer12 = DenseLayer(denselayer12_0)  # densenet121.model:17
+        self.denselayer13 = None
+        if denselayer13:
+            self.denselayer13 = DenseLayer(denselayer13_0)  # densenet121.model:17
+        self.denselayer14 = None
+        if denselayer14:
+            self.denselayer14 = DenseLayer(denselayer14_0)  # densenet121.model:17
+        self.denselayer15 = None
+        if denselayer15:
+            self.denselayer15 = DenseLayer(denselayer15_0)  # densenet121.model:17
+        self.denselayer16 = None
+        if denselayer16:
+            self.denselayer16 = DenseLayer(denselayer16_0)  # densenet121.model:17
+        self.denselayer17 = None
+        if denselayer17:
+            self.denselayer17 = DenseLayer(768)  # densenet121.model:17
+        self.denselayer18 = None
+        if denselayer18:
+            self.denselayer18 = DenseLayer(800)  # densenet121.model:17
+        self.denselayer19 = None
+        if denselayer19:
+            self.denselayer19 = DenseLayer(832)  # densenet121.model:17
+        self.denselayer20 = None
+        if denselayer20:
+            self.denselayer20 = DenseLayer(864)  # densenet121.model:17
+        self.denselayer21 = None
+        if denselayer21:
+            self.denselayer21 = DenseLayer(896)  # densenet121.model:17
+        self.denselayer22 = None
+        if denselayer22:
+            self.denselayer22 = DenseLayer(928)  # densenet121.model:17
+        self.denselayer23 = None
+        if denselayer23:
+            self.denselayer23 = DenseLayer(960)  # densenet121.model:17
+        self.denselayer24 = None
+        if denselayer24:
+            self.denselayer24 = DenseLayer(992)  # densenet121.model:17
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.denselayer1(x)  # densenet121.model:17
@@ -172,17 +150,72 @@ class DenseBlock(nn.Module):
         out = self.denselayer4(out)  # densenet121.model:17
         out = self.denselayer5(out)  # densenet121.model:17
         out = self.denselayer6(out)  # densenet121.model:17
+        out = out
+        if self.denselayer7 is not None:
+            out = self.denselayer7(out)  # densenet121.model:17
+        out = out
+        if self.denselayer8 is not None:
+            out = self.denselayer8(out)  # densenet121.model:17
+        out = out
+        if self.denselayer9 is not None:
+            out = self.denselayer9(out)  # densenet121.model:17
+        out = out
+        if self.denselayer10 is not None:
+            out = self.denselayer10(out)  # densenet121.model:17
+        out = out
+        if self.denselayer11 is not None:
+            out = self.denselayer11(out)  # densenet121.model:17
+        out = out
+        if self.denselayer12 is not None:
+            out = self.denselayer12(out)  # densenet121.model:17
+        out = out
+        if self.denselayer13 is not None:
+            out = self.denselayer13(out)  # densenet121.model:17
+        out = out
+        if self.denselayer14 is not None:
+            out = self.denselayer14(out)  # densenet121.model:17
+        out = out
+        if self.denselayer15 is not None:
+            out = self.denselayer15(out)  # densenet121.model:17
+        out = out
+        if self.denselayer16 is not None:
+            out = self.denselayer16(out)  # densenet121.model:17
+        out = out
+        if self.denselayer17 is not None:
+            out = self.denselayer17(out)  # densenet121.model:17
+        out = out
+        if self.denselayer18 is not None:
+            out = self.denselayer18(out)  # densenet121.model:17
+        out = out
+        if self.denselayer19 is not None:
+            out = self.denselayer19(out)  # densenet121.model:17
+        out = out
+        if self.denselayer20 is not None:
+            out = self.denselayer20(out)  # densenet121.model:17
+        out = out
+        if self.denselayer21 is not None:
+            out = self.denselayer21(out)  # densenet121.model:17
+        out = out
+        if self.denselayer22 is not None:
+            out = self.denselayer22(out)  # densenet121.model:17
+        out = out
+        if self.denselayer23 is not None:
+            out = self.denselayer23(out)  # densenet121.model:17
+        out = out
+        if self.denselayer24 is not None:
+            out = self.denselayer24(out)  # densenet121.model:17
         return out
 
 
 class Transition(nn.Module):
-    """Transition(), defined at densenet121.model:20."""
+    """Transition(in_channels), defined at densenet121.model:20."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(256)  # densenet121.model:22
+        self.norm = nn.BatchNorm2d(in_channels)  # densenet121.model:22
         self.relu = nn.ReLU()  # densenet121.model:22
-        self.conv = nn.Conv2d(256, 128, 1, bias=False)  # densenet121.model:22
+        # densenet121.model:22
+        self.conv = nn.Conv2d(in_channels, in_channels // 2, 1, bias=False)
         self.pool = nn.AvgPool2d(2)  # densenet121.model:22
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,752 +223,6 @@ class Transition(nn.Module):
         out = self.relu(out)  # densenet121.model:22
         out = self.conv(out)  # densenet121.model:22
         out = self.pool(out)  # densenet121.model:22
-        return out
-
-
-class DenseLayer_6(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(256)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(256, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_7(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(288)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(288, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_8(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(320)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(320, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_9(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(352)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(352, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_10(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(384)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(384, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_11(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(416)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(416, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_12(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(448)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(448, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_13(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(480)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(480, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseBlock_1(nn.Module):
-    """DenseBlock(layers=12, growth=32, bn_size=4), defined at densenet121.model:15."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.denselayer1 = DenseLayer_2()  # densenet121.model:17
-        self.denselayer2 = DenseLayer_3()  # densenet121.model:17
-        self.denselayer3 = DenseLayer_4()  # densenet121.model:17
-        self.denselayer4 = DenseLayer_5()  # densenet121.model:17
-        self.denselayer5 = DenseLayer_6()  # densenet121.model:17
-        self.denselayer6 = DenseLayer_7()  # densenet121.model:17
-        self.denselayer7 = DenseLayer_8()  # densenet121.model:17
-        self.denselayer8 = DenseLayer_9()  # densenet121.model:17
-        self.denselayer9 = DenseLayer_10()  # densenet121.model:17
-        self.denselayer10 = DenseLayer_11()  # densenet121.model:17
-        self.denselayer11 = DenseLayer_12()  # densenet121.model:17
-        self.denselayer12 = DenseLayer_13()  # densenet121.model:17
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.denselayer1(x)  # densenet121.model:17
-        out = self.denselayer2(out)  # densenet121.model:17
-        out = self.denselayer3(out)  # densenet121.model:17
-        out = self.denselayer4(out)  # densenet121.model:17
-        out = self.denselayer5(out)  # densenet121.model:17
-        out = self.denselayer6(out)  # densenet121.model:17
-        out = self.denselayer7(out)  # densenet121.model:17
-        out = self.denselayer8(out)  # densenet121.model:17
-        out = self.denselayer9(out)  # densenet121.model:17
-        out = self.denselayer10(out)  # densenet121.model:17
-        out = self.denselayer11(out)  # densenet121.model:17
-        out = self.denselayer12(out)  # densenet121.model:17
-        return out
-
-
-class Transition_1(nn.Module):
-    """Transition(), defined at densenet121.model:20."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm = nn.BatchNorm2d(512)  # densenet121.model:22
-        self.relu = nn.ReLU()  # densenet121.model:22
-        self.conv = nn.Conv2d(512, 256, 1, bias=False)  # densenet121.model:22
-        self.pool = nn.AvgPool2d(2)  # densenet121.model:22
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.norm(x)  # densenet121.model:22
-        out = self.relu(out)  # densenet121.model:22
-        out = self.conv(out)  # densenet121.model:22
-        out = self.pool(out)  # densenet121.model:22
-        return out
-
-
-class DenseLayer_14(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(512)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(512, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_15(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(544)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(544, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_16(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(576)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(576, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_17(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(608)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(608, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_18(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(640)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(640, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_19(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(672)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(672, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_20(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(704)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(704, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_21(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(736)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(736, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_22(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(768)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(768, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_23(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(800)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(800, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_24(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(832)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(832, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_25(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(864)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(864, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_26(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(896)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(896, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_27(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(928)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(928, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_28(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(960)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(960, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseLayer_29(nn.Module):
-    """DenseLayer(growth=32, bn_size=4), defined at densenet121.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.BatchNorm2d(992)  # densenet121.model:10
-        self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(992, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
-        self.relu2 = nn.ReLU()  # densenet121.model:11
-        # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        new = self.norm1(x)  # densenet121.model:10
-        new = self.relu1(new)  # densenet121.model:10
-        new = self.conv1(new)  # densenet121.model:10
-        new = self.norm2(new)  # densenet121.model:11
-        new = self.relu2(new)  # densenet121.model:11
-        new = self.conv2(new)  # densenet121.model:11
-        out = torch.cat([x, new], dim=1)  # densenet121.model:12
-        return out
-
-
-class DenseBlock_2(nn.Module):
-    """DenseBlock(layers=24, growth=32, bn_size=4), defined at densenet121.model:15."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.denselayer1 = DenseLayer_6()  # densenet121.model:17
-        self.denselayer2 = DenseLayer_7()  # densenet121.model:17
-        self.denselayer3 = DenseLayer_8()  # densenet121.model:17
-        self.denselayer4 = DenseLayer_9()  # densenet121.model:17
-        self.denselayer5 = DenseLayer_10()  # densenet121.model:17
-        self.denselayer6 = DenseLayer_11()  # densenet121.model:17
-        self.denselayer7 = DenseLayer_12()  # densenet121.model:17
-        self.denselayer8 = DenseLayer_13()  # densenet121.model:17
-        self.denselayer9 = DenseLayer_14()  # densenet121.model:17
-        self.denselayer10 = DenseLayer_15()  # densenet121.model:17
-        self.denselayer11 = DenseLayer_16()  # densenet121.model:17
-        self.denselayer12 = DenseLayer_17()  # densenet121.model:17
-        self.denselayer13 = DenseLayer_18()  # densenet121.model:17
-        self.denselayer14 = DenseLayer_19()  # densenet121.model:17
-        self.denselayer15 = DenseLayer_20()  # densenet121.model:17
-        self.denselayer16 = DenseLayer_21()  # densenet121.model:17
-        self.denselayer17 = DenseLayer_22()  # densenet121.model:17
-        self.denselayer18 = DenseLayer_23()  # densenet121.model:17
-        self.denselayer19 = DenseLayer_24()  # densenet121.model:17
-        self.denselayer20 = DenseLayer_25()  # densenet121.model:17
-        self.denselayer21 = DenseLayer_26()  # densenet121.model:17
-        self.denselayer22 = DenseLayer_27()  # densenet121.model:17
-        self.denselayer23 = DenseLayer_28()  # densenet121.model:17
-        self.denselayer24 = DenseLayer_29()  # densenet121.model:17
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.denselayer1(x)  # densenet121.model:17
-        out = self.denselayer2(out)  # densenet121.model:17
-        out = self.denselayer3(out)  # densenet121.model:17
-        out = self.denselayer4(out)  # densenet121.model:17
-        out = self.denselayer5(out)  # densenet121.model:17
-        out = self.denselayer6(out)  # densenet121.model:17
-        out = self.denselayer7(out)  # densenet121.model:17
-        out = self.denselayer8(out)  # densenet121.model:17
-        out = self.denselayer9(out)  # densenet121.model:17
-        out = self.denselayer10(out)  # densenet121.model:17
-        out = self.denselayer11(out)  # densenet121.model:17
-        out = self.denselayer12(out)  # densenet121.model:17
-        out = self.denselayer13(out)  # densenet121.model:17
-        out = self.denselayer14(out)  # densenet121.model:17
-        out = self.denselayer15(out)  # densenet121.model:17
-        out = self.denselayer16(out)  # densenet121.model:17
-        out = self.denselayer17(out)  # densenet121.model:17
-        out = self.denselayer18(out)  # densenet121.model:17
-        out = self.denselayer19(out)  # densenet121.model:17
-        out = self.denselayer20(out)  # densenet121.model:17
-        out = self.denselayer21(out)  # densenet121.model:17
-        out = self.denselayer22(out)  # densenet121.model:17
-        out = self.denselayer23(out)  # densenet121.model:17
-        out = self.denselayer24(out)  # densenet121.model:17
-        return out
-
-
-class Transition_2(nn.Module):
-    """Transition(), defined at densenet121.model:20."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm = nn.BatchNorm2d(1024)  # densenet121.model:22
-        self.relu = nn.ReLU()  # densenet121.model:22
-        self.conv = nn.Conv2d(1024, 512, 1, bias=False)  # densenet121.model:22
-        self.pool = nn.AvgPool2d(2)  # densenet121.model:22
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.norm(x)  # densenet121.model:22
-        out = self.relu(out)  # densenet121.model:22
-        out = self.conv(out)  # densenet121.model:22
-        out = self.pool(out)  # densenet121.model:22
-        return out
-
-
-class DenseBlock_3(nn.Module):
-    """DenseBlock(layers=16, growth=32, bn_size=4), defined at densenet121.model:15."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.denselayer1 = DenseLayer_14()  # densenet121.model:17
-        self.denselayer2 = DenseLayer_15()  # densenet121.model:17
-        self.denselayer3 = DenseLayer_16()  # densenet121.model:17
-        self.denselayer4 = DenseLayer_17()  # densenet121.model:17
-        self.denselayer5 = DenseLayer_18()  # densenet121.model:17
-        self.denselayer6 = DenseLayer_19()  # densenet121.model:17
-        self.denselayer7 = DenseLayer_20()  # densenet121.model:17
-        self.denselayer8 = DenseLayer_21()  # densenet121.model:17
-        self.denselayer9 = DenseLayer_22()  # densenet121.model:17
-        self.denselayer10 = DenseLayer_23()  # densenet121.model:17
-        self.denselayer11 = DenseLayer_24()  # densenet121.model:17
-        self.denselayer12 = DenseLayer_25()  # densenet121.model:17
-        self.denselayer13 = DenseLayer_26()  # densenet121.model:17
-        self.denselayer14 = DenseLayer_27()  # densenet121.model:17
-        self.denselayer15 = DenseLayer_28()  # densenet121.model:17
-        self.denselayer16 = DenseLayer_29()  # densenet121.model:17
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.denselayer1(x)  # densenet121.model:17
-        out = self.denselayer2(out)  # densenet121.model:17
-        out = self.denselayer3(out)  # densenet121.model:17
-        out = self.denselayer4(out)  # densenet121.model:17
-        out = self.denselayer5(out)  # densenet121.model:17
-        out = self.denselayer6(out)  # densenet121.model:17
-        out = self.denselayer7(out)  # densenet121.model:17
-        out = self.denselayer8(out)  # densenet121.model:17
-        out = self.denselayer9(out)  # densenet121.model:17
-        out = self.denselayer10(out)  # densenet121.model:17
-        out = self.denselayer11(out)  # densenet121.model:17
-        out = self.denselayer12(out)  # densenet121.model:17
-        out = self.denselayer13(out)  # densenet121.model:17
-        out = self.denselayer14(out)  # densenet121.model:17
-        out = self.denselayer15(out)  # densenet121.model:17
-        out = self.denselayer16(out)  # densenet121.model:17
         return out
 
 
@@ -961,13 +248,114 @@ class DenseNet121(nn.Module):
             ("norm0", nn.BatchNorm2d(64)),  # densenet121.model:30
             ("relu0", nn.ReLU()),  # densenet121.model:30
             ("pool0", nn.MaxPool2d(3, stride=2, padding=1)),  # densenet121.model:31
-            ("denseblock1", DenseBlock()),  # densenet121.model:33
-            ("transition1", Transition()),  # densenet121.model:33
-            ("denseblock2", DenseBlock_1()),  # densenet121.model:33
-            ("transition2", Transition_1()),  # densenet121.model:33
-            ("denseblock3", DenseBlock_2()),  # densenet121.model:33
-            ("transition3", Transition_2()),  # densenet121.model:33
-            ("denseblock4", DenseBlock_3()),  # densenet121.model:35
+            # densenet121.model:33
+            (
+                "denseblock1",
+                DenseBlock(64, 96, 128, 160, 192, 224, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+            ),
+            ("transition1", Transition(256)),  # densenet121.model:33
+            # densenet121.model:33
+            (
+                "denseblock2",
+                DenseBlock(
+                    128,
+                    160,
+                    192,
+                    224,
+                    256,
+                    288,
+                    320,
+                    352,
+                    384,
+                    416,
+                    448,
+                    480,
+                    0,
+                    0,
+                    0,
+                    0,
+                    denselayer7=True,
+                    denselayer8=True,
+                    denselayer9=True,
+                    denselayer10=True,
+                    denselayer11=True,
+                    denselayer12=True,
+                ),
+            ),
+            ("transition2", Transition(512)),  # densenet121.model:33
+            # densenet121.model:33
+            (
+                "denseblock3",
+                DenseBlock(
+                    256,
+                    288,
+                    320,
+                    352,
+                    384,
+                    416,
+                    448,
+                    480,
+                    512,
+                    544,
+                    576,
+                    608,
+                    640,
+                    672,
+                    704,
+                    736,
+                    denselayer7=True,
+                    denselayer8=True,
+                    denselayer9=True,
+                    denselayer10=True,
+                    denselayer11=True,
+                    denselayer12=True,
+                    denselayer13=True,
+                    denselayer14=True,
+                    denselayer15=True,
+                    denselayer16=True,
+                    denselayer17=True,
+                    denselayer18=True,
+                    denselayer19=True,
+                    denselayer20=True,
+                    denselayer21=True,
+                    denselayer22=True,
+                    denselayer23=True,
+                    denselayer24=True,
+                ),
+            ),
+            ("transition3", Transition(1024)),  # densenet121.model:33
+            # densenet121.model:35
+            (
+                "denseblock4",
+                DenseBlock(
+                    512,
+                    544,
+                    576,
+                    608,
+                    640,
+                    672,
+                    704,
+                    736,
+                    768,
+                    800,
+                    832,
+                    864,
+                    896,
+                    928,
+                    960,
+                    992,
+                    denselayer7=True,
+                    denselayer8=True,
+                    denselayer9=True,
+                    denselayer10=True,
+                    denselayer11=True,
+                    denselayer12=True,
+                    denselayer13=True,
+                    denselayer14=True,
+                    denselayer15=True,
+                    denselayer16=True,
+                ),
+            ),
             ("norm5", nn.BatchNorm2d(1024)),  # densenet121.model:36
         )
         self.adaptive_avgpool = nn.AdaptiveAvgPool2d(1)  # densenet121.model:38

@@ -9,133 +9,133 @@ from modelc import runtime as rt
 
 
 class FusedMBConv_out24_t1(nn.Module):
-    """FusedMBConv(p), defined at efficientnet_v2_s.model:13."""
+    """FusedMBConv(p), defined at efficientnet_v2_s.model:15."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
-        # efficientnet_v2_s.model:18
+        # efficientnet_v2_s.model:17
         self.block = nn.Sequential(
-            # efficientnet_v2_s.model:21
+            # efficientnet_v2_s.model:19
             nn.Sequential(
-                # efficientnet_v2_s.model:21
+                # efficientnet_v2_s.model:19
                 nn.Conv2d(24, 24, 3, padding=1, bias=False),
-                nn.BatchNorm2d(24, eps=0.001),  # efficientnet_v2_s.model:21
-                nn.SiLU(),  # efficientnet_v2_s.model:21
+                nn.BatchNorm2d(24, eps=0.001),  # efficientnet_v2_s.model:19
+                nn.SiLU(),  # efficientnet_v2_s.model:19
             ),
         )
-        self.stochastic_depth = rt.StochasticDepth(p)  # efficientnet_v2_s.model:23
+        self.stochastic_depth = rt.StochasticDepth(p)  # efficientnet_v2_s.model:21
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:18
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:23
-        out = x + out  # efficientnet_v2_s.model:23
+        y = self.block(x)  # efficientnet_v2_s.model:17
+        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:21
+        out = x + out  # efficientnet_v2_s.model:21
         return out
 
 
 class FusedMBConv_stride1_t4(nn.Module):
-    """FusedMBConv(in_channels, p), defined at efficientnet_v2_s.model:13."""
+    """FusedMBConv(in_channels, p), defined at efficientnet_v2_s.model:15."""
 
     def __init__(self, in_channels: int, p: float) -> None:
         super().__init__()
-        # efficientnet_v2_s.model:18
+        # efficientnet_v2_s.model:17
         self.block = nn.Sequential(
-            # efficientnet_v2_s.model:19
+            # efficientnet_v2_s.model:18
             nn.Sequential(
-                # efficientnet_v2_s.model:19
+                # efficientnet_v2_s.model:18
                 nn.Conv2d(in_channels, in_channels * 4, 3, padding=1, bias=False),
-                # efficientnet_v2_s.model:19
+                # efficientnet_v2_s.model:18
                 nn.BatchNorm2d(in_channels * 4, eps=0.001),
-                nn.SiLU(),  # efficientnet_v2_s.model:19
+                nn.SiLU(),  # efficientnet_v2_s.model:18
             ),
-            # efficientnet_v2_s.model:20
+            # efficientnet_v2_s.model:18
             nn.Sequential(
-                # efficientnet_v2_s.model:20
+                # efficientnet_v2_s.model:18
                 nn.Conv2d(in_channels * 4, in_channels, 1, bias=False),
-                nn.BatchNorm2d(in_channels, eps=0.001),  # efficientnet_v2_s.model:20
+                nn.BatchNorm2d(in_channels, eps=0.001),  # efficientnet_v2_s.model:18
             ),
         )
-        self.stochastic_depth = rt.StochasticDepth(p)  # efficientnet_v2_s.model:23
+        self.stochastic_depth = rt.StochasticDepth(p)  # efficientnet_v2_s.model:21
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:18
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:23
-        out = x + out  # efficientnet_v2_s.model:23
+        y = self.block(x)  # efficientnet_v2_s.model:17
+        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:21
+        out = x + out  # efficientnet_v2_s.model:21
         return out
 
 
 class FusedMBConv_stride2(nn.Module):
-    """FusedMBConv(in_channels, out), defined at efficientnet_v2_s.model:13."""
+    """FusedMBConv(in_channels, out), defined at efficientnet_v2_s.model:15."""
 
     def __init__(self, in_channels: int, out: int) -> None:
         super().__init__()
-        # efficientnet_v2_s.model:18
+        # efficientnet_v2_s.model:17
         self.block = nn.Sequential(
-            # efficientnet_v2_s.model:19
+            # efficientnet_v2_s.model:18
             nn.Sequential(
-                # efficientnet_v2_s.model:19
+                # efficientnet_v2_s.model:18
                 nn.Conv2d(
                     in_channels, in_channels * 4, 3, stride=2, padding=1, bias=False
                 ),
-                # efficientnet_v2_s.model:19
+                # efficientnet_v2_s.model:18
                 nn.BatchNorm2d(in_channels * 4, eps=0.001),
-                nn.SiLU(),  # efficientnet_v2_s.model:19
+                nn.SiLU(),  # efficientnet_v2_s.model:18
             ),
-            # efficientnet_v2_s.model:20
+            # efficientnet_v2_s.model:18
             nn.Sequential(
-                # efficientnet_v2_s.model:20
+                # efficientnet_v2_s.model:18
                 nn.Conv2d(in_channels * 4, out, 1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001),  # efficientnet_v2_s.model:20
+                nn.BatchNorm2d(out, eps=0.001),  # efficientnet_v2_s.model:18
             ),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:18
+        y = self.block(x)  # efficientnet_v2_s.model:17
         return y
 
 
 class SqueezeExcitation(nn.Module):
     """SqueezeExcitation(in_channels, squeeze), defined at
-    efficientnet_v2_s.model:26.
+    efficientnet_v2_s.model:24.
     """
 
     def __init__(self, in_channels: int, squeeze: int) -> None:
         super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # efficientnet_v2_s.model:28
-        self.fc1 = nn.Conv2d(in_channels, squeeze, 1)  # efficientnet_v2_s.model:28
-        self.activation = nn.SiLU()  # efficientnet_v2_s.model:28
-        self.fc2 = nn.Conv2d(squeeze, in_channels, 1)  # efficientnet_v2_s.model:29
-        self.scale_activation = nn.Sigmoid()  # efficientnet_v2_s.model:29
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # efficientnet_v2_s.model:26
+        self.fc1 = nn.Conv2d(in_channels, squeeze, 1)  # efficientnet_v2_s.model:26
+        self.activation = nn.SiLU()  # efficientnet_v2_s.model:26
+        self.fc2 = nn.Conv2d(squeeze, in_channels, 1)  # efficientnet_v2_s.model:27
+        self.scale_activation = nn.Sigmoid()  # efficientnet_v2_s.model:27
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.avgpool(x)  # efficientnet_v2_s.model:28
-        scale = self.fc1(scale)  # efficientnet_v2_s.model:28
-        scale = self.activation(scale)  # efficientnet_v2_s.model:28
-        scale = self.fc2(scale)  # efficientnet_v2_s.model:29
-        scale = self.scale_activation(scale)  # efficientnet_v2_s.model:29
-        out = x * scale  # efficientnet_v2_s.model:30
+        scale = self.avgpool(x)  # efficientnet_v2_s.model:26
+        scale = self.fc1(scale)  # efficientnet_v2_s.model:26
+        scale = self.activation(scale)  # efficientnet_v2_s.model:26
+        scale = self.fc2(scale)  # efficientnet_v2_s.model:27
+        scale = self.scale_activation(scale)  # efficientnet_v2_s.model:27
+        out = x * scale  # efficientnet_v2_s.model:28
         return out
 
 
 class MBConv_stride1(nn.Module):
     """MBConv(in_channels, p, block_0_0_out_channels), defined at
-    efficientnet_v2_s.model:33.
+    efficientnet_v2_s.model:31.
     """
 
     def __init__(self, in_channels: int, p: float, block_0_0_out_channels: int) -> None:
         super().__init__()
-        # efficientnet_v2_s.model:36
+        # efficientnet_v2_s.model:34
         self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
+            # efficientnet_v2_s.model:35
             nn.Sequential(
-                # efficientnet_v2_s.model:37
+                # efficientnet_v2_s.model:35
                 nn.Conv2d(in_channels, block_0_0_out_channels, 1, bias=False),
-                # efficientnet_v2_s.model:37
+                # efficientnet_v2_s.model:35
                 nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
-                nn.SiLU(),  # efficientnet_v2_s.model:37
+                nn.SiLU(),  # efficientnet_v2_s.model:35
             ),
-            # efficientnet_v2_s.model:38
+            # efficientnet_v2_s.model:36
             nn.Sequential(
-                # efficientnet_v2_s.model:38
+                # efficientnet_v2_s.model:36
                 nn.Conv2d(
                     block_0_0_out_channels,
                     block_0_0_out_channels,
@@ -144,50 +144,50 @@ class MBConv_stride1(nn.Module):
                     groups=block_0_0_out_channels,
                     bias=False,
                 ),
-                # efficientnet_v2_s.model:38
+                # efficientnet_v2_s.model:36
                 nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
-                nn.SiLU(),  # efficientnet_v2_s.model:38
+                nn.SiLU(),  # efficientnet_v2_s.model:36
             ),
-            # efficientnet_v2_s.model:39
+            # efficientnet_v2_s.model:37
             SqueezeExcitation(block_0_0_out_channels, in_channels // 4),
-            # efficientnet_v2_s.model:40
+            # efficientnet_v2_s.model:38
             nn.Sequential(
-                # efficientnet_v2_s.model:40
+                # efficientnet_v2_s.model:38
                 nn.Conv2d(block_0_0_out_channels, in_channels, 1, bias=False),
-                nn.BatchNorm2d(in_channels, eps=0.001),  # efficientnet_v2_s.model:40
+                nn.BatchNorm2d(in_channels, eps=0.001),  # efficientnet_v2_s.model:38
             ),
         )
-        self.stochastic_depth = rt.StochasticDepth(p)  # efficientnet_v2_s.model:42
+        self.stochastic_depth = rt.StochasticDepth(p)  # efficientnet_v2_s.model:40
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
-        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:42
-        out = x + out  # efficientnet_v2_s.model:42
+        y = self.block(x)  # efficientnet_v2_s.model:34
+        out = self.stochastic_depth(y)  # efficientnet_v2_s.model:40
+        out = x + out  # efficientnet_v2_s.model:40
         return out
 
 
 class MBConv(nn.Module):
     """MBConv(in_channels, out, stride, block_0_0_out_channels), defined at
-    efficientnet_v2_s.model:33.
+    efficientnet_v2_s.model:31.
     """
 
     def __init__(
         self, in_channels: int, out: int, stride: int, block_0_0_out_channels: int
     ) -> None:
         super().__init__()
-        # efficientnet_v2_s.model:36
+        # efficientnet_v2_s.model:34
         self.block = nn.Sequential(
-            # efficientnet_v2_s.model:37
+            # efficientnet_v2_s.model:35
             nn.Sequential(
-                # efficientnet_v2_s.model:37
+                # efficientnet_v2_s.model:35
                 nn.Conv2d(in_channels, block_0_0_out_channels, 1, bias=False),
-                # efficientnet_v2_s.model:37
+                # efficientnet_v2_s.model:35
                 nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
-                nn.SiLU(),  # efficientnet_v2_s.model:37
+                nn.SiLU(),  # efficientnet_v2_s.model:35
             ),
-            # efficientnet_v2_s.model:38
+            # efficientnet_v2_s.model:36
             nn.Sequential(
-                # efficientnet_v2_s.model:38
+                # efficientnet_v2_s.model:36
                 nn.Conv2d(
                     block_0_0_out_channels,
                     block_0_0_out_channels,
@@ -197,28 +197,28 @@ class MBConv(nn.Module):
                     groups=block_0_0_out_channels,
                     bias=False,
                 ),
-                # efficientnet_v2_s.model:38
+                # efficientnet_v2_s.model:36
                 nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
-                nn.SiLU(),  # efficientnet_v2_s.model:38
+                nn.SiLU(),  # efficientnet_v2_s.model:36
             ),
-            # efficientnet_v2_s.model:39
+            # efficientnet_v2_s.model:37
             SqueezeExcitation(block_0_0_out_channels, in_channels // 4),
-            # efficientnet_v2_s.model:40
+            # efficientnet_v2_s.model:38
             nn.Sequential(
-                # efficientnet_v2_s.model:40
+                # efficientnet_v2_s.model:38
                 nn.Conv2d(block_0_0_out_channels, out, 1, bias=False),
-                nn.BatchNorm2d(out, eps=0.001),  # efficientnet_v2_s.model:40
+                nn.BatchNorm2d(out, eps=0.001),  # efficientnet_v2_s.model:38
             ),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # efficientnet_v2_s.model:36
+        y = self.block(x)  # efficientnet_v2_s.model:34
         return y
 
 
 class EfficientNetV2_S(nn.Module):
     """EfficientNetV2_S(num_classes=1000, stochastic_depth_prob=0.2, dropout=0.2),
-    defined at efficientnet_v2_s.model:45.
+    defined at efficientnet_v2_s.model:43.
 
     Inputs: image [B, 3, 384, 384].
     Outputs: out [B, 1000].
@@ -231,91 +231,91 @@ class EfficientNetV2_S(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # efficientnet_v2_s.model:49
+        # efficientnet_v2_s.model:47
         self.features = nn.Sequential(
+            # efficientnet_v2_s.model:48
+            nn.Sequential(
+                # efficientnet_v2_s.model:48
+                nn.Conv2d(3, 24, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(24, eps=0.001),  # efficientnet_v2_s.model:48
+                nn.SiLU(),  # efficientnet_v2_s.model:48
+            ),
             # efficientnet_v2_s.model:50
             nn.Sequential(
-                # efficientnet_v2_s.model:50
-                nn.Conv2d(3, 24, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(24, eps=0.001),  # efficientnet_v2_s.model:50
-                nn.SiLU(),  # efficientnet_v2_s.model:50
+                FusedMBConv_out24_t1(0.0),  # efficientnet_v2_s.model:51
+                FusedMBConv_out24_t1(0.005),  # efficientnet_v2_s.model:51
             ),
-            # efficientnet_v2_s.model:52
+            # efficientnet_v2_s.model:50
             nn.Sequential(
-                FusedMBConv_out24_t1(0.0),  # efficientnet_v2_s.model:53
-                FusedMBConv_out24_t1(0.005),  # efficientnet_v2_s.model:53
+                FusedMBConv_stride2(24, 48),  # efficientnet_v2_s.model:51
+                FusedMBConv_stride1_t4(48, 0.015),  # efficientnet_v2_s.model:51
+                FusedMBConv_stride1_t4(48, 0.02),  # efficientnet_v2_s.model:51
+                FusedMBConv_stride1_t4(48, 0.025),  # efficientnet_v2_s.model:51
             ),
-            # efficientnet_v2_s.model:52
+            # efficientnet_v2_s.model:50
             nn.Sequential(
-                FusedMBConv_stride2(24, 48),  # efficientnet_v2_s.model:53
-                FusedMBConv_stride1_t4(48, 0.015),  # efficientnet_v2_s.model:53
-                FusedMBConv_stride1_t4(48, 0.02),  # efficientnet_v2_s.model:53
-                FusedMBConv_stride1_t4(48, 0.025),  # efficientnet_v2_s.model:53
+                FusedMBConv_stride2(48, 64),  # efficientnet_v2_s.model:51
+                FusedMBConv_stride1_t4(64, 0.035),  # efficientnet_v2_s.model:51
+                FusedMBConv_stride1_t4(64, 0.04),  # efficientnet_v2_s.model:51
+                FusedMBConv_stride1_t4(64, 0.045),  # efficientnet_v2_s.model:51
             ),
-            # efficientnet_v2_s.model:52
+            # efficientnet_v2_s.model:55
             nn.Sequential(
-                FusedMBConv_stride2(48, 64),  # efficientnet_v2_s.model:53
-                FusedMBConv_stride1_t4(64, 0.035),  # efficientnet_v2_s.model:53
-                FusedMBConv_stride1_t4(64, 0.04),  # efficientnet_v2_s.model:53
-                FusedMBConv_stride1_t4(64, 0.045),  # efficientnet_v2_s.model:53
+                MBConv(64, 128, 2, 256),  # efficientnet_v2_s.model:56
+                MBConv_stride1(128, 0.055, 512),  # efficientnet_v2_s.model:56
+                MBConv_stride1(128, 0.06, 512),  # efficientnet_v2_s.model:56
+                MBConv_stride1(128, 0.065, 512),  # efficientnet_v2_s.model:56
+                MBConv_stride1(128, 0.07, 512),  # efficientnet_v2_s.model:56
+                MBConv_stride1(128, 0.075, 512),  # efficientnet_v2_s.model:56
             ),
-            # efficientnet_v2_s.model:57
+            # efficientnet_v2_s.model:55
             nn.Sequential(
-                MBConv(64, 128, 2, 256),  # efficientnet_v2_s.model:58
-                MBConv_stride1(128, 0.055, 512),  # efficientnet_v2_s.model:58
-                MBConv_stride1(128, 0.06, 512),  # efficientnet_v2_s.model:58
-                MBConv_stride1(128, 0.065, 512),  # efficientnet_v2_s.model:58
-                MBConv_stride1(128, 0.07, 512),  # efficientnet_v2_s.model:58
-                MBConv_stride1(128, 0.075, 512),  # efficientnet_v2_s.model:58
+                MBConv(128, 160, 1, 768),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.085, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.09, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.095, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.1, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.105, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.11, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.115, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(160, 0.12, 960),  # efficientnet_v2_s.model:56
             ),
-            # efficientnet_v2_s.model:57
+            # efficientnet_v2_s.model:55
             nn.Sequential(
-                MBConv(128, 160, 1, 768),  # efficientnet_v2_s.model:58
-                MBConv_stride1(160, 0.085, 960),  # efficientnet_v2_s.model:58
-                MBConv_stride1(160, 0.09, 960),  # efficientnet_v2_s.model:58
-                MBConv_stride1(160, 0.095, 960),  # efficientnet_v2_s.model:58
-                MBConv_stride1(160, 0.1, 960),  # efficientnet_v2_s.model:58
-                MBConv_stride1(160, 0.105, 960),  # efficientnet_v2_s.model:58
-                MBConv_stride1(160, 0.11, 960),  # efficientnet_v2_s.model:58
-                MBConv_stride1(160, 0.115, 960),  # efficientnet_v2_s.model:58
-                MBConv_stride1(160, 0.12, 960),  # efficientnet_v2_s.model:58
-            ),
-            # efficientnet_v2_s.model:57
-            nn.Sequential(
-                MBConv(160, 256, 2, 960),  # efficientnet_v2_s.model:58
-                MBConv_stride1(256, 0.13, 1536),  # efficientnet_v2_s.model:58
-                MBConv_stride1(256, 0.135, 1536),  # efficientnet_v2_s.model:58
-                MBConv_stride1(256, 0.14, 1536),  # efficientnet_v2_s.model:58
-                MBConv_stride1(256, 0.145, 1536),  # efficientnet_v2_s.model:58
-                MBConv_stride1(256, 0.15, 1536),  # efficientnet_v2_s.model:58
-                MBConv_stride1(256, 0.155, 1536),  # efficientnet_v2_s.model:58
-                MBConv_stride1(256, 0.16, 1536),  # efficientnet_v2_s.model:58
-                MBConv_stride1(256, 0.165, 1536),  # efficientnet_v2_s.model:58
-                MBConv_stride1(256, 0.17, 1536),  # efficientnet_v2_s.model:58
-                # efficientnet_v2_s.model:58
+                MBConv(160, 256, 2, 960),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.13, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.135, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.14, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.145, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.15, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.155, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.16, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.165, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.17, 1536),  # efficientnet_v2_s.model:56
+                # efficientnet_v2_s.model:56
                 MBConv_stride1(256, 0.17500000000000002, 1536),
-                MBConv_stride1(256, 0.18, 1536),  # efficientnet_v2_s.model:58
-                MBConv_stride1(256, 0.185, 1536),  # efficientnet_v2_s.model:58
-                MBConv_stride1(256, 0.19, 1536),  # efficientnet_v2_s.model:58
-                MBConv_stride1(256, 0.195, 1536),  # efficientnet_v2_s.model:58
+                MBConv_stride1(256, 0.18, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.185, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.19, 1536),  # efficientnet_v2_s.model:56
+                MBConv_stride1(256, 0.195, 1536),  # efficientnet_v2_s.model:56
             ),
-            # efficientnet_v2_s.model:61
+            # efficientnet_v2_s.model:59
             nn.Sequential(
-                nn.Conv2d(256, 1280, 1, bias=False),  # efficientnet_v2_s.model:61
-                nn.BatchNorm2d(1280, eps=0.001),  # efficientnet_v2_s.model:61
-                nn.SiLU(),  # efficientnet_v2_s.model:61
+                nn.Conv2d(256, 1280, 1, bias=False),  # efficientnet_v2_s.model:59
+                nn.BatchNorm2d(1280, eps=0.001),  # efficientnet_v2_s.model:59
+                nn.SiLU(),  # efficientnet_v2_s.model:59
             ),
         )
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # efficientnet_v2_s.model:63
-        # efficientnet_v2_s.model:63
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # efficientnet_v2_s.model:61
+        # efficientnet_v2_s.model:61
         self.classifier = nn.Sequential(
-            nn.Dropout(0.2),  # efficientnet_v2_s.model:63
-            nn.Linear(1280, 1000),  # efficientnet_v2_s.model:63
+            nn.Dropout(0.2),  # efficientnet_v2_s.model:61
+            nn.Linear(1280, 1000),  # efficientnet_v2_s.model:61
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = self.features(image)  # efficientnet_v2_s.model:49
-        out = self.avgpool(x)  # efficientnet_v2_s.model:63
-        out = torch.flatten(out, 1)  # efficientnet_v2_s.model:63
-        out = self.classifier(out)  # efficientnet_v2_s.model:63
+        x = self.features(image)  # efficientnet_v2_s.model:47
+        out = self.avgpool(x)  # efficientnet_v2_s.model:61
+        out = torch.flatten(out, 1)  # efficientnet_v2_s.model:61
+        out = self.classifier(out)  # efficientnet_v2_s.model:61
         return out

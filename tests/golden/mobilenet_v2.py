@@ -11,18 +11,18 @@ class InvertedResidual_stride1_t6(nn.Module):
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                # mobilenet_v2.model:16
+                nn.Conv2d(in_channels, in_channels * 6, 1, bias=False),
+                nn.BatchNorm2d(in_channels * 6),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
                 # mobilenet_v2.model:17
-                nn.Conv2d(in_channels, in_channels * 6, 1, bias=False),
-                nn.BatchNorm2d(in_channels * 6),  # mobilenet_v2.model:17
-                nn.ReLU6(),  # mobilenet_v2.model:17
-            ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
                 nn.Conv2d(
                     in_channels * 6,
                     in_channels * 6,
@@ -31,17 +31,17 @@ class InvertedResidual_stride1_t6(nn.Module):
                     groups=in_channels * 6,
                     bias=False,
                 ),
-                nn.BatchNorm2d(in_channels * 6),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
+                nn.BatchNorm2d(in_channels * 6),  # mobilenet_v2.model:17
+                nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            # mobilenet_v2.model:19
+            # mobilenet_v2.model:18
             nn.Conv2d(in_channels * 6, in_channels, 1, bias=False),
-            nn.BatchNorm2d(in_channels),  # mobilenet_v2.model:19
+            nn.BatchNorm2d(in_channels),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
-        out = x + y  # mobilenet_v2.model:21
+        y = self.conv(x)  # mobilenet_v2.model:15
+        out = x + y  # mobilenet_v2.model:20
         return out
 
 
@@ -50,21 +50,21 @@ class InvertedResidual_out16_t1(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
-            # mobilenet_v2.model:18
+            # mobilenet_v2.model:17
             nn.Sequential(
-                # mobilenet_v2.model:18
+                # mobilenet_v2.model:17
                 nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False),
-                nn.BatchNorm2d(32),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
+                nn.BatchNorm2d(32),  # mobilenet_v2.model:17
+                nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            nn.Conv2d(32, 16, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(16),  # mobilenet_v2.model:19
+            nn.Conv2d(32, 16, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(16),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
+        y = self.conv(x)  # mobilenet_v2.model:15
         return y
 
 
@@ -73,18 +73,18 @@ class InvertedResidual_t6(nn.Module):
 
     def __init__(self, in_channels: int, out: int, stride: int) -> None:
         super().__init__()
-        # mobilenet_v2.model:16
+        # mobilenet_v2.model:15
         self.conv = nn.Sequential(
+            # mobilenet_v2.model:16
+            nn.Sequential(
+                # mobilenet_v2.model:16
+                nn.Conv2d(in_channels, in_channels * 6, 1, bias=False),
+                nn.BatchNorm2d(in_channels * 6),  # mobilenet_v2.model:16
+                nn.ReLU6(),  # mobilenet_v2.model:16
+            ),
             # mobilenet_v2.model:17
             nn.Sequential(
                 # mobilenet_v2.model:17
-                nn.Conv2d(in_channels, in_channels * 6, 1, bias=False),
-                nn.BatchNorm2d(in_channels * 6),  # mobilenet_v2.model:17
-                nn.ReLU6(),  # mobilenet_v2.model:17
-            ),
-            # mobilenet_v2.model:18
-            nn.Sequential(
-                # mobilenet_v2.model:18
                 nn.Conv2d(
                     in_channels * 6,
                     in_channels * 6,
@@ -94,20 +94,20 @@ class InvertedResidual_t6(nn.Module):
                     groups=in_channels * 6,
                     bias=False,
                 ),
-                nn.BatchNorm2d(in_channels * 6),  # mobilenet_v2.model:18
-                nn.ReLU6(),  # mobilenet_v2.model:18
+                nn.BatchNorm2d(in_channels * 6),  # mobilenet_v2.model:17
+                nn.ReLU6(),  # mobilenet_v2.model:17
             ),
-            nn.Conv2d(in_channels * 6, out, 1, bias=False),  # mobilenet_v2.model:19
-            nn.BatchNorm2d(out),  # mobilenet_v2.model:19
+            nn.Conv2d(in_channels * 6, out, 1, bias=False),  # mobilenet_v2.model:18
+            nn.BatchNorm2d(out),  # mobilenet_v2.model:18
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)  # mobilenet_v2.model:16
+        y = self.conv(x)  # mobilenet_v2.model:15
         return y
 
 
 class MobileNetV2(nn.Module):
-    """MobileNetV2(num_classes=1000, dropout=0.2), defined at mobilenet_v2.model:24.
+    """MobileNetV2(num_classes=1000, dropout=0.2), defined at mobilenet_v2.model:23.
 
     Inputs: image [B, 3, 224, 224].
     Outputs: out [B, 1000].
@@ -120,49 +120,49 @@ class MobileNetV2(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        # mobilenet_v2.model:26
+        # mobilenet_v2.model:25
         self.features = nn.Sequential(
-            # mobilenet_v2.model:27
+            # mobilenet_v2.model:26
             nn.Sequential(
-                # mobilenet_v2.model:27
+                # mobilenet_v2.model:26
                 nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(32),  # mobilenet_v2.model:27
-                nn.ReLU6(),  # mobilenet_v2.model:27
+                nn.BatchNorm2d(32),  # mobilenet_v2.model:26
+                nn.ReLU6(),  # mobilenet_v2.model:26
             ),
-            InvertedResidual_out16_t1(),  # mobilenet_v2.model:29
-            InvertedResidual_t6(16, 24, 2),  # mobilenet_v2.model:29
-            InvertedResidual_stride1_t6(24),  # mobilenet_v2.model:29
-            InvertedResidual_t6(24, 32, 2),  # mobilenet_v2.model:29
-            InvertedResidual_stride1_t6(32),  # mobilenet_v2.model:29
-            InvertedResidual_stride1_t6(32),  # mobilenet_v2.model:29
-            InvertedResidual_t6(32, 64, 2),  # mobilenet_v2.model:29
-            InvertedResidual_stride1_t6(64),  # mobilenet_v2.model:29
-            InvertedResidual_stride1_t6(64),  # mobilenet_v2.model:29
-            InvertedResidual_stride1_t6(64),  # mobilenet_v2.model:29
-            InvertedResidual_t6(64, 96, 1),  # mobilenet_v2.model:29
-            InvertedResidual_stride1_t6(96),  # mobilenet_v2.model:29
-            InvertedResidual_stride1_t6(96),  # mobilenet_v2.model:29
-            InvertedResidual_t6(96, 160, 2),  # mobilenet_v2.model:29
-            InvertedResidual_stride1_t6(160),  # mobilenet_v2.model:29
-            InvertedResidual_stride1_t6(160),  # mobilenet_v2.model:29
-            InvertedResidual_t6(160, 320, 1),  # mobilenet_v2.model:29
-            # mobilenet_v2.model:31
+            InvertedResidual_out16_t1(),  # mobilenet_v2.model:28
+            InvertedResidual_t6(16, 24, 2),  # mobilenet_v2.model:28
+            InvertedResidual_stride1_t6(24),  # mobilenet_v2.model:28
+            InvertedResidual_t6(24, 32, 2),  # mobilenet_v2.model:28
+            InvertedResidual_stride1_t6(32),  # mobilenet_v2.model:28
+            InvertedResidual_stride1_t6(32),  # mobilenet_v2.model:28
+            InvertedResidual_t6(32, 64, 2),  # mobilenet_v2.model:28
+            InvertedResidual_stride1_t6(64),  # mobilenet_v2.model:28
+            InvertedResidual_stride1_t6(64),  # mobilenet_v2.model:28
+            InvertedResidual_stride1_t6(64),  # mobilenet_v2.model:28
+            InvertedResidual_t6(64, 96, 1),  # mobilenet_v2.model:28
+            InvertedResidual_stride1_t6(96),  # mobilenet_v2.model:28
+            InvertedResidual_stride1_t6(96),  # mobilenet_v2.model:28
+            InvertedResidual_t6(96, 160, 2),  # mobilenet_v2.model:28
+            InvertedResidual_stride1_t6(160),  # mobilenet_v2.model:28
+            InvertedResidual_stride1_t6(160),  # mobilenet_v2.model:28
+            InvertedResidual_t6(160, 320, 1),  # mobilenet_v2.model:28
+            # mobilenet_v2.model:30
             nn.Sequential(
-                nn.Conv2d(320, 1280, 1, bias=False),  # mobilenet_v2.model:31
-                nn.BatchNorm2d(1280),  # mobilenet_v2.model:31
-                nn.ReLU6(),  # mobilenet_v2.model:31
+                nn.Conv2d(320, 1280, 1, bias=False),  # mobilenet_v2.model:30
+                nn.BatchNorm2d(1280),  # mobilenet_v2.model:30
+                nn.ReLU6(),  # mobilenet_v2.model:30
             ),
         )
-        self.adaptive_avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v2.model:33
-        # mobilenet_v2.model:33
+        self.adaptive_avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v2.model:32
+        # mobilenet_v2.model:32
         self.classifier = nn.Sequential(
-            nn.Dropout(0.2),  # mobilenet_v2.model:33
-            nn.Linear(1280, 1000),  # mobilenet_v2.model:33
+            nn.Dropout(0.2),  # mobilenet_v2.model:32
+            nn.Linear(1280, 1000),  # mobilenet_v2.model:32
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = self.features(image)  # mobilenet_v2.model:26
-        out = self.adaptive_avgpool(x)  # mobilenet_v2.model:33
-        out = torch.flatten(out, 1)  # mobilenet_v2.model:33
-        out = self.classifier(out)  # mobilenet_v2.model:33
+        x = self.features(image)  # mobilenet_v2.model:25
+        out = self.adaptive_avgpool(x)  # mobilenet_v2.model:32
+        out = torch.flatten(out, 1)  # mobilenet_v2.model:32
+        out = self.classifier(out)  # mobilenet_v2.model:32
         return out

@@ -7,14 +7,16 @@ from torch import nn
 
 
 class SqueezeExcitation(nn.Module):
-    """SqueezeExcitation(squeeze=8), defined at mobilenet_v3_small.model:16."""
+    """SqueezeExcitation(in_channels, squeeze), defined at
+    mobilenet_v3_small.model:16.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int, squeeze: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v3_small.model:18
-        self.fc1 = nn.Conv2d(16, 8, 1)  # mobilenet_v3_small.model:18
+        self.fc1 = nn.Conv2d(in_channels, squeeze, 1)  # mobilenet_v3_small.model:18
         self.activation = nn.ReLU()  # mobilenet_v3_small.model:18
-        self.fc2 = nn.Conv2d(8, 16, 1)  # mobilenet_v3_small.model:19
+        self.fc2 = nn.Conv2d(squeeze, in_channels, 1)  # mobilenet_v3_small.model:19
         self.scale_activation = nn.Hardsigmoid()  # mobilenet_v3_small.model:19
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -27,78 +29,8 @@ class SqueezeExcitation(nn.Module):
         return out
 
 
-class InvertedResidual(nn.Module):
-    """InvertedResidual(k=3, expanded=16, out=16, se=True, hs=False, stride=2),
-    defined at mobilenet_v3_small.model:23.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v3_small.model:26
-        self.block = nn.Sequential(
-            # mobilenet_v3_small.model:28
-            nn.Sequential(
-                # mobilenet_v3_small.model:28
-                nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16, bias=False),
-                # mobilenet_v3_small.model:28
-                nn.BatchNorm2d(16, eps=0.001, momentum=0.01),
-                nn.ReLU(),  # mobilenet_v3_small.model:28
-            ),
-            SqueezeExcitation(),  # mobilenet_v3_small.model:29
-            # mobilenet_v3_small.model:30
-            nn.Sequential(
-                nn.Conv2d(16, 16, 1, bias=False),  # mobilenet_v3_small.model:30
-                # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(16, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # mobilenet_v3_small.model:26
-        return y
-
-
-class InvertedResidual_1(nn.Module):
-    """InvertedResidual(k=3, expanded=72, out=24, se=False, hs=False, stride=2),
-    defined at mobilenet_v3_small.model:23.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v3_small.model:26
-        self.block = nn.Sequential(
-            # mobilenet_v3_small.model:27
-            nn.Sequential(
-                nn.Conv2d(16, 72, 1, bias=False),  # mobilenet_v3_small.model:27
-                # mobilenet_v3_small.model:27
-                nn.BatchNorm2d(72, eps=0.001, momentum=0.01),
-                nn.ReLU(),  # mobilenet_v3_small.model:27
-            ),
-            # mobilenet_v3_small.model:28
-            nn.Sequential(
-                # mobilenet_v3_small.model:28
-                nn.Conv2d(72, 72, 3, stride=2, padding=1, groups=72, bias=False),
-                # mobilenet_v3_small.model:28
-                nn.BatchNorm2d(72, eps=0.001, momentum=0.01),
-                nn.ReLU(),  # mobilenet_v3_small.model:28
-            ),
-            # mobilenet_v3_small.model:30
-            nn.Sequential(
-                nn.Conv2d(72, 24, 1, bias=False),  # mobilenet_v3_small.model:30
-                # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(24, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # mobilenet_v3_small.model:26
-        return y
-
-
-class InvertedResidual_2(nn.Module):
-    """InvertedResidual(k=3, expanded=88, out=24, se=False, hs=False, stride=1),
-    defined at mobilenet_v3_small.model:23.
-    """
+class InvertedResidual_expanded88(nn.Module):
+    """InvertedResidual(), defined at mobilenet_v3_small.model:23."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -133,116 +65,40 @@ class InvertedResidual_2(nn.Module):
         return out
 
 
-class SqueezeExcitation_1(nn.Module):
-    """SqueezeExcitation(squeeze=24), defined at mobilenet_v3_small.model:16."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v3_small.model:18
-        self.fc1 = nn.Conv2d(96, 24, 1)  # mobilenet_v3_small.model:18
-        self.activation = nn.ReLU()  # mobilenet_v3_small.model:18
-        self.fc2 = nn.Conv2d(24, 96, 1)  # mobilenet_v3_small.model:19
-        self.scale_activation = nn.Hardsigmoid()  # mobilenet_v3_small.model:19
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.avgpool(x)  # mobilenet_v3_small.model:18
-        s = self.fc1(s)  # mobilenet_v3_small.model:18
-        s = self.activation(s)  # mobilenet_v3_small.model:18
-        s = self.fc2(s)  # mobilenet_v3_small.model:19
-        s = self.scale_activation(s)  # mobilenet_v3_small.model:19
-        out = x * s  # mobilenet_v3_small.model:20
-        return out
-
-
-class InvertedResidual_3(nn.Module):
-    """InvertedResidual(k=5, expanded=96, out=40, se=True, hs=True, stride=2),
-    defined at mobilenet_v3_small.model:23.
+class InvertedResidual_k5_seTrue(nn.Module):
+    """InvertedResidual(in_channels, expanded, block_2_1), defined at
+    mobilenet_v3_small.model:23.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int, expanded: int, block_2_1: int) -> None:
         super().__init__()
         # mobilenet_v3_small.model:26
         self.block = nn.Sequential(
             # mobilenet_v3_small.model:27
             nn.Sequential(
-                nn.Conv2d(24, 96, 1, bias=False),  # mobilenet_v3_small.model:27
                 # mobilenet_v3_small.model:27
-                nn.BatchNorm2d(96, eps=0.001, momentum=0.01),
+                nn.Conv2d(in_channels, expanded, 1, bias=False),
+                # mobilenet_v3_small.model:27
+                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(),  # mobilenet_v3_small.model:27
             ),
             # mobilenet_v3_small.model:28
             nn.Sequential(
                 # mobilenet_v3_small.model:28
-                nn.Conv2d(96, 96, 5, stride=2, padding=2, groups=96, bias=False),
+                nn.Conv2d(
+                    expanded, expanded, 5, padding=2, groups=expanded, bias=False
+                ),
                 # mobilenet_v3_small.model:28
-                nn.BatchNorm2d(96, eps=0.001, momentum=0.01),
+                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(),  # mobilenet_v3_small.model:28
             ),
-            SqueezeExcitation_1(),  # mobilenet_v3_small.model:29
+            SqueezeExcitation(expanded, block_2_1),  # mobilenet_v3_small.model:29
             # mobilenet_v3_small.model:30
             nn.Sequential(
-                nn.Conv2d(96, 40, 1, bias=False),  # mobilenet_v3_small.model:30
                 # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(40, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # mobilenet_v3_small.model:26
-        return y
-
-
-class SqueezeExcitation_2(nn.Module):
-    """SqueezeExcitation(squeeze=64), defined at mobilenet_v3_small.model:16."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v3_small.model:18
-        self.fc1 = nn.Conv2d(240, 64, 1)  # mobilenet_v3_small.model:18
-        self.activation = nn.ReLU()  # mobilenet_v3_small.model:18
-        self.fc2 = nn.Conv2d(64, 240, 1)  # mobilenet_v3_small.model:19
-        self.scale_activation = nn.Hardsigmoid()  # mobilenet_v3_small.model:19
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.avgpool(x)  # mobilenet_v3_small.model:18
-        s = self.fc1(s)  # mobilenet_v3_small.model:18
-        s = self.activation(s)  # mobilenet_v3_small.model:18
-        s = self.fc2(s)  # mobilenet_v3_small.model:19
-        s = self.scale_activation(s)  # mobilenet_v3_small.model:19
-        out = x * s  # mobilenet_v3_small.model:20
-        return out
-
-
-class InvertedResidual_4(nn.Module):
-    """InvertedResidual(k=5, expanded=240, out=40, se=True, hs=True, stride=1),
-    defined at mobilenet_v3_small.model:23.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v3_small.model:26
-        self.block = nn.Sequential(
-            # mobilenet_v3_small.model:27
-            nn.Sequential(
-                nn.Conv2d(40, 240, 1, bias=False),  # mobilenet_v3_small.model:27
-                # mobilenet_v3_small.model:27
-                nn.BatchNorm2d(240, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:27
-            ),
-            # mobilenet_v3_small.model:28
-            nn.Sequential(
-                # mobilenet_v3_small.model:28
-                nn.Conv2d(240, 240, 5, padding=2, groups=240, bias=False),
-                # mobilenet_v3_small.model:28
-                nn.BatchNorm2d(240, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:28
-            ),
-            SqueezeExcitation_2(),  # mobilenet_v3_small.model:29
-            # mobilenet_v3_small.model:30
-            nn.Sequential(
-                nn.Conv2d(240, 40, 1, bias=False),  # mobilenet_v3_small.model:30
+                nn.Conv2d(expanded, in_channels, 1, bias=False),
                 # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(40, eps=0.001, momentum=0.01),
+                nn.BatchNorm2d(in_channels, eps=0.001, momentum=0.01),
             ),
         )
 
@@ -252,57 +108,27 @@ class InvertedResidual_4(nn.Module):
         return out
 
 
-class SqueezeExcitation_3(nn.Module):
-    """SqueezeExcitation(squeeze=32), defined at mobilenet_v3_small.model:16."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v3_small.model:18
-        self.fc1 = nn.Conv2d(120, 32, 1)  # mobilenet_v3_small.model:18
-        self.activation = nn.ReLU()  # mobilenet_v3_small.model:18
-        self.fc2 = nn.Conv2d(32, 120, 1)  # mobilenet_v3_small.model:19
-        self.scale_activation = nn.Hardsigmoid()  # mobilenet_v3_small.model:19
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.avgpool(x)  # mobilenet_v3_small.model:18
-        s = self.fc1(s)  # mobilenet_v3_small.model:18
-        s = self.activation(s)  # mobilenet_v3_small.model:18
-        s = self.fc2(s)  # mobilenet_v3_small.model:19
-        s = self.scale_activation(s)  # mobilenet_v3_small.model:19
-        out = x * s  # mobilenet_v3_small.model:20
-        return out
-
-
-class InvertedResidual_5(nn.Module):
-    """InvertedResidual(k=5, expanded=120, out=48, se=True, hs=True, stride=1),
-    defined at mobilenet_v3_small.model:23.
-    """
+class InvertedResidual_expanded16_out16(nn.Module):
+    """InvertedResidual(), defined at mobilenet_v3_small.model:23."""
 
     def __init__(self) -> None:
         super().__init__()
         # mobilenet_v3_small.model:26
         self.block = nn.Sequential(
-            # mobilenet_v3_small.model:27
-            nn.Sequential(
-                nn.Conv2d(40, 120, 1, bias=False),  # mobilenet_v3_small.model:27
-                # mobilenet_v3_small.model:27
-                nn.BatchNorm2d(120, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:27
-            ),
             # mobilenet_v3_small.model:28
             nn.Sequential(
                 # mobilenet_v3_small.model:28
-                nn.Conv2d(120, 120, 5, padding=2, groups=120, bias=False),
+                nn.Conv2d(16, 16, 3, stride=2, padding=1, groups=16, bias=False),
                 # mobilenet_v3_small.model:28
-                nn.BatchNorm2d(120, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:28
+                nn.BatchNorm2d(16, eps=0.001, momentum=0.01),
+                nn.ReLU(),  # mobilenet_v3_small.model:28
             ),
-            SqueezeExcitation_3(),  # mobilenet_v3_small.model:29
+            SqueezeExcitation(16, 8),  # mobilenet_v3_small.model:29
             # mobilenet_v3_small.model:30
             nn.Sequential(
-                nn.Conv2d(120, 48, 1, bias=False),  # mobilenet_v3_small.model:30
+                nn.Conv2d(16, 16, 1, bias=False),  # mobilenet_v3_small.model:30
                 # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(48, eps=0.001, momentum=0.01),
+                nn.BatchNorm2d(16, eps=0.001, momentum=0.01),
             ),
         )
 
@@ -311,31 +137,8 @@ class InvertedResidual_5(nn.Module):
         return y
 
 
-class SqueezeExcitation_4(nn.Module):
-    """SqueezeExcitation(squeeze=40), defined at mobilenet_v3_small.model:16."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v3_small.model:18
-        self.fc1 = nn.Conv2d(144, 40, 1)  # mobilenet_v3_small.model:18
-        self.activation = nn.ReLU()  # mobilenet_v3_small.model:18
-        self.fc2 = nn.Conv2d(40, 144, 1)  # mobilenet_v3_small.model:19
-        self.scale_activation = nn.Hardsigmoid()  # mobilenet_v3_small.model:19
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.avgpool(x)  # mobilenet_v3_small.model:18
-        s = self.fc1(s)  # mobilenet_v3_small.model:18
-        s = self.activation(s)  # mobilenet_v3_small.model:18
-        s = self.fc2(s)  # mobilenet_v3_small.model:19
-        s = self.scale_activation(s)  # mobilenet_v3_small.model:19
-        out = x * s  # mobilenet_v3_small.model:20
-        return out
-
-
-class InvertedResidual_6(nn.Module):
-    """InvertedResidual(k=5, expanded=144, out=48, se=True, hs=True, stride=1),
-    defined at mobilenet_v3_small.model:23.
-    """
+class InvertedResidual_expanded72(nn.Module):
+    """InvertedResidual(), defined at mobilenet_v3_small.model:23."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -343,85 +146,24 @@ class InvertedResidual_6(nn.Module):
         self.block = nn.Sequential(
             # mobilenet_v3_small.model:27
             nn.Sequential(
-                nn.Conv2d(48, 144, 1, bias=False),  # mobilenet_v3_small.model:27
+                nn.Conv2d(16, 72, 1, bias=False),  # mobilenet_v3_small.model:27
                 # mobilenet_v3_small.model:27
-                nn.BatchNorm2d(144, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:27
+                nn.BatchNorm2d(72, eps=0.001, momentum=0.01),
+                nn.ReLU(),  # mobilenet_v3_small.model:27
             ),
             # mobilenet_v3_small.model:28
             nn.Sequential(
                 # mobilenet_v3_small.model:28
-                nn.Conv2d(144, 144, 5, padding=2, groups=144, bias=False),
+                nn.Conv2d(72, 72, 3, stride=2, padding=1, groups=72, bias=False),
                 # mobilenet_v3_small.model:28
-                nn.BatchNorm2d(144, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:28
+                nn.BatchNorm2d(72, eps=0.001, momentum=0.01),
+                nn.ReLU(),  # mobilenet_v3_small.model:28
             ),
-            SqueezeExcitation_4(),  # mobilenet_v3_small.model:29
             # mobilenet_v3_small.model:30
             nn.Sequential(
-                nn.Conv2d(144, 48, 1, bias=False),  # mobilenet_v3_small.model:30
+                nn.Conv2d(72, 24, 1, bias=False),  # mobilenet_v3_small.model:30
                 # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(48, eps=0.001, momentum=0.01),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.block(x)  # mobilenet_v3_small.model:26
-        out = x + y  # mobilenet_v3_small.model:32
-        return out
-
-
-class SqueezeExcitation_5(nn.Module):
-    """SqueezeExcitation(squeeze=72), defined at mobilenet_v3_small.model:16."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v3_small.model:18
-        self.fc1 = nn.Conv2d(288, 72, 1)  # mobilenet_v3_small.model:18
-        self.activation = nn.ReLU()  # mobilenet_v3_small.model:18
-        self.fc2 = nn.Conv2d(72, 288, 1)  # mobilenet_v3_small.model:19
-        self.scale_activation = nn.Hardsigmoid()  # mobilenet_v3_small.model:19
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.avgpool(x)  # mobilenet_v3_small.model:18
-        s = self.fc1(s)  # mobilenet_v3_small.model:18
-        s = self.activation(s)  # mobilenet_v3_small.model:18
-        s = self.fc2(s)  # mobilenet_v3_small.model:19
-        s = self.scale_activation(s)  # mobilenet_v3_small.model:19
-        out = x * s  # mobilenet_v3_small.model:20
-        return out
-
-
-class InvertedResidual_7(nn.Module):
-    """InvertedResidual(k=5, expanded=288, out=96, se=True, hs=True, stride=2),
-    defined at mobilenet_v3_small.model:23.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # mobilenet_v3_small.model:26
-        self.block = nn.Sequential(
-            # mobilenet_v3_small.model:27
-            nn.Sequential(
-                nn.Conv2d(48, 288, 1, bias=False),  # mobilenet_v3_small.model:27
-                # mobilenet_v3_small.model:27
-                nn.BatchNorm2d(288, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:27
-            ),
-            # mobilenet_v3_small.model:28
-            nn.Sequential(
-                # mobilenet_v3_small.model:28
-                nn.Conv2d(288, 288, 5, stride=2, padding=2, groups=288, bias=False),
-                # mobilenet_v3_small.model:28
-                nn.BatchNorm2d(288, eps=0.001, momentum=0.01),
-                nn.Hardswish(),  # mobilenet_v3_small.model:28
-            ),
-            SqueezeExcitation_5(),  # mobilenet_v3_small.model:29
-            # mobilenet_v3_small.model:30
-            nn.Sequential(
-                nn.Conv2d(288, 96, 1, bias=False),  # mobilenet_v3_small.model:30
-                # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(96, eps=0.001, momentum=0.01),
+                nn.BatchNorm2d(24, eps=0.001, momentum=0.01),
             ),
         )
 
@@ -430,64 +172,53 @@ class InvertedResidual_7(nn.Module):
         return y
 
 
-class SqueezeExcitation_6(nn.Module):
-    """SqueezeExcitation(squeeze=144), defined at mobilenet_v3_small.model:16."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v3_small.model:18
-        self.fc1 = nn.Conv2d(576, 144, 1)  # mobilenet_v3_small.model:18
-        self.activation = nn.ReLU()  # mobilenet_v3_small.model:18
-        self.fc2 = nn.Conv2d(144, 576, 1)  # mobilenet_v3_small.model:19
-        self.scale_activation = nn.Hardsigmoid()  # mobilenet_v3_small.model:19
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.avgpool(x)  # mobilenet_v3_small.model:18
-        s = self.fc1(s)  # mobilenet_v3_small.model:18
-        s = self.activation(s)  # mobilenet_v3_small.model:18
-        s = self.fc2(s)  # mobilenet_v3_small.model:19
-        s = self.scale_activation(s)  # mobilenet_v3_small.model:19
-        out = x * s  # mobilenet_v3_small.model:20
-        return out
-
-
-class InvertedResidual_8(nn.Module):
-    """InvertedResidual(k=5, expanded=576, out=96, se=True, hs=True, stride=1),
-    defined at mobilenet_v3_small.model:23.
+class InvertedResidual_k5_seTrue_1(nn.Module):
+    """InvertedResidual(in_channels, expanded, out, stride, block_2_1), defined at
+    mobilenet_v3_small.model:23.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, in_channels: int, expanded: int, out: int, stride: int, block_2_1: int
+    ) -> None:
         super().__init__()
         # mobilenet_v3_small.model:26
         self.block = nn.Sequential(
             # mobilenet_v3_small.model:27
             nn.Sequential(
-                nn.Conv2d(96, 576, 1, bias=False),  # mobilenet_v3_small.model:27
                 # mobilenet_v3_small.model:27
-                nn.BatchNorm2d(576, eps=0.001, momentum=0.01),
+                nn.Conv2d(in_channels, expanded, 1, bias=False),
+                # mobilenet_v3_small.model:27
+                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(),  # mobilenet_v3_small.model:27
             ),
             # mobilenet_v3_small.model:28
             nn.Sequential(
                 # mobilenet_v3_small.model:28
-                nn.Conv2d(576, 576, 5, padding=2, groups=576, bias=False),
+                nn.Conv2d(
+                    expanded,
+                    expanded,
+                    5,
+                    stride=stride,
+                    padding=2,
+                    groups=expanded,
+                    bias=False,
+                ),
                 # mobilenet_v3_small.model:28
-                nn.BatchNorm2d(576, eps=0.001, momentum=0.01),
+                nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(),  # mobilenet_v3_small.model:28
             ),
-            SqueezeExcitation_6(),  # mobilenet_v3_small.model:29
+            SqueezeExcitation(expanded, block_2_1),  # mobilenet_v3_small.model:29
             # mobilenet_v3_small.model:30
             nn.Sequential(
-                nn.Conv2d(576, 96, 1, bias=False),  # mobilenet_v3_small.model:30
+                nn.Conv2d(expanded, out, 1, bias=False),  # mobilenet_v3_small.model:30
                 # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(96, eps=0.001, momentum=0.01),
+                nn.BatchNorm2d(out, eps=0.001, momentum=0.01),
             ),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.block(x)  # mobilenet_v3_small.model:26
-        out = x + y  # mobilenet_v3_small.model:32
-        return out
+        return y
 
 
 class MobileNetV3_Small(nn.Module):
@@ -515,17 +246,20 @@ class MobileNetV3_Small(nn.Module):
                 nn.BatchNorm2d(16, eps=0.001, momentum=0.01),
                 nn.Hardswish(),  # mobilenet_v3_small.model:38
             ),
-            InvertedResidual(),  # mobilenet_v3_small.model:39
-            InvertedResidual_1(),  # mobilenet_v3_small.model:39
-            InvertedResidual_2(),  # mobilenet_v3_small.model:39
-            InvertedResidual_3(),  # mobilenet_v3_small.model:39
-            InvertedResidual_4(),  # mobilenet_v3_small.model:39
-            InvertedResidual_4(),  # mobilenet_v3_small.model:39
-            InvertedResidual_5(),  # mobilenet_v3_small.model:39
-            InvertedResidual_6(),  # mobilenet_v3_small.model:39
-            InvertedResidual_7(),  # mobilenet_v3_small.model:39
-            InvertedResidual_8(),  # mobilenet_v3_small.model:39
-            InvertedResidual_8(),  # mobilenet_v3_small.model:39
+            InvertedResidual_expanded16_out16(),  # mobilenet_v3_small.model:39
+            InvertedResidual_expanded72(),  # mobilenet_v3_small.model:39
+            InvertedResidual_expanded88(),  # mobilenet_v3_small.model:39
+            # mobilenet_v3_small.model:39
+            InvertedResidual_k5_seTrue_1(24, 96, 40, 2, 24),
+            InvertedResidual_k5_seTrue(40, 240, 64),  # mobilenet_v3_small.model:39
+            InvertedResidual_k5_seTrue(40, 240, 64),  # mobilenet_v3_small.model:39
+            # mobilenet_v3_small.model:39
+            InvertedResidual_k5_seTrue_1(40, 120, 48, 1, 32),
+            InvertedResidual_k5_seTrue(48, 144, 40),  # mobilenet_v3_small.model:39
+            # mobilenet_v3_small.model:39
+            InvertedResidual_k5_seTrue_1(48, 288, 96, 2, 72),
+            InvertedResidual_k5_seTrue(96, 576, 144),  # mobilenet_v3_small.model:39
+            InvertedResidual_k5_seTrue(96, 576, 144),  # mobilenet_v3_small.model:39
             # mobilenet_v3_small.model:40
             nn.Sequential(
                 nn.Conv2d(96, 576, 1, bias=False),  # mobilenet_v3_small.model:40

@@ -9,14 +9,14 @@ from modelc import runtime as rt
 
 
 class SqueezeExcitation(nn.Module):
-    """SqueezeExcitation(squeeze=8), defined at regnet_y_400mf.model:11."""
+    """SqueezeExcitation(in_channels, squeeze), defined at regnet_y_400mf.model:11."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int, squeeze: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # regnet_y_400mf.model:13
-        self.fc1 = nn.Conv2d(48, 8, 1)  # regnet_y_400mf.model:13
+        self.fc1 = nn.Conv2d(in_channels, squeeze, 1)  # regnet_y_400mf.model:13
         self.activation = nn.ReLU()  # regnet_y_400mf.model:13
-        self.fc2 = nn.Conv2d(8, 48, 1)  # regnet_y_400mf.model:14
+        self.fc2 = nn.Conv2d(squeeze, in_channels, 1)  # regnet_y_400mf.model:14
         self.scale_activation = nn.Sigmoid()  # regnet_y_400mf.model:14
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -30,25 +30,31 @@ class SqueezeExcitation(nn.Module):
 
 
 class ResBottleneck(nn.Module):
-    """ResBottleneck(width=48, stride=2, group_width=8), defined at
+    """ResBottleneck(in_channels, width, stride, proj), defined at
     regnet_y_400mf.model:18.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, in_channels: int, width: int, stride: int, proj: bool = False
+    ) -> None:
         super().__init__()
-        # regnet_y_400mf.model:21
-        self.proj = nn.Sequential(
-            nn.Conv2d(32, 48, 1, stride=2, bias=False),  # regnet_y_400mf.model:21
-            nn.BatchNorm2d(48),  # regnet_y_400mf.model:21
-        )
+        self.proj = None
+        if proj:
+            # regnet_y_400mf.model:21
+            self.proj = nn.Sequential(
+                # regnet_y_400mf.model:21
+                nn.Conv2d(in_channels, width, 1, stride=2, bias=False),
+                nn.BatchNorm2d(width),  # regnet_y_400mf.model:21
+            )
         # regnet_y_400mf.model:22
         self.f = rt.named_sequential(
             # regnet_y_400mf.model:23
             (
                 "a",
                 nn.Sequential(
-                    nn.Conv2d(32, 48, 1, bias=False),  # regnet_y_400mf.model:23
-                    nn.BatchNorm2d(48),  # regnet_y_400mf.model:23
+                    # regnet_y_400mf.model:23
+                    nn.Conv2d(in_channels, width, 1, bias=False),
+                    nn.BatchNorm2d(width),  # regnet_y_400mf.model:23
                     nn.ReLU(),  # regnet_y_400mf.model:23
                 ),
             ),
@@ -57,440 +63,37 @@ class ResBottleneck(nn.Module):
                 "b",
                 nn.Sequential(
                     # regnet_y_400mf.model:24
-                    nn.Conv2d(48, 48, 3, stride=2, padding=1, groups=6, bias=False),
-                    nn.BatchNorm2d(48),  # regnet_y_400mf.model:24
+                    nn.Conv2d(
+                        width,
+                        width,
+                        3,
+                        stride=stride,
+                        padding=1,
+                        groups=width // 8,
+                        bias=False,
+                    ),
+                    nn.BatchNorm2d(width),  # regnet_y_400mf.model:24
                     nn.ReLU(),  # regnet_y_400mf.model:24
                 ),
             ),
-            ("se", SqueezeExcitation()),  # regnet_y_400mf.model:25
+            # regnet_y_400mf.model:25
+            ("se", SqueezeExcitation(width, in_channels // 4)),
             # regnet_y_400mf.model:26
-            ("c", nn.Sequential(nn.Conv2d(48, 48, 1, bias=False), nn.BatchNorm2d(48))),
+            (
+                "c",
+                nn.Sequential(
+                    nn.Conv2d(width, width, 1, bias=False),  # regnet_y_400mf.model:26
+                    nn.BatchNorm2d(width),  # regnet_y_400mf.model:26
+                ),
+            ),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = self.proj(x)  # regnet_y_400mf.model:21
+        skip = x
+        if self.proj is not None:
+            skip = self.proj(x)  # regnet_y_400mf.model:21
         y = self.f(x)  # regnet_y_400mf.model:22
         add = skip + y  # regnet_y_400mf.model:28
-        out = torch.relu(add)  # regnet_y_400mf.model:28
-        return out
-
-
-class SqueezeExcitation_1(nn.Module):
-    """SqueezeExcitation(squeeze=12), defined at regnet_y_400mf.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # regnet_y_400mf.model:13
-        self.fc1 = nn.Conv2d(104, 12, 1)  # regnet_y_400mf.model:13
-        self.activation = nn.ReLU()  # regnet_y_400mf.model:13
-        self.fc2 = nn.Conv2d(12, 104, 1)  # regnet_y_400mf.model:14
-        self.scale_activation = nn.Sigmoid()  # regnet_y_400mf.model:14
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.avgpool(x)  # regnet_y_400mf.model:13
-        scale = self.fc1(scale)  # regnet_y_400mf.model:13
-        scale = self.activation(scale)  # regnet_y_400mf.model:13
-        scale = self.fc2(scale)  # regnet_y_400mf.model:14
-        scale = self.scale_activation(scale)  # regnet_y_400mf.model:14
-        out = x * scale  # regnet_y_400mf.model:15
-        return out
-
-
-class ResBottleneck_1(nn.Module):
-    """ResBottleneck(width=104, stride=2, group_width=8), defined at
-    regnet_y_400mf.model:18.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # regnet_y_400mf.model:21
-        self.proj = nn.Sequential(
-            nn.Conv2d(48, 104, 1, stride=2, bias=False),  # regnet_y_400mf.model:21
-            nn.BatchNorm2d(104),  # regnet_y_400mf.model:21
-        )
-        # regnet_y_400mf.model:22
-        self.f = rt.named_sequential(
-            # regnet_y_400mf.model:23
-            (
-                "a",
-                nn.Sequential(
-                    nn.Conv2d(48, 104, 1, bias=False),  # regnet_y_400mf.model:23
-                    nn.BatchNorm2d(104),  # regnet_y_400mf.model:23
-                    nn.ReLU(),  # regnet_y_400mf.model:23
-                ),
-            ),
-            # regnet_y_400mf.model:24
-            (
-                "b",
-                nn.Sequential(
-                    # regnet_y_400mf.model:24
-                    nn.Conv2d(104, 104, 3, stride=2, padding=1, groups=13, bias=False),
-                    nn.BatchNorm2d(104),  # regnet_y_400mf.model:24
-                    nn.ReLU(),  # regnet_y_400mf.model:24
-                ),
-            ),
-            ("se", SqueezeExcitation_1()),  # regnet_y_400mf.model:25
-            # regnet_y_400mf.model:26
-            (
-                "c",
-                nn.Sequential(
-                    nn.Conv2d(104, 104, 1, bias=False),  # regnet_y_400mf.model:26
-                    nn.BatchNorm2d(104),  # regnet_y_400mf.model:26
-                ),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = self.proj(x)  # regnet_y_400mf.model:21
-        y = self.f(x)  # regnet_y_400mf.model:22
-        add = skip + y  # regnet_y_400mf.model:28
-        out = torch.relu(add)  # regnet_y_400mf.model:28
-        return out
-
-
-class SqueezeExcitation_2(nn.Module):
-    """SqueezeExcitation(squeeze=26), defined at regnet_y_400mf.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # regnet_y_400mf.model:13
-        self.fc1 = nn.Conv2d(104, 26, 1)  # regnet_y_400mf.model:13
-        self.activation = nn.ReLU()  # regnet_y_400mf.model:13
-        self.fc2 = nn.Conv2d(26, 104, 1)  # regnet_y_400mf.model:14
-        self.scale_activation = nn.Sigmoid()  # regnet_y_400mf.model:14
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.avgpool(x)  # regnet_y_400mf.model:13
-        scale = self.fc1(scale)  # regnet_y_400mf.model:13
-        scale = self.activation(scale)  # regnet_y_400mf.model:13
-        scale = self.fc2(scale)  # regnet_y_400mf.model:14
-        scale = self.scale_activation(scale)  # regnet_y_400mf.model:14
-        out = x * scale  # regnet_y_400mf.model:15
-        return out
-
-
-class ResBottleneck_2(nn.Module):
-    """ResBottleneck(width=104, stride=1, group_width=8), defined at
-    regnet_y_400mf.model:18.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # regnet_y_400mf.model:22
-        self.f = rt.named_sequential(
-            # regnet_y_400mf.model:23
-            (
-                "a",
-                nn.Sequential(
-                    nn.Conv2d(104, 104, 1, bias=False),  # regnet_y_400mf.model:23
-                    nn.BatchNorm2d(104),  # regnet_y_400mf.model:23
-                    nn.ReLU(),  # regnet_y_400mf.model:23
-                ),
-            ),
-            # regnet_y_400mf.model:24
-            (
-                "b",
-                nn.Sequential(
-                    # regnet_y_400mf.model:24
-                    nn.Conv2d(104, 104, 3, padding=1, groups=13, bias=False),
-                    nn.BatchNorm2d(104),  # regnet_y_400mf.model:24
-                    nn.ReLU(),  # regnet_y_400mf.model:24
-                ),
-            ),
-            ("se", SqueezeExcitation_2()),  # regnet_y_400mf.model:25
-            # regnet_y_400mf.model:26
-            (
-                "c",
-                nn.Sequential(
-                    nn.Conv2d(104, 104, 1, bias=False),  # regnet_y_400mf.model:26
-                    nn.BatchNorm2d(104),  # regnet_y_400mf.model:26
-                ),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.f(x)  # regnet_y_400mf.model:22
-        add = x + y  # regnet_y_400mf.model:28
-        out = torch.relu(add)  # regnet_y_400mf.model:28
-        return out
-
-
-class SqueezeExcitation_3(nn.Module):
-    """SqueezeExcitation(squeeze=26), defined at regnet_y_400mf.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # regnet_y_400mf.model:13
-        self.fc1 = nn.Conv2d(208, 26, 1)  # regnet_y_400mf.model:13
-        self.activation = nn.ReLU()  # regnet_y_400mf.model:13
-        self.fc2 = nn.Conv2d(26, 208, 1)  # regnet_y_400mf.model:14
-        self.scale_activation = nn.Sigmoid()  # regnet_y_400mf.model:14
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.avgpool(x)  # regnet_y_400mf.model:13
-        scale = self.fc1(scale)  # regnet_y_400mf.model:13
-        scale = self.activation(scale)  # regnet_y_400mf.model:13
-        scale = self.fc2(scale)  # regnet_y_400mf.model:14
-        scale = self.scale_activation(scale)  # regnet_y_400mf.model:14
-        out = x * scale  # regnet_y_400mf.model:15
-        return out
-
-
-class ResBottleneck_3(nn.Module):
-    """ResBottleneck(width=208, stride=2, group_width=8), defined at
-    regnet_y_400mf.model:18.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # regnet_y_400mf.model:21
-        self.proj = nn.Sequential(
-            nn.Conv2d(104, 208, 1, stride=2, bias=False),  # regnet_y_400mf.model:21
-            nn.BatchNorm2d(208),  # regnet_y_400mf.model:21
-        )
-        # regnet_y_400mf.model:22
-        self.f = rt.named_sequential(
-            # regnet_y_400mf.model:23
-            (
-                "a",
-                nn.Sequential(
-                    nn.Conv2d(104, 208, 1, bias=False),  # regnet_y_400mf.model:23
-                    nn.BatchNorm2d(208),  # regnet_y_400mf.model:23
-                    nn.ReLU(),  # regnet_y_400mf.model:23
-                ),
-            ),
-            # regnet_y_400mf.model:24
-            (
-                "b",
-                nn.Sequential(
-                    # regnet_y_400mf.model:24
-                    nn.Conv2d(208, 208, 3, stride=2, padding=1, groups=26, bias=False),
-                    nn.BatchNorm2d(208),  # regnet_y_400mf.model:24
-                    nn.ReLU(),  # regnet_y_400mf.model:24
-                ),
-            ),
-            ("se", SqueezeExcitation_3()),  # regnet_y_400mf.model:25
-            # regnet_y_400mf.model:26
-            (
-                "c",
-                nn.Sequential(
-                    nn.Conv2d(208, 208, 1, bias=False),  # regnet_y_400mf.model:26
-                    nn.BatchNorm2d(208),  # regnet_y_400mf.model:26
-                ),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = self.proj(x)  # regnet_y_400mf.model:21
-        y = self.f(x)  # regnet_y_400mf.model:22
-        add = skip + y  # regnet_y_400mf.model:28
-        out = torch.relu(add)  # regnet_y_400mf.model:28
-        return out
-
-
-class SqueezeExcitation_4(nn.Module):
-    """SqueezeExcitation(squeeze=52), defined at regnet_y_400mf.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # regnet_y_400mf.model:13
-        self.fc1 = nn.Conv2d(208, 52, 1)  # regnet_y_400mf.model:13
-        self.activation = nn.ReLU()  # regnet_y_400mf.model:13
-        self.fc2 = nn.Conv2d(52, 208, 1)  # regnet_y_400mf.model:14
-        self.scale_activation = nn.Sigmoid()  # regnet_y_400mf.model:14
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.avgpool(x)  # regnet_y_400mf.model:13
-        scale = self.fc1(scale)  # regnet_y_400mf.model:13
-        scale = self.activation(scale)  # regnet_y_400mf.model:13
-        scale = self.fc2(scale)  # regnet_y_400mf.model:14
-        scale = self.scale_activation(scale)  # regnet_y_400mf.model:14
-        out = x * scale  # regnet_y_400mf.model:15
-        return out
-
-
-class ResBottleneck_4(nn.Module):
-    """ResBottleneck(width=208, stride=1, group_width=8), defined at
-    regnet_y_400mf.model:18.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # regnet_y_400mf.model:22
-        self.f = rt.named_sequential(
-            # regnet_y_400mf.model:23
-            (
-                "a",
-                nn.Sequential(
-                    nn.Conv2d(208, 208, 1, bias=False),  # regnet_y_400mf.model:23
-                    nn.BatchNorm2d(208),  # regnet_y_400mf.model:23
-                    nn.ReLU(),  # regnet_y_400mf.model:23
-                ),
-            ),
-            # regnet_y_400mf.model:24
-            (
-                "b",
-                nn.Sequential(
-                    # regnet_y_400mf.model:24
-                    nn.Conv2d(208, 208, 3, padding=1, groups=26, bias=False),
-                    nn.BatchNorm2d(208),  # regnet_y_400mf.model:24
-                    nn.ReLU(),  # regnet_y_400mf.model:24
-                ),
-            ),
-            ("se", SqueezeExcitation_4()),  # regnet_y_400mf.model:25
-            # regnet_y_400mf.model:26
-            (
-                "c",
-                nn.Sequential(
-                    nn.Conv2d(208, 208, 1, bias=False),  # regnet_y_400mf.model:26
-                    nn.BatchNorm2d(208),  # regnet_y_400mf.model:26
-                ),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.f(x)  # regnet_y_400mf.model:22
-        add = x + y  # regnet_y_400mf.model:28
-        out = torch.relu(add)  # regnet_y_400mf.model:28
-        return out
-
-
-class SqueezeExcitation_5(nn.Module):
-    """SqueezeExcitation(squeeze=52), defined at regnet_y_400mf.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # regnet_y_400mf.model:13
-        self.fc1 = nn.Conv2d(440, 52, 1)  # regnet_y_400mf.model:13
-        self.activation = nn.ReLU()  # regnet_y_400mf.model:13
-        self.fc2 = nn.Conv2d(52, 440, 1)  # regnet_y_400mf.model:14
-        self.scale_activation = nn.Sigmoid()  # regnet_y_400mf.model:14
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.avgpool(x)  # regnet_y_400mf.model:13
-        scale = self.fc1(scale)  # regnet_y_400mf.model:13
-        scale = self.activation(scale)  # regnet_y_400mf.model:13
-        scale = self.fc2(scale)  # regnet_y_400mf.model:14
-        scale = self.scale_activation(scale)  # regnet_y_400mf.model:14
-        out = x * scale  # regnet_y_400mf.model:15
-        return out
-
-
-class ResBottleneck_5(nn.Module):
-    """ResBottleneck(width=440, stride=2, group_width=8), defined at
-    regnet_y_400mf.model:18.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # regnet_y_400mf.model:21
-        self.proj = nn.Sequential(
-            nn.Conv2d(208, 440, 1, stride=2, bias=False),  # regnet_y_400mf.model:21
-            nn.BatchNorm2d(440),  # regnet_y_400mf.model:21
-        )
-        # regnet_y_400mf.model:22
-        self.f = rt.named_sequential(
-            # regnet_y_400mf.model:23
-            (
-                "a",
-                nn.Sequential(
-                    nn.Conv2d(208, 440, 1, bias=False),  # regnet_y_400mf.model:23
-                    nn.BatchNorm2d(440),  # regnet_y_400mf.model:23
-                    nn.ReLU(),  # regnet_y_400mf.model:23
-                ),
-            ),
-            # regnet_y_400mf.model:24
-            (
-                "b",
-                nn.Sequential(
-                    # regnet_y_400mf.model:24
-                    nn.Conv2d(440, 440, 3, stride=2, padding=1, groups=55, bias=False),
-                    nn.BatchNorm2d(440),  # regnet_y_400mf.model:24
-                    nn.ReLU(),  # regnet_y_400mf.model:24
-                ),
-            ),
-            ("se", SqueezeExcitation_5()),  # regnet_y_400mf.model:25
-            # regnet_y_400mf.model:26
-            (
-                "c",
-                nn.Sequential(
-                    nn.Conv2d(440, 440, 1, bias=False),  # regnet_y_400mf.model:26
-                    nn.BatchNorm2d(440),  # regnet_y_400mf.model:26
-                ),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = self.proj(x)  # regnet_y_400mf.model:21
-        y = self.f(x)  # regnet_y_400mf.model:22
-        add = skip + y  # regnet_y_400mf.model:28
-        out = torch.relu(add)  # regnet_y_400mf.model:28
-        return out
-
-
-class SqueezeExcitation_6(nn.Module):
-    """SqueezeExcitation(squeeze=110), defined at regnet_y_400mf.model:11."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # regnet_y_400mf.model:13
-        self.fc1 = nn.Conv2d(440, 110, 1)  # regnet_y_400mf.model:13
-        self.activation = nn.ReLU()  # regnet_y_400mf.model:13
-        self.fc2 = nn.Conv2d(110, 440, 1)  # regnet_y_400mf.model:14
-        self.scale_activation = nn.Sigmoid()  # regnet_y_400mf.model:14
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.avgpool(x)  # regnet_y_400mf.model:13
-        scale = self.fc1(scale)  # regnet_y_400mf.model:13
-        scale = self.activation(scale)  # regnet_y_400mf.model:13
-        scale = self.fc2(scale)  # regnet_y_400mf.model:14
-        scale = self.scale_activation(scale)  # regnet_y_400mf.model:14
-        out = x * scale  # regnet_y_400mf.model:15
-        return out
-
-
-class ResBottleneck_6(nn.Module):
-    """ResBottleneck(width=440, stride=1, group_width=8), defined at
-    regnet_y_400mf.model:18.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        # regnet_y_400mf.model:22
-        self.f = rt.named_sequential(
-            # regnet_y_400mf.model:23
-            (
-                "a",
-                nn.Sequential(
-                    nn.Conv2d(440, 440, 1, bias=False),  # regnet_y_400mf.model:23
-                    nn.BatchNorm2d(440),  # regnet_y_400mf.model:23
-                    nn.ReLU(),  # regnet_y_400mf.model:23
-                ),
-            ),
-            # regnet_y_400mf.model:24
-            (
-                "b",
-                nn.Sequential(
-                    # regnet_y_400mf.model:24
-                    nn.Conv2d(440, 440, 3, padding=1, groups=55, bias=False),
-                    nn.BatchNorm2d(440),  # regnet_y_400mf.model:24
-                    nn.ReLU(),  # regnet_y_400mf.model:24
-                ),
-            ),
-            ("se", SqueezeExcitation_6()),  # regnet_y_400mf.model:25
-            # regnet_y_400mf.model:26
-            (
-                "c",
-                nn.Sequential(
-                    nn.Conv2d(440, 440, 1, bias=False),  # regnet_y_400mf.model:26
-                    nn.BatchNorm2d(440),  # regnet_y_400mf.model:26
-                ),
-            ),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.f(x)  # regnet_y_400mf.model:22
-        add = x + y  # regnet_y_400mf.model:28
         out = torch.relu(add)  # regnet_y_400mf.model:28
         return out
 
@@ -519,38 +122,47 @@ class RegNet_Y_400MF(nn.Module):
         # regnet_y_400mf.model:34
         self.trunk_output = rt.named_sequential(
             # regnet_y_400mf.model:35
-            ("block1", rt.named_sequential(("block1-0", ResBottleneck()))),
+            (
+                "block1",
+                rt.named_sequential(
+                    # regnet_y_400mf.model:36
+                    ("block1-0", ResBottleneck(32, 48, 2, proj=True)),
+                ),
+            ),
             # regnet_y_400mf.model:35
             (
                 "block2",
                 rt.named_sequential(
-                    ("block2-0", ResBottleneck_1()),  # regnet_y_400mf.model:36
-                    ("block2-1", ResBottleneck_2()),  # regnet_y_400mf.model:36
-                    ("block2-2", ResBottleneck_2()),  # regnet_y_400mf.model:36
+                    # regnet_y_400mf.model:36
+                    ("block2-0", ResBottleneck(48, 104, 2, proj=True)),
+                    ("block2-1", ResBottleneck(104, 104, 1)),  # regnet_y_400mf.model:36
+                    ("block2-2", ResBottleneck(104, 104, 1)),  # regnet_y_400mf.model:36
                 ),
             ),
             # regnet_y_400mf.model:35
             (
                 "block3",
                 rt.named_sequential(
-                    ("block3-0", ResBottleneck_3()),  # regnet_y_400mf.model:36
-                    ("block3-1", ResBottleneck_4()),  # regnet_y_400mf.model:36
-                    ("block3-2", ResBottleneck_4()),  # regnet_y_400mf.model:36
-                    ("block3-3", ResBottleneck_4()),  # regnet_y_400mf.model:36
-                    ("block3-4", ResBottleneck_4()),  # regnet_y_400mf.model:36
-                    ("block3-5", ResBottleneck_4()),  # regnet_y_400mf.model:36
+                    # regnet_y_400mf.model:36
+                    ("block3-0", ResBottleneck(104, 208, 2, proj=True)),
+                    ("block3-1", ResBottleneck(208, 208, 1)),  # regnet_y_400mf.model:36
+                    ("block3-2", ResBottleneck(208, 208, 1)),  # regnet_y_400mf.model:36
+                    ("block3-3", ResBottleneck(208, 208, 1)),  # regnet_y_400mf.model:36
+                    ("block3-4", ResBottleneck(208, 208, 1)),  # regnet_y_400mf.model:36
+                    ("block3-5", ResBottleneck(208, 208, 1)),  # regnet_y_400mf.model:36
                 ),
             ),
             # regnet_y_400mf.model:35
             (
                 "block4",
                 rt.named_sequential(
-                    ("block4-0", ResBottleneck_5()),  # regnet_y_400mf.model:36
-                    ("block4-1", ResBottleneck_6()),  # regnet_y_400mf.model:36
-                    ("block4-2", ResBottleneck_6()),  # regnet_y_400mf.model:36
-                    ("block4-3", ResBottleneck_6()),  # regnet_y_400mf.model:36
-                    ("block4-4", ResBottleneck_6()),  # regnet_y_400mf.model:36
-                    ("block4-5", ResBottleneck_6()),  # regnet_y_400mf.model:36
+                    # regnet_y_400mf.model:36
+                    ("block4-0", ResBottleneck(208, 440, 2, proj=True)),
+                    ("block4-1", ResBottleneck(440, 440, 1)),  # regnet_y_400mf.model:36
+                    ("block4-2", ResBottleneck(440, 440, 1)),  # regnet_y_400mf.model:36
+                    ("block4-3", ResBottleneck(440, 440, 1)),  # regnet_y_400mf.model:36
+                    ("block4-4", ResBottleneck(440, 440, 1)),  # regnet_y_400mf.model:36
+                    ("block4-5", ResBottleneck(440, 440, 1)),  # regnet_y_400mf.model:36
                 ),
             ),
         )
