@@ -92,6 +92,13 @@ def test_embedding_and_rms_norm():
     assert torch.equal(layer.rms.weight.detach(), torch.zeros(8)) and isinstance(layer.rms, torch.nn.RMSNorm)
 
 
+def test_masked_bias_keeps_its_zeros_after_init():
+    layer, cls = build("[B, 4]", 'qkv: linear(6, bias_mask=[1, 0, 1], init="ones")')
+    assert torch.equal(layer.qkv.bias.detach(), torch.tensor([1.0, 1, 0, 0, 1, 1]))
+    assert torch.equal(layer.qkv.weight.detach(), torch.ones(6, 4))
+    verify_module(cls, cls.__modelc_graph__)
+
+
 def test_emitted_constructors_say_what_they_do():
     _, cls = build("[B, 6]", 'head: linear(10, init="zeros")')
     assert 'self.head = rt.Linear(6, 10, weight_init="zeros", bias_init="zeros")' in cls.__modelc_source__
@@ -269,6 +276,7 @@ def test_passes_leave_literal_layers_alone():
     ("[B, 3, 4]", 'instance_norm(weight_init="ones")', "E0404", "no weight (affine=false)"),
     ("[B, 1, 5, 5]", 'conv(1, k=3, weight=[[1, 1, 1]] * 3, init="ones")', "E0404", "init does not apply"),
     ("[B, 1, 5, 5]", "conv(2, k=3, bias=[1])", "E0404", "the literal bias has shape [1], expected [2]"),
+    ("[B, 3]", "linear(2, bias=[1, 2], bias_mask=[1, 0])", "E0404", "bias_mask does not go with literal numbers"),
 ])  # fmt: skip
 def test_refusals_are_located(shape, chain, code, message):
     with pytest.raises(SpecError) as info:
