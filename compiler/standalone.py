@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 __all__ = ["inline_runtime"]
 
-_MODULES = ("layers", "sequence", "vision", "checkpoint")  # modelc.runtime's, and its __init__
+_MODULES = ("weights", "layers", "sequence", "vision", "checkpoint")  # modelc.runtime's, and its __init__
 _RT = re.compile(r"(?<![\w.])rt\.(\w+)")
 _IMPORT_LINE = "from modelc import runtime as rt"
 

@@ -13,7 +13,8 @@ from torch import nn
 from modelc.runtime.checkpoint import *  # noqa: F403 - loading unoptimized checkpoints (rt.CheckpointRules)
 from modelc.runtime.layers import *  # noqa: F403 - today's layers torch.nn lacks (rt.StochasticDepth, ...)
 from modelc.runtime.sequence import *  # noqa: F403 - sequence and attention layers (rt.JordanRNN, ...)
-from modelc.runtime.vision import *  # noqa: F403 - vision and generative layers (rt.FixedConv2d, ...)
+from modelc.runtime.vision import *  # noqa: F403 - vision and generative layers (rt.ChannelFC, ...)
+from modelc.runtime.weights import *  # noqa: F403 - layers started as the spec says (rt.Linear, rt.FixedConv2d, ...)
 
 __all__ = ["module_dict", "named_sequential"]
 

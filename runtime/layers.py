@@ -1,6 +1,6 @@
 """Layers of today's architectures that torch.nn lacks: layer norm over another dimension
-than the last, linear layers with a transposed weight or a partly masked bias, and
-stochastic depth (drop path).
+than the last, linear layers with a transposed weight or a partly masked bias, stochastic
+depth (drop path), rotary and timestep embeddings.
 
 As everywhere in modelc.runtime: deterministic in eval mode, no Python branch on tensor
 values (only on `self.training` and constructor settings), parameters initialised in
@@ -9,18 +9,24 @@ values (only on `self.training` and constructor settings), parameters initialise
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-__all__ = ["LayerNormDim", "MaskedBiasLinear", "StochasticDepth", "TransposedLinear", "rotary"]
+from modelc.runtime.weights import Initialised
+
+__all__ = ["LayerNormDim", "MaskedBiasLinear", "StochasticDepth", "TransposedLinear", "rotary", "timestep_embedding"]
 
 
-class LayerNormDim(nn.LayerNorm):
+class LayerNormDim(Initialised, nn.LayerNorm):
     """nn.LayerNorm over dimension `dim` (1: the channels of a [B, C, H, W] map, as
-    torchvision's LayerNorm2d): the same `weight` and `bias`, so checkpoints load."""
+    torchvision's LayerNorm2d): the same `weight` and `bias`, so checkpoints load. `init`:
+    weight_init, bias_init and their numbers (modelc.runtime.Initialised)."""
 
-    def __init__(self, normalized_shape: int, dim: int, eps: float = 1e-5, elementwise_affine: bool = True) -> None:
-        super().__init__(normalized_shape, eps=eps, elementwise_affine=elementwise_affine)
+    def __init__(self, normalized_shape: int, dim: int, eps: float = 1e-5, elementwise_affine: bool = True,
+                 **init) -> None:  # fmt: skip
+        super().__init__(normalized_shape, eps=eps, elementwise_affine=elementwise_affine, **init)
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -31,9 +37,7 @@ class LayerNormDim(nn.LayerNorm):
         return f"{super().extra_repr()}, dim={self.dim}"
 
 
-class TransposedLinear(nn.Module):
-    """A linear layer whose weight is stored [in, out]: y = x @ weight + bias. Hugging Face's
-    GPT-2 checkpoints keep their projections this way (its Conv1D), so they load as they are."""
+class _TransposedLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
@@ -54,15 +58,16 @@ class TransposedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
-class MaskedBiasLinear(nn.Linear):
+class MaskedBiasLinear(Initialised, nn.Linear):
     """nn.Linear whose bias, cut into len(mask) equal parts, counts in forward only where mask
     is 1: `mask=(1, 0, 1)` keeps a fused qkv projection's key bias at zero (torchvision's Swin
     V2 zeroes that part of a clone of `qkv.bias` in forward). The parameter keeps its full
-    size and its key, and gets no gradient where masked."""
+    size and its key, and gets no gradient where masked. `init`: weight_init, bias_init and
+    their numbers (modelc.runtime.Initialised); the masked parts of the bias stay zero."""
 
-    def __init__(self, in_features: int, out_features: int, mask: tuple[int, ...]) -> None:
+    def __init__(self, in_features: int, out_features: int, mask: tuple[int, ...], **init) -> None:
         self.mask = [int(m) for m in mask]
-        super().__init__(in_features, out_features)
+        super().__init__(in_features, out_features, **init)
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -80,6 +85,13 @@ class MaskedBiasLinear(nn.Linear):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mask={tuple(self.mask)}"
+
+
+class TransposedLinear(Initialised, _TransposedLinear):
+    """A linear layer whose weight is stored [in, out]: y = x @ weight + bias. Hugging Face's
+    GPT-2 checkpoints keep their projections this way (its Conv1D), so they load as they are.
+    It starts as GPT-2's Conv1D (normal(0, 0.02), zero bias) unless weight_init or bias_init
+    say otherwise (modelc.runtime.Initialised)."""
 
 
 class StochasticDepth(nn.Module):
@@ -117,3 +129,18 @@ def rotary(x: torch.Tensor, theta: float = 10000.0, interleaved: bool = False) -
         return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
     x1, x2 = x[..., : d // 2], x[..., d // 2 :]
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, flip_sin_to_cos: bool = False, downscale_freq_shift: float = 1.0,
+                       scale: float = 1.0, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of timesteps t [B] -> float32 [B, dim], computed as diffusers'
+    get_timestep_embedding does (in float32): angles scale * t * exp(-ln(max_period) * i /
+    (dim // 2 - downscale_freq_shift)), sines then cosines (swapped when flip_sin_to_cos),
+    zero-padded by one column when dim is odd."""
+    half = dim // 2
+    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device)
+    angles = scale * (t[:, None].float() * torch.exp(exponent / (half - downscale_freq_shift))[None, :])
+    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+    if flip_sin_to_cos:
+        emb = torch.cat([emb[:, half:], emb[:, :half]], dim=-1)
+    return nn.functional.pad(emb, (0, dim % 2))

@@ -16,6 +16,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from modelc.runtime.weights import initialise
+
 __all__ = [
     "BahdanauDecoder", "JordanRNN", "PatchEmbed", "Permute", "PositionEmbedding", "Reshape",
     "SDPAMultiheadAttention", "Select", "SinusoidalPositionalEncoding", "Transpose", "causal_attn_mask",
@@ -36,20 +38,9 @@ def parameter(*shape: int, std: float = 0.02, init: str = "normal", value: float
               low: float = 0.0, high: float = 1.0) -> nn.Parameter:
     """A learned tensor at its initial values: normal(0, std) (zeros when std is 0),
     trunc_normal (std, cut at -2 and 2, as timm and torchvision's ViTs start), uniform(low,
-    high), zeros, ones, or constant(value)."""
+    high), zeros, ones, or constant(value) (modelc.runtime.initialise)."""
     p = torch.empty(shape)
-    if init == "normal" and std:
-        nn.init.normal_(p, std=std)
-    elif init == "trunc_normal":
-        nn.init.trunc_normal_(p, std=std)
-    elif init == "uniform":
-        nn.init.uniform_(p, low, high)
-    elif init == "ones":
-        nn.init.ones_(p)
-    elif init == "constant":
-        nn.init.constant_(p, value)
-    else:
-        nn.init.zeros_(p)
+    initialise(p, init, std=std, low=low, high=high, value=value)
     return nn.Parameter(p)
 
 

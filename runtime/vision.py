@@ -18,8 +18,6 @@ from torch import nn
 __all__ = [
     "CenterCrop",
     "ChannelFC",
-    "FixedConv1d",
-    "FixedConv2d",
     "GaussianNoise",
     "MaskingNoise",
     "Maxout",
@@ -150,41 +148,3 @@ class CenterCrop(nn.Module):
 
     def extra_repr(self) -> str:
         return "" if self.size is None else f"size={self.size}"
-
-
-# ---- convolutions with literal weights --------------------------------------------------------
-class _Fixed:
-    """A conv initialised from literal numbers and, unless trainable, frozen.
-
-    `weight` is flat, row-major: either one kernel (prod(kernel_size) numbers,
-    copied into every filter) or the whole weight tensor. It is multiplied by
-    `scale`; the bias, if any, starts at zero.
-    """
-
-    def __init__(self, *args, weight: Sequence[float] | None = None, scale: float = 1.0,
-                 trainable: bool = True, **kwargs) -> None:  # fmt: skip
-        # Set before nn.ConvNd.__init__, which calls reset_parameters.
-        self.literal = None if weight is None else tuple(float(v) for v in weight)
-        self.scale = scale
-        super().__init__(*args, **kwargs)
-        self.requires_grad_(trainable)
-
-    def reset_parameters(self) -> None:
-        super().reset_parameters()
-        if self.literal is None:
-            return
-        shape = self.weight.shape
-        values = torch.tensor(self.literal, dtype=self.weight.dtype, device=self.weight.device)
-        kernel = values.reshape(shape if values.numel() == self.weight.numel() else shape[2:])
-        with torch.no_grad():
-            self.weight.copy_((kernel * self.scale).expand(shape))
-            if self.bias is not None:
-                self.bias.zero_()
-
-
-class FixedConv1d(_Fixed, nn.Conv1d):
-    pass
-
-
-class FixedConv2d(_Fixed, nn.Conv2d):
-    pass

@@ -13,7 +13,8 @@ the spec language and in Python, so `eval` computes them), and so knows each spe
 output shapes and parameter count before the compiler sees it. A disagreement with the
 compiler is a finding on one side or the other. Blocks are stored as small step trees
 and re-interpreted at every instantiation, so a block reused with other arguments, or
-inside `repeat`/`for`, is checked like the first instance.
+inside `repeat`/`for`, is checked like the first instance. The tensor algebra (element-wise
+math, reductions, expressions of tensors) is in tests/fuzzgen_algebra.py, mixed in.
 """
 
 from __future__ import annotations
@@ -25,16 +26,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fuzzgen_algebra import ALGEBRA_KINDS, AlgebraSteps, Invalid
+from fuzzgen_algebra import SHAPES as ALGEBRA_SHAPES
 from modelc import ops
 from modelc.ops.base import OpDef
 
 __all__ = ["GeneratedSpec", "Invalid", "generate", "hostile_texts", "mutate", "runnable", "seed_texts"]
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Invalid(Exception):
-    """The generator's shape model rejects a choice (the generator then picks another)."""
 
 
 # ---- values ---------------------------------------------------------------------------
@@ -237,12 +236,6 @@ def _conv_transpose(t, a):
     return TT((t[0], cout, *spatial)), params
 
 
-def _norm_last(t, a):  # layer_norm
-    if len(t) < 2:
-        raise Invalid("rank")
-    return t, 2 * t[-1] if a["affine"] else 0
-
-
 def _group_norm(t, a):
     _rank(t, 2, 3, 4)
     if t[1] % a["groups"]:
@@ -302,18 +295,6 @@ def _transpose(t, a):
         raise Invalid("the generator keeps the batch first")
     d = list(t)
     d[i], d[j] = d[j], d[i]
-    return TT(d), 0
-
-
-def _mean(t, a):
-    dim = _norm_dim(a["dim"], len(t))
-    if dim == 0 or (len(t) <= 2 and not a["keepdim"]):
-        raise Invalid("mean")
-    d = list(t)
-    if a["keepdim"]:
-        d[dim] = 1
-    else:
-        del d[dim]
     return TT(d), 0
 
 
@@ -391,9 +372,9 @@ def _self_attention(t, a):
 
 
 SHAPES = {
-    "conv_transpose": _conv_transpose, "layer_norm": _norm_last, "group_norm": _group_norm,
+    "conv_transpose": _conv_transpose, "group_norm": _group_norm,
     "instance_norm": _instance_norm, "local_response_norm": _lrn, "upsample": _upsample, "pad": _pad,
-    "pixel_shuffle": _pixel_shuffle, "transpose": _transpose, "mean": _mean, "rnn": _recurrent("rnn"),
+    "pixel_shuffle": _pixel_shuffle, "transpose": _transpose, "rnn": _recurrent("rnn"),
     "permute": _permute, "reshape": _reshape, "slice": _slice, "select": _select, "unsqueeze": _unsqueeze,
     "roll": _roll,
     "gru": _recurrent("gru"), "lstm": _recurrent("lstm"), "self_attention": _self_attention,
@@ -402,6 +383,7 @@ SHAPES = {
     "adaptive_maxpool": _adaptive, "batchnorm": _batchnorm, "dropout": _dropout, "linear": _linear,
     "flatten": _flatten, "identity": _same, "relu": _same, "sigmoid": _same, "tanh": _same,
     "leaky_relu": _same, "elu": _same, "gelu": _same, "softmax": _same, "log_softmax": _same,
+    **ALGEBRA_SHAPES,  # math, reductions over several dims, glu, rms_norm, layer_norm(dim), rotary, topk
 }  # fmt: skip
 
 
@@ -835,7 +817,7 @@ _MODEL_NAMES = ["Net", "Model", "Fuzz", "Tiny", "MyModel", "Classifier", "Main",
 # Steps that keep a symbolic size symbolic and need no known size (no linear on it, no
 # batchnorm after a transpose) and never compare two sizes (no residuals or concats).
 _SYMBOLIC_KINDS = {"act", "dropout", "batchnorm", "softmax", "conv", "pool", "adaptive", "conv_transpose",
-                   "upsample", "pad", "pixel_shuffle", "group", "repeat", "for", "block", "seq"}
+                   "upsample", "pad", "pixel_shuffle", "group", "repeat", "for", "block", "seq", "math"}
 _ACTS = ["relu", "sigmoid", "tanh", "leaky_relu", "elu", "gelu", "identity", "relu6", "hardswish", "hardsigmoid"]
 
 
@@ -862,7 +844,7 @@ class Scope:
         return Scope(**{**self.__dict__, **kw})
 
 
-class _Gen:
+class _Gen(AlgebraSteps):
     def __init__(self, r: random.Random, size: int | None = None):
         self.r = r
         self.budget = size if size is not None else r.choice([3, 6, 10, 16, 24])
@@ -1070,10 +1052,12 @@ class _Gen:
                 kinds += [("seq", 1.5)]
             if not sc.numbered:
                 kinds += [("pipe", 0.7)]
+        kinds += self.algebra_kinds(t, sc, keep_rank)  # tests/fuzzgen_algebra.py
         if self.symbols:  # NOTE: [Symbolic sizes] in spec()
             kinds = [k for k in kinds if k[0] in _SYMBOLIC_KINDS]
         return [k for k in kinds if k[0] in ("group", "repeat", "for", "block", "extra", "seq", "pipe", "act", "pool",
-                                             "adaptive", "softmax", "norm", "recurrent") or k[0] in ops.REGISTRY]
+                                             "adaptive", "softmax", "norm", "recurrent", *ALGEBRA_KINDS)
+                or k[0] in ops.REGISTRY]
 
     def _op(self, op: str, sc: Scope, values: dict, positional: int = 0) -> OpStep:
         """An OpStep for `op` with attribute `values` (canonical names) written by the registry's schema."""
@@ -1299,6 +1283,7 @@ class _Gen:
             values["groups"] = g
         if self.p(0.3):
             values["bias"] = self.p(0.5)
+        values.update(self.init_values(values.get("bias", True)))  # tests/fuzzgen_algebra.py
         return self._op("conv", sc, values, positional=r.randint(1, 2))
 
     def _s_pool(self, t, sc, keep_rank):
@@ -1340,6 +1325,7 @@ class _Gen:
         values = {"out_features": self._width(sc, 1, 48)}
         if self.p(0.3):
             values["bias"] = self.p(0.5)
+        values.update(self.init_values(values.get("bias", True)))  # tests/fuzzgen_algebra.py
         return self._op("linear", sc, values, positional=1)
 
     def _s_group(self, t, sc, keep_rank):
@@ -1630,7 +1616,7 @@ class _Gen:
         t = sc.env[src]
         kinds = {"chain": 6, "cond": 1, "call": 1}
         if not self.symbols:  # NOTE: [Symbolic sizes]: never compare two sizes
-            kinds.update(residual=2, concat=1.5, multi=0.5)
+            kinds.update(residual=2, concat=1.5, multi=0.5, algebra=1.5)
         kind = r.choices(list(kinds), list(kinds.values()))[0]
         name = self.var(sc) if not (kind == "chain" and self.p(0.3)) else src
         if kind == "chain" or (kind == "concat" and len(t) == 2):
@@ -1653,6 +1639,8 @@ class _Gen:
                 parts.append(self.to_type(Var(src), t, target, sc))
             kwargs = [("dim", self._vexpr(r.choice([1, 1 - len(t)]), sc))] if self.p(0.4) else []
             return Assign([name], Call("concat", parts, kwargs=kwargs, label=self.label(sc)))
+        if kind == "algebra":  # a - b, where(b > a, ...), topk, one_hot ... (tests/fuzzgen_algebra.py)
+            return Assign([name], self.formula(Var(src), t, sc))
         if kind == "cond":  # only the chosen branch is elaborated; both are valid here
             c = self.p(0.5)
             steps, _ = self.steps(t, sc, r.randint(1, 2))
@@ -1937,11 +1925,13 @@ EXTREMES = ["0", "-1", "1", "2147483647", "2147483648", "9223372036854775807", "
 _HINTS = {"permute": "dims=[0, 2, 1]", "upsample": "scale=2", "unbind": "dim=1", "position_embedding": "max_len=64",
           "select": "dim=1, index=0", "slice": "dim=1, start=0, end=2", "roll": "shifts=[1], dims=[1]",
           "window_reverse": "window=2, h=4, w=4", "mean": "dim=1", "split": "sizes=2, dim=1",
-          "shifted_window_mask": "window=4, shift=2", "clamp": "min=0.0", "topk": "k=2"}  # fmt: skip
+          "shifted_window_mask": "window=4, shift=2", "clamp": "min=0.0", "topk": "k=2",
+          "timestep_embedding": "dim=8"}  # fmt: skip
 # Ops whose first tensors must be of another kind: a bool condition; int64 ids, all 0 (the argmax
-# of a dimension of size 1), so that they are in range along any dimension.
+# of a dimension of size 1), so that they are in range along any dimension; one number per sample ([B]).
 _IDS = "argmax(unsqueeze(x, -1), -1)"
-_FIRST = {"where": "x > 0", "gather": f"x, {_IDS}", "scatter_add": f"x, {_IDS}, x", "index_select": f"x, {_IDS}"}
+_FIRST = {"where": "x > 0", "gather": f"x, {_IDS}", "scatter_add": f"x, {_IDS}, x", "index_select": f"x, {_IDS}",
+          "timestep_embedding": "(x -> select(1, 0))"}
 
 
 def _sample_text(attr) -> str:

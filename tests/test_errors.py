@@ -749,10 +749,11 @@ model M {
 }
 """,
         expected="""\
-example.model:3:31: error[E0402]: attribute 'bias' of conv expects true or false, got "no"
+example.model:3:31: error[E0402]: attribute 'bias' of conv expects true, false or a list of numbers, got "no"
    |
  3 |     output x -> conv(16, k=3, bias="no")
-   |                               ^^^^^^^^^""",
+   |                               ^^^^^^^^^
+  = hint: false for none; or its numbers, [out_channels]""",
     ),
     Case(
         "missing_attribute",

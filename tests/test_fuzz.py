@@ -3,7 +3,8 @@
 Property tests (hypothesis) over the generators of tests/fuzzgen.py:
 - generated specs (chains, residual `+`, `concat`, blocks with parameters, labelled and
   numbered sequences, repeat/for, conditionals, constants, layout steps such as permute,
-  reshape and slices) all check, compile to code that
+  reshape and slices, tensor algebra: a - b, a / b, where, math, reductions over several
+  dims, topk, one_hot ...) all check, compile to code that
   parses, have the output shapes and parameter count the generator predicted, and compile to
   the same bytes every time; a sample also runs in torch (`verify_module`);
 - mutations of the zoo's specs and of generated ones (deleted, duplicated, swapped and replaced
@@ -121,6 +122,52 @@ def test_generated_specs_run(r):
     pytest.importorskip("torch")
     spec = fuzzgen.generate(r, size=r.choice([3, 6, 10]))
     assert run_in_torch(spec.text)["params"] == spec.params
+
+
+# The tensor algebra the generator writes (tests/fuzzgen_algebra.py): the property tests above
+# draw few examples, so these two make sure every op comes up, and runs, on fixed seeds.
+ALGEBRA_OPS = {"sub", "mul", "div", "pow", "compare", "neg", "where", "arith", "scale", "exp", "log", "sqrt", "rsqrt",
+               "sin", "cos", "abs", "clamp", "mean", "sum", "amax", "var", "silu", "mish", "softplus", "glu",
+               "rms_norm", "layer_norm", "rotary", "stochastic_depth", "topk", "argmax", "one_hot"}  # fmt: skip
+
+
+def _algebra_graphs(seeds: range):
+    """(spec, graph, the algebra it holds: op names, and forms such as "mean over 2 dims")."""
+    for seed in seeds:
+        spec = fuzzgen.generate(random.Random(seed), size=6)
+        graph = build_all(load_text(spec.text, "gen.model"))[0]
+        found = set()
+        for node in (graph.node(n) for n in graph.nodes()):
+            found |= {node.op} & ALGEBRA_OPS
+            if node.op == "layer_norm" and node.attrs["dim"] != -1:
+                found.add("layer_norm over another dim")
+            if node.op in ("mean", "sum", "amax", "var") and isinstance(node.attrs["dim"], tuple):
+                found |= {"reduction over several dims"} if len(node.attrs["dim"]) > 1 else set()
+                found |= {"reduction keeping dims"} if node.attrs["keepdim"] else set()
+        yield spec, graph, found
+
+
+def test_generator_draws_every_tensor_algebra_op():
+    want = ALGEBRA_OPS | {"layer_norm over another dim", "reduction over several dims", "reduction keeping dims"}
+    seen: set = set()
+    for _, _, found in _algebra_graphs(range(400)):
+        seen |= found
+        if seen == want:
+            break
+    assert seen == want, f"never drawn: {sorted(want - seen)}"
+
+
+def test_generated_tensor_algebra_runs():
+    """Specs rich in it run in torch as predicted, and as the reference interpreter computes."""
+    pytest.importorskip("torch")
+    ran = 0
+    for spec, graph, ops in _algebra_graphs(range(1000, 1400)):
+        if len(ops) >= 4 and fuzzgen.runnable(graph):
+            assert run_in_torch(spec.text)["params"] == spec.params
+            ran += 1
+        if ran == 4:
+            break
+    assert ran == 4
 
 
 def test_compiling_is_deterministic_across_specs():

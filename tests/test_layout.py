@@ -40,6 +40,7 @@ NEW = {
     "one_hot": "model M { input t: int64[B, 4, 6]  output t -> transpose(1, 2) -> one_hot(5) -> view([B, 120]) }",
     "gather": ("model M { input x: [B, 4, 6]  input i: int64[B, 6, 2]\n  output gather(transpose(x, 1, 2), i, 2) "
                "-> view([B, 12]) }"),
+    "timestep_embedding": "model M { input x: [B, 4]  output x -> select(1, 0) -> timestep_embedding(6) -> view([B, 2, 3]) }",
     "window_partition": ("model M { input x: [B, 8, 4, 4]  output x -> permute([0, 2, 3, 1]) "
                          "-> window_partition(2) -> view([B, 128]) }"),
     "window_reverse": "model M { input x: [4, 8, 3]  output x -> transpose(0, 1) -> window_reverse(2, 4, 4) -> view([2, 48]) }",

@@ -64,7 +64,7 @@ class Requirement:
 @dataclass(frozen=True)
 class Attr:
     name: str
-    kind: str  # int, float, number (an int stays an int), bool, str, ints, padding, dim, array, shape
+    kind: str  # int, float, number (an int stays an int), bool, str, ints, padding, dim, array, shape, bias
     default: Any = REQUIRED
     aliases: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
@@ -307,6 +307,7 @@ _KIND_TEXT = {
     "ints": "an integer or a list of integers",
     "padding": 'an integer, a list of integers, "same" or "valid"',
     "array": "a rectangular (nested) list of numbers",
+    "bias": "true, false or a list of numbers",
     "shape": "a list of dimensions (integers or symbols such as T)",
 }
 
@@ -325,6 +326,8 @@ def _coerce(attr: Attr, v: Any) -> Any:
         return v if isinstance(v, float) and math.isfinite(v) else _BAD
     if kind == "bool":
         return v if isinstance(v, bool) else _BAD
+    if kind == "bias":  # true, false, or the numbers themselves
+        return v if isinstance(v, bool) else _array(v)
     if kind == "str":
         return v if isinstance(v, str) else _BAD
     if kind in ("ints", "padding"):

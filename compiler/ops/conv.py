@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from modelc.ops._init import (INIT_ATTRS, check_init, check_literal_init, fixed_bias, fixed_weight, flat,
+                              free_tensors, literal_bias, with_init)  # fmt: skip
 from modelc.ops._util import compact, expand, known_channels, need_float32, need_rank, numel, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, array_shape, register
 from modelc.symbolic import Dim
@@ -39,7 +41,8 @@ class Conv(OpDef):
     name = "conv"
     saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "conv"
-    doc = "1-d or 2-d convolution (by input rank); in_channels come from the input shape."
+    doc = ("1-d or 2-d convolution (by input rank); in_channels come from the input shape. weight=[[...]] "
+           "and bias=[...] give its numbers; init, weight_init and bias_init how they start.")  # fmt: skip
     attrs = (
         Attr("out_channels", "int", positional=True, min=1, aliases=("channels",),
              doc="number of output channels"),
@@ -48,10 +51,11 @@ class Conv(OpDef):
         Attr("p", "padding", 0, aliases=("padding",), choices=("same", "valid"), min=0),
         Attr("d", "ints", 1, aliases=("dilation",), min=1),
         Attr("groups", "int", 1, min=1),
-        Attr("bias", "bool", True),
+        Attr("bias", "bias", True, doc="false for none; or its numbers, [out_channels]"),
         Attr("weight", "array", None, doc="literal kernel: [kh, kw] (every filter) or [out, in/groups, kh, kw]"),
         Attr("scale", "float", 1.0, doc="factor applied to a literal weight (1/16 for a binomial kernel)"),
         Attr("trainable", "bool", True, doc="false freezes the weights (requires_grad=False)"),
+        *INIT_ATTRS,
     )  # fmt: skip
 
     def resolve(self, a, ins):
@@ -59,6 +63,8 @@ class Conv(OpDef):
         n, cin, g = _channels_and_groups("conv", x, a)
         k, s, d = (expand(a[key], n, key) for key in ("k", "s", "d"))
         _check_weight(a, (a["out_channels"], cin // g, *k))
+        a = literal_bias("conv", a, a["out_channels"])
+        check_literal_init("conv", a)
         p = expand(a["p"], n, "p")
         if p == "valid":
             p = (0,) * n
@@ -93,22 +99,20 @@ class Conv(OpDef):
         kw = [("stride", compact(a["s"]), 1), ("padding", compact(a["p"]), 0),
               ("dilation", compact(a["d"]), 1), ("groups", a["groups"], 1), ("bias", a["bias"], True)]
         args = (a["in_channels"], a["out_channels"], compact(a["k"]))
-        kwargs = tuple((k, v) for k, v, default in kw if v != default)
-        if a["weight"] is None and a["trainable"]:
-            return Ctor(f"nn.Conv{a['nd']}d", args, kwargs)
-        fixed = [("weight", _flat(a["weight"]), None), ("scale", a["scale"], 1.0), ("trainable", a["trainable"], True)]
-        return Ctor(f"rt.FixedConv{a['nd']}d", args,
-                    kwargs + tuple((k, v) for k, v, default in fixed if v != default))  # fmt: skip
+        fixed = a["weight"] is not None or not a["trainable"]
+        kw += [("weight", None if a["weight"] is None else flat(a["weight"]), None), ("scale", a["scale"], 1.0),
+               ("bias_init", a["bias_values"], None), ("trainable", a["trainable"], True)]
+        ctor = Ctor(f"rt.FixedConv{a['nd']}d" if fixed else f"nn.Conv{a['nd']}d", args,
+                    tuple((k, v) for k, v, default in kw if v != default))  # fmt: skip
+        return with_init(ctor, a, free_tensors(a))
 
     def reference(self, a, ins, w):
         import torch.nn.functional as F
 
-        weight, bias = w.get("weight"), w.get("bias")
-        if not a["trainable"]:  # constants of the spec: the literal kernel, a zero bias
-            weight = _literal_weight(a, ins[0])
-            bias = None if bias is None else bias.new_zeros(bias.shape)
+        x = ins[0]  # a frozen literal is a constant of the spec; so is the zero bias it starts with
+        weight = fixed_weight(a, (a["out_channels"], a["in_channels"] // a["groups"], *a["k"]), w, x)
         conv = F.conv1d if a["nd"] == 1 else F.conv2d
-        return [conv(ins[0], weight, bias, a["s"], a["p"], a["d"], a["groups"])]
+        return [conv(x, weight, fixed_bias(a, w, x), a["s"], a["p"], a["d"], a["groups"])]
 
     def label(self, a):
         frozen = "" if a["trainable"] else " (fixed)"
@@ -142,22 +146,6 @@ def _check_weight(a, full: tuple[int, ...]) -> None:
                       "a kernel of k x k numbers, or [out_channels, in_channels / groups, k, k]")  # fmt: skip
 
 
-def _literal_weight(a, x):
-    """The weight a literal gives: [out, in/groups, *k], one kernel repeated or all of it."""
-    import torch
-
-    full = (a["out_channels"], a["in_channels"] // a["groups"], *a["k"])
-    values = torch.tensor(a["weight"], dtype=x.dtype, device=x.device) * a["scale"]
-    return values.expand(full) if values.dim() == len(a["k"]) else values
-
-
-def _flat(w) -> tuple[float, ...]:
-    """Nested tuples -> one flat tuple in row-major order (the module reshapes it)."""
-    if not isinstance(w, tuple):
-        return (w,)
-    return tuple(v for item in w for v in _flat(item))
-
-
 @register
 class ConvTranspose(OpDef):
     name = "conv_transpose"
@@ -176,10 +164,12 @@ class ConvTranspose(OpDef):
         Attr("d", "ints", 1, aliases=("dilation",), min=1),
         Attr("groups", "int", 1, min=1),
         Attr("bias", "bool", True),
+        *INIT_ATTRS,
     )  # fmt: skip
 
     def resolve(self, a, ins):
         x = ins[0]
+        check_init("conv_transpose", a, ("weight", "bias") if a["bias"] else ("weight",))
         n, cin, g = _channels_and_groups("conv_transpose", x, a)
         k, s, p, op, d = (expand(a[key], n, key) for key in ("k", "s", "p", "output_padding", "d"))
         for o, ss, dd in zip(op, s, d):
@@ -209,8 +199,9 @@ class ConvTranspose(OpDef):
         kw = [("stride", compact(a["s"]), 1), ("padding", compact(a["p"]), 0),
               ("output_padding", compact(a["output_padding"]), 0), ("groups", a["groups"], 1),
               ("bias", a["bias"], True), ("dilation", compact(a["d"]), 1)]
-        return Ctor(f"nn.ConvTranspose{a['nd']}d", (a["in_channels"], a["out_channels"], compact(a["k"])),
+        ctor = Ctor(f"nn.ConvTranspose{a['nd']}d", (a["in_channels"], a["out_channels"], compact(a["k"])),
                     tuple((k, v) for k, v, default in kw if v != default))  # fmt: skip
+        return with_init(ctor, a, ("weight", "bias") if a["bias"] else ("weight",))
 
     def reference(self, a, ins, w):
         import torch.nn.functional as F

@@ -7,6 +7,7 @@ embedding; a class token prepends one learned row.
 
 from __future__ import annotations
 
+from modelc.ops._init import INIT_ATTRS, SCHEMES, check_init, check_numbers, with_init
 from modelc.ops._util import known_channels, need_float, need_float32, need_rank
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, register
 from modelc.ops.layout import exact_div
@@ -33,12 +34,14 @@ class Embedding(OpDef):
     name = "embedding"
     saves_output = False  # a new tensor, not kept for its backward: may be overwritten
     family = "linear"
-    doc = "Looks up a learned vector per integer id: int64[B, T] -> [B, T, dim]."
+    doc = ("Looks up a learned vector per integer id: int64[B, T] -> [B, T, dim]. init or weight_init: how "
+           "the table starts (the padding_idx row stays zero).")  # fmt: skip
     attrs = (
         Attr("num", "int", positional=True, min=1, aliases=("num_embeddings", "vocab"),
              doc="number of ids (vocabulary size)"),
         Attr("dim", "int", positional=True, min=1, aliases=("embedding_dim",), doc="vector size"),
         Attr("padding_idx", "int", None, min=0, doc="an id whose vector is zero and not trained"),
+        *INIT_ATTRS,
     )  # fmt: skip
     outputs_layout = "new"
 
@@ -49,6 +52,7 @@ class Embedding(OpDef):
                           "declare the input as integers: input tokens: int64[B, T]")  # fmt: skip
         if a["padding_idx"] is not None and a["padding_idx"] >= a["num"]:
             raise OpError("E0404", f"embedding: padding_idx {a['padding_idx']} is not below num {a['num']}")
+        check_init(self.name, a, ("weight",))
         return a
 
     def infer(self, a, ins):
@@ -59,7 +63,7 @@ class Embedding(OpDef):
 
     def module(self, a):
         kw = () if a["padding_idx"] is None else (("padding_idx", a["padding_idx"]),)
-        return Ctor("nn.Embedding", (a["num"], a["dim"]), kw)
+        return with_init(Ctor("nn.Embedding", (a["num"], a["dim"]), kw), a, ("weight",))
 
     def reference(self, a, ins, w):
         return [w["weight"][ins[0]]]
@@ -101,6 +105,61 @@ class SinusoidalPosition(OpDef):
 
     def label(self, a):
         return "sinusoidal position"
+
+
+@register
+class TimestepEmbedding(OpDef):
+    name = "timestep_embedding"
+    family = "tensor"
+    doc = ("Sinusoidal embedding of diffusion timesteps [B] (integers or floats) -> float32 [B, dim], as "
+           "diffusers' get_timestep_embedding: with h = dim // 2 and f_i = max_period^(-i / (h - "
+           "downscale_freq_shift)), [sin(scale * t * f), cos(scale * t * f)] (cos first when "
+           "flip_sin_to_cos), a zero column last when dim is odd. Stable Diffusion's UNet: "
+           "flip_sin_to_cos=true, downscale_freq_shift=0.")  # fmt: skip
+    attrs = (
+        Attr("dim", "int", positional=True, min=1, aliases=("embedding_dim",), doc="the embedding size"),
+        Attr("flip_sin_to_cos", "bool", False, doc="cosines first, then sines"),
+        Attr("downscale_freq_shift", "float", 1.0, doc="the frequencies' exponents are -i / (dim // 2 - shift)"),
+        Attr("scale", "float", 1.0, doc="a factor on the angles"),
+        Attr("max_period", "float", 10000.0, doc="the longest period, 2 pi max_period at shift 0"),
+    )  # fmt: skip
+    outputs_layout = "new"
+
+    def resolve(self, a, ins):
+        t = ins[0]
+        need_rank(self.name, t, (1,), "one timestep per sample, [B]")
+        if t.dtype == "bool":
+            raise OpError("E0506", f"timestep_embedding takes integer or float timesteps, got a bool tensor {t}")
+        if not a["max_period"] > 0:
+            raise OpError("E0404", f"timestep_embedding: max_period must be positive, got {a['max_period']:g}")
+        if a["dim"] // 2 == a["downscale_freq_shift"]:
+            raise OpError("E0404", f"timestep_embedding: dim // 2 - downscale_freq_shift is 0 (dim {a['dim']}), "
+                          "a division by zero in the frequencies' exponents",
+                          "a larger dim, or downscale_freq_shift=0")  # fmt: skip
+        return a
+
+    def infer(self, a, ins):
+        return [TensorType((ins[0].dims[0], a["dim"]), "float32")]
+
+    def call(self, a, args):
+        defaults = (("flip_sin_to_cos", False), ("downscale_freq_shift", 1.0), ("scale", 1.0), ("max_period", 10000.0))
+        kw = "".join(f", {k}={literal(a[k])}" for k, default in defaults if a[k] != default)
+        return f"rt.timestep_embedding({args[0]}, {a['dim']}{kw})"
+
+    def reference(self, a, ins, w):
+        import torch
+
+        t = ins[0].float().double()  # timesteps as float32, as diffusers reads them; the rest in float64
+        half = a["dim"] // 2
+        i = torch.arange(half, dtype=torch.float64, device=t.device)
+        freq = a["max_period"] ** (-i / (half - a["downscale_freq_shift"]))
+        angle = a["scale"] * t[:, None] * freq[None, :]
+        parts = [angle.cos(), angle.sin()] if a["flip_sin_to_cos"] else [angle.sin(), angle.cos()]
+        parts += [t.new_zeros(t.shape[0], a["dim"] % 2)]
+        return [torch.cat(parts, 1).float()]
+
+    def label(self, a):
+        return f"timestep embedding {a['dim']}"
 
 
 @register
@@ -173,9 +232,6 @@ class PositionEmbedding(OpDef):
         return f"position embedding {a['max_len']}x{a['d_model']}"
 
 
-_INITS = ("normal", "trunc_normal", "uniform", "zeros", "ones", "constant")
-
-
 class _Parameter(OpDef):
     """An op holding one bare nn.Parameter, named by its label (`class_token`)."""
 
@@ -195,7 +251,7 @@ class Parameter(_Parameter):
            "trunc_normal (std, cut at -2 and 2), uniform(low, high), zeros, ones, or constant "
            "(value): gamma: parameter([C], init=\"constant\", value=1e-6).")  # fmt: skip
     attrs = (Attr("shape", "ints", positional=True, min=1), Attr("std", "float", 0.02, min=0),
-             Attr("init", "str", "normal", choices=_INITS),
+             Attr("init", "str", "normal", choices=SCHEMES),
              Attr("value", "float", None, doc="the constant of init=\"constant\""),
              Attr("low", "float", 0.0, doc="the lower bound of init=\"uniform\""),
              Attr("high", "float", 1.0, doc="the upper bound of init=\"uniform\""))  # fmt: skip
@@ -203,16 +259,7 @@ class Parameter(_Parameter):
     min_inputs = 0
 
     def resolve(self, a, ins):
-        init = a["init"]
-        if (init == "constant") != (a["value"] is not None):
-            raise OpError("E0404", "parameter: value goes with init=\"constant\", and it needs one",
-                          'parameter([C], init="constant", value=1e-6)')  # fmt: skip
-        if init == "uniform" and not a["low"] < a["high"]:
-            raise OpError("E0404", f"parameter: uniform needs low < high, got {a['low']:g} and {a['high']:g}")
-        used = {"normal": ("std",), "trunc_normal": ("std",), "uniform": ("low", "high")}.get(init, ())
-        for name, default in (("std", 0.02), ("low", 0.0), ("high", 1.0)):
-            if name not in used and a[name] != default:
-                raise OpError("E0404", f"parameter: {name} does not apply to init=\"{init}\"")
+        check_numbers("parameter", {a["init"]}, a, f'init="{a["init"]}"')
         return {**a, "shape": a["shape"] if isinstance(a["shape"], tuple) else (a["shape"],)}
 
     def module(self, a):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from modelc.ops._init import INIT_ATTRS, check_init, with_init
 from modelc.ops._util import known_channels, need_float, need_float32, need_rank, norm_dim, prod
 from modelc.ops.base import Attr, Ctor, OpDef, OpError, Requirement, register
 from modelc.pyformat import CallExpr
@@ -19,6 +20,7 @@ class BatchNorm(OpDef):
         Attr("momentum", "float", 0.1),
         Attr("affine", "bool", True),
         Attr("track_running_stats", "bool", True),
+        *INIT_ATTRS,
     )
     prefer_module = True
 
@@ -29,6 +31,7 @@ class BatchNorm(OpDef):
         _need_type("batchnorm", x, a["affine"] or a["track_running_stats"])
         if a["eps"] <= 0:  # torch refuses it (0 only in training)
             raise OpError("E0404", f"batchnorm: eps must be positive, got {a['eps']:g}")
+        check_init(self.name, a, _affine_tensors(a))
         return {**a, "num_features": c, "nd": 2 if x.rank == 4 else 1}
 
     def params(self, a):
@@ -37,8 +40,9 @@ class BatchNorm(OpDef):
     def module(self, a):
         kw = [("eps", a["eps"], 1e-5), ("momentum", a["momentum"], 0.1), ("affine", a["affine"], True),
               ("track_running_stats", a["track_running_stats"], True)]
-        return Ctor(f"nn.BatchNorm{a['nd']}d", (a["num_features"],),
+        ctor = Ctor(f"nn.BatchNorm{a['nd']}d", (a["num_features"],),
                     tuple((k, v) for k, v, default in kw if v != default))  # fmt: skip
+        return with_init(ctor, a, _affine_tensors(a))
 
     def reference(self, a, ins, w):
         x = ins[0]
@@ -131,6 +135,7 @@ class InstanceNorm(OpDef):
         Attr("momentum", "float", 0.1),
         Attr("affine", "bool", False),
         Attr("track_running_stats", "bool", False),
+        *INIT_ATTRS,
     )
     prefer_module = True
 
@@ -139,6 +144,7 @@ class InstanceNorm(OpDef):
         need_rank("instance_norm", x, (3, 4), "[B, C, L] or [B, C, H, W]")
         c = known_channels("instance_norm", x, 1, "channel count")
         _need_type("instance_norm", x, a["affine"] or a["track_running_stats"])
+        check_init(self.name, a, _affine_tensors(a))
         return {**a, "num_features": c, "nd": x.rank - 2}
 
     def requires(self, a, ins):  # torch refuses to normalize over a single element
@@ -152,8 +158,9 @@ class InstanceNorm(OpDef):
     def module(self, a):
         kw = [("eps", a["eps"], 1e-5), ("momentum", a["momentum"], 0.1), ("affine", a["affine"], False),
               ("track_running_stats", a["track_running_stats"], False)]
-        return Ctor(f"nn.InstanceNorm{a['nd']}d", (a["num_features"],),
+        ctor = Ctor(f"nn.InstanceNorm{a['nd']}d", (a["num_features"],),
                     tuple((k, v) for k, v, default in kw if v != default))  # fmt: skip
+        return with_init(ctor, a, _affine_tensors(a))
 
     def reference(self, a, ins, w):
         x = ins[0]
@@ -178,6 +185,7 @@ class GroupNorm(OpDef):
         Attr("groups", "int", positional=True, min=1, aliases=("num_groups",)),
         Attr("eps", "float", 1e-5),
         Attr("affine", "bool", True),
+        *INIT_ATTRS,
     )
     prefer_module = True
 
@@ -189,6 +197,7 @@ class GroupNorm(OpDef):
         _need_type("group_norm", x, a["affine"])
         if c % a["groups"]:
             raise OpError("E0404", f"group_norm: channels ({c}) must be divisible by groups ({a['groups']})")
+        check_init(self.name, a, _affine_tensors(a))
         return {**a, "num_channels": c}
 
     def params(self, a):
@@ -196,8 +205,9 @@ class GroupNorm(OpDef):
 
     def module(self, a):
         kw = [("eps", a["eps"], 1e-5), ("affine", a["affine"], True)]
-        return Ctor("nn.GroupNorm", (a["groups"], a["num_channels"]),
+        ctor = Ctor("nn.GroupNorm", (a["groups"], a["num_channels"]),
                     tuple((k, v) for k, v, default in kw if v != default))  # fmt: skip
+        return with_init(ctor, a, _affine_tensors(a))
 
     def reference(self, a, ins, w):
         x = ins[0]
@@ -218,7 +228,7 @@ class LayerNorm(OpDef):
            "dim=1 normalizes the channels of a [B, C, H, W] map at each position (ConvNeXt's "
            "LayerNorm2d), with the same weight and bias keys.")  # fmt: skip
     attrs = (Attr("eps", "float", 1e-5), Attr("affine", "bool", True, aliases=("elementwise_affine",)),
-             Attr("dim", "dim", -1, doc="the dimension normalized"))  # fmt: skip
+             Attr("dim", "dim", -1, doc="the dimension normalized"), *INIT_ATTRS)  # fmt: skip
     prefer_module = True
 
     def resolve(self, a, ins):
@@ -226,6 +236,7 @@ class LayerNorm(OpDef):
         dim = norm_dim(a["dim"], x.rank, "layer_norm")
         d = known_channels("layer_norm", x, dim, f"normalized size (dimension {a['dim']})")
         _need_type("layer_norm", x, a["affine"])
+        check_init(self.name, a, _affine_tensors(a))
         return {**a, "normalized_shape": d, "dim": dim - x.rank}
 
     def layout(self, a):  # over another dimension than the last: moved back, strided
@@ -238,8 +249,8 @@ class LayerNorm(OpDef):
         kw = [("eps", a["eps"], 1e-5), ("elementwise_affine", a["affine"], True)]
         kwargs = tuple((k, v) for k, v, d in kw if v != d)
         if a["dim"] == -1:
-            return Ctor("nn.LayerNorm", (a["normalized_shape"],), kwargs)
-        return Ctor("rt.LayerNormDim", (a["normalized_shape"], a["dim"]), kwargs)
+            return with_init(Ctor("nn.LayerNorm", (a["normalized_shape"],), kwargs), a, _affine_tensors(a))
+        return with_init(Ctor("rt.LayerNormDim", (a["normalized_shape"], a["dim"]), kwargs), a, _affine_tensors(a))
 
     def reference(self, a, ins, w):
         x, dim = ins[0], a["dim"]
@@ -263,13 +274,14 @@ class RMSNorm(OpDef):
     family = "norm"
     doc = ("Root-mean-square normalization over the last dimension, x * rsqrt(mean(x ** 2) + eps) "
            "* weight (LLaMA, Mistral; torch's nn.RMSNorm, Hugging Face's LlamaRMSNorm keys).")  # fmt: skip
-    attrs = (Attr("eps", "float", 1e-6), Attr("affine", "bool", True, aliases=("elementwise_affine",)))
+    attrs = (Attr("eps", "float", 1e-6), Attr("affine", "bool", True, aliases=("elementwise_affine",)), *INIT_ATTRS)
     prefer_module = True
     outputs_layout = "new"
 
     def resolve(self, a, ins):
         d = known_channels("rms_norm", ins[0], -1, "normalized size (last dimension)")
         _need_type("rms_norm", ins[0], a["affine"])
+        check_init(self.name, a, ("weight",) if a["affine"] else ())
         return {**a, "normalized_shape": d}
 
     def params(self, a):
@@ -277,7 +289,7 @@ class RMSNorm(OpDef):
 
     def module(self, a):
         kwargs = (("eps", a["eps"]),) + ((("elementwise_affine", False),) if not a["affine"] else ())
-        return Ctor("nn.RMSNorm", (a["normalized_shape"],), kwargs)
+        return with_init(Ctor("nn.RMSNorm", (a["normalized_shape"],), kwargs), a, ("weight",) if a["affine"] else ())
 
     def reference(self, a, ins, w):
         x = ins[0]
@@ -346,6 +358,11 @@ class Normalize(OpDef):
     def label(self, a):
         p = "L2" if a["p"] == 2.0 else f"L{a['p']:g}"
         return f"normalize {p} (dim={a['dim']})"
+
+
+def _affine_tensors(a) -> tuple[str, ...]:
+    """The parameters of a norm: weight and bias when affine, else none."""
+    return ("weight", "bias") if a["affine"] else ()
 
 
 def _need_type(op: str, x, stored: bool) -> None:

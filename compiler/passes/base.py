@@ -82,10 +82,14 @@ def consumers(g: Graph, ref: Ref) -> list[tuple[int, int]]:
 
 def shared_weight_problem(g: Graph, n: int) -> str | None:
     """Why a rewrite may not change this layer's weight: it is shared (a linear's `tie`, or the
-    owner such a tie names), or stored in another layout (`transposed`), which the checkpoint
-    rules (modelc.runtime) do not convert, or part of its bias is held at zero (`bias_mask`),
-    which a merged or folded bias would not keep; None when it may."""
+    owner such a tie names), stored in another layout (`transposed`), which the checkpoint
+    rules (modelc.runtime) do not convert, part of its bias held at zero (`bias_mask`), which
+    a merged or folded bias would not keep, or fixed by the spec (literal numbers,
+    trainable=false); None when it may."""
     node = g.node(n)
+    a = node.attrs
+    if a.get("weight") is not None or a.get("bias_values") is not None or not a.get("trainable", True):
+        return f"{node.op} `{node.name}` has fixed weights (constants of the spec)"
     if node.attrs.get("tie") is not None or any(owner == node.name for _, owner in g.ties):
         return f"{node.op} `{node.name}` shares its weight with another layer (tie)"
     if node.attrs.get("transposed"):

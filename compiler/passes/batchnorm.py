@@ -67,10 +67,7 @@ def _layer_problem(g: Graph, layer: int, allowed: tuple[str, ...]) -> str | None
     node = g.node(layer)
     if node.op not in allowed:
         return f"{node.op} `{node.name}` is not a convolution or linear layer"
-    a = dict(node.attrs)
-    if node.op == "conv" and (a.get("weight") is not None or not a.get("trainable", True)):
-        return f"conv `{node.name}` has fixed weights (constants of the spec)"
-    return shared_weight_problem(g, layer)
+    return shared_weight_problem(g, layer)  # shared, transposed or fixed weights
 
 
 def _fold_after(g: Graph, bn: int) -> tuple[Change | None, str]:

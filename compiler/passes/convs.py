@@ -32,7 +32,7 @@ def learned_conv(g: Graph, n: int) -> dict | None:
     if node.op != "conv":
         return None
     a = dict(node.attrs)
-    if a["weight"] is not None or not a["trainable"]:
+    if a["weight"] is not None or a["bias_values"] is not None or not a["trainable"]:
         return None
     return a
 
