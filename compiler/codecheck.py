@@ -28,7 +28,7 @@ ENCODING_LINE = "# -*- coding: utf-8 -*-"
 # Module-level names generated code may use; every other free name is a local
 # variable or parameter of the function it appears in.
 _IMPORTS = {("torch", None): "torch", ("torch", "nn"): "nn", ("modelc", "runtime"): "rt"}
-_CLASS_CONSTANTS = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS", "LOAD_RULES"})
+_CLASS_CONSTANTS = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS", "LOAD_RULES", "TRAINING_OUTPUTS"})
 # The statements of __init__ that are not assignments.
 _INIT_CALLS = frozenset({"super().__init__()", "self.register_load_state_dict_pre_hook(rt.CheckpointRules(self.LOAD_RULES))"})
 _METHODS = frozenset({"__init__", "forward"})
@@ -129,6 +129,12 @@ class _Whitelist:
         if isinstance(stmt, ast.Return):
             self._expr(stmt.value, local)
             return set()
+        if isinstance(stmt, ast.If):  # `if not self.training: return logits` (training-only outputs)
+            if ast.unparse(stmt.test) != "not self.training" or stmt.orelse or len(stmt.body) != 1 \
+                    or not isinstance(stmt.body[0], ast.Return):  # fmt: skip
+                _refuse(stmt, "a conditional")
+            self._expr(stmt.body[0].value, local)
+            return set()
         if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1:
             _refuse(stmt, "a statement")
         self._expr(stmt.value, local)
@@ -203,6 +209,10 @@ def _float_literal(call: ast.Call) -> bool:
 
 
 def _annotation(node: ast.expr) -> None:
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):  # eval | training outputs
+        _annotation(node.left)
+        _annotation(node.right)
+        return
     text = ast.unparse(node)
     if text != "None" and not (text == "torch.Tensor" or text.startswith("tuple[")):
         _refuse(node, "an annotation")
