@@ -29,7 +29,7 @@ ENCODING_LINE = "# -*- coding: utf-8 -*-"
 # Module-level names generated code may use; every other free name is a local
 # variable or parameter of the function it appears in.
 _IMPORTS = {("torch", None): "torch", ("torch", "nn"): "nn", ("modelc", "runtime"): "rt"}
-_CLASS_CONSTANTS = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS", "LOAD_RULES"})
+_CLASS_CONSTANTS = frozenset({"INPUT_SHAPES", "OUTPUT_SHAPES", "NUM_PARAMETERS", "LOAD_RULES", "TRAINING_OUTPUTS"})
 # The statements of __init__ that are not assignments.
 _INIT_CALLS = frozenset({"super().__init__()", "self.register_load_state_dict_pre_hook(rt.CheckpointRules(self.LOAD_RULES))"})
 _METHODS = frozenset({"__init__", "forward"})
@@ -140,6 +140,12 @@ class _Whitelist:
         if isinstance(stmt, ast.Return):
             self._expr(stmt.value, local)
             return set()
+        if isinstance(stmt, ast.If) and ast.unparse(stmt.test) == "not self.training":
+            # `if not self.training: return logits` (training-only outputs)
+            if stmt.orelse or len(stmt.body) != 1 or not isinstance(stmt.body[0], ast.Return):
+                _refuse(stmt, "a conditional")
+            self._expr(stmt.body[0].value, local)
+            return set()
         if isinstance(stmt, ast.If):  # `if downsample:` in __init__, `if self.downsample is not None:`
             if stmt.orelse or not (_flag_test(stmt.test, local)):
                 _refuse(stmt, "a branch")
@@ -246,6 +252,10 @@ def _float_literal(call: ast.Call) -> bool:
 
 
 def _annotation(node: ast.expr, sizes: bool = False, default: ast.expr | None = None) -> None:
+    if not sizes and isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):  # eval | training outputs
+        _annotation(node.left)
+        _annotation(node.right)
+        return
     text = ast.unparse(node)
     if sizes:  # a constructor argument: a size, a rate, a flag; a default of its type
         value = default.value if isinstance(default, ast.Constant) else None

@@ -74,6 +74,7 @@ CODES: dict[str, str] = {
     "E0507": "invalid arithmetic",
     "E0508": "limit exceeded",
     "E0509": "invalid use of a tensor",
+    "E0510": "misplaced training-only output",
     # E06xx: command line
     "E0601": "invalid command-line value",
     "E0602": "Graphviz not found",
@@ -94,6 +95,7 @@ CODES: dict[str, str] = {
     "E0709": "imported spec does not compile",
     # W0xxx: warnings (modelc.lint): the spec compiles, but probably says something unintended
     "W0501": "unused value",
+    "W0502": "training needs larger inputs than eval",
 }
 
 

@@ -110,8 +110,8 @@ class _Emitter(ShareMixin):
         if model and graph.load_rules:  # NOTE: [Folding BatchNorm] in passes/batchnorm.py
             self.uses_runtime = True
             init.append("        self.register_load_state_dict_pre_hook(rt.CheckpointRules(self.LOAD_RULES))")
-        params, forward, n_out = self._forward(tree, c, units, members, plan)
-        returns = " -> torch.Tensor" if n_out == 1 else f" -> tuple[{', '.join(['torch.Tensor'] * n_out)}]"
+        params, forward, _ = self._forward(tree, c, units, members, plan)
+        returns = " -> " + _returns(graph, c)
         signature = render(CallExpr("def forward", ["self", *(f"{p}: torch.Tensor" for p in params)]),
                            4, suffix=returns + ":")  # fmt: skip
         ctor_params = plan.signature() if plan else []
@@ -195,6 +195,8 @@ class _Emitter(ShareMixin):
         output read as the unit's input (how an instance lacking an optional submodule runs)."""
         graph = tree.graph
         units = live_units(tree, c, units)
+        train = _training_units(tree, c, units)  # NOTE: [Training-only outputs] in ir.py: run last
+        units, split = [u for u in units if u not in train] + train, len(units) - len(train)
         alias = {unit_output(tree, u): unit_input(tree, u) for u in units if u in elide}
         uses = last_uses(tree, c, units, alias)
         vars_ = Vars(uses)
@@ -205,6 +207,7 @@ class _Emitter(ShareMixin):
         reads = Counter(r for u in units for r in _reads(tree, u))
         reads.update(r for _, r in c.outputs)
         for i, unit in enumerate(units):
+            lines += _eval_return(graph, c, vars_) if i == split else []
             kind, ref = unit
             if unit in elide:
                 vars_.env[unit_output(tree, unit)] = vars_.env[unit_input(tree, unit)]
@@ -225,6 +228,7 @@ class _Emitter(ShareMixin):
                 call = render(CallExpr(callee, [source]), 12, f"{target} = ", comment=where)
                 stmt = [f"        {target} = {source}", f"        if {callee} is not None:", *call]
             lines += stmt
+        lines += _eval_return(graph, c, vars_) if split == len(units) else []
         outs = [vars_.env[ref] for _, ref in c.outputs]
         lines.append(f"        return {', '.join(outs)}")
         return params, lines, len(outs)
@@ -324,6 +328,40 @@ def _reads(tree: Tree, unit) -> list:
     return tree.inputs[ref] if kind == "node" else [r for _, r in tree.graph.containers[ref].inputs]
 
 
+def _training_units(tree: Tree, c: Container, units) -> list:
+    """The model's units that only training-only outputs need, in order: forward runs them
+    after it returns in eval mode. A unit whose value a unit of eval mode reads (a block that
+    takes it as a second input) runs in both modes, and so do the units it reads."""
+    graph = tree.graph
+    if c.path or not graph.training_outputs:
+        return []
+    only = graph.training_only()
+    keep = {u for u in units if all(n in only for n in tree._nodes_of(u))}
+    for unit in reversed(units):  # readers come first: a unit that stays in eval mode keeps its sources
+        if unit not in keep:
+            reads = [u for n in tree._nodes_of(unit) for u, _ in tree.inputs[n]]
+            reads += [u for _, (u, _) in graph.containers[unit[1]].inputs] if unit[0] == "container" else []
+            keep -= {tree.unit_of((), u) for u in reads}
+    return [u for u in units if u in keep]
+
+
+def _eval_return(graph: Graph, c: Container, vars_: Vars) -> list[str]:
+    """`if not self.training: return logits`, where a model has training-only outputs."""
+    if c.path or not graph.training_outputs:
+        return []
+    outs = [vars_.env[ref] for _, ref in graph.eval_outputs()]
+    return ["        if not self.training:", f"            return {', '.join(outs)}"]
+
+
+def _returns(graph: Graph, c: Container) -> str:
+    """The return annotation: one tensor or a tuple of them. A model with training-only outputs
+    returns a tuple in training mode, and in eval mode one tensor or a shorter tuple."""
+    n = len(c.outputs)
+    if not c.path and graph.training_outputs:
+        return "torch.Tensor | tuple[torch.Tensor, ...]" if len(graph.eval_outputs()) == 1 else "tuple[torch.Tensor, ...]"
+    return "torch.Tensor" if n == 1 else f"tuple[{', '.join(['torch.Tensor'] * n)}]"
+
+
 def _attr_path(name: str) -> str:
     """`transformer.h.0.attn` -> `self.transformer.h[0].attn`: a submodule by its state_dict name."""
     out = "self"
@@ -397,7 +435,8 @@ def _doc(graph: Graph, c: Container, model: bool) -> str:
     if not model:
         return f"{doc(_signature(c.name, c.args))}, defined at {where}."
     ins = ", ".join(f"{doc(graph.node(n).local)} {graph.node(n).type}" for n in graph.inputs)
-    outs = ", ".join(f"{doc(name)} {graph.type_of(ref)}" for name, ref in graph.outputs)
+    outs = ", ".join(f"{doc(name)} {graph.type_of(ref)}" + (" (training only)" if name in graph.training_outputs else "")
+                     for name, ref in graph.outputs)  # fmt: skip
     total = graph.num_params()
     lines = [f"{doc(_signature(graph.name, graph.params))}, defined at {where}.", "",
              f"    Inputs: {ins}.", f"    Outputs: {outs}.", f"    Parameters: {total:,}."]  # fmt: skip
@@ -445,6 +484,9 @@ def _model_attrs(graph: Graph) -> list[str]:
     out += render(CallExpr("", ins, collection=True, brackets="{}"), 4, "INPUT_SHAPES = ")
     out += render(CallExpr("", outs, collection=True, brackets="{}"), 4, "OUTPUT_SHAPES = ")
     out += render(literal(total), 4, "NUM_PARAMETERS = ")
+    if graph.training_outputs:  # NOTE: [Training-only outputs] in ir.py
+        names = tuple(name for name, _ in graph.outputs if name in graph.training_outputs)
+        out += render(literal(names), 4, "TRAINING_OUTPUTS = ")
     if graph.load_rules:
         rules = [CallExpr("", [literal(r.kind), _value_expr("", r.args) if len(r.args) > 1 else literal(r.args)],
                           collection=True) for r in graph.load_rules]  # fmt: skip

@@ -103,7 +103,7 @@ def export_graph(graph: Graph, spec: str, fmt: str | None, out: str, *, dynamic:
     _check_max_opset(opset, torch)
     from modelc.verify import sizes
 
-    env = sizes(graph, 2, "modelc export")
+    env = sizes(graph, 2, "modelc export", training=False)  # an export is of eval mode
     module, args = _build(graph, spec, env, seed, torch)
     program = _trace(graph, module, args, dynamic, torch)
     names = _dim_names(graph, program, dynamic)
@@ -115,7 +115,7 @@ def export_graph(graph: Graph, spec: str, fmt: str | None, out: str, *, dynamic:
 
     write_file(out, data, loaded)
     return Exported(out, fmt, graph.name, sum(p.numel() for p in module.parameters()), len(data), env,
-                    dynamic, _file_shapes(graph, env, dynamic), tuple(name for name, _ in graph.outputs),
+                    dynamic, _file_shapes(graph, env, dynamic), tuple(name for name, _ in graph.eval_outputs()),
                     opset, _upper_bounds(program, names))  # fmt: skip
 
 
@@ -310,7 +310,7 @@ def _onnx_bytes(graph: Graph, program, args: tuple, opset: int | None, names: di
     outputs named after the spec's and its dynamic dimensions after the spec's symbols; and
     the file's opset."""
     input_names = [graph.node(n).name for n in graph.inputs]
-    output_names = [name for name, _ in graph.outputs]
+    output_names = [name for name, _ in graph.eval_outputs()]  # an export is of eval mode
     with _quiet():
         try:
             onnx_program = torch.onnx.export(program, args, dynamo=True, external_data=False,

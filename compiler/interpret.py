@@ -9,7 +9,11 @@ fault, or a fault of the op's reference.
 
 Semantics are eval mode's. No op draws random numbers in eval mode: dropout, gaussian_noise
 and masking_noise are the identity, reparameterize gives the mean, and the dropout of
-attention and recurrent layers is off; so nothing needs a shared generator.
+attention and recurrent layers is off; so nothing needs a shared generator. The outputs are
+those forward returns in eval mode, computed from the nodes they need only, so a
+training-only branch (NOTE: [Training-only outputs] in ir.py) need not fit the inputs given;
+`training_outputs=True` gives every output, as a module returns them when only its root is in
+training mode (its layers still in eval mode).
 
 Weights come from a module's `state_dict()`: a node's are the entries under its qualified
 name (`layer1.0.conv1.weight` is `weight` of node `layer1.0.conv1`), and an entry named
@@ -35,22 +39,25 @@ from modelc.symbolic import Sym, subs
 __all__ = ["bind_sizes", "evaluate", "node_weights", "run_graph"]
 
 
-def run_graph(graph: Graph, weights: Mapping[str, Any], inputs: list) -> list:
-    """The model's outputs for `inputs` (one tensor per graph input, in order), in eval mode."""
-    values = evaluate(graph, weights, inputs)
-    return [values[ref] for _, ref in graph.outputs]
+def run_graph(graph: Graph, weights: Mapping[str, Any], inputs: list, training_outputs: bool = False) -> list:
+    """The model's outputs for `inputs` (one tensor per graph input, in order), in eval mode;
+    with `training_outputs`, the training-only outputs too."""
+    values = evaluate(graph, weights, inputs, training_outputs=training_outputs)
+    return [values[ref] for _, ref in (graph.outputs if training_outputs else graph.eval_outputs())]
 
 
 def evaluate(graph: Graph, weights: Mapping[str, Any], inputs: list, keep_all: bool = False,
-             observe: Callable[[Ref, Any], None] | None = None) -> dict[Ref, Any]:  # fmt: skip
+             observe: Callable[[Ref, Any], None] | None = None, training_outputs: bool = True) -> dict[Ref, Any]:  # fmt: skip
     """Every value the graph computes, by (node, output port); values no later node reads are
     dropped as the run goes unless `keep_all` (the graph's outputs are always kept). `observe`
-    sees each value as it is computed."""
+    sees each value as it is computed. Without `training_outputs`, the training-only branch
+    is not computed."""
     if len(inputs) != len(graph.inputs):
         raise CompilerBug(f"{graph.name}: {len(inputs)} inputs given, the graph takes {len(graph.inputs)}")
     env = bind_sizes(graph, inputs)
     fed = dict(zip(graph.inputs, inputs))
-    order = graph.topo()
+    skip = set() if training_outputs else graph.training_only()
+    order = [n for n in graph.topo() if n not in skip]
     last = _last_uses(graph, order)
     values: dict[Ref, Any] = {}
     with torch.no_grad():
@@ -130,6 +137,6 @@ def _last_uses(graph: Graph, order: list[int]) -> dict[int, list[int]]:
     dead: dict[int, list[int]] = {}
     for n in order:
         if n not in outputs:
-            at = max((index[u] for u, _, _ in graph.users(n)), default=index[n])
+            at = max((index[u] for u, _, _ in graph.users(n) if u in index), default=index[n])
             dead.setdefault(at, []).append(n)
     return dead

@@ -12,7 +12,17 @@ numbered sequences (`("features",)`). Every node's `scope` names its container.
 Invariants (checked by :meth:`Graph.verify`): ops are registered; the graph is
 acyclic; each node has exactly the input ports 0..n-1 its op accepts; every
 referenced output port exists; qualified names are unique; outputs and
-container boundaries refer to live nodes.
+container boundaries refer to live nodes; training-only outputs are outputs, and
+not all of them.
+
+NOTE: [Training-only outputs]
+`output training aux = ...` makes an output that only training mode computes (GoogLeNet's
+auxiliary classifiers). The IR keeps it among `outputs`, in spec order, and names it in
+`training_outputs`; nodes carry no flag: the training-only branch is derived, as the nodes
+that only training outputs depend on (`training_only()`), so a pass that rewrites nodes
+cannot leave a stale mark. The branch is built, shape-checked, counted and in the
+state_dict like any layer; the generated forward returns `eval_outputs()` in eval mode
+before it runs the branch, and every output in training mode.
 """
 
 from __future__ import annotations
@@ -144,6 +154,7 @@ class Graph:
         self.inference_only: list[str] = []  # why the module is for inference (BN folded, ...)
         self.warnings: list = []  # Diagnostics of modelc.lint, set by driver.build
         self.ties: list[tuple[str, str]] = []  # (linear, owner): the linear uses the owner's weight
+        self.training_outputs: set[str] = set()  # outputs computed only in training mode
 
     def copy(self) -> Graph:
         """An independent copy: nodes, containers and lists are new objects (attrs and types
@@ -162,6 +173,7 @@ class Graph:
         g.inference_only = list(self.inference_only)
         g.warnings = list(self.warnings)
         g.ties = list(self.ties)
+        g.training_outputs = set(self.training_outputs)
         return g
 
     # ---- building
@@ -201,11 +213,19 @@ class Graph:
     def input_types(self, n: int) -> list[TensorType]:
         return [self.node(u).types[out] for u, out in self.inputs_of(n)]
 
-    def live(self) -> set[int]:
+    def eval_outputs(self) -> list[tuple[str, Ref]]:
+        """The outputs forward returns in eval mode: all but the training-only ones."""
+        return [(name, ref) for name, ref in self.outputs if name not in self.training_outputs]
+
+    def training_only(self) -> set[int]:
+        """The nodes that only training-only outputs depend on: the branch eval mode skips."""
+        return self.live() - self.live(training=False) if self.training_outputs else set()
+
+    def live(self, training: bool = True) -> set[int]:
         """The nodes some model output depends on (the dead-code pass removes the others,
-        modelc.lint warns about them)."""
+        modelc.lint warns about them); with `training` False, some eval-mode output."""
         live: set[int] = set()
-        stack = [ref[0] for _, ref in self.outputs]
+        stack = [ref[0] for _, ref in (self.outputs if training else self.eval_outputs())]
         while stack:
             n = stack.pop()
             if n not in live:
@@ -274,6 +294,10 @@ class Graph:
                 raise CompilerBug(f"dangling reference to node {u} output {out}")
         if not self.outputs:
             raise CompilerBug(f"graph {self.name} has no outputs")
+        names = {name for name, _ in self.outputs}
+        if not self.training_outputs <= names or not self.eval_outputs():
+            raise CompilerBug(f"graph {self.name}: training-only outputs {sorted(self.training_outputs)} "
+                              f"are not a proper subset of its outputs {sorted(names)}")  # fmt: skip
 
     def _verify_acyclic(self, incoming: dict[int, list[tuple[int, int, int]]]) -> None:
         """Kahn's algorithm over `incoming`: every node is reached once its inputs are."""

@@ -5,19 +5,63 @@ never stops a compile. `build` stores a graph's warnings in `Graph.warnings`; th
 line prints them to standard error, the language server shows them in the editor.
 
     W0501  a value no output depends on: its layers are built, counted and run, for nothing
+    W0502  with symbolic sizes, training mode needs larger inputs than eval mode (its
+           training-only branch fails at sizes where eval mode runs)
 """
 
 from __future__ import annotations
 
 from modelc.diagnostics import Diagnostic, Note, Span
 from modelc.ir import Graph
+from modelc.verify import SIZES, concrete_env, env_text, size_problem  # torch only when a module runs
 
-__all__ = ["unused_values", "warnings"]
+__all__ = ["training_sizes", "unused_values", "warnings"]
 
 
 def warnings(graph: Graph) -> list[Diagnostic]:
     """Every warning about a checked graph, in source order."""
-    return unused_values(graph)
+    return unused_values(graph) + training_sizes(graph)
+
+
+def training_sizes(graph: Graph) -> list[Diagnostic]:
+    """W0502: NOTE: [Training-only outputs] in ir.py. With symbolic input sizes, the branch of
+    the training-only outputs is checked only when the sizes are known; it warns when, at the
+    first sizes `compile --verify` would try where eval mode runs (every symbol but the batch
+    set to 16, 32, ...), a layer of the branch would fail (Inception v3's auxiliary head at
+    224x224: eval mode runs from 75x75)."""
+    branch = graph.training_only()
+    if not branch or concrete_env(graph, 1, SIZES[0]) == concrete_env(graph, 1, SIZES[1]):
+        return []  # no branch, or no size to choose: concrete sizes are checked as the graph is built
+    order = graph.topo()
+    for size in SIZES:
+        env = concrete_env(graph, 1, size)
+        if any(size_problem(graph, n, env) for n in order if n not in branch):
+            continue  # eval mode does not run here either
+        failing = next(((n, p) for n in order if n in branch and (p := size_problem(graph, n, env))), None)
+        if failing is None:
+            return []
+        node = graph.node(failing[0])
+        needs = [name for name, ref in graph.outputs if name in graph.training_outputs
+                 and failing[0] in _ancestors(graph, ref[0])]  # fmt: skip
+        sizes = env_text({k: v for k, v in env.items() if v == size})  # the batch (1) goes without saying
+        return [Diagnostic("W0502", f"training mode needs larger inputs than eval mode: at {sizes} "
+                           f"eval mode runs, but {failing[1]}", node.span,
+                           "train with larger inputs, or make the branch fit any size (adaptive_avgpool "
+                           "before its kernels)", (Note(f"training-only output '{needs[0]}' needs it"),
+                                                   *node.trace))]  # fmt: skip
+    return []
+
+
+def _ancestors(graph: Graph, n: int) -> set[int]:
+    """`n` and every node it depends on."""
+    seen: set[int] = set()
+    stack = [n]
+    while stack:
+        m = stack.pop()
+        if m not in seen:
+            seen.add(m)
+            stack.extend(u for u, _ in graph.inputs_of(m))
+    return seen
 
 
 def unused_values(graph: Graph) -> list[Diagnostic]:
@@ -75,4 +119,5 @@ def _unused(graph: Graph, span: Span, what: str, ends: list[int], dead: set[int]
     if instances > 1:
         notes.append(Note(f"once in each of {instances} block instances"))
     return Diagnostic("W0501", f"{what} is computed but never used: no output depends on it", span,
-                      "use it in an output or delete it (-O1 removes it)", (*notes, *trace))  # fmt: skip
+                      "use it in an output (`output training` where only training needs it) or delete it "
+                      "(-O1 removes it)", (*notes, *trace))  # fmt: skip

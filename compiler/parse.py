@@ -200,7 +200,7 @@ def _unexpected_token(source: SourceFile, exc: UnexpectedToken) -> SpecError:
 
 
 def _token_hint(source: SourceFile, tok: Token, accepts: list[str], exc) -> str | None:
-    hint = _reserved_hint(source, tok) or _step_keyword_hint(source, tok)
+    hint = _reserved_hint(source, tok) or _step_keyword_hint(source, tok) or _training_hint(source, tok)
     if hint:
         return hint
     if tok.type == "IF" or tok.value == "if":
@@ -245,6 +245,14 @@ def _step_keyword_hint(source: SourceFile, tok: Token) -> str | None:
     example = "x -> for i in 0..4 { ... }" if m.group(1) == "for" else "x -> repeat 3 relu"
     return (f"'{m.group(1)}' is a step: it applies to the tensor before it, as in "
             f"`y = {example}`")  # fmt: skip
+
+
+def _training_hint(source: SourceFile, tok: Token) -> str | None:
+    """`output training` alone: after `output`, `training` is the keyword, not a value."""
+    if not re.search(r"\boutput[ \t]+training[ \t]*$", source.text[: tok.start_pos]):
+        return None
+    return ("after 'output', 'training' marks a training-only output (`output training aux = ...`); "
+            "to output a value named training, rename it")  # fmt: skip
 
 
 def _accepts(exc: UnexpectedToken) -> list[str]:
@@ -404,10 +412,11 @@ class _ToAst(Transformer):
         return S.Input(str(name), shape, self._span(meta), None if dtype is None else str(dtype))
 
     def output_named(self, meta, c):
-        return S.Output(str(c[0]), (c[1],), self._span(meta))
+        training, name, value = c
+        return S.Output(str(name), (value,), self._span(meta), self._tspan(training) if training else None)
 
     def output_exprs(self, meta, c):
-        return S.Output(None, tuple(c), self._span(meta))
+        return S.Output(None, tuple(c[1:]), self._span(meta), self._tspan(c[0]) if c[0] else None)
 
     def assign(self, meta, c):
         return S.Assign(tuple(str(n) for n in c[:-1]), c[-1], self._span(meta))

@@ -4,7 +4,10 @@ MACs (multiply-accumulates) count conv, linear and matmul work; FLOPs are
 2 x MACs, as papers quote them. Counts are per forward pass at batch size 1:
 the leading symbolic dimension of each input (the batch) is set to 1. Other
 symbols (a sequence length T) stay symbolic; their counts are then reported
-as expressions, and `--input` can pin them.
+as expressions, and `--input` can pin them. A model with training-only outputs
+(NOTE: [Training-only outputs] in ir.py) counts the parameters of its training
+branch (they are in the state_dict), marks its layers, and gives the MACs of an
+eval-mode forward (`macs`) and of a training-mode one (`training_macs`).
 """
 
 from __future__ import annotations
@@ -34,10 +37,13 @@ def summarize(graph: Graph, source: str = "") -> dict[str, Any]:
     layers = []
     total_params = trainable = 0
     total_macs: Dim = 0
+    training_macs: Dim = 0
+    branch = graph.training_only()
     for n in graph.topo():
         node = graph.node(n)
         macs = subs(node.macs, env)
-        total_macs = total_macs + macs
+        training_macs = training_macs + macs
+        total_macs = total_macs if n in branch else total_macs + macs
         total_params += node.params
         trainable += node.opdef.trainable_params(dict(node.attrs), node.params)
         layers.append({
@@ -49,7 +55,10 @@ def summarize(graph: Graph, source: str = "") -> dict[str, Any]:
             **_count("macs", macs),
             **_count("flops", 2 * macs),
             "source": f"{node.span.file}:{node.span.line}",
+            **({"training": True} if n in branch else {}),
         })  # fmt: skip
+    training = {"training_outputs": [name for name, _ in graph.outputs if name in graph.training_outputs],
+                **_count("training_macs", training_macs)} if graph.training_outputs else {}  # fmt: skip
     return {
         "model": graph.name,
         "source": source,
@@ -60,6 +69,7 @@ def summarize(graph: Graph, source: str = "") -> dict[str, Any]:
         "trainable_params": trainable,
         **_count("macs", total_macs),
         **_count("flops", 2 * total_macs),
+        **training,
         "batch_symbols": sorted(env),
         "layers": layers,
     }
@@ -81,8 +91,8 @@ def _num(row: dict, key: str) -> str:
 
 def format_table(s: dict[str, Any]) -> str:
     header = ("layer", "op", "output shape", "params", "MACs")
-    rows = [(r["name"], r["label"], _shape_text(r["output_shape"]), f"{r['params']:,}", _num(r, "macs"))
-            for r in s["layers"]]  # fmt: skip
+    rows = [(r["name"], r["label"] + (" (training)" if r.get("training") else ""), _shape_text(r["output_shape"]),
+             f"{r['params']:,}", _num(r, "macs")) for r in s["layers"]]  # fmt: skip
     widths = [max(len(x[i]) for x in [header, *rows]) for i in range(5)]
     widths = [min(w, 48) for w in widths]
 
@@ -99,6 +109,9 @@ def format_table(s: dict[str, Any]) -> str:
     batch = " (batch 1)" if s["batch_symbols"] else ""
     out.append(f"parameters: {s['total_params']:,} (trainable {s['trainable_params']:,})")
     out.append(f"MACs{batch}: {_num(s, 'macs')}   FLOPs{batch}: {_num(s, 'flops')}")
+    if "training_outputs" in s:
+        names = ", ".join(s["training_outputs"])
+        out.append(f"MACs{batch} in training mode, with {names}: {_num(s, 'training_macs')}")
     return "\n".join(printable(line) for line in out)  # a file name or --param may hold ESC
 
 

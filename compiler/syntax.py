@@ -218,11 +218,13 @@ class Input:
 
 @dataclass(frozen=True)
 class Output:
-    """`output expr, ...` (names None) or `output name = expr`."""
+    """`output expr, ...` (names None) or `output name = expr`; `output training ...` when
+    `training`: computed only in training mode (NOTE: [Training-only outputs] in ir.py)."""
 
     name: str | None
     values: tuple[Expr, ...]
     span: Span
+    training: Span | None = None  # the `training` keyword, where written
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,18 @@
 generated class, counts its parameters and runs a random batch; then runs the
 reference interpreter (`modelc.interpret`) on the same inputs with the module's own
 state_dict. Any disagreement with the shapes, dtypes and counts the compiler
-predicted, or with the values the interpreter computes, is a :class:`CompilerBug`.
+predicted, or with the values the interpreter computes, is a :class:`CompilerBug`. A model
+with training-only outputs is run with its root in training mode (every output computed, its
+layers in eval mode) and again in eval mode, which must return the other outputs only.
 This module imports torch only when called.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +23,8 @@ from modelc.diagnostics import CompilerBug, error
 from modelc.ir import Graph
 from modelc.symbolic import Sym, subs
 
-__all__ = ["HALF_RTOL", "RTOL", "Plan", "concrete_env", "difference", "env_text", "plan", "verify_module"]
+__all__ = ["HALF_RTOL", "RTOL", "Plan", "concrete_env", "difference", "env_text", "plan", "size_problem",
+           "verify_module"]
 
 # NOTE: [What a verify run may cost] A spec can be valid and still too large to run
 # here (an input of [B, 2, 16, 2**31 - 4], a 10-billion-parameter model) or, with
@@ -79,21 +84,25 @@ def plan(graph: Graph, device: str = "cpu", batch: int = 2, memory: int | None =
     return p
 
 
-def sizes(graph: Graph, batch: int, what: str = "--verify") -> dict[str, int]:
+def sizes(graph: Graph, batch: int, what: str = "--verify", training: bool = True) -> dict[str, int]:
     """The first of SIZES at which every tensor of the graph has a positive size and every
     op's run-time requirement on its input sizes holds (`OpDef.requires`); E0603 naming
-    `what` (the command that wants to run the graph) where none does."""
-    problem, order = "", graph.topo()
+    `what` (the command that wants to run the graph) where none does. Without `training`,
+    the training-only branch need not run (NOTE: [Training-only outputs] in ir.py)."""
+    skip = set() if training else graph.training_only()
+    problem, order = "", [n for n in graph.topo() if n not in skip]
     for other in SIZES:
         env = concrete_env(graph, batch, other)
-        problem = next(filter(None, (_problem(graph, n, env) for n in order)), "")
+        problem = next(filter(None, (size_problem(graph, n, env) for n in order)), "")
         if not problem:
             return env
     raise error("E0603", f"{what} cannot run {graph.name}: with the symbolic sizes at {env_text(env)}, "
                 f"{problem}", None, "give the inputs concrete sizes with --input NAME=D1,D2,...")  # fmt: skip
 
 
-def _problem(graph: Graph, n: int, env: dict[str, int]) -> str | None:
+def size_problem(graph: Graph, n: int, env: dict[str, int]) -> str | None:
+    """Why node `n` cannot run at the sizes `env` (a size below 1, a requirement of its op
+    that fails), or None."""
     node = graph.node(n)
     for t in node.types:
         for d in t.dims:
@@ -231,7 +240,7 @@ def _verify(cls: type, graph: Graph, device: str, seed: int, env: dict[str, int]
     handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()
                if name in expected_shapes]  # fmt: skip
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _root_training(model, graph):
             out = model(*args)
     finally:
         for h in handles:
@@ -262,6 +271,7 @@ def _verify(cls: type, graph: Graph, device: str, seed: int, env: dict[str, int]
         shapes[name] = want
     _check_weights(graph, model.state_dict())
     _check_values(graph, model, inputs, outs)
+    _check_eval_mode(graph, model, inputs, outs)
     return {"params": actual, "outputs": shapes, "env": env, "modules_checked": len(seen), "nonfinite": nonfinite}
 
 
@@ -336,7 +346,7 @@ def _first_module_difference(graph: Graph, model, inputs: list, floor: float) ->
     hooks = [m.register_forward_hook(lambda mod, i, out, name=name: order.append((name, _flatten(out))))
              for name, m in model.named_modules() if name in refs]  # fmt: skip
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _root_training(model, graph):
             model(*[x.clone() for x in inputs])
     finally:
         for h in hooks:
@@ -347,6 +357,38 @@ def _first_module_difference(graph: Graph, model, inputs: list, floor: float) ->
             if problem:
                 return f"; the first module to differ is '{name}': its output {k} {problem}"
     return "; every module's output agrees (the difference is in the code between them)"
+
+
+@contextlib.contextmanager
+def _root_training(model, graph: Graph) -> Iterator[None]:
+    """NOTE: [Training-only outputs] in ir.py: a model that has them runs with its root in
+    training mode and its layers in eval mode, so forward computes every output (the training
+    branch included) with the layers the interpreter's semantics describe."""
+    model.training = bool(graph.training_outputs)
+    try:
+        yield
+    finally:
+        model.training = False
+
+
+def _check_eval_mode(graph: Graph, model, inputs: list, outs: tuple) -> None:
+    """In eval mode, forward returns the eval outputs only, with the values it computed for them
+    with its root in training mode (`outs`, in the order of `graph.outputs`)."""
+    if not graph.training_outputs:
+        return
+    import torch
+
+    with torch.no_grad():
+        got = model(*[x.clone() for x in inputs])
+    got = got if isinstance(got, tuple) else (got,)
+    want = [(name, v) for (name, _), v in zip(graph.outputs, outs) if name not in graph.training_outputs]
+    if len(got) != len(want):
+        raise CompilerBug(f"{graph.name}: in eval mode forward returned {len(got)} values, expected "
+                          f"{len(want)} (its outputs but the training-only ones)")  # fmt: skip
+    for (name, value), g in zip(want, got):
+        if problem := difference(g, value):
+            raise CompilerBug(f"{graph.name}: output '{name}' in eval mode {problem} from the same "
+                              "output computed with the root in training mode")  # fmt: skip
 
 
 def _module_refs(graph: Graph) -> dict[str, list]:

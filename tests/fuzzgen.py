@@ -778,7 +778,10 @@ def GLOBALS_OF(env: dict) -> dict:
 def _output_text(outputs, names) -> str:
     if names:
         return f"    output {names[0]} = {outputs[0].text()}"
-    return "    output " + ", ".join(o.text() for o in outputs)
+    # Right after `output`, `training` is the keyword (a tricky variable may be called so).
+    first, *rest = [o.text() for o in outputs]
+    first = f"({first})" if re.match(r"training\b", first) else first
+    return "    output " + ", ".join([first, *rest])
 
 
 @dataclass

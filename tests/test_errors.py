@@ -1273,6 +1273,59 @@ example.model:3:17: error[E0509]: channels() is a compile-time function, not a l
    |                 ^^^^^^^^^^^""",
     ),
     Case(
+        "training_output_in_block",
+        "E0510",
+        spec="""\
+block Head {
+    input x
+    output training x -> fc: linear(2)
+}
+model M {
+    input x: [B, 4]
+    output x -> head: Head
+}
+""",
+        expected="""\
+example.model:3:12: error[E0510]: a block's output cannot be training-only: `output training` marks an output of a model
+   |
+ 3 |     output training x -> fc: linear(2)
+   |            ^^^^^^^^
+  = note: in block Head, instantiated as head at example.model:7:23
+  = hint: output the value from the block, and mark the model's output: output training aux = ...""",
+    ),
+    Case(
+        "every_output_training_only",
+        "E0510",
+        spec="""\
+model M {
+    input x: [B, 4]
+    output training aux = x -> fc: linear(2)
+}
+""",
+        expected="""\
+example.model:3:12: error[E0510]: every output of model M is training-only: in eval mode, forward would return nothing
+   |
+ 3 |     output training aux = x -> fc: linear(2)
+   |            ^^^^^^^^
+  = hint: output the model's prediction without `training`""",
+    ),
+    Case(
+        "training_keyword_alone",
+        "E0101",
+        spec="""\
+model M {
+    input training: [B, 4]
+    output training
+}
+""",
+        expected="""\
+example.model:4:1: error[E0101]: unexpected '}', expected an expression
+   |
+ 4 | }
+   | ^
+  = hint: after 'output', 'training' marks a training-only output (`output training aux = ...`); to output a value named training, rename it""",
+    ),
+    Case(
         "param_value",
         "E0601",
         spec="""\
@@ -1748,8 +1801,9 @@ def test_every_code_has_a_case():
     # E0604: test_output_that_cannot_be_written; E0605 (bench): tests/test_bench.py;
     # E0606 (export): tests/test_export.py; E0607: test_running_a_module_without_torch;
     # E0701-E0709 (import, from Python modules): tests/test_import.py and their examples in
-    # docs/errors.md (tests/test_docs.py); W0501: test_unused_values_warn_once_per_place.
-    elsewhere = {"E0106", "E0602", "E0603", "E0604", "E0605", "E0606", "E0607", "W0501"}
+    # docs/errors.md (tests/test_docs.py); W0501: test_unused_values_warn_once_per_place;
+    # W0502: tests/test_training.py::test_with_symbolic_sizes_training_may_need_larger_inputs.
+    elsewhere = {"E0106", "E0602", "E0603", "E0604", "E0605", "E0606", "E0607", "W0501", "W0502"}
     elsewhere |= {f"E070{i}" for i in range(1, 10)}
     covered = {c.code for c in CASES} | elsewhere
     assert sorted(covered) == sorted(CODES)
@@ -2170,7 +2224,7 @@ def test_an_unused_block_warns_at_its_call_and_a_discarded_block_output_does_not
         " 11 |     a = x -> auxhead: Aux\n"
         "    |                       ^^^\n"
         "  = note: its layers (auxhead.fc) hold 15 parameters, which are built, counted and run in forward\n"
-        "  = hint: use it in an output or delete it (-O1 removes it)"
+        "  = hint: use it in an output (`output training` where only training needs it) or delete it (-O1 removes it)"
     )
 
 

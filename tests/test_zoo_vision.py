@@ -96,6 +96,7 @@ def params_of(model: nn.Module) -> int:
 MODELS = [
     ("alexnet_original", None, {}),
     ("googlenet", None, {}),
+    ("googlenet_aux", None, {}),  # training-only heads: verify runs both modes
     ("mobilenet_v1", None, {}),
     ("mobilenet_v2", None, {}),
     ("mobilenet_v3_small", None, {}),
@@ -124,7 +125,7 @@ MODELS = [
     pytest.param("resnet152", None, {}, marks=pytest.mark.slow),
 ]
 SPECS = ["alexnet_original", "autoencoders", "cgan", "context_encoder", "dcgan", "filters", "gan", "googlenet",
-         "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "resnet101", "resnet152", "resnet34", "unet", "vae", "vgg19"]  # fmt: skip
+         "googlenet_aux", "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "resnet101", "resnet152", "resnet34", "unet", "vae", "vgg19"]  # fmt: skip
 
 
 def _id(spec, model, params) -> str:

@@ -39,7 +39,7 @@ from modelc.elaborate.context import LIMITS, Ctx, Frame, Scope
 from modelc.elaborate.defs import DefsMixin
 from modelc.elaborate.expressions import ExpressionsMixin
 from modelc.elaborate.naming import NamingMixin
-from modelc.elaborate.statements import StatementsMixin
+from modelc.elaborate.statements import StatementsMixin, training_outputs
 from modelc.elaborate.steps import StepsMixin
 from modelc.ir import Container, Graph
 from modelc.load import Program
@@ -151,6 +151,7 @@ class _Elaborator(StatementsMixin, ExpressionsMixin, StepsMixin, BranchesMixin, 
             raise error("E0601", f"--input {name}: model {mdef.name} has no input '{name}'", None,
                         suggest(name, declared) or f"inputs: {', '.join(sorted(declared)) or 'none'}")
         graph.outputs = [(name, v.ref) for name, v in outputs]
+        graph.training_outputs = training_outputs(mdef, outputs)
         graph.containers[()].outputs = list(graph.outputs)
         graph.containers[()].inputs = [(graph.node(n).local, (n, 0)) for n in graph.inputs]
         return graph

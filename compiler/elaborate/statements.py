@@ -16,6 +16,7 @@ from modelc import ops
 from modelc import syntax as S
 from modelc.diagnostics import CompilerBug, Diagnostic, Note, SpecError, error
 from modelc.elaborate.context import _MISSING, LIMITS, Ctx
+from modelc.elaborate.expressions import _names_in
 from modelc.infer import infer_node
 from modelc.ir import Node
 from modelc.symbolic import Sym, sym
@@ -30,7 +31,9 @@ class StatementsMixin:
         outputs: list[tuple[str, Any]] = []
         supplied = list(inputs or [])
         body = bdef.body
+        starts = []  # where each statement's diagnostics begin in self.problems
         for i, stmt in enumerate(body):
+            starts.append(len(self.problems))
             sctx = replace(ctx, body=(body, i), current=stmt.names if isinstance(stmt, S.Assign) else ())
             try:
                 self._stmt(sctx, stmt, supplied, outputs, model=inputs is None)
@@ -42,6 +45,8 @@ class StatementsMixin:
                     ctx.scope.vars[stmt.name] = Poison
                 if isinstance(stmt, S.Output):
                     outputs.append((stmt.name or "out", Poison))
+        if inputs is None:
+            self._note_training_problems(body, [*starts, len(self.problems)])
         if not outputs:
             what = "model" if inputs is None else "block"
             self._record(error("E0502", f"{what} {bdef.name} has no output", bdef.name_span,
@@ -49,6 +54,19 @@ class StatementsMixin:
         if any(v is Poison for _, v in outputs):
             return [(n, v) for n, v in outputs]
         return _name_outputs(outputs)
+
+    def _note_training_problems(self, body: tuple, bounds: list[int]) -> None:
+        """A shape error in a statement that only training-only outputs need (NOTE: [Training-only
+        outputs] in ir.py) says so: eval mode would not run that layer, but it is built, and
+        so checked, at the sizes given. `bounds[i]:bounds[i + 1]` are statement i's problems."""
+        if bounds[-1] == bounds[0]:
+            return
+        for i, output in training_statements(body).items():
+            note = Note("this is in the branch of a training-only output, which eval mode never runs; its "
+                        "layers are still built, so they must fit the input sizes given", body[output].span)  # fmt: skip
+            for k in range(bounds[i], bounds[i + 1]):
+                if self.problems[k].code.startswith("E03"):  # shapes (E03xx); other mistakes are mistakes
+                    self.problems[k] = replace(self.problems[k], notes=(*self.problems[k].notes, note))
 
     def _record(self, exc: SpecError, trace: tuple[Note, ...] = ()) -> None:
         """Keep the diagnostics of a failed statement, noting the block instantiations
@@ -69,6 +87,10 @@ class StatementsMixin:
         elif isinstance(stmt, S.Def):
             self._def_stmt(ctx, stmt)
         elif isinstance(stmt, S.Output):
+            if stmt.training and not model:
+                raise error("E0510", "a block's output cannot be training-only: `output training` marks "
+                            "an output of a model", stmt.training, "output the value from the block, and mark "
+                            "the model's output: output training aux = ...", ctx.frame.trace)  # fmt: skip
             if stmt.name is not None:
                 _check_output_name(ctx, stmt)
             for i, expr in enumerate(stmt.values):
@@ -182,6 +204,50 @@ def _not_a_def(ctx: Ctx, name: str, stmt) -> None:
         raise error("E0202", f"'{name}' is a def of this body (line {value.span.line}); a binding "
                     "cannot take its name", stmt.span, "choose another name",
                     (Note("the def", value.span), *ctx.frame.trace))  # fmt: skip
+
+
+def training_statements(body: tuple) -> dict[int, int]:
+    """The model body's statements that only training-only outputs need (they read them,
+    through names, and no other output does), each with the first such output statement
+    (indices into `body`)."""
+    last: dict[str, int] = {}  # name -> the statement that bound it last (bindings are sequential)
+    reads: list[set[int]] = []
+    for i, stmt in enumerate(body):
+        exprs = stmt.values if isinstance(stmt, S.Output) else (stmt.value,) if isinstance(stmt, S.Assign) else ()
+        reads.append({last[n] for e in exprs for n in _names_in(e) if n in last})
+        for name in stmt.names if isinstance(stmt, S.Assign) else ():
+            last[name] = i
+
+    def needed(roots: list[int]) -> set[int]:
+        seen: set[int] = set()
+        while roots:
+            i = roots.pop()
+            if i not in seen:
+                seen.add(i)
+                roots.extend(reads[i])
+        return seen
+
+    outputs = [(i, stmt.training is not None) for i, stmt in enumerate(body) if isinstance(stmt, S.Output)]
+    in_eval = needed([i for i, training in outputs if not training])
+    only: dict[int, int] = {}
+    for root in (i for i, training in outputs if training):
+        for i in sorted(needed([root]) - in_eval):
+            only.setdefault(i, root)
+    return only
+
+
+def training_outputs(mdef: S.BlockDef, outputs: list[tuple[str, Tensor]]) -> set[str]:
+    """The names of a model's training-only outputs (`output training ...`); E0510 when every
+    output is one, as eval mode would return nothing. `outputs` are the body's, in order (one
+    per value of each output statement)."""
+    marked = [stmt for stmt in mdef.body if isinstance(stmt, S.Output) for _ in stmt.values]
+    names = {name for (name, _), stmt in zip(outputs, marked) if stmt.training}
+    if names and len(names) == len(outputs):
+        first = next(stmt for stmt in marked if stmt.training)
+        raise error("E0510", f"every output of model {mdef.name} is training-only: in eval mode, "
+                    "forward would return nothing", first.training,
+                    "output the model's prediction without `training`")  # fmt: skip
+    return names
 
 
 def _with_trace(d: Diagnostic, trace: tuple[Note, ...]) -> Diagnostic:

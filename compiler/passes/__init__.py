@@ -2,7 +2,7 @@
 
     -O0  the model as written (no pass runs; the same bytes as compiling without -O)
     -O1  exact rewrites that are always safe, and an inference module:
-         drop-eval, fold-batchnorm, dead-code, cse, separable (a report), inplace
+         drop-training, drop-eval, fold-batchnorm, dead-code, cse, separable (a report), inplace
     -O2  -O1, and the rewrites chosen for speed: attention fused into one
          scaled_dot_product_attention call, merged projections, depthwise+pointwise
          convolutions merged where a measured cost model says so, ...
@@ -31,6 +31,7 @@ __all__ = ["LEVELS", "PASSES", "REWRITES", "Change", "Optimized", "Pass", "PassR
 LEVELS: dict[int, tuple[str, ...]] = {
     0: (),
     1: (
+        "drop-training",  # training-only outputs: eval mode never returns them (dead-code drops their branch)
         "drop-eval",  # first: dropout between a conv and its batchnorm would block the fold
         "fold-batchnorm",  # conv/linear <-> batchnorm, exact in eval mode
         "dead-code",  # what no output needs (an unused head) after the rewrites above

@@ -1,5 +1,7 @@
 """Passes that remove work an inference module does not need (-O1, exact in eval mode).
 
+    drop-training  the training-only outputs (`output training aux = ...`), which eval mode
+                 never returns; dead-code then removes their branch
     drop-eval    dropout (and the other layers that are the identity in eval mode: noise,
                  identity) becomes nothing
     dead-code    layers whose values reach no output are removed
@@ -11,11 +13,30 @@ from __future__ import annotations
 from modelc.ir import Graph, LoadRule
 from modelc.passes.base import Change, PassResult, bypass, is_output, register
 
-__all__ = ["common_subexpressions", "dead_code", "drop_empty_containers", "drop_eval"]
+__all__ = ["common_subexpressions", "dead_code", "drop_empty_containers", "drop_eval", "drop_training"]
 
 # Ops that are the identity in eval mode (their `reference` hook is the identity too;
 # tests/test_passes.py checks that).
 EVAL_IDENTITY = ("dropout", "identity", "gaussian_noise", "masking_noise", "stochastic_depth")
+
+
+@register("drop-training")
+def drop_training(graph: Graph) -> PassResult:
+    """Drop the training-only outputs: an inference module returns what eval mode returns."""
+    g = graph.copy()
+    result = PassResult("drop-training", g)
+    for name, (n, _) in g.outputs:
+        if name in g.training_outputs:
+            node = g.node(n)  # said where the model makes it: the outermost block instantiation
+            span = node.trace[-1].span if node.trace and node.trace[-1].span else node.span
+            result.changes.append(Change(f"dropped the training-only output `{name}` (its branch is dead "
+                                         "code now)", (node.name,), span))  # fmt: skip
+    if result.changes:  # NOTE: [Training-only outputs] in ir.py
+        g.outputs = g.eval_outputs()
+        g.containers[()].outputs = list(g.outputs)
+        g.training_outputs = set()
+        g.inference_only.append("training-only outputs removed")
+    return result
 
 
 @register("drop-eval")

@@ -28,7 +28,7 @@ from modelc.ir import Graph
 from modelc.ops import FAMILIES
 from modelc.render.dot import Panel, lift_captions, to_dot
 from modelc.render.layout import LIMIT_PT, PNG_DPI, PNG_LIMIT_PX, Plan, plan_layout
-from modelc.render.style import DIFF, FAMILY_COLORS, SIZES, SKIP_COLOR, count, html, macs_text, short
+from modelc.render.style import DIFF, EDGE_COLOR, FAMILY_COLORS, SIZES, SKIP_COLOR, count, html, macs_text, short
 from modelc.render.view import View, build_view
 
 __all__ = [
@@ -226,6 +226,8 @@ def _legend(views: list[View], diff: bool) -> list[list[dict]]:
     entries = [_entry(box, FAMILY_COLORS[f], f, 14) for f in FAMILIES if f in present]
     if any(e.skip for v in views for e in v.edges):
         entries.append(_entry("- - \u2192", SKIP_COLOR, "skip connection"))
+    if any(i.training for v in views for i in v.items):
+        entries.append(_entry("- - \u2192", EDGE_COLOR, "training only"))
     if diff:
         entries += [_entry(mark, color, state) for state, (color, _, mark) in DIFF.items()]
     rows = -(-len(entries) // 6)  # at most 6 a row, rows of even length (4 + 3, not 6 + 1)

@@ -159,6 +159,8 @@ def _node_attrs(item: Item, panel: Panel, link) -> dict[str, str]:
         attrs.update(style="rounded,filled,bold", fillcolor="#FFFFFF", penwidth="2")
     elif item.kind in ("block", "seq"):
         attrs.update(penwidth="1.5", peripheries="2" if item.badge > 1 else "1")
+    if item.training:  # computed only in training mode: a dashed border
+        attrs["style"] = attrs.get("style", "rounded,filled") + ",dashed"
     href = link(item.span) if link and item.span is not None else None
     if href:
         attrs["href"] = href
@@ -176,7 +178,7 @@ def _label(item: Item, mark: str | None) -> str:
             badge = f"\u00d7 {item.badge}"
     if item.params:
         details = f"{count(item.params)} params" + (" each" if badge else "")
-    text = item.text if item.kind != "output" else "output"
+    text = item.text if item.kind != "output" else "training output" if item.training else "output"
     return html("node", name=item.name, **_counted(text, item.kind), strip=strip, badge=badge,
                 details=details, strip_width=sum(w for _, w in strip),
                 **_mark_context(mark))  # fmt: skip
@@ -234,6 +236,8 @@ def _edge(dg, src: str, dst: str, e) -> None:
         attrs.update(style="dashed", color=SKIP_COLOR, penwidth="1.3", weight="1")
     else:
         attrs["weight"] = "4"
+    if e.training:  # into the training-only branch
+        attrs["style"] = "dashed"
     if e.name:  # a side input (a decoder's memory) may arrive level, from the side
         attrs.update(minlen="0", weight="1")
     if e.back:  # drawn from the far end, pointing the right way: a U's rising side

@@ -63,6 +63,7 @@ class Item:
     attrs: Attrs | None = None
     shape: str = ""  # first output, without the batch dimension
     used: Span | None = None  # where a block is instantiated (`span` is its definition)
+    training: bool = False  # only training mode computes it (NOTE: [Training-only outputs] in ir.py)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class Edge:
     skip: bool = False  # part of a skip connection
     name: str = ""  # the block input it feeds, when not the block's first (`memory`)
     back: bool = False  # drawn against the flow: the rising side of a U-Net
+    training: bool = False  # into a box only training mode computes
 
 
 @dataclass
@@ -174,6 +176,7 @@ class _Builder:
         self.tree = Tree(graph)
         self.node = {n: graph.node(n) for n in graph.nodes()}  # looked up often: once here
         self.shapes: dict[TensorType, str] = {}  # shape texts made so far
+        self.branch = graph.training_only()
 
     def run(self) -> None:
         order = self.graph.topo()
@@ -185,7 +188,12 @@ class _Builder:
         self._clusters()
         nodes = list(self.node.values())
         self.view.total_params = sum(nd.params for nd in nodes)
-        self.view.total_macs = sum((subs(nd.macs, self.env) for nd in nodes), start=0)
+        eval_nodes = [nd for n, nd in self.node.items() if n not in self.branch]  # as summary counts
+        self.view.total_macs = sum((subs(nd.macs, self.env) for nd in eval_nodes), start=0)
+        if self.branch or self.graph.training_outputs:
+            training = {i.key for i in self.view.items if i.training}
+            for e in self.view.edges:
+                e.training = e.dst in training
 
     # ---- items
     def _place(self, n: int) -> None:
@@ -204,6 +212,7 @@ class _Builder:
             key, kind, key, node.opdef.label(dict(node.attrs)), self.folding.display(scope), n, node.span,
             count=self.folding.count(scope), params=node.params, macs=subs(node.macs, self.env),
             family=node.opdef.family, op=node.op, attrs=node.attrs, shape=self._shape(node.types[0]),
+            training=n in self.branch,
         )  # fmt: skip
 
     def _container_item(self, n: int, path: tuple[str, ...]) -> None:
@@ -222,6 +231,7 @@ class _Builder:
             macs=sum((subs(self.graph.node(m).macs, self.env) for m in nodes), start=0),
             families=tuple(self.graph.node(m).opdef.family for m in nodes), op=c.name,
             shape=self._shape(out.types[0]), used=c.trace[0].span if c.kind == "block" and c.trace else None,
+            training=all(m in self.branch for m in nodes),
         )  # fmt: skip
 
     def _outputs(self) -> None:
@@ -231,7 +241,7 @@ class _Builder:
             shape = self._shape(self.graph.node(u).types[out])
             order = last + 1 + len(self.view.items)
             self.view.items.append(Item(key, "output", name, "output", (), order, self.graph.span,
-                                        shape=shape))  # fmt: skip
+                                        shape=shape, training=name in self.graph.training_outputs))  # fmt: skip
             self.view.edges.append(Edge(self.item_of[u], key, 0, out, shape))
 
     def _shape(self, t: TensorType) -> str:
