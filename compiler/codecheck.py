@@ -148,7 +148,7 @@ class _Whitelist:
             return set()
         if isinstance(stmt, ast.If):  # `if downsample:` in __init__, `if self.downsample is not None:`
             if stmt.orelse or not (_flag_test(stmt.test, local)):
-                _refuse(stmt, "a branch")
+                _refuse(stmt, "a conditional")
             bound: set[str] = set()
             for inner in stmt.body:
                 bound |= self._statement(inner, local | bound)
