@@ -131,22 +131,22 @@ def compile_file(path: str, model: str | None = None, *, optimize: int = 0, **pa
     """PyTorch source for the model(s) of a spec file (optimized at level `optimize`)."""
     program = load_file(path)
     graphs = build_all(program, model, params, optimize=optimize)
-    return _emit(graphs, path, variants(program, graphs, optimize=optimize))
+    return _emit(program, graphs, path, optimize)
 
 
 def compile_source(text: str, path: str = "<string>", model: str | None = None, *, optimize: int = 0,
                    **params: Any) -> str:  # fmt: skip
     program = load_text(text, path)
     graphs = build_all(program, model, params, optimize=optimize)
-    return _emit(graphs, path, variants(program, graphs, optimize=optimize))
+    return _emit(program, graphs, path, optimize)
 
 
-def _emit(graphs: list[Graph], path: str, others: dict | None = None) -> str:
+def _emit(program: Program, graphs: list[Graph], path: str, optimize: int) -> str:
     from modelc.emit import emit  # and jinja2: imported when needed, not by `check`
 
     for text in dict.fromkeys(w.render() for g in graphs for w in g.warnings):
         warnings.warn(SpecWarning(text), stacklevel=_caller_level())
-    return emit(graphs, path, others)
+    return emit(graphs, path, variants(program, graphs, optimize=optimize))
 
 
 def _caller_level() -> int:
@@ -238,7 +238,7 @@ def _import(program: Program, model: str | None, params: dict[str, Any], optimiz
     if len(graphs) != 1:
         names = ", ".join(g.name for g in graphs)
         raise error("E0504", f"{program.path} defines several models ({names}); pass model=...", None)
-    source = _emit(graphs, program.path, variants(program, graphs, optimize=optimize))
+    source = _emit(program, graphs, program.path, optimize)
     cls = getattr(exec_source(source, program.path), graphs[0].name)
     cls.__modelc_source__ = source
     cls.__modelc_graph__ = graphs[0]

@@ -25,7 +25,7 @@ import jinja2
 from modelc.codecheck import ENCODING_LINE, check_generated
 from modelc.diagnostics import CompilerBug
 from modelc.emit_share import Plan, ShareMixin
-from modelc.emit_tree import RESERVED, Tree, Vars, last_uses, live_units, unit_input, unit_output
+from modelc.emit_tree import RESERVED, Tree, Vars, last_uses, live_units, unit_input, unit_local, unit_output, unit_reads
 from modelc.generalize import Sym
 from modelc.ir import Container, Graph
 from modelc.ops.base import Augmented
@@ -134,7 +134,7 @@ class _Emitter(ShareMixin):
 
     def _init_unit(self, tree: Tree, unit, attrs: Namespace, members: dict, plan: Plan | None = None) -> list[str]:
         kind, ref = unit
-        local = tree.graph.node(ref).local if kind == "node" else ref[-1]
+        local = unit_local(tree, unit)
         flag = plan.optional.get(local) if plan else None  # NOTE: [Sharing a class] in generalize.py
         indent = 12 if flag else 8
         if kind == "node":
@@ -204,7 +204,7 @@ class _Emitter(ShareMixin):
         for name, ref in c.inputs:
             params.append(vars_.param(ref, name))
         lines: list[str] = []
-        reads = Counter(r for u in units for r in _reads(tree, u))
+        reads = Counter(r for u in units for r in unit_reads(tree, u))
         reads.update(r for _, r in c.outputs)
         for i, unit in enumerate(units):
             lines += _eval_return(graph, c, vars_) if i == split else []
@@ -321,11 +321,6 @@ def _inlined(tree: Tree, units: list, i: int, reads: Counter, vars_: Vars) -> st
     if use is None or isinstance(use, Augmented) or not _FIRST_ARG.match(flat(use)) or flat(use).count("@") != 1:
         return None
     return expr
-
-
-def _reads(tree: Tree, unit) -> list:
-    kind, ref = unit
-    return tree.inputs[ref] if kind == "node" else [r for _, r in tree.graph.containers[ref].inputs]
 
 
 def _training_units(tree: Tree, c: Container, units) -> list:

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from modelc.emit_tree import RESERVED, Tree, unit_input, unit_output
+from modelc.emit_tree import RESERVED, Tree, unit_input, unit_local, unit_output
 from modelc.generalize import Sym, Unsupported, fit, slot_kind
 from modelc.names import Namespace, python_attribute
 from modelc.ops.base import OpDef
@@ -117,7 +117,7 @@ class ShareMixin:
                 self.shared[m.path] = (name, g.values[m.path], flags, g.plan.params, g.plan.defaults)
 
     # NOTE: [Model arguments] The model class takes a spec parameter (`ResNet50(num_classes=10)`)
-    # when the graph built with it doubled (driver.variants) differs from the graph at hand only
+    # when the graph built with it changed (driver.variants) differs from the graph at hand only
     # in values its model-level layers and block calls take, each the same expression of the
     # parameters in every graph (as a block class's slots, with no new argument), and in no
     # class: no block class, no forward, no submodule changes. So the class built with another
@@ -131,7 +131,7 @@ class ShareMixin:
         alone = []
         for name, graph in others.items():
             em, other = self._scratch(), Tree(graph)
-            locals_ = [graph.node(r).local if k == "node" else r[-1] for k, r in other.ordered_units(())]
+            locals_ = [unit_local(other, u) for u in other.ordered_units(())]
             if locals_ != base.locals or em._forward_text(other, (), frozenset()) != base.forward:
                 continue  # another structure: no argument can give it
             for q, c in graph.containers.items():  # block instances the change leaves alone
@@ -191,7 +191,7 @@ class ShareMixin:
         env = _inputs_env(graph, c)
         env.update({k: v for k, v in c.args})
         forward = self._forward_text(tree, path, frozenset())
-        local = [graph.node(r).local if k == "node" else r[-1] for k, r in units]
+        local = [unit_local(tree, u) for u in units]
         return _Instance(path, units, local, slots, env, forward, c.args)
 
     def _forward_text(self, tree: Tree, path, elide: frozenset) -> list[str]:
@@ -210,9 +210,7 @@ class ShareMixin:
         missing = frozenset(u for u, local in zip(rep.units, rep.locals) if local not in inst.locals)
         if not all(_optional_ok(tree, u) for u in missing):
             return False
-        if missing and self._forward_text(tree, rep.path, missing) != inst.forward:
-            return False
-        if not missing and rep.forward != inst.forward:
+        if (self._forward_text(tree, rep.path, missing) if missing else rep.forward) != inst.forward:
             return False
         trial = self._group(tree, [*g.members, inst], g.plan)
         if trial.plan is None:

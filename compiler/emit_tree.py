@@ -12,7 +12,8 @@ from modelc.diagnostics import CompilerBug
 from modelc.ir import Container, Graph, Ref
 from modelc.names import Namespace
 
-__all__ = ["RESERVED", "Tree", "Vars", "extra_inputs", "last_uses", "live_units", "unit_input", "unit_output"]
+__all__ = ["RESERVED", "Tree", "Vars", "extra_inputs", "last_uses", "live_units", "unit_input", "unit_local", "unit_output",
+           "unit_reads"]
 
 RESERVED = frozenset({"self", "torch", "nn", "rt"})
 
@@ -144,8 +145,7 @@ def last_uses(tree: Tree, c: Container, units, alias: dict[Ref, Ref] | None = No
     alias = alias or {}
     last: dict[Ref, float] = {}
     for i, (kind, ref) in enumerate(units):
-        used = tree.inputs[ref] if kind == "node" else [r for _, r in tree.graph.containers[ref].inputs]
-        for r in used:
+        for r in unit_reads(tree, (kind, ref)):
             last[r] = i
             if r in alias:
                 last[alias[r]] = i
@@ -165,8 +165,7 @@ def extra_inputs(tree: Tree, path: tuple[str, ...]) -> set[Ref]:
     graph, out = tree.graph, set()
     first = 0 if graph.containers[path].origin == "branches" else 1  # parallel branches: every input
     for kind, ref in tree.ordered_units(path):
-        inputs = tree.inputs[ref] if kind == "node" else [r for _, r in graph.containers[ref].inputs]
-        out.update(inputs[first:])
+        out.update(unit_reads(tree, (kind, ref))[first:])
         if kind == "container" and graph.containers[ref].unrolled:
             out |= extra_inputs(tree, ref)
     return out
@@ -174,8 +173,7 @@ def extra_inputs(tree: Tree, path: tuple[str, ...]) -> set[Ref]:
 
 def unit_input(tree: Tree, unit) -> Ref | None:
     """The one input of a unit with one input (else None)."""
-    kind, ref = unit
-    ins = tree.inputs[ref] if kind == "node" else [r for _, r in tree.graph.containers[ref].inputs]
+    ins = unit_reads(tree, unit)
     return ins[0] if len(ins) == 1 else None
 
 
@@ -207,3 +205,15 @@ def live_units(tree: Tree, c: Container, units) -> list:
                 live.update(extra_inputs(tree, ref))
         keep.append(unit)
     return keep[::-1]
+
+
+def unit_reads(tree: Tree, unit) -> list[Ref]:
+    """The values a unit reads: a node's inputs in port order, a container's inputs."""
+    kind, ref = unit
+    return tree.inputs[ref] if kind == "node" else [r for _, r in tree.graph.containers[ref].inputs]
+
+
+def unit_local(tree: Tree, unit) -> str:
+    """A unit's name in its container: the node's or the child container's."""
+    kind, ref = unit
+    return tree.graph.node(ref).local if kind == "node" else ref[-1]
