@@ -175,7 +175,10 @@ class _Whitelist:
         if expr is None:
             return
         called = {id(node.func) for node in ast.walk(expr) if isinstance(node, ast.Call)}
+        repeats = {id(part) for node in ast.walk(expr) for part in _repeat_parts(node)}
         for node in ast.walk(expr):
+            if id(node) in repeats:
+                continue
             if isinstance(node, _FORBIDDEN):
                 _refuse(node, "an expression")
             if isinstance(node, ast.Name) and not (node.id in local or node.id in self.globals or node.id in _CALLABLE):
@@ -191,6 +194,28 @@ class _Whitelist:
                     _refuse(node, "a call of getattr")
             if isinstance(node, ast.Name) and node.id in _CALLABLE and id(node) not in called:
                 _refuse(node, f"a reference to '{node.id}'")
+
+
+def _repeat_parts(node: ast.AST) -> list[ast.AST]:
+    """The nodes of `*[<item> for _ in range(<count>)]` as an argument of `nn.Sequential` (NOTE:
+    [Repeated blocks] in emit_share.py) other than `item` and `count`, which are checked as
+    any expression; [] for any other node."""
+    if not (isinstance(node, ast.Call) and ast.unparse(node.func) == "nn.Sequential"):
+        return []
+    out: list[ast.AST] = []
+    for arg in node.args:
+        if not (isinstance(arg, ast.Starred) and isinstance(arg.value, ast.ListComp)):
+            continue
+        comp = arg.value
+        if len(comp.generators) != 1:
+            continue
+        gen = comp.generators[0]
+        ok = (isinstance(gen.target, ast.Name) and gen.target.id == "_" and not gen.ifs and not gen.is_async
+              and isinstance(gen.iter, ast.Call) and isinstance(gen.iter.func, ast.Name) and gen.iter.func.id == "range"
+              and len(gen.iter.args) == 1 and not gen.iter.keywords)  # fmt: skip
+        if ok and "_" not in {n.id for n in ast.walk(comp.elt) if isinstance(n, ast.Name)}:
+            out += [arg, comp, gen, gen.target, gen.iter, gen.iter.func]
+    return out
 
 
 def _submodule_weight(node: ast.expr) -> bool:

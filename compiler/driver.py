@@ -87,44 +87,28 @@ def _build_all(program: Program, model: str | None, params: dict[str, Any], inpu
 
 def variants(program: Program, graphs: list[Graph], inputs: dict[str, tuple] | None = None, optimize: int = 0,
              rewrites: tuple[str, ...] = ()) -> dict[str, dict[str, Graph]]:  # fmt: skip
-    """Per model, its graph built again with one numeric parameter changed (an int plus one, a
-    float doubled or 0 -> 1), for each parameter whose value a layer of the model itself
-    takes: the
-    emitter makes such a parameter an argument of the model class where these graphs show
+    """Per model, its graph built again with one numeric parameter changed (an int plus one,
+    or doubled where the spec refuses that; a float doubled, or 0 -> 1), for each parameter:
+    the emitter makes such a parameter an argument of the model class where these graphs show
     that the spec's expressions of it are all the class needs (NOTE: [Model arguments] in
-    emit_share.py). A parameter whose changed value the spec refuses is left out."""
+    emit_share.py). A parameter whose changed values the spec refuses is left out."""
     from modelc.diagnostics import SpecError
 
     out: dict[str, dict[str, Graph]] = {}
     for g in graphs:
         out[g.name] = {}
-        used = _model_level_values(g)
         for name, value in g.params:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in used:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
-            other = value + 1 if isinstance(value, int) else (value * 2 if value else 1.0)
-            try:
-                (built,) = build_all(program, g.name, {**dict(g.params), name: other}, inputs, optimize, rewrites)
-            except (SpecError, RecursionError):
-                continue
-            out[g.name][name] = built
+            tries = [value + 1, value * 2] if isinstance(value, int) else [value * 2 if value else 1.0]
+            for other in tries:
+                try:
+                    (built,) = build_all(program, g.name, {**dict(g.params), name: other}, inputs, optimize, rewrites)
+                except (SpecError, RecursionError):
+                    continue
+                out[g.name][name] = built
+                break
     return out
-
-
-def _model_level_values(g: Graph) -> set:
-    """The numbers a model's own layers take (a parameter only block calls take would make
-    every block instance a class to plan again, for each parameter: not worth its cost)."""
-
-    def outside_blocks(path: tuple[str, ...]) -> bool:
-        return all(g.containers[path[:i]].kind != "block" for i in range(1, len(path) + 1))
-
-    values: list = []
-    for n in g.nodes():
-        node = g.node(n)
-        if outside_blocks(node.scope):
-            for v in node.attrs.values():
-                values += v if isinstance(v, tuple) else (v,)
-    return {v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def compile_file(path: str, model: str | None = None, *, optimize: int = 0, **params: Any) -> str:

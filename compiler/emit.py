@@ -30,7 +30,7 @@ from modelc.generalize import Sym
 from modelc.ir import Container, Graph
 from modelc.ops.base import Augmented
 from modelc.names import Namespace, python_attribute
-from modelc.pyformat import LINE, CallExpr, flat, render
+from modelc.pyformat import LINE, CallExpr, Repeat, flat, render
 from modelc.pyrepr import comment, doc, literal
 from modelc.symbolic import is_known
 
@@ -86,15 +86,13 @@ class _Emitter(ShareMixin):
         self.classes: list[str] = []
         self.by_text: dict[str, str] = {}
         self.uses_runtime = False
-        self.shared: dict = {}  # block instance path -> (class name, its call): emit_share.py
+        self.trees: list[Tree] = []  # the graphs whose block instances share classes: emit_share.py
 
     def model(self, graph: Graph, others: dict | None = None) -> None:
-        tree = Tree(graph)
-        self.shared = {}  # paths are per graph; classes are shared across graphs by their text
-        self._class(tree, (), model=True, plan=self._model_plan(tree, others or {}))
+        self._class(*self._model_tree(graph, others or {}), model=True)
 
     # ---- classes ---------------------------------------------------------------------
-    def _class(self, tree: Tree, path: tuple[str, ...], model: bool = False, plan: Plan | None = None) -> str:
+    def _class(self, tree: Tree, path: tuple[str, ...], plan: Plan | None = None, model: bool = False) -> str:
         """Emit the class of the container at `path` (with `plan`: the class shared by the
         instances of a block, rendered from this one) and return its name."""
         graph, c = tree.graph, tree.graph.containers[path]
@@ -181,12 +179,26 @@ class _Emitter(ShareMixin):
                 notes.append(_where(child))
         numbered = names == [str(i) for i in range(len(names))]
         if numbered and not c.unrolled:
+            items, notes = self._repeats(tree, c, items, notes, plan)
             return CallExpr("nn.Sequential", items, notes)
         self.uses_runtime = True
         if numbered:  # NOTE: [Unrolled sequences] in elaborate/steps.py: called item by item
             return CallExpr("rt.module_list", items, notes)
         pairs = [CallExpr("", [literal(n), item]) for n, item in zip(names, items)]
         return CallExpr("rt.module_dict" if c.unrolled else "rt.named_sequential", pairs, notes)
+
+    def _repeats(self, tree: Tree, c: Container, items: list, notes: list, plan: Plan | None) -> tuple[list, list]:
+        """A sequence's items with each run of one block call written once:
+        `*[Block(heads) for _ in range(layers)]` (NOTE: [Repeated blocks] in emit_share.py)."""
+        out, out_notes, i = [], [], 0
+        for k, (start, length) in enumerate(self._runs(tree, c.path)):
+            out += items[i:start]
+            out_notes += notes[i:start]
+            count = plan.syms.get((c.path[len(plan.base):], f"depth{k}")) if plan else None
+            out.append(Repeat(items[start], count.text if isinstance(count, Sym) else literal(length)))
+            out_notes.append(notes[start])
+            i = start + length
+        return out + items[i:], out_notes + notes[i:]
 
     # ---- forward -------------------------------------------------------------------------
     def _forward(self, tree: Tree, c: Container, units, members: dict, plan: Plan | None = None,

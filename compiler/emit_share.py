@@ -59,6 +59,7 @@ class Plan:
 
 @dataclass
 class _Instance:
+    tree: Tree
     path: tuple[str, ...]
     units: list  # (kind, ref) in emission order
     locals: list[str]
@@ -67,24 +68,28 @@ class _Instance:
     forward: list[str]
     args: tuple  # the block parameters' values
 
+    @property
+    def key(self) -> tuple:
+        return (id(self.tree), self.path)
+
 
 @dataclass
 class _Group:
     rep: _Instance
     members: list[_Instance]
     plan: Plan
-    values: dict[tuple[str, ...], list]  # member path -> its constructor argument values
+    values: dict[tuple, list]  # member key -> its constructor argument values
 
 
 class ShareMixin:
     """Part of emit._Emitter: `_block_call` gives a block instance's constructor call."""
 
-    shared: dict
+    trees: list[Tree]
 
     def _block_call(self, tree: Tree, c, plan: Plan | None) -> CallExpr:
-        if c.path not in self.shared:
-            self._share(tree, (c.name, c.span))
-        name, values, flags, params, defaults = self.shared[c.path]
+        if c.path not in tree.shared:
+            self._share((c.name, c.span))
+        name, values, flags, params, defaults = tree.shared[c.path]
         if plan is not None:  # inside a shared class: the child's arguments are the parent's slots
             rel = c.path[len(plan.base):]
             values = [plan.syms.get((rel, i), v) for i, v in enumerate(values)]
@@ -97,49 +102,85 @@ class ShareMixin:
                 args.append(f"{p}={text}")
         return CallExpr(name, args + [f"{f}=True" for f in flags])
 
-    def _share(self, tree: Tree, key) -> None:
-        graph = tree.graph
-        paths = [p for p, c in graph.containers.items() if c.kind == "block" and (c.name, c.span) == key]
-        for p in paths:  # children first: their calls are slots of these classes
-            for q in _child_blocks(tree, p):
-                if q not in self.shared:
-                    self._share(tree, (graph.containers[q].name, graph.containers[q].span))
-        insts = sorted((self._describe(tree, p) for p in paths), key=lambda i: -len(i.units))
-        groups: list[_Group] = []
+    def _share(self, key) -> None:
+        """Classes for the instances of the block definition `key` in all of `self.trees`: the
+        graph emitted and those built with a parameter changed (NOTE: [Model arguments])."""
+        insts = []
+        for tree in self.trees:
+            paths = [p for p, c in tree.graph.containers.items() if c.kind == "block" and (c.name, c.span) == key]
+            for p in paths:  # children first: their calls are slots of these classes
+                for q in _child_blocks(tree, p):
+                    if q not in tree.shared:
+                        self._share(_key(tree, q))
+            insts += [self._describe(tree, p) for p in paths]
+        insts.sort(key=lambda i: (-len(i.units), i.tree.variant))  # the emitted graph's first
+        alike: dict[str, list[_Instance]] = {}  # instances no slot, size or forward tells apart
         for inst in insts:
-            if not any(self._join(tree, g, inst) for g in groups):
-                groups.append(self._group(tree, [inst]))
+            alike.setdefault(repr((inst.locals, inst.forward, sorted(inst.slots.items(), key=repr),
+                                   sorted(inst.env.items()))), []).append(inst)  # fmt: skip
+        groups: list[_Group] = []
+        for first, *rest in alike.values():
+            g = next((g for g in groups if self._join(g, first)), None)
+            if g is None:
+                groups.append(g := self._group([first]))
+            g.members += rest  # join as `first` did, with its argument values
+            g.values.update({m.key: g.values[first.key] for m in rest})
+        real = [g for g in groups if any(not m.tree.variant for m in g.members)]
         for g in groups:
-            g.plan.name = _class_name(key[0], g, groups)
-            name = self._class(tree, g.rep.path, plan=g.plan)
+            g.plan.name = _class_name(key[0], g, real)
+            # A class only other graphs need is not written: no call of the emitted graph matches it.
+            name = self._class(g.rep.tree, g.rep.path, plan=g.plan) if g in real else "?"
             for m in g.members:
                 flags = [f for local, f in g.plan.optional.items() if local in m.locals]
-                self.shared[m.path] = (name, g.values[m.path], flags, g.plan.params, g.plan.defaults)
+                m.tree.shared[m.path] = (name, g.values[m.key], flags, g.plan.params, g.plan.defaults)
 
-    # NOTE: [Model arguments] The model class takes a spec parameter (`ResNet50(num_classes=10)`)
-    # when the graph built with it changed (driver.variants) differs from the graph at hand only
-    # in values its model-level layers and block calls take, each the same expression of the
-    # parameters in every graph (as a block class's slots, with no new argument), and in no
-    # class: no block class, no forward, no submodule changes. So the class built with another
-    # value is the model compiled with it, as far as two graphs can show; a parameter that
-    # changes more (a depth, an input size, a value inside a block) keeps its value, which
-    # `--param` sets. The class constants (INPUT_SHAPES, NUM_PARAMETERS) are the defaults'.
-    def _model_plan(self, tree: Tree, others: dict) -> Plan | None:
+    # NOTE: [Model arguments] The model class takes a spec parameter (`ResNet50(num_classes=10)`,
+    # `GPT(vocab, block_size, layers)`) when the graph built with it changed (driver.variants)
+    # differs from the graph at hand only in values its model-level layers and block calls
+    # take, each the same expression of the parameters in every graph (as a block class's
+    # slots, with no new argument). The block instances of those graphs join the instances of
+    # the graph at hand when classes are shared, so a block class takes what the change reaches
+    # inside it (`Encoder(in_features, n, heads, ff, p)`, a repeat count `n` included) and a
+    # change no class can take (another `forward`, a new submodule) makes a class of its own,
+    # which is not written, and leaves the parameter a compile-time value (`--param` sets it).
+    # The class constants (INPUT_SHAPES, NUM_PARAMETERS) are the defaults'.
+    def _model_tree(self, graph, others: dict) -> tuple[Tree, tuple, Plan | None]:
+        """The tree of the model `graph` for emission and the plan of its class. A first trial
+        (its classes thrown away) finds the parameters the class can take; the block classes
+        are then planned over the graphs of those alone, so no class takes an argument that
+        only a parameter the model cannot take would need."""
+        self.trees = [Tree(graph)]
         if not others:
-            return None
+            return self.trees[0], (), None
+        trial = self._scratch()
+        plan = trial._model_plan(tree := Tree(graph), {k: Tree(g) for k, g in others.items()})
+        keep = plan.params if plan else []
+        if len(keep) == len(others):  # every parameter: the trial's classes are the ones
+            self.classes += trial.classes
+            self.class_names, self.by_text = trial.class_names, trial.by_text
+            self.uses_runtime |= trial.uses_runtime
+            self.trees = trial.trees
+            return tree, (), plan
+        tree = Tree(graph)
+        if keep:
+            plan = self._model_plan(tree, {k: Tree(others[k]) for k in keep})
+        if plan is None:
+            self.trees = [tree := Tree(graph)]
+        return tree, (), plan
+
+    def _model_plan(self, tree: Tree, others: dict) -> Plan | None:
+        for t in others.values():
+            t.variant = True
+        self.trees = [tree, *others.values()]
         base = self._root(tree, others, dict(tree.graph.params))
         alone = []
-        for name, graph in others.items():
-            em, other = self._scratch(), Tree(graph)
+        for name, other in others.items():
             locals_ = [unit_local(other, u) for u in other.ordered_units(())]
-            if locals_ != base.locals or em._forward_text(other, (), frozenset()) != base.forward:
+            if locals_ != base.locals or self._forward_text(other, (), frozenset()) != base.forward:
                 continue  # another structure: no argument can give it
-            for q, c in graph.containers.items():  # block instances the change leaves alone
-                if c.kind == "block" and q in self.shared and _fingerprint(other, q) == _fingerprint(tree, q):
-                    em.shared[q] = self.shared[q]
-            inst = em._root(other, others, dict(graph.params), name)
-            if self._model_fit(tree, base, [(inst, em, other)]) is not None:
-                alone.append((inst, em, other))
+            inst = self._root(other, others, dict(other.graph.params), name)
+            if self._model_fit(tree, base, [(inst, other)]) is not None:
+                alone.append((inst, other))
         while alone:
             plan = self._model_fit(tree, base, alone)
             if plan is not None:
@@ -149,14 +190,14 @@ class ShareMixin:
 
     def _root(self, tree: Tree, others: dict, params: dict, name: str = "") -> _Instance:
         for q in _child_blocks(tree, ()):
-            if q not in self.shared:
-                self._share(tree, (tree.graph.containers[q].name, tree.graph.containers[q].span))
+            if q not in tree.shared:
+                self._share(_key(tree, q))
         inst = self._describe(tree, ())
         inst.path, inst.env = ("#", name), {k: params[k] for k in others}
         return inst
 
     def _model_fit(self, tree: Tree, base: _Instance, others: list) -> Plan | None:
-        fitted = _fit_all([base, *(inst for inst, _, _ in others)], allow_new=False)
+        fitted = _fit_all([base, *(inst for inst, _ in others)], allow_new=False)
         if fitted is None:
             return None
         syms, params, _, _ = fitted
@@ -164,9 +205,39 @@ class ShareMixin:
         types = {p: "float" if isinstance(v, float) else "int" for p, v in defaults.items()}
         plan = Plan((), tree.graph.name, syms, params, types, {}, "", defaults)
         want = self._init_lines(tree, base, plan)
-        if want is None or any(em._init_lines(t, inst, plan) != want for inst, em, t in others):
+        if want is None or any(self._init_lines(t, inst, plan) != want for inst, t in others):
             return None
         return plan
+
+    # NOTE: [Repeated blocks] A run of two or more consecutive items of an nn.Sequential that
+    # are calls of one block class with the same arguments is written once,
+    # `*[Block(heads) for _ in range(layers)]`, as a person builds torchvision's layers. The
+    # runs come from the instances themselves (same class, arguments and flags), so a class or
+    # model that shares them sees each run's length as a slot (`depth0`, `depth1`, ... per
+    # sequence): fitted like any size, and plus or minus a constant (`layers - 1`, after a
+    # first block that differs). The calls after a run's first have the same values, so they
+    # are no slots of their own: the run is written as its first call.
+    def _runs(self, tree: Tree, path) -> list[tuple[int, int]]:
+        """(start, length) of each run of equal block calls in the numbered sequence at `path`."""
+        c = tree.graph.containers[path]
+        units = tree.ordered_units(path)
+        if c.kind == "block" or c.unrolled or not path or [unit_local(tree, u) for u in units] != [str(i) for i in range(len(units))]:
+            return []
+        keys = []
+        for kind, ref in units:
+            block = kind == "container" and tree.graph.containers[ref].kind == "block"
+            if block and ref not in tree.shared:
+                self._share(_key(tree, ref))
+            keys.append(repr(tree.shared[ref][:3]) if block else None)
+        runs, i = [], 0
+        while i < len(keys):
+            j = i
+            while j + 1 < len(keys) and keys[i] is not None and keys[j + 1] == keys[i]:
+                j += 1
+            if j > i:
+                runs.append((i, j - i + 1))
+            i = j + 1
+        return runs
 
     def _scratch(self):
         """An emitter for another graph of the same file: its classes are named as ours where
@@ -184,15 +255,23 @@ class ShareMixin:
             if node.module:
                 rel = (*node.scope[len(path):], node.local)
                 slots.update({(rel, k): v for k, v in node.attrs.items()})
+        repeated = set()  # the calls of a run after its first: written as the first is
+        for q in _own_sequences(tree, path):
+            items = tree.ordered_units(q)
+            for k, (start, n) in enumerate(self._runs(tree, q)):
+                slots[(q[len(path):], f"depth{k}")] = n
+                repeated |= {ref for _, ref in items[start + 1:start + n]}
         for q in _child_blocks(tree, path):
-            name, values, flags, _, _ = self.shared[q]
+            if q in repeated:
+                continue
+            name, values, flags, _, _ = tree.shared[q]
             slots[(q[len(path):], "class")] = (name, tuple(flags))
             slots.update({(q[len(path):], i): v for i, v in enumerate(values)})
         env = _inputs_env(graph, c)
         env.update({k: v for k, v in c.args})
         forward = self._forward_text(tree, path, frozenset())
         local = [unit_local(tree, u) for u in units]
-        return _Instance(path, units, local, slots, env, forward, c.args)
+        return _Instance(tree, path, units, local, slots, env, forward, c.args)
 
     def _forward_text(self, tree: Tree, path, elide: frozenset) -> list[str]:
         units = tree.ordered_units(path)
@@ -203,8 +282,8 @@ class ShareMixin:
         params, lines, _ = self._forward(tree, tree.graph.containers[path], units, members, None, elide)
         return [*params, *lines]
 
-    def _join(self, tree: Tree, g: _Group, inst: _Instance) -> bool:
-        rep = g.rep
+    def _join(self, g: _Group, inst: _Instance) -> bool:
+        rep, tree = g.rep, g.rep.tree
         if not set(inst.locals) <= set(rep.locals):
             return False
         missing = frozenset(u for u, local in zip(rep.units, rep.locals) if local not in inst.locals)
@@ -212,20 +291,21 @@ class ShareMixin:
             return False
         if (self._forward_text(tree, rep.path, missing) if missing else rep.forward) != inst.forward:
             return False
-        trial = self._group(tree, [*g.members, inst], g.plan)
+        trial = self._group([*g.members, inst], g.plan)
         if trial.plan is None:
             return False
         g.members, g.plan, g.values = trial.members, trial.plan, trial.values
         return True
 
-    def _group(self, tree: Tree, members: list[_Instance], before: Plan | None = None) -> _Group:
+    def _group(self, members: list[_Instance], before: Plan | None = None) -> _Group:
         """`members` as one group, or a group without a plan where they cannot be. `before`:
         the plan all but the last member were checked under."""
         rep = members[0]
+        tree = rep.tree
         c = tree.graph.containers[rep.path]
         fitted = _fit_all(members)
         if fitted is None:
-            return _Group(rep, members, None, {}) if len(members) > 1 else self._alone(tree, rep)
+            return _Group(rep, members, None, {}) if len(members) > 1 else self._alone(rep)
         syms, params, values, by_name = fitted
         # Parameters the spec gives a literal default keep it, after the others (`stride: int = 1`).
         spec_defaults = dict(tree.graph.containers[rep.path].defaults)
@@ -242,19 +322,19 @@ class ShareMixin:
         plan = Plan(rep.path, c.name, syms, params, types, optional, c.span.short, defaults)
         # Under the same symbols, the members checked before need no second look.
         same = before is not None and (before.syms, before.params, before.optional) == (syms, params, optional)
-        if len(members) > 1 and not self._same_inits(tree, [rep, *members[-1:]] if same else members, plan):
+        if len(members) > 1 and not self._same_inits([rep, *members[-1:]] if same else members, plan):
             return _Group(rep, members, None, {})
         return _Group(rep, members, plan, values)
 
-    def _alone(self, tree: Tree, rep: _Instance) -> _Group:
-        c = tree.graph.containers[rep.path]
-        return _Group(rep, [rep], Plan(rep.path, c.name, where=c.span.short), {rep.path: []})
+    def _alone(self, rep: _Instance) -> _Group:
+        c = rep.tree.graph.containers[rep.path]
+        return _Group(rep, [rep], Plan(rep.path, c.name, where=c.span.short), {rep.key: []})
 
-    def _same_inits(self, tree: Tree, members: list[_Instance], plan: Plan) -> bool:
+    def _same_inits(self, members: list[_Instance], plan: Plan) -> bool:
         """Every member's submodules construct as the representative's do, under the plan."""
-        want = self._init_lines(tree, members[0], plan)
+        want = self._init_lines(members[0].tree, members[0], plan)
         for m in members[1:]:
-            got = self._init_lines(tree, m, replace(plan, base=m.path))
+            got = self._init_lines(m.tree, m, replace(plan, base=m.path))
             if got is None or want is None or any(want.get(k) != v for k, v in got.items()):
                 return False
         return True
@@ -296,22 +376,22 @@ def _fit_all(members: list[_Instance], allow_new: bool = True):
             if slot_kind(elem) == "same":
                 fitted.append(elem[0])
                 continue
-            cands = [(t, [vals.get(m.path) for m in ms]) for t, vals in earlier]
+            cands = [(t, [vals.get(m.key) for m in ms]) for t, vals in earlier]
             cands += [(env_names[k], [m.env.get(k) for m in ms]) for k in env_names]
-            text = fit(elem, [(t, v) for t, v in cands if None not in v])
+            text = fit(elem, [(t, v) for t, v in cands if None not in v], offsets=str(key[1]).startswith("depth"))
             if text is None and not allow_new:
                 return None
             if text is None:
                 text = names.create("_".join([*key[0], str(key[1]), *([str(i)] if kind == "tuple" else [])]))
-                new_args[text] = {m.path: e for m, e in zip(ms, elem)}
-            earlier.append((text, {m.path: e for m, e in zip(ms, elem)}))
+                new_args[text] = {m.key: e for m, e in zip(ms, elem)}
+            earlier.append((text, {m.key: e for m, e in zip(ms, elem)}))
             fitted.append(Sym(text))
         syms[key] = tuple(fitted) if kind == "tuple" else fitted[0]
     texts = [x.text for s in syms.values() for x in (s if isinstance(s, tuple) else (s,)) if isinstance(x, Sym)]
     used = {w for t in texts for w in _WORD.findall(t)}
     params = [env_names[k] for k in env_names if env_names[k] in used] + [a for a in new_args if a in used]
     by_name = {v: k for k, v in env_names.items()}
-    values = {m.path: [m.env[by_name[p]] if p in by_name else new_args[p].get(m.path, 0) for p in params]
+    values = {m.key: [m.env[by_name[p]] if p in by_name else new_args[p].get(m.key, 0) for p in params]
               for m in members}  # fmt: skip
     if any(p in by_name and any(by_name[p] not in m.env for m in members) for p in params):
         return None
@@ -329,17 +409,6 @@ def _optional_ok(tree: Tree, unit) -> bool:
         return True
     node = tree.graph.node(unit[1])  # a submodule: a step computed in forward cannot be left out
     return node.module and node.opdef.module(dict(node.attrs)) is not None and type(node.opdef).invoke is OpDef.invoke
-
-
-def _fingerprint(tree: Tree, path) -> tuple:
-    """What the class and call of the block instance at `path` follow from: its arguments,
-    input types, and its nodes (scope, name, op, attributes)."""
-    graph, c = tree.graph, tree.graph.containers.get(path)
-    if c is None:
-        return ()
-    nodes = [graph.node(n) for n in tree._subtree_nodes(path)]
-    return (c.name, c.span, c.args, [graph.type_of(r) for _, r in c.inputs],
-            [(n.scope, n.local, n.op, n.module, sorted(n.attrs.items())) for n in nodes])  # fmt: skip
 
 
 def _inputs_env(graph, c) -> dict[str, Any]:
@@ -361,6 +430,21 @@ def _own_nodes(tree: Tree, path) -> list[int]:
     blocks = [q for q in _child_blocks(tree, path)]
     return [n for n in tree._subtree_nodes(path)
             if not any(tree.graph.node(n).scope[:len(q)] == q for q in blocks)]  # fmt: skip
+
+
+def _key(tree: Tree, path) -> tuple:
+    """The block definition of the instance at `path`: its name and where it is defined."""
+    c = tree.graph.containers[path]
+    return (c.name, c.span)
+
+
+def _own_sequences(tree: Tree, path) -> list[tuple[str, ...]]:
+    """Sequences inside the container at `path` that no child block holds."""
+    out = []
+    for q in tree.children[path]:
+        if tree.graph.containers[q].kind != "block":
+            out += [q, *_own_sequences(tree, q)]
+    return out
 
 
 def _child_blocks(tree: Tree, path) -> list[tuple[str, ...]]:

@@ -30,6 +30,8 @@ class Tree:
         for path in graph.containers:
             if path:
                 self.children[path[:-1]].append(path)
+        self.shared: dict = {}  # block instance path -> its class and call (emit_share.py)
+        self.variant = False  # a graph built with a parameter changed (NOTE: [Model arguments])
         self._units: dict[tuple[str, ...], list] = {}  # memo of ordered_units
         self._subtrees: dict[tuple[str, ...], list[int]] = {}  # memo of _subtree_nodes
 

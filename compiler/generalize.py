@@ -74,10 +74,10 @@ def slot_kind(values: list[Any]) -> str | None:
     return None
 
 
-def fit(values: list, candidates: list[tuple[str, list[Any]]]) -> str | None:
+def fit(values: list, candidates: list[tuple[str, list[Any]]], offsets: bool = False) -> str | None:
     """The first candidate expression equal to `values` on every instance: a candidate as is,
-    then times or divided by one integer. `candidates`: (Python expression, its value per
-    instance), in order of preference."""
+    then times or divided by one integer, then (with `offsets`: a count) plus or minus one.
+    `candidates`: (Python expression, its value per instance), in order of preference."""
     for text, vals in candidates:
         if vals == values and all(_is_int(v) or isinstance(v, float) for v in vals):
             return text
@@ -92,6 +92,10 @@ def fit(values: list, candidates: list[tuple[str, list[Any]]]) -> str | None:
                 return f"{_operand(text)} * {m}"
         if (m := _divisor(values, vals)) is not None:
             return f"{_operand(text)} // {m}"
+    for text, vals in candidates if offsets else []:
+        k = {v - c for v, c in zip(values, vals) if _is_int(c)}
+        if len(k) == 1 and len(vals) == len(values) and (m := k.pop()) in (-1, 1):
+            return f"{_operand(text)} {'-' if m < 0 else '+'} 1"
     return None
 
 

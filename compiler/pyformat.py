@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["LINE", "CallExpr", "flat", "render"]
+__all__ = ["LINE", "CallExpr", "Repeat", "flat", "render"]
 
 LINE = 88
 
@@ -28,9 +28,19 @@ class CallExpr:
     brackets: str = "()"  # "{}" for a dict literal
 
 
+@dataclass
+class Repeat:
+    """`*[item for _ in range(count)]`: an item of a call's arguments, built `count` times."""
+
+    item: object  # str | CallExpr
+    count: str
+
+
 def flat(e) -> str:
     if isinstance(e, str):
         return e
+    if isinstance(e, Repeat):
+        return f"*[{flat(e.item)} for _ in range({e.count})]"
     one = "," if e.collection and e.brackets == "()" and not e.callee and len(e.args) == 1 else ""  # (x,)
     return f"{e.callee}{e.brackets[0]}{', '.join(flat(a) for a in e.args)}{one}{e.brackets[1]}"
 
@@ -45,10 +55,13 @@ def render(e, indent: int, prefix: str = "", suffix: str = "", comment: str | No
             return [f"{one}  # {comment}"]
         if comment:
             lines.append(f"{pad}# {comment}")
-        if len(one) <= LINE or not isinstance(e, CallExpr):
+        if len(one) <= LINE or not isinstance(e, (CallExpr, Repeat)):
             return lines + [one]
     elif comment:
         lines.append(f"{pad}# {comment}")
+    if isinstance(e, Repeat):  # as ruff splits a comprehension
+        item = render(e.item, indent + 4, "", "")
+        return lines + [f"{pad}{prefix}*[", *item, f"{pad}    for _ in range({e.count})", f"{pad}]{suffix}"]
     head = f"{pad}{prefix}{e.callee}{e.brackets[0]}"
     tail = f"{pad}{e.brackets[1]}{suffix}"
     if not forced and not e.collection:

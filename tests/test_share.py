@@ -35,7 +35,7 @@ def test_resnet50_has_one_bottleneck_class_within_160_lines():
     assert _classes(source) == ["Bottleneck", "ResNet50"]
     assert len(source.splitlines()) <= 160
     assert "def __init__(\n        self, in_channels: int, width: int, stride: int = 1, downsample: bool = False\n" in source
-    assert "Bottleneck(256, 128, stride=2, downsample=True)," in source and "Bottleneck(512, 128),"  in source
+    assert "Bottleneck(256, 128, stride=2, downsample=True)," in source and "*[Bottleneck(512, 128) for _ in range(3)],"  in source
     assert "if self.downsample is not None:" in source
 
 
@@ -75,6 +75,11 @@ def test_sizes_fit_from_parameters_inputs_and_earlier_slots():
     assert fit([3, 5], [("width", [64, 128])]) is None
     assert fit([0.1, 0.2], [("p", [0.1, 0.2])]) == "p"
     assert fit([7, 7], [("k", [7, 7])]) == "k"  # (the emitter asks only for slots that differ)
+    # a repeat count (NOTE: [Repeated blocks]): also one more or less than a parameter
+    assert fit([2, 5], [("layers", [3, 6])]) is None
+    assert fit([2, 5], [("layers", [3, 6])], offsets=True) == "layers - 1"
+    assert fit([4, 7], [("n", [3, 6])], offsets=True) == "n + 1"
+    assert fit([2, 9], [("layers", [3, 6])], offsets=True) is None
 
 
 def test_slot_kinds():
@@ -111,6 +116,27 @@ def test_the_code_gate_refuses_other_signatures_and_branches(bad):
         check_generated(source)
 
 
+@pytest.mark.parametrize("items", [
+    "*[nn.ReLU() for i in range(n)]",  # a loop variable other than `_`
+    "*[nn.ReLU() for _ in range(n) if n]",
+    "*[nn.ReLU() for _ in range(0, n)]",
+    "*[nn.ReLU() for _ in list(n)]",
+    "*[nn.ReLU() for _ in range(n) for _ in range(n)]",
+    "*[_ for _ in range(n)]",
+    "*(nn.ReLU() for _ in range(n))",
+    "*[print() for _ in range(n)]",
+])  # fmt: skip
+def test_the_code_gate_takes_only_the_repeat_form_of_nn_sequential(items):
+    """NOTE: [Repeated blocks]: `*[item for _ in range(count)]`, an argument of nn.Sequential."""
+    head = '# -*- coding: utf-8 -*-\nimport torch\nfrom torch import nn\n\n\nclass A(nn.Module):\n    """A."""\n\n'
+    init = "    def __init__(self, n: int = 2) -> None:\n        super().__init__()\n        self.s = {}\n"
+    check_generated(head + init.format("nn.Sequential(*[nn.ReLU() for _ in range(n)])"))
+    with pytest.raises(CompilerBug):
+        check_generated(head + init.format(f"nn.Sequential({items})"))
+    with pytest.raises(CompilerBug):  # the form itself, outside nn.Sequential
+        check_generated(head + init.format("nn.ModuleList(*[nn.ReLU() for _ in range(n)])"))
+
+
 # ---- model arguments (NOTE: [Model arguments] in emit_share.py) -------------------------------
 @pytest.mark.parametrize(("spec", "model", "kwargs"), [
     ("resnet18", None, {"num_classes": 10}),
@@ -118,6 +144,9 @@ def test_the_code_gate_refuses_other_signatures_and_branches(bad):
     ("alexnet", None, {"num_classes": 5, "dropout": 0.1}),
     ("dcgan", "Generator", {"nz": 20, "ngf": 8, "nc": 1}),
     ("vae", None, {"latent": 6, "hidden": 32}),
+    ("gpt", None, {"vocab": 97, "block_size": 16, "layers": 2}),  # a depth, inside a block
+    ("gpt2", None, {"vocab": 97, "positions": 16, "layers": 2}),
+    ("transformer", None, {"d_model": 32, "heads": 2, "encoder_layers": 3, "ff": 64}),  # into block classes
 ])  # fmt: skip
 def test_a_model_built_with_arguments_is_the_model_compiled_with_them(spec, model, kwargs):
     path = str(SPECS / f"{spec}.model")
@@ -129,7 +158,9 @@ def test_a_model_built_with_arguments_is_the_model_compiled_with_them(spec, mode
     reference.load_state_dict(state)
     ours.load_state_dict(state)  # strict: the same keys and shapes
     ours.eval(), reference.eval()
-    inputs = [torch.rand(*[2 if d == "B" else d for d in shape]) for shape in compiled.INPUT_SHAPES.values()]
+    sizes = [[d if isinstance(d, int) else 3 for d in shape] for shape in compiled.INPUT_SHAPES.values()]
+    ids = spec.startswith("gpt")  # token ids
+    inputs = [torch.randint(0, kwargs["vocab"], s) if ids else torch.rand(*s) for s in sizes]
     torch.manual_seed(1)
     want = reference(*inputs)
     torch.manual_seed(1)
@@ -141,9 +172,13 @@ def test_a_parameter_that_changes_more_than_model_level_values_stays_a_value():
     source = modelc.compile_file(str(SPECS / "resnet50.model"))
     assert "def __init__(self, num_classes: int = 1000) -> None:" in source
     assert "self.fc = nn.Linear(2048, num_classes)" in source
-    # gpt2: `layers` sets a depth, `d` the blocks' classes: neither is an argument
+    # gpt2: `layers` is a repeat count, an argument; `d` and `heads` set sizes in the attention
+    # block's forward (its reshape), which no constructor argument reaches yet: values
     source = modelc.compile_file(str(SPECS / "gpt2.model"))
-    assert "def __init__(self, vocab: int = 50257, positions: int = 1024) -> None:" in source
+    signature = source.split("class GPT2")[1].split("def __init__(")[1].split(") -> None:")[0]
+    assert "layers: int = 12" in signature and "eps: float = 1e-05" in signature
+    assert "heads" not in signature and "d:" not in signature
+    assert "nn.Sequential(*[Block(eps) for _ in range(layers)])" in source
 
 
 def test_a_parameter_free_step_nothing_reads_is_left_out_of_forward():

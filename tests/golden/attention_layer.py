@@ -20,10 +20,10 @@ class AttentionLayer(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", "T", 64)}
     NUM_PARAMETERS = 16640
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 64, heads: int = 4) -> None:
         super().__init__()
         # attention_layer.model:6
-        self.attn = nn.MultiheadAttention(64, 4, batch_first=True)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # attention_layer.model:6

@@ -10,17 +10,15 @@ from modelc import runtime as rt
 
 
 class Embeddings(nn.Module):
-    """Embeddings(vocab=30522, max_len=512, types=2, width=768, p=0.1, eps=1e-12),
-    defined at bert.model:6.
-    """
+    """Embeddings(vocab, max_len, types, p), defined at bert.model:6."""
 
-    def __init__(self) -> None:
+    def __init__(self, vocab: int, max_len: int, types: int, p: float) -> None:
         super().__init__()
-        self.word_embeddings = nn.Embedding(30522, 768)  # bert.model:9
-        self.token_type_embeddings = nn.Embedding(2, 768)  # bert.model:10
-        self.position_embeddings = rt.PositionEmbedding(512, 768)  # bert.model:11
+        self.word_embeddings = nn.Embedding(vocab, 768)  # bert.model:9
+        self.token_type_embeddings = nn.Embedding(types, 768)  # bert.model:10
+        self.position_embeddings = rt.PositionEmbedding(max_len, 768)  # bert.model:11
         self.norm = nn.LayerNorm(768, eps=1e-12)  # bert.model:11
-        self.dropout = nn.Dropout(0.1)  # bert.model:12
+        self.dropout = nn.Dropout(p)  # bert.model:12
 
     def forward(self, tokens: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
         x = self.word_embeddings(tokens)  # bert.model:9
@@ -32,20 +30,20 @@ class Embeddings(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """EncoderLayer(heads=12, ff=3072, p=0.1, eps=1e-12), defined at bert.model:15."""
+    """EncoderLayer(ff, p), defined at bert.model:15."""
 
-    def __init__(self) -> None:
+    def __init__(self, ff: int, p: float) -> None:
         super().__init__()
         self.query = nn.Linear(768, 768)  # bert.model:17
         self.key = nn.Linear(768, 768)  # bert.model:18
         self.value = nn.Linear(768, 768)  # bert.model:19
-        self.attention_dropout = nn.Dropout(0.1)  # bert.model:20
+        self.attention_dropout = nn.Dropout(p)  # bert.model:20
         self.dense = nn.Linear(768, 768)  # bert.model:21
-        self.dropout = nn.Dropout(0.1)  # bert.model:21
+        self.dropout = nn.Dropout(p)  # bert.model:21
         self.attention_norm = nn.LayerNorm(768, eps=1e-12)  # bert.model:22
-        self.intermediate = nn.Linear(768, 3072)  # bert.model:23
-        self.ffn_output = nn.Linear(3072, 768)  # bert.model:23
-        self.ffn_dropout = nn.Dropout(0.1)  # bert.model:23
+        self.intermediate = nn.Linear(768, ff)  # bert.model:23
+        self.ffn_output = nn.Linear(ff, 768)  # bert.model:23
+        self.ffn_dropout = nn.Dropout(p)  # bert.model:23
         self.ffn_norm = nn.LayerNorm(768, eps=1e-12)  # bert.model:24
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,23 +87,20 @@ class BERT(nn.Module):
     OUTPUT_SHAPES = {"sequence": ("B", "T", 768), "pooled": ("B", 768)}
     NUM_PARAMETERS = 109482240
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        vocab: int = 30522,
+        layers: int = 12,
+        ff: int = 3072,
+        max_len: int = 512,
+        types: int = 2,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
-        self.embeddings = Embeddings()  # bert.model:31
+        self.embeddings = Embeddings(vocab, max_len, types, dropout)  # bert.model:31
         # bert.model:32
         self.encoder = nn.Sequential(
-            EncoderLayer(),  # bert.model:32
-            EncoderLayer(),  # bert.model:32
-            EncoderLayer(),  # bert.model:32
-            EncoderLayer(),  # bert.model:32
-            EncoderLayer(),  # bert.model:32
-            EncoderLayer(),  # bert.model:32
-            EncoderLayer(),  # bert.model:32
-            EncoderLayer(),  # bert.model:32
-            EncoderLayer(),  # bert.model:32
-            EncoderLayer(),  # bert.model:32
-            EncoderLayer(),  # bert.model:32
-            EncoderLayer(),  # bert.model:32
+            *[EncoderLayer(ff, dropout) for _ in range(layers)],  # bert.model:32
         )
         self.pooler = nn.Linear(768, 768)  # bert.model:33
 

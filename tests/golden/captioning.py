@@ -7,9 +7,9 @@ from torch import nn
 
 
 class Encoder(nn.Module):
-    """Encoder(embed=256), defined at captioning.model:5."""
+    """Encoder(embed), defined at captioning.model:5."""
 
-    def __init__(self) -> None:
+    def __init__(self, embed: int) -> None:
         super().__init__()
         # captioning.model:7
         self.features = nn.Sequential(
@@ -29,7 +29,7 @@ class Encoder(nn.Module):
             nn.ReLU(),  # captioning.model:10
         )
         self.pool = nn.AdaptiveAvgPool2d(1)  # captioning.model:11
-        self.fc = nn.Linear(256, 256)  # captioning.model:11
+        self.fc = nn.Linear(256, embed)  # captioning.model:11
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         out = self.features(image)  # captioning.model:7
@@ -52,11 +52,11 @@ class Captioner(nn.Module):
     OUTPUT_SHAPES = {"logits": ("B", "T + 1", 10000)}
     NUM_PARAMETERS = 9721648
 
-    def __init__(self, vocab: int = 10000, hidden: int = 512) -> None:
+    def __init__(self, vocab: int = 10000, embed: int = 256, hidden: int = 512) -> None:
         super().__init__()
-        self.encoder = Encoder()  # captioning.model:17
-        self.embedding = nn.Embedding(vocab, 256)  # captioning.model:18
-        self.lstm = nn.LSTM(256, hidden, batch_first=True)  # captioning.model:20
+        self.encoder = Encoder(embed)  # captioning.model:17
+        self.embedding = nn.Embedding(vocab, embed)  # captioning.model:18
+        self.lstm = nn.LSTM(embed, hidden, batch_first=True)  # captioning.model:20
         self.fc = nn.Linear(hidden, vocab)  # captioning.model:20
 
     def forward(self, image: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:

@@ -27,11 +27,12 @@ class Down_bnTrue(nn.Module):
 
 
 class Down_width64(nn.Module):
-    """Down(width=64, bn=False), defined at context_encoder.model:10."""
+    """Down(in_channels), defined at context_encoder.model:10."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(3, 64, 4, stride=2, padding=1)  # context_encoder.model:12
+        # context_encoder.model:12
+        self.conv = nn.Conv2d(in_channels, 64, 4, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)  # context_encoder.model:12
@@ -70,11 +71,11 @@ class ContextEncoder(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 3, 64, 64)}
     NUM_PARAMETERS = 5981507
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int = 3) -> None:
         super().__init__()
         # context_encoder.model:23
         self.encoder = nn.Sequential(
-            Down_width64(),  # context_encoder.model:23
+            Down_width64(channels),  # context_encoder.model:23
             Down_bnTrue(64, 64),  # context_encoder.model:23
             Down_bnTrue(64, 128),  # context_encoder.model:23
             Down_bnTrue(128, 256),  # context_encoder.model:23
@@ -92,7 +93,7 @@ class ContextEncoder(nn.Module):
             Up(256, 128),  # context_encoder.model:26
             Up(128, 64),  # context_encoder.model:26
             # context_encoder.model:27
-            nn.ConvTranspose2d(64, 3, 4, stride=2, padding=1),
+            nn.ConvTranspose2d(64, channels, 4, stride=2, padding=1),
             nn.Tanh(),  # context_encoder.model:27
         )
 
@@ -115,11 +116,11 @@ class Discriminator(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1, 1, 1)}
     NUM_PARAMETERS = 2765633
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int = 3) -> None:
         super().__init__()
         # context_encoder.model:33
         self.features = nn.Sequential(
-            Down_width64(),  # context_encoder.model:33
+            Down_width64(channels),  # context_encoder.model:33
             Down_bnTrue(64, 128),  # context_encoder.model:33
             Down_bnTrue(128, 256),  # context_encoder.model:33
             Down_bnTrue(256, 512),  # context_encoder.model:33

@@ -10,17 +10,18 @@ from modelc import runtime as rt
 
 
 class DenseLayer(nn.Module):
-    """DenseLayer(in_channels), defined at densenet121.model:8."""
+    """DenseLayer(in_channels, bn_size), defined at densenet121.model:8."""
 
-    def __init__(self, in_channels: int) -> None:
+    def __init__(self, in_channels: int, bn_size: int) -> None:
         super().__init__()
         self.norm1 = nn.BatchNorm2d(in_channels)  # densenet121.model:10
         self.relu1 = nn.ReLU()  # densenet121.model:10
-        self.conv1 = nn.Conv2d(in_channels, 128, 1, bias=False)  # densenet121.model:10
-        self.norm2 = nn.BatchNorm2d(128)  # densenet121.model:11
+        # densenet121.model:10
+        self.conv1 = nn.Conv2d(in_channels, bn_size * 32, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(bn_size * 32)  # densenet121.model:11
         self.relu2 = nn.ReLU()  # densenet121.model:11
         # densenet121.model:11
-        self.conv2 = nn.Conv2d(128, 32, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(bn_size * 32, 32, 3, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         new = self.norm1(x)  # densenet121.model:10
@@ -34,7 +35,7 @@ class DenseLayer(nn.Module):
 
 
 class DenseBlock(nn.Module):
-    """DenseBlock(in_channels, denselayer2_0, denselayer3_0, denselayer4_0,
+    """DenseBlock(in_channels, bn_size, denselayer2_0, denselayer3_0, denselayer4_0,
     denselayer5_0, denselayer6_0, denselayer7_0, denselayer8_0, denselayer9_0,
     denselayer10_0, denselayer11_0, denselayer12_0, denselayer13_0,
     denselayer14_0, denselayer15_0, denselayer16_0, denselayer7, denselayer8,
@@ -47,6 +48,7 @@ class DenseBlock(nn.Module):
     def __init__(
         self,
         in_channels: int,
+        bn_size: int,
         denselayer2_0: int,
         denselayer3_0: int,
         denselayer4_0: int,
@@ -82,66 +84,76 @@ class DenseBlock(nn.Module):
         denselayer24: bool = False,
     ) -> None:
         super().__init__()
-        self.denselayer1 = DenseLayer(in_channels)  # densenet121.model:17
-        self.denselayer2 = DenseLayer(denselayer2_0)  # densenet121.model:17
-        self.denselayer3 = DenseLayer(denselayer3_0)  # densenet121.model:17
-        self.denselayer4 = DenseLayer(denselayer4_0)  # densenet121.model:17
-        self.denselayer5 = DenseLayer(denselayer5_0)  # densenet121.model:17
-        self.denselayer6 = DenseLayer(denselayer6_0)  # densenet121.model:17
+        self.denselayer1 = DenseLayer(in_channels, bn_size)  # densenet121.model:17
+        self.denselayer2 = DenseLayer(denselayer2_0, bn_size)  # densenet121.model:17
+        self.denselayer3 = DenseLayer(denselayer3_0, bn_size)  # densenet121.model:17
+        self.denselayer4 = DenseLayer(denselayer4_0, bn_size)  # densenet121.model:17
+        self.denselayer5 = DenseLayer(denselayer5_0, bn_size)  # densenet121.model:17
+        self.denselayer6 = DenseLayer(denselayer6_0, bn_size)  # densenet121.model:17
         self.denselayer7 = None
         if denselayer7:
-            self.denselayer7 = DenseLayer(denselayer7_0)  # densenet121.model:17
+            # densenet121.model:17
+            self.denselayer7 = DenseLayer(denselayer7_0, bn_size)
         self.denselayer8 = None
         if denselayer8:
-            self.denselayer8 = DenseLayer(denselayer8_0)  # densenet121.model:17
+            # densenet121.model:17
+            self.denselayer8 = DenseLayer(denselayer8_0, bn_size)
         self.denselayer9 = None
         if denselayer9:
-            self.denselayer9 = DenseLayer(denselayer9_0)  # densenet121.model:17
+            # densenet121.model:17
+            self.denselayer9 = DenseLayer(denselayer9_0, bn_size)
         self.denselayer10 = None
         if denselayer10:
-            self.denselayer10 = DenseLayer(denselayer10_0)  # densenet121.model:17
+            # densenet121.model:17
+            self.denselayer10 = DenseLayer(denselayer10_0, bn_size)
         self.denselayer11 = None
         if denselayer11:
-            self.denselayer11 = DenseLayer(denselayer11_0)  # densenet121.model:17
+            # densenet121.model:17
+            self.denselayer11 = DenseLayer(denselayer11_0, bn_size)
         self.denselayer12 = None
         if denselayer12:
-            self.denselayer12 = DenseLayer(denselayer12_0)  # densenet121.model:17
+            # densenet121.model:17
+            self.denselayer12 = DenseLayer(denselayer12_0, bn_size)
         self.denselayer13 = None
         if denselayer13:
-            self.denselayer13 = DenseLayer(denselayer13_0)  # densenet121.model:17
+            # densenet121.model:17
+            self.denselayer13 = DenseLayer(denselayer13_0, bn_size)
         self.denselayer14 = None
         if denselayer14:
-            self.denselayer14 = DenseLayer(denselayer14_0)  # densenet121.model:17
+            # densenet121.model:17
+            self.denselayer14 = DenseLayer(denselayer14_0, bn_size)
         self.denselayer15 = None
         if denselayer15:
-            self.denselayer15 = DenseLayer(denselayer15_0)  # densenet121.model:17
+            # densenet121.model:17
+            self.denselayer15 = DenseLayer(denselayer15_0, bn_size)
         self.denselayer16 = None
         if denselayer16:
-            self.denselayer16 = DenseLayer(denselayer16_0)  # densenet121.model:17
+            # densenet121.model:17
+            self.denselayer16 = DenseLayer(denselayer16_0, bn_size)
         self.denselayer17 = None
         if denselayer17:
-            self.denselayer17 = DenseLayer(768)  # densenet121.model:17
+            self.denselayer17 = DenseLayer(768, bn_size)  # densenet121.model:17
         self.denselayer18 = None
         if denselayer18:
-            self.denselayer18 = DenseLayer(800)  # densenet121.model:17
+            self.denselayer18 = DenseLayer(800, bn_size)  # densenet121.model:17
         self.denselayer19 = None
         if denselayer19:
-            self.denselayer19 = DenseLayer(832)  # densenet121.model:17
+            self.denselayer19 = DenseLayer(832, bn_size)  # densenet121.model:17
         self.denselayer20 = None
         if denselayer20:
-            self.denselayer20 = DenseLayer(864)  # densenet121.model:17
+            self.denselayer20 = DenseLayer(864, bn_size)  # densenet121.model:17
         self.denselayer21 = None
         if denselayer21:
-            self.denselayer21 = DenseLayer(896)  # densenet121.model:17
+            self.denselayer21 = DenseLayer(896, bn_size)  # densenet121.model:17
         self.denselayer22 = None
         if denselayer22:
-            self.denselayer22 = DenseLayer(928)  # densenet121.model:17
+            self.denselayer22 = DenseLayer(928, bn_size)  # densenet121.model:17
         self.denselayer23 = None
         if denselayer23:
-            self.denselayer23 = DenseLayer(960)  # densenet121.model:17
+            self.denselayer23 = DenseLayer(960, bn_size)  # densenet121.model:17
         self.denselayer24 = None
         if denselayer24:
-            self.denselayer24 = DenseLayer(992)  # densenet121.model:17
+            self.denselayer24 = DenseLayer(992, bn_size)  # densenet121.model:17
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.denselayer1(x)  # densenet121.model:17
@@ -239,7 +251,7 @@ class DenseNet121(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 7978856
 
-    def __init__(self, num_classes: int = 1000) -> None:
+    def __init__(self, bn_size: int = 4, num_classes: int = 1000) -> None:
         super().__init__()
         # densenet121.model:29
         self.features = rt.named_sequential(
@@ -251,7 +263,9 @@ class DenseNet121(nn.Module):
             # densenet121.model:33
             (
                 "denseblock1",
-                DenseBlock(64, 96, 128, 160, 192, 224, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+                DenseBlock(
+                    64, bn_size, 96, 128, 160, 192, 224, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+                ),
             ),
             ("transition1", Transition(256)),  # densenet121.model:33
             # densenet121.model:33
@@ -259,6 +273,7 @@ class DenseNet121(nn.Module):
                 "denseblock2",
                 DenseBlock(
                     128,
+                    bn_size,
                     160,
                     192,
                     224,
@@ -288,6 +303,7 @@ class DenseNet121(nn.Module):
                 "denseblock3",
                 DenseBlock(
                     256,
+                    bn_size,
                     288,
                     320,
                     352,
@@ -329,6 +345,7 @@ class DenseNet121(nn.Module):
                 "denseblock4",
                 DenseBlock(
                     512,
+                    bn_size,
                     544,
                     576,
                     608,

@@ -60,15 +60,15 @@ class Inception(nn.Module):
 
 
 class InceptionAux(nn.Module):
-    """InceptionAux(in_channels), defined at googlenet_aux.model:8."""
+    """InceptionAux(in_channels, num_classes), defined at googlenet_aux.model:8."""
 
-    def __init__(self, in_channels: int) -> None:
+    def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
         self.adaptive_avgpool = nn.AdaptiveAvgPool2d(4)  # googlenet_aux.model:10
         self.conv = BasicConv(in_channels, 128)  # googlenet_aux.model:10
         self.fc1 = nn.Linear(2048, 1024)  # googlenet_aux.model:11
         self.dropout = nn.Dropout(0.7)  # googlenet_aux.model:11
-        self.fc2 = nn.Linear(1024, 1000)  # googlenet_aux.model:11
+        self.fc2 = nn.Linear(1024, num_classes)  # googlenet_aux.model:11
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.adaptive_avgpool(x)  # googlenet_aux.model:10
@@ -96,7 +96,7 @@ class GoogLeNetAux(nn.Module):
     NUM_PARAMETERS = 13004888
     TRAINING_OUTPUTS = ("aux2", "aux1")
 
-    def __init__(self, dropout: float = 0.2) -> None:
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
         self.conv1 = BasicConv(3, 64, k=7, s=2, p=3)  # googlenet_aux.model:16
         # googlenet_aux.model:16
@@ -126,11 +126,11 @@ class GoogLeNetAux(nn.Module):
         self.inception5a = Inception(832, 256, 160, 320, 32, 128, 128)
         # googlenet_aux.model:30
         self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128)
-        self.aux1 = InceptionAux(512)  # googlenet_aux.model:31
-        self.aux2 = InceptionAux(528)  # googlenet_aux.model:32
+        self.aux1 = InceptionAux(512, num_classes)  # googlenet_aux.model:31
+        self.aux2 = InceptionAux(528, num_classes)  # googlenet_aux.model:32
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # googlenet_aux.model:33
         self.dropout = nn.Dropout(dropout)  # googlenet_aux.model:33
-        self.fc = nn.Linear(1024, 1000)  # googlenet_aux.model:33
+        self.fc = nn.Linear(1024, num_classes)  # googlenet_aux.model:33
 
     def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         x = self.conv1(image)  # googlenet_aux.model:16

@@ -75,29 +75,16 @@ class Block(nn.Module):
 
 
 class Body(nn.Module):
-    """Body(vocab=50257, block_size=1024, layers=12, heads=12, width=768), defined at
-    gpt.model:30.
-    """
+    """Body(vocab, block_size, layers), defined at gpt.model:30."""
 
-    def __init__(self) -> None:
+    def __init__(self, vocab: int, block_size: int, layers: int) -> None:
         super().__init__()
-        self.wte = nn.Embedding(50257, 768)  # gpt.model:32
-        self.wpe = rt.PositionEmbedding(1024, 768)  # gpt.model:32
+        self.wte = nn.Embedding(vocab, 768)  # gpt.model:32
+        self.wpe = rt.PositionEmbedding(block_size, 768)  # gpt.model:32
         self.drop = nn.Dropout(0.0)  # gpt.model:32
         # gpt.model:33
         self.h = nn.Sequential(
-            Block(),  # gpt.model:33
-            Block(),  # gpt.model:33
-            Block(),  # gpt.model:33
-            Block(),  # gpt.model:33
-            Block(),  # gpt.model:33
-            Block(),  # gpt.model:33
-            Block(),  # gpt.model:33
-            Block(),  # gpt.model:33
-            Block(),  # gpt.model:33
-            Block(),  # gpt.model:33
-            Block(),  # gpt.model:33
-            Block(),  # gpt.model:33
+            *[Block() for _ in range(layers)],  # gpt.model:33
         )
         self.ln_f = nn.LayerNorm(768)  # gpt.model:33
 
@@ -123,10 +110,12 @@ class GPT(nn.Module):
     OUTPUT_SHAPES = {"logits": ("B", "T", 50257)}
     NUM_PARAMETERS = 163037184
 
-    def __init__(self) -> None:
+    def __init__(
+        self, vocab: int = 50257, block_size: int = 1024, layers: int = 12
+    ) -> None:
         super().__init__()
-        self.transformer = Body()  # gpt.model:38
-        self.lm_head = nn.Linear(768, 50257, bias=False)  # gpt.model:39
+        self.transformer = Body(vocab, block_size, layers)  # gpt.model:38
+        self.lm_head = nn.Linear(768, vocab, bias=False)  # gpt.model:39
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.transformer(idx)  # gpt.model:38

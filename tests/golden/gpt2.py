@@ -55,13 +55,13 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Block(heads=12, eps=1e-05), defined at gpt2.model:26."""
+    """Block(eps), defined at gpt2.model:26."""
 
-    def __init__(self) -> None:
+    def __init__(self, eps: float) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(768)  # gpt2.model:28
+        self.ln_1 = nn.LayerNorm(768, eps=eps)  # gpt2.model:28
         self.attn = Attention()  # gpt2.model:28
-        self.ln_2 = nn.LayerNorm(768)  # gpt2.model:29
+        self.ln_2 = nn.LayerNorm(768, eps=eps)  # gpt2.model:29
         self.mlp = MLP()  # gpt2.model:29
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,32 +87,21 @@ class GPT2(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", "T", 50257)}
     NUM_PARAMETERS = 124439808
 
-    def __init__(self, vocab: int = 50257, positions: int = 1024) -> None:
+    def __init__(
+        self,
+        vocab: int = 50257,
+        positions: int = 1024,
+        layers: int = 12,
+        eps: float = 1e-05,
+    ) -> None:
         super().__init__()
         # gpt2.model:35
         self.transformer = rt.named_sequential(
             ("wte", nn.Embedding(vocab, 768)),  # gpt2.model:36
             ("wpe", rt.PositionEmbedding(positions, 768)),  # gpt2.model:36
             ("drop", nn.Dropout(0.1)),  # gpt2.model:36
-            # gpt2.model:37
-            (
-                "h",
-                nn.Sequential(
-                    Block(),  # gpt2.model:37
-                    Block(),  # gpt2.model:37
-                    Block(),  # gpt2.model:37
-                    Block(),  # gpt2.model:37
-                    Block(),  # gpt2.model:37
-                    Block(),  # gpt2.model:37
-                    Block(),  # gpt2.model:37
-                    Block(),  # gpt2.model:37
-                    Block(),  # gpt2.model:37
-                    Block(),  # gpt2.model:37
-                    Block(),  # gpt2.model:37
-                    Block(),  # gpt2.model:37
-                ),
-            ),
-            ("ln_f", nn.LayerNorm(768)),  # gpt2.model:37
+            ("h", nn.Sequential(*[Block(eps) for _ in range(layers)])),  # gpt2.model:37
+            ("ln_f", nn.LayerNorm(768, eps=eps)),  # gpt2.model:37
         )
         self.lm_head = nn.Linear(768, vocab, bias=False)  # gpt2.model:39
         self.lm_head.weight = self.transformer.wte.weight  # tied

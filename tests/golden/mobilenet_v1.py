@@ -65,11 +65,7 @@ class MobileNetV1(nn.Module):
             Separable(128, 256, stride=2),  # mobilenet_v1.model:25
             Separable(256, 256),  # mobilenet_v1.model:25
             Separable(256, 512, stride=2),  # mobilenet_v1.model:25
-            Separable(512, 512),  # mobilenet_v1.model:25
-            Separable(512, 512),  # mobilenet_v1.model:25
-            Separable(512, 512),  # mobilenet_v1.model:25
-            Separable(512, 512),  # mobilenet_v1.model:25
-            Separable(512, 512),  # mobilenet_v1.model:25
+            *[Separable(512, 512) for _ in range(5)],  # mobilenet_v1.model:25
             Separable(512, 1024, stride=2),  # mobilenet_v1.model:25
             Separable(1024, 1024),  # mobilenet_v1.model:25
         )

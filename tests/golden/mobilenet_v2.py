@@ -133,18 +133,17 @@ class MobileNetV2(nn.Module):
             InvertedResidual_t6(16, 24, 2),  # mobilenet_v2.model:28
             InvertedResidual_stride1_t6(24),  # mobilenet_v2.model:28
             InvertedResidual_t6(24, 32, 2),  # mobilenet_v2.model:28
-            InvertedResidual_stride1_t6(32),  # mobilenet_v2.model:28
-            InvertedResidual_stride1_t6(32),  # mobilenet_v2.model:28
+            # mobilenet_v2.model:28
+            *[InvertedResidual_stride1_t6(32) for _ in range(2)],
             InvertedResidual_t6(32, 64, 2),  # mobilenet_v2.model:28
-            InvertedResidual_stride1_t6(64),  # mobilenet_v2.model:28
-            InvertedResidual_stride1_t6(64),  # mobilenet_v2.model:28
-            InvertedResidual_stride1_t6(64),  # mobilenet_v2.model:28
+            # mobilenet_v2.model:28
+            *[InvertedResidual_stride1_t6(64) for _ in range(3)],
             InvertedResidual_t6(64, 96, 1),  # mobilenet_v2.model:28
-            InvertedResidual_stride1_t6(96),  # mobilenet_v2.model:28
-            InvertedResidual_stride1_t6(96),  # mobilenet_v2.model:28
+            # mobilenet_v2.model:28
+            *[InvertedResidual_stride1_t6(96) for _ in range(2)],
             InvertedResidual_t6(96, 160, 2),  # mobilenet_v2.model:28
-            InvertedResidual_stride1_t6(160),  # mobilenet_v2.model:28
-            InvertedResidual_stride1_t6(160),  # mobilenet_v2.model:28
+            # mobilenet_v2.model:28
+            *[InvertedResidual_stride1_t6(160) for _ in range(2)],
             InvertedResidual_t6(160, 320, 1),  # mobilenet_v2.model:28
             # mobilenet_v2.model:30
             nn.Sequential(

@@ -257,15 +257,15 @@ class MobileNetV3_Small(nn.Module):
             InvertedResidual_expanded88(),  # mobilenet_v3_small.model:39
             # mobilenet_v3_small.model:39
             InvertedResidual_k5_seTrue_1(24, 96, 40, 2, 24),
-            InvertedResidual_k5_seTrue(40, 240, 64),  # mobilenet_v3_small.model:39
-            InvertedResidual_k5_seTrue(40, 240, 64),  # mobilenet_v3_small.model:39
+            # mobilenet_v3_small.model:39
+            *[InvertedResidual_k5_seTrue(40, 240, 64) for _ in range(2)],
             # mobilenet_v3_small.model:39
             InvertedResidual_k5_seTrue_1(40, 120, 48, 1, 32),
             InvertedResidual_k5_seTrue(48, 144, 40),  # mobilenet_v3_small.model:39
             # mobilenet_v3_small.model:39
             InvertedResidual_k5_seTrue_1(48, 288, 96, 2, 72),
-            InvertedResidual_k5_seTrue(96, 576, 144),  # mobilenet_v3_small.model:39
-            InvertedResidual_k5_seTrue(96, 576, 144),  # mobilenet_v3_small.model:39
+            # mobilenet_v3_small.model:39
+            *[InvertedResidual_k5_seTrue(96, 576, 144) for _ in range(2)],
             # mobilenet_v3_small.model:40
             nn.Sequential(
                 nn.Conv2d(96, 576, 1, bias=False),  # mobilenet_v3_small.model:40

@@ -69,47 +69,22 @@ class ResNet101(nn.Module):
         # resnet101.model:19
         self.layer1 = nn.Sequential(
             Bottleneck(64, 64, downsample=True),  # resnet101.model:19
-            Bottleneck(256, 64),  # resnet101.model:19
-            Bottleneck(256, 64),  # resnet101.model:19
+            *[Bottleneck(256, 64) for _ in range(2)],  # resnet101.model:19
         )
         # resnet101.model:20
         self.layer2 = nn.Sequential(
             Bottleneck(256, 128, stride=2, downsample=True),  # resnet101.model:20
-            Bottleneck(512, 128),  # resnet101.model:20
-            Bottleneck(512, 128),  # resnet101.model:20
-            Bottleneck(512, 128),  # resnet101.model:20
+            *[Bottleneck(512, 128) for _ in range(3)],  # resnet101.model:20
         )
         # resnet101.model:21
         self.layer3 = nn.Sequential(
             Bottleneck(512, 256, stride=2, downsample=True),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
-            Bottleneck(1024, 256),  # resnet101.model:21
+            *[Bottleneck(1024, 256) for _ in range(22)],  # resnet101.model:21
         )
         # resnet101.model:22
         self.layer4 = nn.Sequential(
             Bottleneck(1024, 512, stride=2, downsample=True),  # resnet101.model:22
-            Bottleneck(2048, 512),  # resnet101.model:22
-            Bottleneck(2048, 512),  # resnet101.model:22
+            *[Bottleneck(2048, 512) for _ in range(2)],  # resnet101.model:22
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # resnet101.model:23
         self.fc = nn.Linear(2048, num_classes)  # resnet101.model:23

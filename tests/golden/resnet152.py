@@ -69,64 +69,22 @@ class ResNet152(nn.Module):
         # resnet152.model:19
         self.layer1 = nn.Sequential(
             Bottleneck(64, 64, downsample=True),  # resnet152.model:19
-            Bottleneck(256, 64),  # resnet152.model:19
-            Bottleneck(256, 64),  # resnet152.model:19
+            *[Bottleneck(256, 64) for _ in range(2)],  # resnet152.model:19
         )
         # resnet152.model:20
         self.layer2 = nn.Sequential(
             Bottleneck(256, 128, stride=2, downsample=True),  # resnet152.model:20
-            Bottleneck(512, 128),  # resnet152.model:20
-            Bottleneck(512, 128),  # resnet152.model:20
-            Bottleneck(512, 128),  # resnet152.model:20
-            Bottleneck(512, 128),  # resnet152.model:20
-            Bottleneck(512, 128),  # resnet152.model:20
-            Bottleneck(512, 128),  # resnet152.model:20
-            Bottleneck(512, 128),  # resnet152.model:20
+            *[Bottleneck(512, 128) for _ in range(7)],  # resnet152.model:20
         )
         # resnet152.model:21
         self.layer3 = nn.Sequential(
             Bottleneck(512, 256, stride=2, downsample=True),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
-            Bottleneck(1024, 256),  # resnet152.model:21
+            *[Bottleneck(1024, 256) for _ in range(35)],  # resnet152.model:21
         )
         # resnet152.model:22
         self.layer4 = nn.Sequential(
             Bottleneck(1024, 512, stride=2, downsample=True),  # resnet152.model:22
-            Bottleneck(2048, 512),  # resnet152.model:22
-            Bottleneck(2048, 512),  # resnet152.model:22
+            *[Bottleneck(2048, 512) for _ in range(2)],  # resnet152.model:22
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # resnet152.model:23
         self.fc = nn.Linear(2048, num_classes)  # resnet152.model:23

@@ -66,8 +66,7 @@ class ResNet18(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)  # resnet18.model:16
         # resnet18.model:17
         self.layer1 = nn.Sequential(
-            BasicBlock(64, 64),  # resnet18.model:17
-            BasicBlock(64, 64),  # resnet18.model:17
+            *[BasicBlock(64, 64) for _ in range(2)],  # resnet18.model:17
         )
         # resnet18.model:18
         self.layer2 = nn.Sequential(

@@ -66,31 +66,22 @@ class ResNet34(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)  # resnet34.model:17
         # resnet34.model:18
         self.layer1 = nn.Sequential(
-            BasicBlock(64, 64),  # resnet34.model:18
-            BasicBlock(64, 64),  # resnet34.model:18
-            BasicBlock(64, 64),  # resnet34.model:18
+            *[BasicBlock(64, 64) for _ in range(3)],  # resnet34.model:18
         )
         # resnet34.model:19
         self.layer2 = nn.Sequential(
             BasicBlock(64, 128, stride=2, downsample=True),  # resnet34.model:19
-            BasicBlock(128, 128),  # resnet34.model:19
-            BasicBlock(128, 128),  # resnet34.model:19
-            BasicBlock(128, 128),  # resnet34.model:19
+            *[BasicBlock(128, 128) for _ in range(3)],  # resnet34.model:19
         )
         # resnet34.model:20
         self.layer3 = nn.Sequential(
             BasicBlock(128, 256, stride=2, downsample=True),  # resnet34.model:20
-            BasicBlock(256, 256),  # resnet34.model:20
-            BasicBlock(256, 256),  # resnet34.model:20
-            BasicBlock(256, 256),  # resnet34.model:20
-            BasicBlock(256, 256),  # resnet34.model:20
-            BasicBlock(256, 256),  # resnet34.model:20
+            *[BasicBlock(256, 256) for _ in range(5)],  # resnet34.model:20
         )
         # resnet34.model:21
         self.layer4 = nn.Sequential(
             BasicBlock(256, 512, stride=2, downsample=True),  # resnet34.model:21
-            BasicBlock(512, 512),  # resnet34.model:21
-            BasicBlock(512, 512),  # resnet34.model:21
+            *[BasicBlock(512, 512) for _ in range(2)],  # resnet34.model:21
         )
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # resnet34.model:22
         self.fc = nn.Linear(512, num_classes)  # resnet34.model:22

@@ -556,8 +556,7 @@ class Swin_T(nn.Module):
             PatchMerging(1536),  # swin_t.model:53
             # swin_t.model:54
             nn.Sequential(
-                SwinBlock_heads24(),  # swin_t.model:54
-                SwinBlock_heads24(),  # swin_t.model:54
+                *[SwinBlock_heads24() for _ in range(2)],  # swin_t.model:54
             ),
         )
         self.norm = nn.LayerNorm(768)  # swin_t.model:55

@@ -188,10 +188,7 @@ class SwinIR_Light(nn.Module):
         self.patch_norm = nn.LayerNorm(60)  # swinir_light.model:20
         # swinir_light.model:21
         self.layers = nn.Sequential(
-            RSTB(),  # swinir_light.model:21
-            RSTB(),  # swinir_light.model:21
-            RSTB(),  # swinir_light.model:21
-            RSTB(),  # swinir_light.model:21
+            *[RSTB() for _ in range(4)],  # swinir_light.model:21
         )
         self.norm = nn.LayerNorm(60)  # swinir_light.model:22
         self.conv_after_body = nn.Conv2d(60, 60, 3, padding=1)  # swinir_light.model:22

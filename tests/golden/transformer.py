@@ -10,19 +10,19 @@ from modelc import runtime as rt
 
 
 class EncoderLayer(nn.Module):
-    """EncoderLayer(heads=8, ff=2048, p=0.1), defined at transformer.model:7."""
+    """EncoderLayer(in_features, heads, ff, p), defined at transformer.model:7."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_features: int, heads: int, ff: int, p: float) -> None:
         super().__init__()
         # transformer.model:9
-        self.self_attn = nn.MultiheadAttention(512, 8, batch_first=True)
-        self.dropout1 = nn.Dropout(0.1)  # transformer.model:9
-        self.norm1 = nn.LayerNorm(512)  # transformer.model:10
-        self.linear1 = nn.Linear(512, 2048)  # transformer.model:11
-        self.dropout = nn.Dropout(0.1)  # transformer.model:11
-        self.linear2 = nn.Linear(2048, 512)  # transformer.model:11
-        self.dropout2 = nn.Dropout(0.1)  # transformer.model:11
-        self.norm2 = nn.LayerNorm(512)  # transformer.model:12
+        self.self_attn = nn.MultiheadAttention(in_features, heads, batch_first=True)
+        self.dropout1 = nn.Dropout(p)  # transformer.model:9
+        self.norm1 = nn.LayerNorm(in_features)  # transformer.model:10
+        self.linear1 = nn.Linear(in_features, ff)  # transformer.model:11
+        self.dropout = nn.Dropout(p)  # transformer.model:11
+        self.linear2 = nn.Linear(ff, in_features)  # transformer.model:11
+        self.dropout2 = nn.Dropout(p)  # transformer.model:11
+        self.norm2 = nn.LayerNorm(in_features)  # transformer.model:12
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, _ = self.self_attn(x, x, x, need_weights=False)  # transformer.model:9
@@ -38,20 +38,16 @@ class EncoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Encoder(n=6, heads=8, ff=2048, p=0.1), defined at transformer.model:26."""
+    """Encoder(in_features, n, heads, ff, p), defined at transformer.model:26."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_features: int, n: int, heads: int, ff: int, p: float) -> None:
         super().__init__()
         # transformer.model:28
         self.layers = nn.Sequential(
-            EncoderLayer(),  # transformer.model:28
-            EncoderLayer(),  # transformer.model:28
-            EncoderLayer(),  # transformer.model:28
-            EncoderLayer(),  # transformer.model:28
-            EncoderLayer(),  # transformer.model:28
-            EncoderLayer(),  # transformer.model:28
+            # transformer.model:28
+            *[EncoderLayer(in_features, heads, ff, p) for _ in range(n)],
         )
-        self.norm = nn.LayerNorm(512)  # transformer.model:28
+        self.norm = nn.LayerNorm(in_features)  # transformer.model:28
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.layers(x)  # transformer.model:28
@@ -60,23 +56,23 @@ class Encoder(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """DecoderLayer(heads=8, ff=2048, p=0.1), defined at transformer.model:15."""
+    """DecoderLayer(x_features, heads, ff, p), defined at transformer.model:15."""
 
-    def __init__(self) -> None:
+    def __init__(self, x_features: int, heads: int, ff: int, p: float) -> None:
         super().__init__()
         # transformer.model:18
-        self.self_attn = nn.MultiheadAttention(512, 8, batch_first=True)
-        self.dropout1 = nn.Dropout(0.1)  # transformer.model:18
-        self.norm1 = nn.LayerNorm(512)  # transformer.model:19
+        self.self_attn = nn.MultiheadAttention(x_features, heads, batch_first=True)
+        self.dropout1 = nn.Dropout(p)  # transformer.model:18
+        self.norm1 = nn.LayerNorm(x_features)  # transformer.model:19
         # transformer.model:20
-        self.multihead_attn = nn.MultiheadAttention(512, 8, batch_first=True)
-        self.dropout2 = nn.Dropout(0.1)  # transformer.model:20
-        self.norm2 = nn.LayerNorm(512)  # transformer.model:21
-        self.linear1 = nn.Linear(512, 2048)  # transformer.model:22
-        self.dropout = nn.Dropout(0.1)  # transformer.model:22
-        self.linear2 = nn.Linear(2048, 512)  # transformer.model:22
-        self.dropout3 = nn.Dropout(0.1)  # transformer.model:22
-        self.norm3 = nn.LayerNorm(512)  # transformer.model:23
+        self.multihead_attn = nn.MultiheadAttention(x_features, heads, batch_first=True)
+        self.dropout2 = nn.Dropout(p)  # transformer.model:20
+        self.norm2 = nn.LayerNorm(x_features)  # transformer.model:21
+        self.linear1 = nn.Linear(x_features, ff)  # transformer.model:22
+        self.dropout = nn.Dropout(p)  # transformer.model:22
+        self.linear2 = nn.Linear(ff, x_features)  # transformer.model:22
+        self.dropout3 = nn.Dropout(p)  # transformer.model:22
+        self.norm3 = nn.LayerNorm(x_features)  # transformer.model:23
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         # transformer.model:18
@@ -103,20 +99,20 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Decoder(n=6, heads=8, ff=2048, p=0.1), defined at transformer.model:31."""
+    """Decoder(x_features, heads, ff, p), defined at transformer.model:31."""
 
-    def __init__(self) -> None:
+    def __init__(self, x_features: int, heads: int, ff: int, p: float) -> None:
         super().__init__()
         # transformer.model:34
         self.layers = rt.module_list(
-            DecoderLayer(),  # transformer.model:34
-            DecoderLayer(),  # transformer.model:34
-            DecoderLayer(),  # transformer.model:34
-            DecoderLayer(),  # transformer.model:34
-            DecoderLayer(),  # transformer.model:34
-            DecoderLayer(),  # transformer.model:34
+            DecoderLayer(x_features, heads, ff, p),  # transformer.model:34
+            DecoderLayer(x_features, heads, ff, p),  # transformer.model:34
+            DecoderLayer(x_features, heads, ff, p),  # transformer.model:34
+            DecoderLayer(x_features, heads, ff, p),  # transformer.model:34
+            DecoderLayer(x_features, heads, ff, p),  # transformer.model:34
+            DecoderLayer(x_features, heads, ff, p),  # transformer.model:34
         )
-        self.norm = nn.LayerNorm(512)  # transformer.model:34
+        self.norm = nn.LayerNorm(x_features)  # transformer.model:34
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         out = self.layers[0](x, memory)  # transformer.model:34
@@ -142,14 +138,22 @@ class Transformer(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", "T", 512)}
     NUM_PARAMETERS = 44140544
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        d_model: int = 512,
+        heads: int = 8,
+        encoder_layers: int = 6,
+        ff: int = 2048,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         # transformer.model:41
-        self.sinusoidal_position = rt.SinusoidalPositionalEncoding(512)
-        self.encoder = Encoder()  # transformer.model:41
+        self.sinusoidal_position = rt.SinusoidalPositionalEncoding(d_model)
+        # transformer.model:41
+        self.encoder = Encoder(d_model, encoder_layers, heads, ff, dropout)
         # transformer.model:42
-        self.sinusoidal_position_1 = rt.SinusoidalPositionalEncoding(512)
-        self.decoder = Decoder()  # transformer.model:42
+        self.sinusoidal_position_1 = rt.SinusoidalPositionalEncoding(d_model)
+        self.decoder = Decoder(d_model, heads, ff, dropout)  # transformer.model:42
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         memory = self.sinusoidal_position(src)  # transformer.model:41

@@ -10,22 +10,24 @@ from modelc import runtime as rt
 
 
 class EncoderBlock(nn.Module):
-    """EncoderBlock(heads=12, mlp_dim=3072, p=0.0), defined at vit_b_16.model:6."""
+    """EncoderBlock(in_features, heads, mlp_dim, p), defined at vit_b_16.model:6."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_features: int, heads: int, mlp_dim: int, p: float) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(768, eps=1e-06)  # vit_b_16.model:8
+        self.ln_1 = nn.LayerNorm(in_features, eps=1e-06)  # vit_b_16.model:8
         # vit_b_16.model:8
-        self.self_attention = nn.MultiheadAttention(768, 12, batch_first=True)
-        self.dropout = nn.Dropout(0.0)  # vit_b_16.model:8
-        self.ln_2 = nn.LayerNorm(768, eps=1e-06)  # vit_b_16.model:10
+        self.self_attention = nn.MultiheadAttention(
+            in_features, heads, batch_first=True
+        )
+        self.dropout = nn.Dropout(p)  # vit_b_16.model:8
+        self.ln_2 = nn.LayerNorm(in_features, eps=1e-06)  # vit_b_16.model:10
         # vit_b_16.model:11
         self.mlp = nn.Sequential(
-            nn.Linear(768, 3072),  # vit_b_16.model:11
+            nn.Linear(in_features, mlp_dim),  # vit_b_16.model:11
             nn.GELU(),  # vit_b_16.model:11
-            nn.Dropout(0.0),  # vit_b_16.model:11
-            nn.Linear(3072, 768),  # vit_b_16.model:11
-            nn.Dropout(0.0),  # vit_b_16.model:11
+            nn.Dropout(p),  # vit_b_16.model:11
+            nn.Linear(mlp_dim, in_features),  # vit_b_16.model:11
+            nn.Dropout(p),  # vit_b_16.model:11
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -40,30 +42,41 @@ class EncoderBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Encoder(layers=12, heads=12, mlp_dim=3072, p=0.0), defined at
-    vit_b_16.model:14.
-    """
+    """Encoder(in_features, heads, mlp_dim, p), defined at vit_b_16.model:14."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_features: int, heads: int, mlp_dim: int, p: float) -> None:
         super().__init__()
-        self.pos_embedding = rt.parameter(1, 197, 768, std=0.02)  # vit_b_16.model:16
-        self.dropout = nn.Dropout(0.0)  # vit_b_16.model:16
+        # vit_b_16.model:16
+        self.pos_embedding = rt.parameter(1, 197, in_features, std=0.02)
+        self.dropout = nn.Dropout(p)  # vit_b_16.model:16
         # vit_b_16.model:17
         self.layers = rt.named_sequential(
-            ("encoder_layer_0", EncoderBlock()),  # vit_b_16.model:17
-            ("encoder_layer_1", EncoderBlock()),  # vit_b_16.model:17
-            ("encoder_layer_2", EncoderBlock()),  # vit_b_16.model:17
-            ("encoder_layer_3", EncoderBlock()),  # vit_b_16.model:17
-            ("encoder_layer_4", EncoderBlock()),  # vit_b_16.model:17
-            ("encoder_layer_5", EncoderBlock()),  # vit_b_16.model:17
-            ("encoder_layer_6", EncoderBlock()),  # vit_b_16.model:17
-            ("encoder_layer_7", EncoderBlock()),  # vit_b_16.model:17
-            ("encoder_layer_8", EncoderBlock()),  # vit_b_16.model:17
-            ("encoder_layer_9", EncoderBlock()),  # vit_b_16.model:17
-            ("encoder_layer_10", EncoderBlock()),  # vit_b_16.model:17
-            ("encoder_layer_11", EncoderBlock()),  # vit_b_16.model:17
+            # vit_b_16.model:17
+            ("encoder_layer_0", EncoderBlock(in_features, heads, mlp_dim, p)),
+            # vit_b_16.model:17
+            ("encoder_layer_1", EncoderBlock(in_features, heads, mlp_dim, p)),
+            # vit_b_16.model:17
+            ("encoder_layer_2", EncoderBlock(in_features, heads, mlp_dim, p)),
+            # vit_b_16.model:17
+            ("encoder_layer_3", EncoderBlock(in_features, heads, mlp_dim, p)),
+            # vit_b_16.model:17
+            ("encoder_layer_4", EncoderBlock(in_features, heads, mlp_dim, p)),
+            # vit_b_16.model:17
+            ("encoder_layer_5", EncoderBlock(in_features, heads, mlp_dim, p)),
+            # vit_b_16.model:17
+            ("encoder_layer_6", EncoderBlock(in_features, heads, mlp_dim, p)),
+            # vit_b_16.model:17
+            ("encoder_layer_7", EncoderBlock(in_features, heads, mlp_dim, p)),
+            # vit_b_16.model:17
+            ("encoder_layer_8", EncoderBlock(in_features, heads, mlp_dim, p)),
+            # vit_b_16.model:17
+            ("encoder_layer_9", EncoderBlock(in_features, heads, mlp_dim, p)),
+            # vit_b_16.model:17
+            ("encoder_layer_10", EncoderBlock(in_features, heads, mlp_dim, p)),
+            # vit_b_16.model:17
+            ("encoder_layer_11", EncoderBlock(in_features, heads, mlp_dim, p)),
         )
-        self.ln = nn.LayerNorm(768, eps=1e-06)  # vit_b_16.model:18
+        self.ln = nn.LayerNorm(in_features, eps=1e-06)  # vit_b_16.model:18
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.pos_embedding  # vit_b_16.model:16
@@ -86,14 +99,21 @@ class ViT_B_16(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 86567656
 
-    def __init__(self, num_classes: int = 1000) -> None:
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        num_heads: int = 12,
+        hidden: int = 768,
+        mlp_dim: int = 3072,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
-        self.conv_proj = nn.Conv2d(3, 768, 16, stride=16)  # vit_b_16.model:24
-        self.class_token = rt.parameter(1, 1, 768, std=0.0)  # vit_b_16.model:26
-        self.encoder = Encoder()  # vit_b_16.model:27
+        self.conv_proj = nn.Conv2d(3, hidden, 16, stride=16)  # vit_b_16.model:24
+        self.class_token = rt.parameter(1, 1, hidden, std=0.0)  # vit_b_16.model:26
+        self.encoder = Encoder(hidden, num_heads, mlp_dim, dropout)  # vit_b_16.model:27
         # vit_b_16.model:28
         self.heads = rt.named_sequential(
-            ("head", nn.Linear(768, num_classes)),  # vit_b_16.model:28
+            ("head", nn.Linear(hidden, num_classes)),  # vit_b_16.model:28
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
