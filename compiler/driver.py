@@ -86,28 +86,36 @@ def _build_all(program: Program, model: str | None, params: dict[str, Any], inpu
 
 
 def variants(program: Program, graphs: list[Graph], inputs: dict[str, tuple] | None = None, optimize: int = 0,
-             rewrites: tuple[str, ...] = ()) -> dict[str, dict[str, Graph]]:  # fmt: skip
-    """Per model, its graph built again with one numeric parameter changed (an int plus one,
-    or doubled where the spec refuses that; a float doubled, or 0 -> 1), for each parameter:
-    the emitter makes such a parameter an argument of the model class where these graphs show
-    that the spec's expressions of it are all the class needs (NOTE: [Model arguments] in
-    emit_share.py). A parameter whose changed values the spec refuses is left out."""
+             rewrites: tuple[str, ...] = ()) -> dict[str, dict[str, list[Graph]]]:  # fmt: skip
+    """Per model and numeric parameter, the model built again with the parameter changed: an
+    int at the first two of plus one, minus one and doubled the spec accepts (two points, so
+    `D // heads` is not taken for a constant where 4097 // 32 still gives 128 per head), a
+    float doubled (0 -> 1). The emitter makes a parameter an argument of the model class
+    where these graphs show that the spec's expressions of it are all the class needs (NOTE:
+    [Model arguments] in emit_share.py). A parameter whose changed values the spec refuses
+    is left out."""
     from modelc.diagnostics import SpecError
 
-    out: dict[str, dict[str, Graph]] = {}
+    out: dict[str, dict[str, list[Graph]]] = {}
     for g in graphs:
         out[g.name] = {}
         for name, value in g.params:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
-            tries = [value + 1, value * 2] if isinstance(value, int) else [value * 2 if value else 1.0]
+            if isinstance(value, int):  # sizes: 0 and 1 are degenerate
+                tries = [v for v in dict.fromkeys([value + 1, value - 1, value * 2, 2, 3]) if v > 1 and v != value]
+            else:
+                tries = [value * 2 if value else 1.0]
+            built: list[Graph] = []
             for other in tries:
+                if len(built) == 2:
+                    break
                 try:
-                    (built,) = build_all(program, g.name, {**dict(g.params), name: other}, inputs, optimize, rewrites)
+                    built += build_all(program, g.name, {**dict(g.params), name: other}, inputs, optimize, rewrites)
                 except (SpecError, RecursionError):
                     continue
+            if built:
                 out[g.name][name] = built
-                break
     return out
 
 

@@ -53,7 +53,7 @@ def _templates() -> jinja2.Environment:
 
 def emit(graphs: list[Graph], source: str, others: dict | None = None) -> str:
     """Python source defining one class per model in `graphs` (and their blocks). `others`:
-    per model, graphs of it with one parameter changed (driver.variants), which decide the
+    per model and parameter, graphs of it with that parameter changed (driver.variants): they decide the
     parameters its class takes (NOTE: [Model arguments] in emit_share.py)."""
     em = _Emitter([g.name for g in graphs])
     for graph in graphs:

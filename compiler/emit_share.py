@@ -153,7 +153,7 @@ class ShareMixin:
         if not others:
             return self.trees[0], (), None
         trial = self._scratch()
-        plan = trial._model_plan(tree := Tree(graph), {k: Tree(g) for k, g in others.items()})
+        plan = trial._model_plan(tree := Tree(graph), {k: [Tree(g) for g in gs] for k, gs in others.items()})
         keep = plan.params if plan else []
         if len(keep) == len(others):  # every parameter: the trial's classes are the ones
             self.classes += trial.classes
@@ -163,26 +163,30 @@ class ShareMixin:
             return tree, (), plan
         tree = Tree(graph)
         if keep:
-            plan = self._model_plan(tree, {k: Tree(others[k]) for k in keep})
+            plan = self._model_plan(tree, {k: [Tree(g) for g in others[k]] for k in keep})
         if plan is None:
             self.trees = [tree := Tree(graph)]
         return tree, (), plan
 
-    def _model_plan(self, tree: Tree, others: dict) -> Plan | None:
-        for t in others.values():
+    def _model_plan(self, tree: Tree, others: dict[str, list[Tree]]) -> Plan | None:
+        """The plan of the model class at `tree`, over the graphs of each parameter changed."""
+        for t in (t for ts in others.values() for t in ts):
             t.variant = True
-        self.trees = [tree, *others.values()]
+        self.trees = [tree, *(t for ts in others.values() for t in ts)]
         base = self._root(tree, others, dict(tree.graph.params))
-        alone = []
-        for name, other in others.items():
-            locals_ = [unit_local(other, u) for u in other.ordered_units(())]
-            if locals_ != base.locals or self._forward_text(other, (), frozenset()) != base.forward:
-                continue  # another structure: no argument can give it
-            inst = self._root(other, others, dict(other.graph.params), name)
-            if self._model_fit(tree, base, [(inst, other)]) is not None:
-                alone.append((inst, other))
+        alone = []  # per parameter that can be an argument alone: its graphs' instances
+        for name, trees in others.items():
+            insts = []
+            for other in trees:
+                locals_ = [unit_local(other, u) for u in other.ordered_units(())]
+                if locals_ != base.locals or self._forward_text(other, (), frozenset()) != base.forward:
+                    break  # another structure: no argument can give it
+                insts.append((self._root(other, others, dict(other.graph.params), name), other))
+            else:
+                if self._model_fit(tree, base, insts) is not None:
+                    alone.append(insts)
         while alone:
-            plan = self._model_fit(tree, base, alone)
+            plan = self._model_fit(tree, base, [i for insts in alone for i in insts])
             if plan is not None:
                 return plan
             alone.pop()

@@ -147,6 +147,10 @@ def test_the_code_gate_takes_only_the_repeat_form_of_nn_sequential(items):
     ("gpt", None, {"vocab": 97, "block_size": 16, "layers": 2}),  # a depth, inside a block
     ("gpt2", None, {"vocab": 97, "positions": 16, "layers": 2}),
     ("transformer", None, {"d_model": 32, "heads": 2, "encoder_layers": 3, "ff": 64}),  # into block classes
+    ("llama3", None, {"vocab": 64, "hidden": 96, "layers": 2, "eps": 1e-4}),  # not d: the heads reshape
+    ("bert", None, {"vocab": 64, "layers": 2, "ff": 48, "max_len": 16, "types": 3}),
+    ("vit_b_16", None, {"num_classes": 7, "num_heads": 2, "hidden": 32, "mlp_dim": 48}),
+    ("unet", None, {"in_channels": 2, "num_classes": 3, "base": 4}),
 ])  # fmt: skip
 def test_a_model_built_with_arguments_is_the_model_compiled_with_them(spec, model, kwargs):
     path = str(SPECS / f"{spec}.model")
@@ -159,8 +163,8 @@ def test_a_model_built_with_arguments_is_the_model_compiled_with_them(spec, mode
     ours.load_state_dict(state)  # strict: the same keys and shapes
     ours.eval(), reference.eval()
     sizes = [[d if isinstance(d, int) else 3 for d in shape] for shape in compiled.INPUT_SHAPES.values()]
-    ids = spec.startswith("gpt")  # token ids
-    inputs = [torch.randint(0, kwargs["vocab"], s) if ids else torch.rand(*s) for s in sizes]
+    ids = spec.startswith(("gpt", "llama", "bert"))  # token ids
+    inputs = [torch.randint(0, 3, s) if ids else torch.rand(*s) for s in sizes]
     torch.manual_seed(1)
     want = reference(*inputs)
     torch.manual_seed(1)
@@ -179,6 +183,11 @@ def test_a_parameter_that_changes_more_than_model_level_values_stays_a_value():
     assert "layers: int = 12" in signature and "eps: float = 1e-05" in signature
     assert "heads" not in signature and "d:" not in signature
     assert "nn.Sequential(*[Block(eps) for _ in range(layers)])" in source
+    # llama3: d = 4097 still gives 4097 // 32 = 128 per head, as 4096 does; a second changed
+    # graph (driver.variants: 4095, or 8192) shows that `d` reaches the attention's reshape
+    source = modelc.compile_file(str(SPECS / "llama3.model"))
+    signature = source.split("class Llama3")[1].split("def __init__(")[1].split(") -> None:")[0]
+    assert "layers: int = 32" in signature and "d:" not in signature
 
 
 def test_a_parameter_free_step_nothing_reads_is_left_out_of_forward():

@@ -10,14 +10,14 @@ from modelc import runtime as rt
 
 
 class Attention(nn.Module):
-    """Attention(in_features), defined at llama3.model:7."""
+    """Attention(heads=32, kv_heads=8, theta=500000.0), defined at llama3.model:7."""
 
-    def __init__(self, in_features: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.q_proj = nn.Linear(in_features, 4096, bias=False)  # llama3.model:10
-        self.k_proj = nn.Linear(in_features, 1024, bias=False)  # llama3.model:12
-        self.v_proj = nn.Linear(in_features, 1024, bias=False)  # llama3.model:14
-        self.o_proj = nn.Linear(4096, in_features, bias=False)  # llama3.model:16
+        self.q_proj = nn.Linear(4096, 4096, bias=False)  # llama3.model:10
+        self.k_proj = nn.Linear(4096, 1024, bias=False)  # llama3.model:12
+        self.v_proj = nn.Linear(4096, 1024, bias=False)  # llama3.model:14
+        self.o_proj = nn.Linear(4096, 4096, bias=False)  # llama3.model:16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.q_proj(x)  # llama3.model:10
@@ -42,13 +42,13 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """MLP(in_features, hidden), defined at llama3.model:19."""
+    """MLP(hidden), defined at llama3.model:19."""
 
-    def __init__(self, in_features: int, hidden: int) -> None:
+    def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.gate_proj = nn.Linear(in_features, hidden, bias=False)  # llama3.model:21
-        self.up_proj = nn.Linear(in_features, hidden, bias=False)  # llama3.model:22
-        self.down_proj = nn.Linear(hidden, in_features, bias=False)  # llama3.model:22
+        self.gate_proj = nn.Linear(4096, hidden, bias=False)  # llama3.model:21
+        self.up_proj = nn.Linear(4096, hidden, bias=False)  # llama3.model:22
+        self.down_proj = nn.Linear(hidden, 4096, bias=False)  # llama3.model:22
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.gate_proj(x)  # llama3.model:21
@@ -59,15 +59,14 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """DecoderLayer(in_features, hidden, eps), defined at llama3.model:25."""
+    """DecoderLayer(hidden, eps), defined at llama3.model:25."""
 
-    def __init__(self, in_features: int, hidden: int, eps: float) -> None:
+    def __init__(self, hidden: int, eps: float) -> None:
         super().__init__()
-        self.input_layernorm = nn.RMSNorm(in_features, eps=eps)  # llama3.model:27
-        self.self_attn = Attention(in_features)  # llama3.model:27
-        # llama3.model:28
-        self.post_attention_layernorm = nn.RMSNorm(in_features, eps=eps)
-        self.mlp = MLP(in_features, hidden)  # llama3.model:28
+        self.input_layernorm = nn.RMSNorm(4096, eps=eps)  # llama3.model:27
+        self.self_attn = Attention()  # llama3.model:27
+        self.post_attention_layernorm = nn.RMSNorm(4096, eps=eps)  # llama3.model:28
+        self.mlp = MLP(hidden)  # llama3.model:28
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.input_layernorm(x)  # llama3.model:27
@@ -95,7 +94,6 @@ class Llama3(nn.Module):
     def __init__(
         self,
         vocab: int = 128256,
-        d: int = 4096,
         hidden: int = 14336,
         layers: int = 32,
         eps: float = 1e-05,
@@ -103,18 +101,18 @@ class Llama3(nn.Module):
         super().__init__()
         # llama3.model:34
         self.model = rt.named_sequential(
-            ("embed_tokens", nn.Embedding(vocab, d)),  # llama3.model:35
+            ("embed_tokens", nn.Embedding(vocab, 4096)),  # llama3.model:35
             # llama3.model:36
             (
                 "layers",
                 nn.Sequential(
                     # llama3.model:36
-                    *[DecoderLayer(d, hidden, eps) for _ in range(layers)],
+                    *[DecoderLayer(hidden, eps) for _ in range(layers)],
                 ),
             ),
-            ("norm", nn.RMSNorm(d, eps=eps)),  # llama3.model:37
+            ("norm", nn.RMSNorm(4096, eps=eps)),  # llama3.model:37
         )
-        self.lm_head = nn.Linear(d, vocab, bias=False)  # llama3.model:39
+        self.lm_head = nn.Linear(4096, vocab, bias=False)  # llama3.model:39
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.model(tokens)  # llama3.model:34

@@ -10,14 +10,14 @@ from modelc import runtime as rt
 
 
 class Attention(nn.Module):
-    """Attention(in_features), defined at llama3.model:7."""
+    """Attention(heads=32, kv_heads=8, theta=1000000.0), defined at llama3.model:7."""
 
-    def __init__(self, in_features: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.q_proj = nn.Linear(in_features, 4096, bias=False)  # llama3.model:10
-        self.k_proj = nn.Linear(in_features, 1024, bias=False)  # llama3.model:12
-        self.v_proj = nn.Linear(in_features, 1024, bias=False)  # llama3.model:14
-        self.o_proj = nn.Linear(4096, in_features, bias=False)  # llama3.model:16
+        self.q_proj = nn.Linear(4096, 4096, bias=False)  # llama3.model:10
+        self.k_proj = nn.Linear(4096, 1024, bias=False)  # llama3.model:12
+        self.v_proj = nn.Linear(4096, 1024, bias=False)  # llama3.model:14
+        self.o_proj = nn.Linear(4096, 4096, bias=False)  # llama3.model:16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.q_proj(x)  # llama3.model:10
@@ -42,14 +42,13 @@ class Attention(nn.Module):
 
 
 class Experts(nn.Module):
-    """Experts(x_features, hidden), defined at mixtral.model:10."""
+    """Experts(hidden), defined at mixtral.model:10."""
 
-    def __init__(self, x_features: int, hidden: int) -> None:
+    def __init__(self, hidden: int) -> None:
         super().__init__()
         # mixtral.model:13
-        self.gate_up_proj = rt.parameter(8, hidden * 2, x_features, std=0.02)
-        # mixtral.model:14
-        self.down_proj = rt.parameter(8, x_features, hidden, std=0.02)
+        self.gate_up_proj = rt.parameter(8, hidden * 2, 4096, std=0.02)
+        self.down_proj = rt.parameter(8, 4096, hidden, std=0.02)  # mixtral.model:14
 
     def forward(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         gate_up = self.gate_up_proj  # mixtral.model:13
@@ -70,12 +69,12 @@ class Experts(nn.Module):
 
 
 class SparseMoe(nn.Module):
-    """SparseMoe(in_features, hidden), defined at mixtral.model:20."""
+    """SparseMoe(hidden), defined at mixtral.model:20."""
 
-    def __init__(self, in_features: int, hidden: int) -> None:
+    def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.gate = nn.Linear(in_features, 8, bias=False)  # mixtral.model:22
-        self.experts = Experts(in_features, hidden)  # mixtral.model:25
+        self.gate = nn.Linear(4096, 8, bias=False)  # mixtral.model:22
+        self.experts = Experts(hidden)  # mixtral.model:25
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = self.gate(x)  # mixtral.model:22
@@ -92,15 +91,14 @@ class SparseMoe(nn.Module):
 
 
 class MixtralLayer(nn.Module):
-    """MixtralLayer(in_features, hidden, eps), defined at mixtral.model:28."""
+    """MixtralLayer(hidden, eps), defined at mixtral.model:28."""
 
-    def __init__(self, in_features: int, hidden: int, eps: float) -> None:
+    def __init__(self, hidden: int, eps: float) -> None:
         super().__init__()
-        self.input_layernorm = nn.RMSNorm(in_features, eps=eps)  # mixtral.model:31
-        self.self_attn = Attention(in_features)  # mixtral.model:31
-        # mixtral.model:32
-        self.post_attention_layernorm = nn.RMSNorm(in_features, eps=eps)
-        self.mlp = SparseMoe(in_features, hidden)  # mixtral.model:32
+        self.input_layernorm = nn.RMSNorm(4096, eps=eps)  # mixtral.model:31
+        self.self_attn = Attention()  # mixtral.model:31
+        self.post_attention_layernorm = nn.RMSNorm(4096, eps=eps)  # mixtral.model:32
+        self.mlp = SparseMoe(hidden)  # mixtral.model:32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.input_layernorm(x)  # mixtral.model:31
@@ -128,7 +126,6 @@ class Mixtral(nn.Module):
     def __init__(
         self,
         vocab: int = 32000,
-        d: int = 4096,
         hidden: int = 14336,
         layers: int = 32,
         eps: float = 1e-05,
@@ -136,18 +133,18 @@ class Mixtral(nn.Module):
         super().__init__()
         # mixtral.model:39
         self.model = rt.named_sequential(
-            ("embed_tokens", nn.Embedding(vocab, d)),  # mixtral.model:40
+            ("embed_tokens", nn.Embedding(vocab, 4096)),  # mixtral.model:40
             # mixtral.model:41
             (
                 "layers",
                 nn.Sequential(
                     # mixtral.model:41
-                    *[MixtralLayer(d, hidden, eps) for _ in range(layers)],
+                    *[MixtralLayer(hidden, eps) for _ in range(layers)],
                 ),
             ),
-            ("norm", nn.RMSNorm(d, eps=eps)),  # mixtral.model:42
+            ("norm", nn.RMSNorm(4096, eps=eps)),  # mixtral.model:42
         )
-        self.lm_head = nn.Linear(d, vocab, bias=False)  # mixtral.model:44
+        self.lm_head = nn.Linear(4096, vocab, bias=False)  # mixtral.model:44
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.model(tokens)  # mixtral.model:39
