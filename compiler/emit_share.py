@@ -161,11 +161,10 @@ class ShareMixin:
             self.uses_runtime |= trial.uses_runtime
             self.trees = trial.trees
             return tree, (), plan
-        tree = Tree(graph)
-        if keep:
-            plan = self._model_plan(tree, {k: [Tree(g) for g in others[k]] for k in keep})
-        if plan is None:
+        plan = self._model_plan(tree := Tree(graph), {k: [Tree(g) for g in others[k]] for k in keep}) if keep else None
+        if plan is None or not plan.params:  # the class takes no argument: the graph alone
             self.trees = [tree := Tree(graph)]
+            plan = None
         return tree, (), plan
 
     def _model_plan(self, tree: Tree, others: dict[str, list[Tree]]) -> Plan | None:
