@@ -133,12 +133,33 @@ def compile_source(text: str, path: str = "<string>", model: str | None = None, 
     return _emit(program, graphs, path, optimize)
 
 
+# Emitted sources by what they are made of: the texts read, the path shown, and each model's
+# name and parameter values at an optimization level. Emission builds every model again per
+# numeric parameter (`variants`), so a process that compiles one spec often (tests, a
+# notebook reloading a model) pays for that once. Bounded: the oldest entry goes first.
+_EMITTED: dict[tuple, str] = {}
+_EMITTED_MAX = 64  # 0: nothing is kept
+
+
+def forget_emitted() -> None:
+    """Empty the cache of emitted sources (for tests that patch the compiler)."""
+    _EMITTED.clear()
+
+
 def _emit(program: Program, graphs: list[Graph], path: str, optimize: int) -> str:
     from modelc.emit import emit  # and jinja2: imported when needed, not by `check`
 
     for text in dict.fromkeys(w.render() for g in graphs for w in g.warnings):
         warnings.warn(SpecWarning(text), stacklevel=_caller_level())
-    return emit(graphs, path, variants(program, graphs, optimize=optimize))
+    key = (tuple(program.texts), path, optimize, tuple((g.name, repr(g.params)) for g in graphs))
+    if key in _EMITTED:
+        return _EMITTED[key]
+    source = emit(graphs, path, variants(program, graphs, optimize=optimize))
+    if _EMITTED_MAX:
+        while len(_EMITTED) >= _EMITTED_MAX:
+            del _EMITTED[next(iter(_EMITTED))]
+        _EMITTED[key] = source
+    return source
 
 
 def _caller_level() -> int:

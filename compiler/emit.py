@@ -26,7 +26,7 @@ from modelc.codecheck import ENCODING_LINE, check_generated
 from modelc.diagnostics import CompilerBug
 from modelc.emit_share import Plan, ShareMixin
 from modelc.emit_tree import RESERVED, Tree, Vars, last_uses, live_units, unit_input, unit_local, unit_output, unit_reads
-from modelc.generalize import Sym
+from modelc.generalize import Sym, Unsupported
 from modelc.ir import Container, Graph
 from modelc.ops.base import Augmented
 from modelc.names import Namespace, python_attribute
@@ -86,7 +86,7 @@ class _Emitter(ShareMixin):
         self.classes: list[str] = []
         self.by_text: dict[str, str] = {}
         self.uses_runtime = False
-        self.trees: list[Tree] = []  # the graphs whose block instances share classes: emit_share.py
+        self._pool([])  # the graphs whose block instances share classes: emit_share.py
 
     def model(self, graph: Graph, others: dict | None = None) -> None:
         self._class(*self._model_tree(graph, others or {}), model=True)
@@ -155,7 +155,10 @@ class _Emitter(ShareMixin):
         """The constructor of a node's module, with the plan's symbolic values in it."""
         if plan is None:
             return _module_of(node)
-        return _module_of(node, plan.overrides(node))
+        ctor = _module_of(node, plan.overrides(node))
+        if ctor is None and _module_of(node) is not None:  # `nn.Unflatten(1, (1, n))` needs a literal n
+            raise Unsupported(f"{node.op}'s module cannot take a symbolic value")
+        return ctor
 
     def _module_expr(self, tree: Tree, c: Container, plan: Plan | None = None):
         """The constructor expression of a child container (a class, or a sequence)."""

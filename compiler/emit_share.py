@@ -112,7 +112,7 @@ class ShareMixin:
                 for q in _child_blocks(tree, p):
                     if q not in tree.shared:
                         self._share(_key(tree, q))
-            insts += [self._describe(tree, p) for p in paths]
+            insts += [self._describe_alike(tree, p) for p in paths]
         insts.sort(key=lambda i: (-len(i.units), i.tree.variant))  # the emitted graph's first
         alike: dict[str, list[_Instance]] = {}  # instances no slot, size or forward tells apart
         for inst in insts:
@@ -149,21 +149,26 @@ class ShareMixin:
         (its classes thrown away) finds the parameters the class can take; the block classes
         are then planned over the graphs of those alone, so no class takes an argument that
         only a parameter the model cannot take would need."""
-        self.trees = [Tree(graph)]
+        tree = Tree(graph)
+        self._pool([tree])
         if not others:
-            return self.trees[0], (), None
+            return tree, (), None
         trial = self._scratch()
-        plan = trial._model_plan(tree := Tree(graph), {k: [Tree(g) for g in gs] for k, gs in others.items()})
+        changed = {k: [Tree(g) for g in gs] for k, gs in others.items()}
+        plan = trial._model_plan(tree, changed)
         keep = plan.params if plan else []
         if len(keep) == len(others):  # every parameter: the trial's classes are the ones
             self.classes += trial.classes
             self.class_names, self.by_text = trial.class_names, trial.by_text
             self.uses_runtime |= trial.uses_runtime
-            self.trees = trial.trees
+            self._pool(trial.trees)
             return tree, (), plan
-        plan = self._model_plan(tree := Tree(graph), {k: [Tree(g) for g in others[k]] for k in keep}) if keep else None
+        for t in (tree, *(t for ts in changed.values() for t in ts)):  # planned again: keep only the memos
+            t.shared = {}
+        plan = self._model_plan(tree, {k: changed[k] for k in keep}) if keep else None
         if plan is None or not plan.params:  # the class takes no argument: the graph alone
-            self.trees = [tree := Tree(graph)]
+            tree.shared = {}
+            self._pool([tree])
             plan = None
         return tree, (), plan
 
@@ -171,7 +176,7 @@ class ShareMixin:
         """The plan of the model class at `tree`, over the graphs of each parameter changed."""
         for t in (t for ts in others.values() for t in ts):
             t.variant = True
-        self.trees = [tree, *(t for ts in others.values() for t in ts)]
+        self._pool([tree, *(t for ts in others.values() for t in ts)])
         base = self._root(tree, others, dict(tree.graph.params))
         alone = []  # per parameter that can be an argument alone: its graphs' instances
         for name, trees in others.items():
@@ -249,6 +254,22 @@ class ShareMixin:
         em.class_names, em.by_text = copy.deepcopy(self.class_names), dict(self.by_text)
         return em
 
+    def _pool(self, trees: list[Tree]) -> None:
+        """Share classes among the instances of `trees` from now on."""
+        self.trees = trees
+        self.described: dict = {}  # Tree.fingerprint -> an instance described with it
+
+    def _describe_alike(self, tree: Tree, path) -> _Instance:
+        """`_describe`, done once per fingerprint: an instance made of what one described
+        already is made of is described as it was (its children have the same classes and
+        arguments, being alike too)."""
+        key = tree.fingerprint(path)
+        if key is None:
+            return self._describe(tree, path)
+        if key not in self.described:
+            self.described[key] = self._describe(tree, path)
+        return replace(self.described[key], tree=tree, path=path, units=tree.ordered_units(path))
+
     def _describe(self, tree: Tree, path) -> _Instance:
         graph, c = tree.graph, tree.graph.containers[path]
         units = tree.ordered_units(path)
@@ -277,6 +298,13 @@ class ShareMixin:
         return _Instance(tree, path, units, local, slots, env, forward, c.args)
 
     def _forward_text(self, tree: Tree, path, elide: frozenset) -> list[str]:
+        """The lines of the instance's `forward`, for comparison: they depend on the graph
+        alone, so the tree keeps them for a second plan."""
+        if (path, elide) not in tree.forwards:
+            tree.forwards[(path, elide)] = self._forward_lines(tree, path, elide)
+        return tree.forwards[(path, elide)]
+
+    def _forward_lines(self, tree: Tree, path, elide: frozenset) -> list[str]:
         units = tree.ordered_units(path)
         members = {}
         for kind, ref in units:

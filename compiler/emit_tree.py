@@ -12,7 +12,7 @@ from modelc.diagnostics import CompilerBug
 from modelc.ir import Container, Graph, Ref
 from modelc.names import Namespace
 
-__all__ = ["RESERVED", "Tree", "Vars", "extra_inputs", "last_uses", "live_units", "unit_input", "unit_local", "unit_output",
+__all__ = ["RESERVED", "Fingerprint", "Tree", "Vars", "extra_inputs", "last_uses", "live_units", "unit_input", "unit_local", "unit_output",
            "unit_reads"]
 
 RESERVED = frozenset({"self", "torch", "nn", "rt"})
@@ -34,6 +34,8 @@ class Tree:
         self.variant = False  # a graph built with a parameter changed (NOTE: [Model arguments])
         self._units: dict[tuple[str, ...], list] = {}  # memo of ordered_units
         self._subtrees: dict[tuple[str, ...], list[int]] = {}  # memo of _subtree_nodes
+        self.forwards: dict[tuple, list[str]] = {}  # (path, elided units) -> forward text (emit_share.py)
+        self._prints: dict[tuple[str, ...], Fingerprint | None] = {}  # memo of fingerprint
 
     def unit_of(self, path: tuple[str, ...], n: int):
         scope = self.graph.node(n).scope
@@ -69,6 +71,46 @@ class Tree:
         kind, ref = unit
         return [ref] if kind == "node" else self._subtree_nodes(ref)
 
+    def fingerprint(self, path: tuple[str, ...]) -> Fingerprint | None:
+        """What the instance at `path` is made of, relative to it: equal for two instances
+        (of one graph or two) whose subgraphs are the same but for their paths and node ids,
+        so everything emitted from one is emitted from the other. None where the instance
+        reads a value it is not given (no key can say where that value comes from)."""
+        if path not in self._prints:
+            self._prints[path] = self._fingerprint(path)
+        return self._prints[path]
+
+    def _fingerprint(self, path: tuple[str, ...]) -> Fingerprint | None:
+        graph, k = self.graph, len(path)
+        nodes = sorted(self._subtree_nodes(path))  # ids in order: emission orders units by them
+        rank = {n: i for i, n in enumerate(nodes)}
+        given = {ref: ("in", i) for i, (_, ref) in enumerate(graph.containers[path].inputs)}
+
+        def where(ref: Ref):
+            if ref[0] in rank:
+                return rank[ref[0]], ref[1]
+            if ref in given:
+                return given[ref]
+            raise LookupError(ref)
+
+        items: list = [tuple(graph.type_of(ref) for _, ref in graph.containers[path].inputs)]
+        try:
+            for n in nodes:
+                d = graph.node(n)
+                items.append((d.scope[k:], d.local, d.op, d.attrs, d.module, d.labelled, d.var, d.out_vars, d.types,
+                              d.params, d.macs, d.inplace, d.span.file, d.span, tuple(where(r) for r in self.inputs[n])))
+            stack = [path]
+            while stack:
+                c = graph.containers[stack.pop()]
+                stack += self.children[c.path]
+                items.append((c.path[k:], c.kind, c.name, c.span.file, c.span, c.args, c.defaults, c.origin, c.unrolled,
+                              c.var, c.trace[0].span if c.trace else None,
+                              tuple((name, where(r)) for name, r in c.inputs),
+                              tuple((name, where(r)) for name, r in c.outputs)))  # fmt: skip
+            return Fingerprint(tuple(items))
+        except (LookupError, TypeError):  # an outside value, or an attribute that cannot be hashed
+            return None
+
     def _subtree_nodes(self, path: tuple[str, ...]) -> list[int]:
         if path not in self._subtrees:
             out = list(self.members[path])
@@ -76,6 +118,22 @@ class Tree:
                 out += self._subtree_nodes(child)
             self._subtrees[path] = out
         return self._subtrees[path]
+
+
+class Fingerprint:
+    """A tuple that hashes once (Tree.fingerprint: instances are looked up by it often)."""
+
+    __slots__ = ("_hash", "items")
+
+    def __init__(self, items: tuple):
+        self.items = items
+        self._hash = hash(items)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Fingerprint) and self._hash == other._hash and self.items == other.items
 
 
 def _lexicographic_order(keys: dict, after: dict) -> list:

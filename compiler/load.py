@@ -39,6 +39,7 @@ class Program:
     main_models: list[str] = field(default_factory=list)  # models of the main file, in order
     imported: set[str] = field(default_factory=set)  # real paths already loaded
     span: Span | None = None  # the start of the main file, for errors about the whole file
+    texts: list[tuple[str, str]] = field(default_factory=list)  # (path, text) of every file read, in order
 
     def definition(self, name: str) -> S.BlockDef | S.Const | S.Def | None:
         return self.blocks.get(name) or self.models.get(name) or self.consts.get(name) or self.defs.get(name)
@@ -64,6 +65,7 @@ def load_parsed(module: S.Module, text: str, path: str) -> Program:
     read relative to `path`."""
     program = Program(path)
     program.span = Span(source_file(text, path), 1, 1, 1, 1)
+    program.texts.append((path, text))
     _add_module(program, module, main=True, stack=(path,))
     return program
 
@@ -79,6 +81,7 @@ def _load(program: Program, path: str, importer: Span | None, stack: tuple[str, 
         chain = " -> ".join(os.path.basename(p) for p in (*stack, key))
         raise error("E0105", f"import cycle: {chain}", importer)
     text = _decode(path, _read(path, importer), importer)
+    program.texts.append((key, text))
     shown_from = _shown_from(key, text)
     if importer is None:
         program.span = Span(source_file(text, path, shown_from), 1, 1, 1, 1)

@@ -67,6 +67,19 @@ class Compiled(NamedTuple):
     graph: object  # the checked IR it was generated from
 
 
+@pytest.fixture(autouse=True)
+def _fresh_compiles_when_patched(request):
+    """A test that may patch the compiler (it takes monkeypatch) compiles afresh and keeps
+    nothing: modelc.driver caches emitted sources by their spec text."""
+    from modelc import driver
+
+    patched = "monkeypatch" in request.fixturenames
+    if patched:
+        driver.forget_emitted()
+        request.getfixturevalue("monkeypatch").setattr(driver, "_EMITTED_MAX", 0)
+    yield
+
+
 @functools.cache
 def compiled(name: str) -> Compiled:
     """A spec's module class and graph at its default parameters (compiled once)."""

@@ -190,6 +190,14 @@ def test_a_parameter_that_changes_more_than_model_level_values_stays_a_value():
     assert "layers: int = 32" in signature and "d:" not in signature
 
 
+def test_a_module_that_needs_a_literal_keeps_the_parameter_a_value():
+    """nn.Unflatten(1, (1, n)) has no form with `n` an argument (fuzz: a CompilerBug, 'unsqueeze
+    in sequence s has no module form', when the changed graph was fitted)."""
+    text = "model Net(n: int = 1) { input x: [B, 3]  output x -> s: [fc: linear(n), relu, unsqueeze(n)] }"
+    source = modelc.compile_source(text, "t.model")
+    assert "def __init__(self) -> None:" in source and "nn.Unflatten(1, (1, 1))" in source
+
+
 def test_a_parameter_free_step_nothing_reads_is_left_out_of_forward():
     """A ShuffleNet-style unit: the stride-2 instance does not read the chunk's parts."""
     text = ("block Unit(out: int, stride: int = 1) {\n    input x\n    a, b = x -> chunk(2, dim=1)\n"
