@@ -88,7 +88,7 @@ class ShareMixin:
 
     def _block_call(self, tree: Tree, c, plan: Plan | None) -> CallExpr:
         if c.path not in tree.shared:
-            self._share((c.name, c.span))
+            self._share(_key(tree, c.path))
         name, values, flags, params, defaults = tree.shared[c.path]
         if plan is not None:  # inside a shared class: the child's arguments are the parent's slots
             rel = c.path[len(plan.base):]

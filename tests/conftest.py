@@ -7,9 +7,15 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-import modelc
-import pytest
-from hypothesis import settings
+# Under pytest-xdist (scripts/test.sh) the workers share the cores: torch in each takes its
+# share of threads, set before anything imports torch.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
+
+import modelc  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 # NOTE: [Hypothesis in CI] Locally every run draws new examples (and keeps failures in
 # .hypothesis/). .ci/run sets MODELC_HYPOTHESIS=ci: the same examples on every run, so a

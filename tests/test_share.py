@@ -213,3 +213,30 @@ def test_a_parameter_free_step_nothing_reads_is_left_out_of_forward():
     a, b = want.chunk(2, dim=1)
     want = torch.cat([a, module.u2.right(b)], dim=1)
     torch.testing.assert_close(module(x), want)
+
+
+# ---- instances described once per fingerprint (emit_tree.Tree.fingerprint) ----------------------
+def test_instances_alike_have_one_fingerprint_and_others_another():
+    from modelc.driver import build
+    from modelc.emit_tree import Tree
+
+    tree = Tree(build(str(SPECS / "resnet50.model")))
+    blocks = [p for p, c in tree.graph.containers.items() if c.kind == "block"]
+    prints = {p: tree.fingerprint(p) for p in blocks}
+    assert None not in prints.values()
+    # layer1: the first Bottleneck has a downsample, the next two are alike; layer2's differ in size
+    first, second, third = (p for p in blocks if p[0] == "layer1")
+    assert prints[second] == prints[third] != prints[first]
+    assert not {prints[p] for p in blocks if p[0] == "layer2"} & {prints[second], prints[first]}
+    assert len(set(prints.values())) < len(blocks)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "transformer", "unet"])
+def test_describing_once_per_fingerprint_emits_what_describing_each_instance_does(name, monkeypatch):
+    """The shortcut and the long way give the same bytes (the long way: no instance has a
+    fingerprint, so each is described itself)."""
+    from modelc.emit_tree import Tree
+
+    fast = modelc.compile_file(str(SPECS / f"{name}.model"))
+    monkeypatch.setattr(Tree, "fingerprint", lambda self, path: None)
+    assert modelc.compile_file(str(SPECS / f"{name}.model")) == fast
