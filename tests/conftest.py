@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
+import zlib
 from pathlib import Path
 from typing import NamedTuple
 
-# Under pytest-xdist (scripts/test.sh) the workers share the cores: torch in each takes its
-# share of threads, set before anything imports torch.
-_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-if _WORKERS > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
-
-import modelc  # noqa: E402
-import pytest  # noqa: E402
-from hypothesis import settings  # noqa: E402
+import modelc
+import pytest
+from hypothesis import settings
 
 # NOTE: [Hypothesis in CI] Locally every run draws new examples (and keeps failures in
 # .hypothesis/). .ci/run sets MODELC_HYPOTHESIS=ci: the same examples on every run, so a
@@ -33,7 +28,39 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 NO_CUDA = "needs a CUDA device (torch.cuda.is_available() is False here)"
 
 
+# NOTE: [Slow sample] MODELC_SLOW_SAMPLE="n:seed" keeps one in n of the tests marked slow,
+# chosen by a hash of the seed and the test's id, and deselects the others. .ci/run seeds it
+# with the commit, so each commit's CI runs its own sample of the slow tests (the same one on
+# a rerun) and the commits together run them all; a plain run runs every test.
+def _slow_sample(config, items) -> None:
+    spec = os.environ.get("MODELC_SLOW_SAMPLE", "")
+    if not spec:
+        return
+    n, _, seed = spec.partition(":")
+    keep, drop = [], []
+    for item in items:
+        chosen = not item.get_closest_marker("slow") or zlib.crc32(f"{seed}:{item.nodeid}".encode()) % int(n) == 0
+        (keep if chosen else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (scripts/test.sh) the workers share the cores: torch in each takes
+    its share of threads. (Set in torch, not in the environment: the processes tests start,
+    such as the benchmark's children, run as a user's would.)"""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        try:
+            import torch
+        except ImportError:
+            return
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
+
+
 def pytest_collection_modifyitems(config, items):
+    _slow_sample(config, items)
     marked = [item for item in items if item.get_closest_marker("cuda")]
     if not marked:
         return

@@ -276,7 +276,7 @@ def _zoo():
         for name in program.main_models:
             slow = path.stem in ("resnet101", "resnet152", "vgg16", "vgg19", "alexnet", "alexnet_original",
                                  "googlenet", "googlenet_aux", "vit_b_16", "swin_t", "bert", "gpt", "transformer", "swinir_light",
-                                 "convnext_small", "efficientnet_v2_s", "gpt2", "swin_v2_t", "densenet121", "regnet_y_400mf")  # fmt: skip
+                                 "convnext_small", "efficientnet_v2_s", "gpt2", "swin_v2_t", "densenet121", "regnet_y_400mf", "unet")  # fmt: skip
             out.append(pytest.param(str(path), name, id=f"{path.stem}.{name}",
                                     marks=[pytest.mark.slow] if slow else []))  # fmt: skip
     return out
