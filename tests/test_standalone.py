@@ -36,6 +36,7 @@ RUNNER = """
 import sys
 sys.modules["modelc"] = None  # the files must not need it
 import importlib.util, torch
+torch.set_num_threads({THREADS})  # as the test's process: the same sums in the same order
 for i, name in enumerate(sys.argv[1:]):
     spec = importlib.util.spec_from_file_location(f"standalone_{i}", f"{DIR}/{i}.py")
     mod = importlib.util.module_from_spec(spec)
@@ -76,7 +77,7 @@ def test_standalone_files_run_without_modelc(tmp_path):
         want = want if isinstance(want, tuple) else (want,)
         torch.save({"state": state, "inputs": inputs, "want": want}, tmp_path / f"{i}.pt")
         names.append(graph.name)
-    runner = RUNNER.replace("{DIR}", str(tmp_path))
+    runner = RUNNER.replace("{DIR}", str(tmp_path)).replace("{THREADS}", str(torch.get_num_threads()))
     done = subprocess.run([sys.executable, "-c", runner, *names], capture_output=True, text=True, timeout=600)
     assert done.stdout.split("\n")[:-1] == [f"{n} True" for n in names], done.stderr[-2000:]
 
