@@ -81,10 +81,10 @@ class Tree:
         return self._prints[path]
 
     def _fingerprint(self, path: tuple[str, ...]) -> Fingerprint | None:
-        graph, k = self.graph, len(path)
+        graph, k, inputs = self.graph, len(path), self.graph.containers[path].inputs
         nodes = sorted(self._subtree_nodes(path))  # ids in order: emission orders units by them
         rank = {n: i for i, n in enumerate(nodes)}
-        given = {ref: ("in", i) for i, (_, ref) in enumerate(graph.containers[path].inputs)}
+        given = {ref: ("in", i) for i, (_, ref) in enumerate(inputs)}
 
         def where(ref: Ref):
             if ref[0] in rank:
@@ -93,7 +93,7 @@ class Tree:
                 return given[ref]
             raise LookupError(ref)
 
-        items: list = [tuple(graph.type_of(ref) for _, ref in graph.containers[path].inputs)]
+        items: list = [tuple(graph.type_of(ref) for _, ref in inputs)]
         try:
             for n in nodes:
                 d = graph.node(n)
