@@ -88,8 +88,10 @@ def _build_all(program: Program, model: str | None, params: dict[str, Any], inpu
 def variants(program: Program, graphs: list[Graph], inputs: dict[str, tuple] | None = None, optimize: int = 0,
              rewrites: tuple[str, ...] = ()) -> dict[str, dict[str, list[Graph]]]:  # fmt: skip
     """Per model and numeric parameter, the model built again with the parameter changed: an
-    int at the first two of plus one, minus one and doubled the spec accepts (two points, so
-    `D // heads` is not taken for a constant where 4097 // 32 still gives 128 per head), a
+    int at the first two of plus one, minus one, doubled and tripled the spec accepts (two
+    points, so `D // heads` is not taken for a constant where 4097 // 32 still gives 128 per
+    head; tripled where only multiples of 8 are accepted: 64 and 96 heads, so that
+    8 * (4096 // heads) is not taken for 32768 // heads, which 64 alone would fit), a
     float doubled (0 -> 1). The emitter makes a parameter an argument of the model class
     where these graphs show that the spec's expressions of it are all the class needs (NOTE:
     [Model arguments] in emit_share.py). A parameter whose changed values the spec refuses
@@ -103,7 +105,7 @@ def variants(program: Program, graphs: list[Graph], inputs: dict[str, tuple] | N
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if isinstance(value, int):  # sizes: 0 and 1 are degenerate
-                tries = [v for v in dict.fromkeys([value + 1, value - 1, value * 2, 2, 3]) if v > 1 and v != value]
+                tries = [v for v in dict.fromkeys([value + 1, value - 1, value * 2, value * 3, 2, 3]) if v > 1 and v != value]
             else:
                 tries = [value * 2 if value else 1.0]
             built: list[Graph] = []

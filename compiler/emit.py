@@ -26,11 +26,11 @@ from modelc.codecheck import ENCODING_LINE, check_generated
 from modelc.diagnostics import CompilerBug
 from modelc.emit_share import Plan, ShareMixin
 from modelc.emit_tree import RESERVED, Tree, Vars, last_uses, live_units, unit_input, unit_local, unit_output, unit_reads
-from modelc.generalize import Sym, Unsupported
+from modelc.generalize import Numbers, Sym, Unsupported
 from modelc.ir import Container, Graph
 from modelc.ops.base import Augmented
 from modelc.names import Namespace, python_attribute
-from modelc.pyformat import LINE, CallExpr, Repeat, flat, render
+from modelc.pyformat import LINE, CallExpr, Repeat, flat, leaves, render
 from modelc.pyrepr import comment, doc, literal
 from modelc.symbolic import is_known
 
@@ -86,6 +86,7 @@ class _Emitter(ShareMixin):
         self.classes: list[str] = []
         self.by_text: dict[str, str] = {}
         self.uses_runtime = False
+        self._numbers: Numbers | None = None  # set while a shared class's forward is written
         self._pool([])  # the graphs whose block instances share classes: emit_share.py
 
     def model(self, graph: Graph, others: dict | None = None) -> None:
@@ -108,7 +109,8 @@ class _Emitter(ShareMixin):
         if model and graph.load_rules:  # NOTE: [Folding BatchNorm] in passes/batchnorm.py
             self.uses_runtime = True
             init.append("        self.register_load_state_dict_pre_hook(rt.CheckpointRules(self.LOAD_RULES))")
-        params, forward, _ = self._forward(tree, c, units, members, plan)
+        params, forward, _ = self._class_forward(tree, c, units, members, plan)
+        init = [f"        self.{p} = {p}" for p in (plan.forward_args() if plan else [])] + init
         returns = " -> " + _returns(graph, c)
         signature = render(CallExpr("def forward", ["self", *(f"{p}: torch.Tensor" for p in params)]),
                            4, suffix=returns + ":")  # fmt: skip
@@ -240,7 +242,7 @@ class _Emitter(ShareMixin):
             if plan is not None and unit in members and members[unit] in plan.optional:
                 target, source = vars_.env[unit_output(tree, unit)], vars_.env[unit_input(tree, unit)]
                 where = comment(graph.node(ref).span.short) if kind == "node" else _where(graph.containers[ref])
-                call = render(CallExpr(callee, [source]), 12, f"{target} = ", comment=where)
+                call = self._render(CallExpr(callee, [source]), 12, f"{target} = ", comment=where)
                 stmt = [f"        {target} = {source}", f"        if {callee} is not None:", *call]
             lines += stmt
         lines += _eval_return(graph, c, vars_) if split == len(units) else []
@@ -285,10 +287,17 @@ class _Emitter(ShareMixin):
         where = comment(node.span.short)
         if isinstance(expr, Augmented):  # NOTE: [In place] in passes/inplace.py
             if target == expr.target:
-                return render(expr.value, 8, f"{target} {expr.operator}= ", comment=where)
+                return self._render(expr.value, 8, f"{target} {expr.operator}= ", comment=where)
             expr = expr.fallback
         self._note_runtime(flat(expr))
-        return render(expr, 8, f"{target} = ", comment=where)
+        return self._render(expr, 8, f"{target} = ", comment=where)
+
+    def _render(self, e, indent: int, prefix: str = "", comment: str | None = None) -> list[str]:
+        """A statement of `forward`: its numbers rewritten under a class's plan (NOTE: [Sizes in
+        forward] in generalize.py), then laid out."""
+        if self._numbers is not None:
+            e = leaves(e, self._numbers.leaf)
+        return render(e, indent, prefix, comment=comment)
 
     def _note_runtime(self, code: str) -> None:
         if _RUNTIME.search(code):
@@ -306,7 +315,7 @@ class _Emitter(ShareMixin):
             for name, r in c.outputs
         ]
         expr = CallExpr(callee or _member("self", c.local), args)
-        return render(expr, 8, f"{', '.join(targets)} = ", comment=_where(c))
+        return self._render(expr, 8, f"{', '.join(targets)} = ", comment=_where(c))
 
 
 # NOTE: [Single-use operands] `out = torch.relu(out + skip)`, not `add = out + skip` then

@@ -4,9 +4,10 @@ share a class, its constructor arguments, and each instance's call.
 NOTE: [Sharing a class] in generalize.py says what may differ between the instances of one
 class and how each difference gets its expression. Here: instances are grouped greedily,
 those with the most submodules first; an instance joins a group when its submodules are the
-group's (less optional ones), its `forward` is the group's with those left out, and one fit
-of all the group's slots covers it, each of its submodules' constructor lines then reading
-as the group's class does. Whatever fails gets a class of its own, named after the
+group's (less optional ones), its `forward` is the group's with those left out but for
+its numbers (NOTE: [Sizes in forward]), and one fit of all the group's slots (those numbers
+included) covers it, each of its submodules' constructor lines then reading as the group's
+class does. Whatever fails gets a class of its own, named after the
 parameters that set it apart (`SwinBlock_shift3`).
 """
 
@@ -19,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelc.emit_tree import RESERVED, Tree, unit_input, unit_local, unit_output
-from modelc.generalize import Sym, Unsupported, fit, slot_kind
-from modelc.names import Namespace, python_attribute
+from modelc.generalize import Numbers, Sym, Unsupported, class_name, fit, number_targets, on_self, skeleton, slot_kind
+from modelc.names import Namespace, python_attribute, reserved_attribute
 from modelc.ops.base import OpDef
 from modelc.pyformat import CallExpr
 from modelc.pyrepr import doc, literal
@@ -52,6 +53,17 @@ class Plan:
                 for p in self.params]  # fmt: skip
         return args + [f"{f}: bool = False" for f in self.optional.values()]
 
+    def forward_subs(self) -> dict[int, str]:
+        """Number i of forward -> the expression it is written as (NOTE: [Sizes in forward])."""
+        names = set(self.params)
+        return {int(k[1:]): on_self(s.text, names) for (r, k), s in self.syms.items()
+                if not r and isinstance(k, str) and k.startswith("#") and isinstance(s, Sym)}  # fmt: skip
+
+    def forward_args(self) -> list[str]:
+        """The constructor arguments forward reads: kept as attributes (`self.heads = heads`)."""
+        used = {w for t in self.forward_subs().values() for w in re.findall(r"self\.(\w+)", t)}
+        return [p for p in self.params if p in used]
+
     def doc(self, c) -> str:
         args = ", ".join([*self.params, *self.optional.values()])
         return f"{doc(c.name)}({doc(args)}), defined at {doc(self.where)}."
@@ -67,6 +79,9 @@ class _Instance:
     env: dict[str, Any]  # candidate name -> value: block parameters and input sizes
     forward: list[str]
     args: tuple  # the block parameters' values
+    skeleton: tuple = ()  # forward but for its numbers (generalize.skeleton)
+    hints: dict = field(default_factory=dict)  # slot -> a name for the argument it may need
+    alike: str = ""  # what no two instances that `_share` treats as one differ in
 
     @property
     def key(self) -> tuple:
@@ -116,8 +131,8 @@ class ShareMixin:
         insts.sort(key=lambda i: (-len(i.units), i.tree.variant))  # the emitted graph's first
         alike: dict[str, list[_Instance]] = {}  # instances no slot, size or forward tells apart
         for inst in insts:
-            alike.setdefault(repr((inst.locals, inst.forward, sorted(inst.slots.items(), key=repr),
-                                   sorted(inst.env.items()))), []).append(inst)  # fmt: skip
+            inst.alike = repr((inst.locals, inst.forward, sorted(inst.slots.items(), key=repr), sorted(inst.env.items())))
+            alike.setdefault(inst.alike, []).append(inst)
         groups: list[_Group] = []
         for first, *rest in alike.values():
             g = next((g for g in groups if self._join(g, first)), None)
@@ -127,7 +142,7 @@ class ShareMixin:
             g.values.update({m.key: g.values[first.key] for m in rest})
         real = [g for g in groups if any(not m.tree.variant for m in g.members)]
         for g in groups:
-            g.plan.name = _class_name(key[0], g, real)
+            g.plan.name = class_name(key[0], g, real)
             # A class only other graphs need is not written: no call of the emitted graph matches it.
             name = self._class(g.rep.tree, g.rep.path, plan=g.plan) if g in real else "?"
             for m in g.members:
@@ -189,12 +204,12 @@ class ShareMixin:
             else:
                 if self._model_fit(tree, base, insts) is not None:
                     alone.append(insts)
-        while alone:
-            plan = self._model_fit(tree, base, [i for insts in alone for i in insts])
-            if plan is not None:
-                return plan
-            alone.pop()
-        return None
+        plan, chosen = None, []  # in the spec's order, each parameter that still fits with those before
+        for insts in alone:
+            trial = self._model_fit(tree, base, [*chosen, *insts])
+            if trial is not None:
+                plan, chosen = trial, [*chosen, *insts]
+        return plan
 
     def _root(self, tree: Tree, others: dict, params: dict, name: str = "") -> _Instance:
         for q in _child_blocks(tree, ()):
@@ -279,6 +294,7 @@ class ShareMixin:
             if node.module:
                 rel = (*node.scope[len(path):], node.local)
                 slots.update({(rel, k): v for k, v in node.attrs.items()})
+        hints: dict[tuple, str] = {}
         repeated = set()  # the calls of a run after its first: written as the first is
         for q in _own_sequences(tree, path):
             items = tree.ordered_units(q)
@@ -288,14 +304,19 @@ class ShareMixin:
         for q in _child_blocks(tree, path):
             if q in repeated:
                 continue
-            name, values, flags, _, _ = tree.shared[q]
+            name, values, flags, params, _ = tree.shared[q]
             slots[(q[len(path):], "class")] = (name, tuple(flags))
             slots.update({(q[len(path):], i): v for i, v in enumerate(values)})
+            hints.update({(q[len(path):], i): p for i, p in enumerate(params)})  # `attn_heads`
         env = _inputs_env(graph, c)
         env.update({k: v for k, v in c.args})
         forward = self._forward_text(tree, path, frozenset())
+        shape, numbers = skeleton(forward)  # NOTE: [Sizes in forward] in generalize.py
+        for i, (v, target) in enumerate(zip(numbers, number_targets(forward))):
+            slots[((), f"#{i}")] = v
+            hints[((), f"#{i}")] = f"{target}_size"
         local = [unit_local(tree, u) for u in units]
-        return _Instance(tree, path, units, local, slots, env, forward, c.args)
+        return _Instance(tree, path, units, local, slots, env, forward, c.args, shape, hints)
 
     def _forward_text(self, tree: Tree, path, elide: frozenset) -> list[str]:
         """The lines of the instance's `forward`, for comparison: they depend on the graph
@@ -306,12 +327,36 @@ class ShareMixin:
 
     def _forward_lines(self, tree: Tree, path, elide: frozenset) -> list[str]:
         units = tree.ordered_units(path)
+        params, lines, _ = self._forward(tree, tree.graph.containers[path], units, self._members(tree, units), None, elide)
+        return [*params, *lines]
+
+    def _members(self, tree: Tree, units) -> dict:
+        """unit -> its attribute, for the units that are submodules."""
         members = {}
         for kind, ref in units:
             if kind == "container" or (tree.graph.node(ref).module and self._ctor_of(tree.graph.node(ref), None)):
                 members[(kind, ref)] = ref[-1] if kind == "container" else tree.graph.node(ref).local
-        params, lines, _ = self._forward(tree, tree.graph.containers[path], units, members, None, elide)
-        return [*params, *lines]
+        return members
+
+    def _class_forward(self, tree: Tree, c, units, members: dict, plan: Plan | None):
+        """`_forward` of a class; under a plan that gives numbers of forward expressions, with
+        them written in (NOTE: [Sizes in forward] in generalize.py). Unsupported where forward
+        does not show the representative's numbers where its description did."""
+        subs = plan.forward_subs() if plan else {}
+        if not subs:
+            return self._forward(tree, c, units, members, plan)
+        if any(reserved_attribute(p) or p in members.values() for p in plan.forward_args()):
+            raise Unsupported("an argument forward reads would shadow an attribute")
+        _, values = skeleton(self._forward_text(tree, c.path, frozenset()))
+        outer, self._numbers = self._numbers, Numbers(subs, values)
+        try:
+            out = self._forward(tree, c, units, members, plan)
+            done = self._numbers.done
+        finally:
+            self._numbers = outer
+        if not done:
+            raise Unsupported("forward's numbers are not where its description had them")
+        return out
 
     def _join(self, g: _Group, inst: _Instance) -> bool:
         rep, tree = g.rep, g.rep.tree
@@ -320,7 +365,12 @@ class ShareMixin:
         missing = frozenset(u for u, local in zip(rep.units, rep.locals) if local not in inst.locals)
         if not all(_optional_ok(tree, u) for u in missing):
             return False
-        if (self._forward_text(tree, rep.path, missing) if missing else rep.forward) != inst.forward:
+        shape = rep.skeleton
+        if missing:  # the elided forward's numbers must be the class's, in place
+            shape, numbers = skeleton(self._forward_text(tree, rep.path, missing))
+            if numbers != _forward_numbers(rep):
+                return False
+        if shape != inst.skeleton:
             return False
         trial = self._group([*g.members, inst], g.plan)
         if trial.plan is None:
@@ -355,6 +405,11 @@ class ShareMixin:
         same = before is not None and (before.syms, before.params, before.optional) == (syms, params, optional)
         if len(members) > 1 and not self._same_inits([rep, *members[-1:]] if same else members, plan):
             return _Group(rep, members, None, {})
+        if plan.forward_subs() and not same:
+            try:
+                self._class_forward(tree, c, rep.units, self._members(tree, rep.units), plan)
+            except Unsupported:
+                return _Group(rep, members, None, {})
         return _Group(rep, members, plan, values)
 
     def _alone(self, rep: _Instance) -> _Group:
@@ -364,7 +419,11 @@ class ShareMixin:
     def _same_inits(self, members: list[_Instance], plan: Plan) -> bool:
         """Every member's submodules construct as the representative's do, under the plan."""
         want = self._init_lines(members[0].tree, members[0], plan)
+        seen = {members[0].alike}
         for m in members[1:]:
+            if m.alike and m.alike in seen:  # described alike: constructed alike
+                continue
+            seen.add(m.alike)
             got = self._init_lines(m.tree, m, replace(plan, base=m.path))
             if got is None or want is None or any(want.get(k) != v for k, v in got.items()):
                 return False
@@ -385,6 +444,9 @@ def _fit_all(members: list[_Instance], allow_new: bool = True):
     """Symbols for the slots that differ between members, the constructor arguments they use,
     and each member's values of those; None when a differing slot is not a size (or, unless
     `allow_new`, no expression of the members' `env` gives it)."""
+    everyone = members  # those described alike fit alike: each is fitted once
+    firsts = {m.alike or id(m): m for m in reversed(members)}
+    members = [firsts[m.alike or id(m)] for m in members if firsts[m.alike or id(m)] is m]
     keys: dict[tuple, None] = {}
     for m in members:
         keys.update(dict.fromkeys(m.slots))
@@ -393,6 +455,7 @@ def _fit_all(members: list[_Instance], allow_new: bool = True):
     earlier: list[tuple[str, dict]] = []  # expression -> member path -> value
     syms: dict[tuple, Any] = {}
     new_args: dict[str, dict] = {}
+    previous = (-2, "")  # the last number of forward fitted, and its expression
     for key in keys:
         ms = [m for m in members if key in m.slots]
         values = [m.slots[key] for m in ms]
@@ -409,14 +472,23 @@ def _fit_all(members: list[_Instance], allow_new: bool = True):
                 continue
             cands = [(t, [vals.get(m.key) for m in ms]) for t, vals in earlier]
             cands += [(env_names[k], [m.env.get(k) for m in ms]) for k in env_names]
+            if key[1] == f"#{previous[0] + 1}":  # next to another number: another name where one is as good
+                cands.sort(key=lambda c: c[0] == previous[1])  # (window_reverse(y, 7, H, W), not H, H)
+            cands.sort(key=lambda c: c[0] != ms[0].hints.get(key))  # a child's W from our W, where as good
             text = fit(elem, [(t, v) for t, v in cands if None not in v], offsets=str(key[1]).startswith("depth"))
             if text is None and not allow_new:
                 return None
             if text is None:
-                text = names.create("_".join([*key[0], str(key[1]), *([str(i)] if kind == "tuple" else [])]))
+                hint = ms[0].hints.get(key)  # a child's parameter (`attn_heads`), a number of forward
+                words = [*key[0], hint or str(key[1])]
+                if hint and key[0] and hint.startswith(f"{key[0][-1]}_"):  # `attn_size`, not `attn_attn_size`
+                    words = [*key[0][:-1], hint]
+                text = names.create("_".join([*words, *([str(i)] if kind == "tuple" else [])]))
                 new_args[text] = {m.key: e for m, e in zip(ms, elem)}
             earlier.append((text, {m.key: e for m, e in zip(ms, elem)}))
             fitted.append(Sym(text))
+            if str(key[1]).startswith("#"):
+                previous = (int(key[1][1:]), text)
         syms[key] = tuple(fitted) if kind == "tuple" else fitted[0]
     texts = [x.text for s in syms.values() for x in (s if isinstance(s, tuple) else (s,)) if isinstance(x, Sym)]
     used = {w for t in texts for w in _WORD.findall(t)}
@@ -424,9 +496,15 @@ def _fit_all(members: list[_Instance], allow_new: bool = True):
     by_name = {v: k for k, v in env_names.items()}
     values = {m.key: [m.env[by_name[p]] if p in by_name else new_args[p].get(m.key, 0) for p in params]
               for m in members}  # fmt: skip
+    values.update({m.key: values[firsts[m.alike or id(m)].key] for m in everyone})
     if any(p in by_name and any(by_name[p] not in m.env for m in members) for p in params):
         return None
     return syms, params, values, by_name
+
+
+def _forward_numbers(inst: _Instance) -> list:
+    """The numbers of the instance's forward, in order (its slots `#i ...`)."""
+    return [v for (r, k), v in inst.slots.items() if not r and isinstance(k, str) and k.startswith("#")]
 
 
 def _optional_ok(tree: Tree, unit) -> bool:
@@ -443,9 +521,10 @@ def _optional_ok(tree: Tree, unit) -> bool:
 
 
 def _inputs_env(graph, c) -> dict[str, Any]:
-    """Sizes of a block's inputs a class may take: dimension 1 (`in_channels`) and the last
-    (`in_features`), prefixed with the input's name when the block has several inputs."""
-    env: dict[str, Any] = {}
+    """Sizes of a block's inputs a class may take: those its shape patterns name, then
+    dimension 1 (`in_channels`) and the last (`in_features`), prefixed with the input's name
+    when the block has several inputs."""
+    env: dict[str, Any] = dict(c.dims)  # the spec's names first: `input x: [B, H, W, C]`
     for name, ref in c.inputs:
         dims = graph.type_of(ref).dims
         prefix = "in" if len(c.inputs) == 1 else name
@@ -458,9 +537,13 @@ def _inputs_env(graph, c) -> dict[str, Any]:
 
 def _own_nodes(tree: Tree, path) -> list[int]:
     """Nodes of the instance at `path` that no child block owns."""
-    blocks = [q for q in _child_blocks(tree, path)]
-    return [n for n in tree._subtree_nodes(path)
-            if not any(tree.graph.node(n).scope[:len(q)] == q for q in blocks)]  # fmt: skip
+    blocks = set(_child_blocks(tree, path))
+    out = []
+    for n in tree._subtree_nodes(path):
+        scope = tree.graph.node(n).scope
+        if not any(scope[:i] in blocks for i in range(len(path) + 1, len(scope) + 1)):
+            out.append(n)
+    return out
 
 
 def _key(tree: Tree, path) -> tuple:
@@ -487,24 +570,3 @@ def _child_blocks(tree: Tree, path) -> list[tuple[str, ...]]:
         else:
             out += _child_blocks(tree, q)
     return out
-
-
-def _class_name(base: str, g: _Group, groups: list[_Group]) -> str:
-    """The block's name; with several classes, each also named after the parameters whose
-    values set its instances apart (`SwinBlock_shift3`)."""
-    if len(groups) == 1:
-        return base
-    own = _constant_args(g)
-    others = [_constant_args(h) for h in groups if h is not g]
-    parts = [f"{k}{v}" for k, v in own.items()
-             if isinstance(v, (int, str)) and not isinstance(v, bool) and all(o.get(k) != v for o in others)]  # fmt: skip
-    if not parts:
-        parts = [f"{k}{v}" for k, v in own.items() if isinstance(v, int) and any(o.get(k) != v for o in others)]
-    name = "_".join([base, *parts[:2]])
-    return name if name.isidentifier() and len(parts) > 0 else base
-
-
-def _constant_args(g: _Group) -> dict[str, Any]:
-    """The block parameters (not input sizes) every member of `g` sets alike."""
-    c_args = dict(g.rep.args)
-    return {k: v for k, v in c_args.items() if all(dict(m.args).get(k) == v for m in g.members)}

@@ -124,6 +124,7 @@ class Container:
     defaults: tuple[tuple[str, Any], ...] = ()  # block parameters' defaults that are literals
     inputs: list[tuple[str, Ref]] = field(default_factory=list)  # outside values fed in
     outputs: list[tuple[str, Ref]] = field(default_factory=list)  # values it returns
+    dims: tuple[tuple[str, int], ...] = ()  # sizes its inputs' shape patterns name: [B, H, W, C]
     trace: tuple[Note, ...] = ()
     origin: str = ""  # for sequences: "group", "repeat", "for" or "branches" (`experts: [for ...]`)
     unrolled: bool = False  # a sequence whose items take extra inputs: an nn.ModuleList

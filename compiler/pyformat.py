@@ -11,9 +11,9 @@ collections.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-__all__ = ["LINE", "CallExpr", "Repeat", "flat", "render"]
+__all__ = ["LINE", "CallExpr", "Repeat", "flat", "leaves", "render"]
 
 LINE = 88
 
@@ -43,6 +43,17 @@ def flat(e) -> str:
         return f"*[{flat(e.item)} for _ in range({e.count})]"
     one = "," if e.collection and e.brackets == "()" and not e.callee and len(e.args) == 1 else ""  # (x,)
     return f"{e.callee}{e.brackets[0]}{', '.join(flat(a) for a in e.args)}{one}{e.brackets[1]}"
+
+
+def leaves(e, f):
+    """`e` with `f` applied to each text it is made of, in the order `flat` writes them."""
+    if isinstance(e, str):
+        return f(e)
+    if isinstance(e, Repeat):
+        item = leaves(e.item, f)
+        return Repeat(item, f(e.count))
+    callee = f(e.callee)
+    return replace(e, callee=callee, args=[leaves(a, f) for a in e.args])
 
 
 def render(e, indent: int, prefix: str = "", suffix: str = "", comment: str | None = None) -> list[str]:

@@ -12,7 +12,7 @@ import pytest
 import modelc
 from modelc.codecheck import check_generated
 from modelc.diagnostics import CompilerBug
-from modelc.generalize import Sym, Unsupported, fit, slot_kind
+from modelc.generalize import Numbers, Sym, Unsupported, fit, number_targets, skeleton, slot_kind
 
 torch = pytest.importorskip("torch")
 
@@ -62,10 +62,75 @@ def test_a_shared_class_built_with_new_arguments_is_the_block_compiled_for_them(
 
 
 def test_instances_whose_forward_differs_get_classes_named_after_what_differs():
-    text = ("block Unit(scale: int) {\n    input x\n    output x -> fc: linear(8) -> reshape([-1, scale, 8 // scale])\n}\n"
-            "model M {\n    input x: [B, 8]\n    output x -> a: Unit(2) -> flatten -> b: Unit(4) -> flatten\n}\n")  # fmt: skip
+    text = ("block Unit(scale: int) {\n    input x\n    output x -> fc: linear(8) -> (relu if scale > 2)\n}\n"
+            "model M {\n    input x: [B, 8]\n    output x -> a: Unit(2) -> b: Unit(4)\n}\n")  # fmt: skip
     source = modelc.compile_source(text, "m.model")
-    assert _classes(source) == ["Unit_scale2", "Unit_scale4", "M"]
+    assert sorted(_classes(source)) == ["M", "Unit_scale2", "Unit_scale4"]
+
+
+UNIT = ("block Unit(scale: int) {\n    input x\n    output x -> fc: linear(8) -> reshape([-1, scale, 8 // scale])\n}\n"
+        "model M {\n    input x: [B, 8]\n    output x -> a: Unit(2) -> flatten -> b: Unit(4) -> flatten\n}\n")  # fmt: skip
+
+
+def test_instances_whose_forward_differs_in_its_numbers_share_a_class_that_keeps_them():
+    # NOTE: [Sizes in forward]: reshape([-1, 2, 4]) and reshape([-1, 4, 2]) are one class's code
+    source = modelc.compile_source(UNIT, "m.model")
+    assert _classes(source) == ["Unit", "M"]
+    assert "self.scale = scale" in source and "out.reshape(-1, self.scale, 8 // self.scale)" in source
+    assert "self.a = Unit(2)" in source and "self.b = Unit(4)" in source
+    # a scale no instance has is the block compiled for it
+    unit = _namespace(UNIT)["Unit"](8)
+    reference = _namespace(UNIT.replace("Unit(2) -> flatten -> b: Unit(4)", "Unit(8)"))["M"]().a
+    unit.load_state_dict(reference.state_dict())
+    x = torch.randn(3, 8)
+    assert unit(x).shape == (3, 8, 1)
+    torch.testing.assert_close(unit(x), reference(x), rtol=0, atol=0)
+
+
+def test_swin_attention_is_one_class_per_shift_and_new_sizes_build_the_block_compiled_for_them():
+    text = (SPECS / "swin_t.model").read_text()
+    zoo = _namespace(text, "swin_t.model")
+    names = _classes(modelc.compile_source(text, "swin_t.model"))
+    assert names == ["ShiftedWindowAttention_shift3", "ShiftedWindowAttention", "SwinBlock", "SwinBlock_shift3",
+                     "PatchMerging", "Swin_T"]  # fmt: skip
+    # 14 x 21 maps of 192 channels in 6 heads: no Swin-T stage has them (nor a map that is not square)
+    probe = text.split("\nmodel ")[0] + (
+        "\nmodel Probe {\n    input x: [B, 14, 21, 192]\n    output x -> b: ShiftedWindowAttention(6, 7, 0)\n}\n")
+    reference = _namespace(probe, "probe.model")["Probe"]().b
+    shared = zoo["ShiftedWindowAttention"](14, 21, 192, 6)
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in reference.state_dict().items()}
+    reference.load_state_dict(state)
+    shared.load_state_dict(state)
+    x = torch.randn(2, 14, 21, 192)
+    torch.testing.assert_close(shared(x), reference(x), rtol=0, atol=0)
+
+
+def test_skeletons_ignore_numbers_layout_and_comments_but_not_blocks_or_strings():
+    one, nums = skeleton(["        q = q.reshape(-1, 49, 3, 6, 32)  # s.model:15", '        y = self.d["a1"](q) * 0.5'])
+    assert nums == [1, 49, 3, 6, 32, 0.5]
+    split, _ = skeleton(["        # s.model:15", "        q = q.reshape(", "            -1, 16, 3, 12, 32", "        )",
+                         '        y = self.d["a1"](q) * 0.25'])  # fmt: skip
+    assert split == one
+    assert skeleton(['        y = self.d["a2"](q) * 0.5'])[0] != skeleton(['        y = self.d["a1"](q) * 0.5'])[0]
+    assert skeleton(["        q = q * 2"])[0] != skeleton(["        q = q * 2.0"])[0]  # an int is no float
+    inside = ["        if c:", "            a = 1", "            b = 2"]
+    after = ["        if c:", "            a = 1", "        b = 2"]
+    assert skeleton(inside)[0] != skeleton(after)[0]
+    assert number_targets(["        q = q.reshape(", "            -1, 16", "        )", "        k, v = f(2)"]) == ["q", "q", "k"]
+
+
+def test_numbers_are_rewritten_in_order_and_a_number_out_of_place_is_noticed():
+    n = Numbers({1: "self.n * self.n", 3: "self.heads"}, [1, 49, 3, 6])
+    assert [n.leaf(t) for t in ("x.reshape", "-1", "49", "3", '"6"', "6")] == \
+        ["x.reshape", "-1", "self.n * self.n", "3", '"6"', "self.heads"]  # fmt: skip
+    assert n.done
+    assert Numbers({0: "self.a + 1"}, [2]).leaf("-2") == "-(self.a + 1)"
+    wrong = Numbers({0: "self.heads"}, [6, 32])
+    wrong.leaf("f(32, 6)")
+    assert not wrong.done
+    short = Numbers({0: "self.heads"}, [6, 32])
+    short.leaf("6")
+    assert not short.done
 
 
 def test_sizes_fit_from_parameters_inputs_and_earlier_slots():
@@ -80,6 +145,10 @@ def test_sizes_fit_from_parameters_inputs_and_earlier_slots():
     assert fit([2, 5], [("layers", [3, 6])], offsets=True) == "layers - 1"
     assert fit([4, 7], [("n", [3, 6])], offsets=True) == "n + 1"
     assert fit([2, 9], [("layers", [3, 6])], offsets=True) is None
+    # quotients: a head's width from the channels and the heads; a constant over a parameter
+    assert fit([32, 32, 64], [("heads", [3, 6, 6]), ("C", [96, 192, 384])]) == "C // heads"
+    assert fit([4, 2], [("scale", [2, 4])]) == "8 // scale"
+    assert fit([4, 4], [("scale", [2, 2])]) == "scale * 2"
 
 
 def test_slot_kinds():
@@ -146,11 +215,14 @@ def test_the_code_gate_takes_only_the_repeat_form_of_nn_sequential(items):
     ("vae", None, {"latent": 6, "hidden": 32}),
     ("gpt", None, {"vocab": 97, "block_size": 16, "layers": 2}),  # a depth, inside a block
     ("gpt2", None, {"vocab": 97, "positions": 16, "layers": 2}),
+    ("gpt2", None, {"vocab": 97, "positions": 16, "layers": 2, "heads": 4, "d": 40}),  # sizes in forward
     ("transformer", None, {"d_model": 32, "heads": 2, "encoder_layers": 3, "ff": 64}),  # into block classes
-    ("llama3", None, {"vocab": 64, "hidden": 96, "layers": 2, "eps": 1e-4}),  # not d: the heads reshape
+    ("llama3", None, {"vocab": 64, "hidden": 96, "layers": 2, "eps": 1e-4, "kv_heads": 4, "theta": 1e4}),  # not d
     ("bert", None, {"vocab": 64, "layers": 2, "ff": 48, "max_len": 16, "types": 3}),
     ("vit_b_16", None, {"num_classes": 7, "num_heads": 2, "hidden": 32, "mlp_dim": 48}),
     ("unet", None, {"in_channels": 2, "num_classes": 3, "base": 4}),
+    ("googlenet", None, {"num_classes": 10, "k5": 5}),  # the paper's 5x5 branch: k=k5, p=k5 // 2
+    ("mixtral", None, {"vocab": 64, "hidden": 32, "layers": 1, "kv_heads": 4, "top_k": 3}),  # forward's top-k
 ])  # fmt: skip
 def test_a_model_built_with_arguments_is_the_model_compiled_with_them(spec, model, kwargs):
     path = str(SPECS / f"{spec}.model")
@@ -163,7 +235,7 @@ def test_a_model_built_with_arguments_is_the_model_compiled_with_them(spec, mode
     ours.load_state_dict(state)  # strict: the same keys and shapes
     ours.eval(), reference.eval()
     sizes = [[d if isinstance(d, int) else 3 for d in shape] for shape in compiled.INPUT_SHAPES.values()]
-    ids = spec.startswith(("gpt", "llama", "bert"))  # token ids
+    ids = spec.startswith(("gpt", "llama", "mixtral", "bert"))  # token ids
     inputs = [torch.randint(0, 3, s) if ids else torch.rand(*s) for s in sizes]
     torch.manual_seed(1)
     want = reference(*inputs)
@@ -176,13 +248,14 @@ def test_a_parameter_that_changes_more_than_model_level_values_stays_a_value():
     source = modelc.compile_file(str(SPECS / "resnet50.model"))
     assert "def __init__(self, num_classes: int = 1000) -> None:" in source
     assert "self.fc = nn.Linear(2048, num_classes)" in source
-    # gpt2: `layers` is a repeat count, an argument; `d` and `heads` set sizes in the attention
-    # block's forward (its reshape), which no constructor argument reaches yet: values
+    # gpt2: `layers` is a repeat count; `d` and `heads` set sizes in the attention block's
+    # forward (its reshape), which the class keeps (NOTE: [Sizes in forward]): all arguments
     source = modelc.compile_file(str(SPECS / "gpt2.model"))
     signature = source.split("class GPT2")[1].split("def __init__(")[1].split(") -> None:")[0]
     assert "layers: int = 12" in signature and "eps: float = 1e-05" in signature
-    assert "heads" not in signature and "d:" not in signature
-    assert "nn.Sequential(*[Block(eps) for _ in range(layers)])" in source
+    assert "heads: int = 12" in signature and "d: int = 768" in signature
+    assert "*[Block(d, heads, eps) for _ in range(layers)]" in source
+    assert "q.reshape(q.shape[0], q.shape[1], self.heads, self.D // self.heads)" in source
     # llama3: d = 4097 still gives 4097 // 32 = 128 per head, as 4096 does; a second changed
     # graph (driver.variants: 4095, or 8192) shows that `d` reaches the attention's reshape
     source = modelc.compile_file(str(SPECS / "llama3.model"))

@@ -192,6 +192,8 @@ class StatementsMixin:
             bound = ctx.scope.lookup(item.id)
             if bound is _MISSING:
                 ctx.scope.vars[item.id] = d
+                if isinstance(d, int) and not isinstance(d, bool):  # a size a shared class may take
+                    ctx.frame.container.dims += ((item.id, d),)
             elif bound != d:
                 raise error("E0301", f"input '{stmt.name}': dimension {item.id} is {d} here but "
                             f"{describe_value(bound)} before", item.span, notes=ctx.frame.trace)  # fmt: skip

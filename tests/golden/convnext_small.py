@@ -10,23 +10,22 @@ from modelc import runtime as rt
 
 
 class CNBlock(nn.Module):
-    """CNBlock(in_channels, p), defined at convnext_small.model:9."""
+    """CNBlock(C, p), defined at convnext_small.model:9."""
 
-    def __init__(self, in_channels: int, p: float) -> None:
+    def __init__(self, C: int, p: float) -> None:
         super().__init__()
         # convnext_small.model:11
         self.block = nn.Sequential(
-            # convnext_small.model:11
-            nn.Conv2d(in_channels, in_channels, 7, padding=3, groups=in_channels),
+            nn.Conv2d(C, C, 7, padding=3, groups=C),  # convnext_small.model:11
             rt.Permute((0, 2, 3, 1)),  # convnext_small.model:11
-            nn.LayerNorm(in_channels, eps=1e-06),  # convnext_small.model:11
-            nn.Linear(in_channels, in_channels * 4),  # convnext_small.model:12
+            nn.LayerNorm(C, eps=1e-06),  # convnext_small.model:11
+            nn.Linear(C, C * 4),  # convnext_small.model:12
             nn.GELU(),  # convnext_small.model:12
-            nn.Linear(in_channels * 4, in_channels),  # convnext_small.model:12
+            nn.Linear(C * 4, C),  # convnext_small.model:12
             rt.Permute((0, 3, 1, 2)),  # convnext_small.model:12
         )
         # convnext_small.model:13
-        self.layer_scale = rt.parameter(in_channels, 1, 1, value=1e-06, init="constant")
+        self.layer_scale = rt.parameter(C, 1, 1, value=1e-06, init="constant")
         self.stochastic_depth = rt.StochasticDepth(p)  # convnext_small.model:14
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

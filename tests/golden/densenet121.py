@@ -35,35 +35,38 @@ class DenseLayer(nn.Module):
 
 
 class DenseBlock(nn.Module):
-    """DenseBlock(in_channels, bn_size, denselayer2_0, denselayer3_0, denselayer4_0,
-    denselayer5_0, denselayer6_0, denselayer7_0, denselayer8_0, denselayer9_0,
-    denselayer10_0, denselayer11_0, denselayer12_0, denselayer13_0,
-    denselayer14_0, denselayer15_0, denselayer16_0, denselayer7, denselayer8,
-    denselayer9, denselayer10, denselayer11, denselayer12, denselayer13,
-    denselayer14, denselayer15, denselayer16, denselayer17, denselayer18,
-    denselayer19, denselayer20, denselayer21, denselayer22, denselayer23,
-    denselayer24), defined at densenet121.model:15.
+    """DenseBlock(in_channels, bn_size, denselayer2_in_channels,
+    denselayer3_in_channels, denselayer4_in_channels, denselayer5_in_channels,
+    denselayer6_in_channels, denselayer7_in_channels, denselayer8_in_channels,
+    denselayer9_in_channels, denselayer10_in_channels,
+    denselayer11_in_channels, denselayer12_in_channels,
+    denselayer13_in_channels, denselayer14_in_channels,
+    denselayer15_in_channels, denselayer16_in_channels, denselayer7,
+    denselayer8, denselayer9, denselayer10, denselayer11, denselayer12,
+    denselayer13, denselayer14, denselayer15, denselayer16, denselayer17,
+    denselayer18, denselayer19, denselayer20, denselayer21, denselayer22,
+    denselayer23, denselayer24), defined at densenet121.model:15.
     """
 
     def __init__(
         self,
         in_channels: int,
         bn_size: int,
-        denselayer2_0: int,
-        denselayer3_0: int,
-        denselayer4_0: int,
-        denselayer5_0: int,
-        denselayer6_0: int,
-        denselayer7_0: int,
-        denselayer8_0: int,
-        denselayer9_0: int,
-        denselayer10_0: int,
-        denselayer11_0: int,
-        denselayer12_0: int,
-        denselayer13_0: int,
-        denselayer14_0: int,
-        denselayer15_0: int,
-        denselayer16_0: int,
+        denselayer2_in_channels: int,
+        denselayer3_in_channels: int,
+        denselayer4_in_channels: int,
+        denselayer5_in_channels: int,
+        denselayer6_in_channels: int,
+        denselayer7_in_channels: int,
+        denselayer8_in_channels: int,
+        denselayer9_in_channels: int,
+        denselayer10_in_channels: int,
+        denselayer11_in_channels: int,
+        denselayer12_in_channels: int,
+        denselayer13_in_channels: int,
+        denselayer14_in_channels: int,
+        denselayer15_in_channels: int,
+        denselayer16_in_channels: int,
         denselayer7: bool = False,
         denselayer8: bool = False,
         denselayer9: bool = False,
@@ -85,51 +88,56 @@ class DenseBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.denselayer1 = DenseLayer(in_channels, bn_size)  # densenet121.model:17
-        self.denselayer2 = DenseLayer(denselayer2_0, bn_size)  # densenet121.model:17
-        self.denselayer3 = DenseLayer(denselayer3_0, bn_size)  # densenet121.model:17
-        self.denselayer4 = DenseLayer(denselayer4_0, bn_size)  # densenet121.model:17
-        self.denselayer5 = DenseLayer(denselayer5_0, bn_size)  # densenet121.model:17
-        self.denselayer6 = DenseLayer(denselayer6_0, bn_size)  # densenet121.model:17
+        # densenet121.model:17
+        self.denselayer2 = DenseLayer(denselayer2_in_channels, bn_size)
+        # densenet121.model:17
+        self.denselayer3 = DenseLayer(denselayer3_in_channels, bn_size)
+        # densenet121.model:17
+        self.denselayer4 = DenseLayer(denselayer4_in_channels, bn_size)
+        # densenet121.model:17
+        self.denselayer5 = DenseLayer(denselayer5_in_channels, bn_size)
+        # densenet121.model:17
+        self.denselayer6 = DenseLayer(denselayer6_in_channels, bn_size)
         self.denselayer7 = None
         if denselayer7:
             # densenet121.model:17
-            self.denselayer7 = DenseLayer(denselayer7_0, bn_size)
+            self.denselayer7 = DenseLayer(denselayer7_in_channels, bn_size)
         self.denselayer8 = None
         if denselayer8:
             # densenet121.model:17
-            self.denselayer8 = DenseLayer(denselayer8_0, bn_size)
+            self.denselayer8 = DenseLayer(denselayer8_in_channels, bn_size)
         self.denselayer9 = None
         if denselayer9:
             # densenet121.model:17
-            self.denselayer9 = DenseLayer(denselayer9_0, bn_size)
+            self.denselayer9 = DenseLayer(denselayer9_in_channels, bn_size)
         self.denselayer10 = None
         if denselayer10:
             # densenet121.model:17
-            self.denselayer10 = DenseLayer(denselayer10_0, bn_size)
+            self.denselayer10 = DenseLayer(denselayer10_in_channels, bn_size)
         self.denselayer11 = None
         if denselayer11:
             # densenet121.model:17
-            self.denselayer11 = DenseLayer(denselayer11_0, bn_size)
+            self.denselayer11 = DenseLayer(denselayer11_in_channels, bn_size)
         self.denselayer12 = None
         if denselayer12:
             # densenet121.model:17
-            self.denselayer12 = DenseLayer(denselayer12_0, bn_size)
+            self.denselayer12 = DenseLayer(denselayer12_in_channels, bn_size)
         self.denselayer13 = None
         if denselayer13:
             # densenet121.model:17
-            self.denselayer13 = DenseLayer(denselayer13_0, bn_size)
+            self.denselayer13 = DenseLayer(denselayer13_in_channels, bn_size)
         self.denselayer14 = None
         if denselayer14:
             # densenet121.model:17
-            self.denselayer14 = DenseLayer(denselayer14_0, bn_size)
+            self.denselayer14 = DenseLayer(denselayer14_in_channels, bn_size)
         self.denselayer15 = None
         if denselayer15:
             # densenet121.model:17
-            self.denselayer15 = DenseLayer(denselayer15_0, bn_size)
+            self.denselayer15 = DenseLayer(denselayer15_in_channels, bn_size)
         self.denselayer16 = None
         if denselayer16:
             # densenet121.model:17
-            self.denselayer16 = DenseLayer(denselayer16_0, bn_size)
+            self.denselayer16 = DenseLayer(denselayer16_in_channels, bn_size)
         self.denselayer17 = None
         if denselayer17:
             self.denselayer17 = DenseLayer(768, bn_size)  # densenet121.model:17
@@ -220,14 +228,13 @@ class DenseBlock(nn.Module):
 
 
 class Transition(nn.Module):
-    """Transition(in_channels), defined at densenet121.model:20."""
+    """Transition(C), defined at densenet121.model:20."""
 
-    def __init__(self, in_channels: int) -> None:
+    def __init__(self, C: int) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(in_channels)  # densenet121.model:22
+        self.norm = nn.BatchNorm2d(C)  # densenet121.model:22
         self.relu = nn.ReLU()  # densenet121.model:22
-        # densenet121.model:22
-        self.conv = nn.Conv2d(in_channels, in_channels // 2, 1, bias=False)
+        self.conv = nn.Conv2d(C, C // 2, 1, bias=False)  # densenet121.model:22
         self.pool = nn.AvgPool2d(2)  # densenet121.model:22
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -33,25 +33,23 @@ class FusedMBConv_out24_t1(nn.Module):
 
 
 class FusedMBConv_stride1_t4(nn.Module):
-    """FusedMBConv(in_channels, p), defined at efficientnet_v2_s.model:15."""
+    """FusedMBConv(C, p), defined at efficientnet_v2_s.model:15."""
 
-    def __init__(self, in_channels: int, p: float) -> None:
+    def __init__(self, C: int, p: float) -> None:
         super().__init__()
         # efficientnet_v2_s.model:17
         self.block = nn.Sequential(
             # efficientnet_v2_s.model:18
             nn.Sequential(
                 # efficientnet_v2_s.model:18
-                nn.Conv2d(in_channels, in_channels * 4, 3, padding=1, bias=False),
-                # efficientnet_v2_s.model:18
-                nn.BatchNorm2d(in_channels * 4, eps=0.001),
+                nn.Conv2d(C, C * 4, 3, padding=1, bias=False),
+                nn.BatchNorm2d(C * 4, eps=0.001),  # efficientnet_v2_s.model:18
                 nn.SiLU(),  # efficientnet_v2_s.model:18
             ),
             # efficientnet_v2_s.model:18
             nn.Sequential(
-                # efficientnet_v2_s.model:18
-                nn.Conv2d(in_channels * 4, in_channels, 1, bias=False),
-                nn.BatchNorm2d(in_channels, eps=0.001),  # efficientnet_v2_s.model:18
+                nn.Conv2d(C * 4, C, 1, bias=False),  # efficientnet_v2_s.model:18
+                nn.BatchNorm2d(C, eps=0.001),  # efficientnet_v2_s.model:18
             ),
         )
         self.stochastic_depth = rt.StochasticDepth(p)  # efficientnet_v2_s.model:21
@@ -64,26 +62,22 @@ class FusedMBConv_stride1_t4(nn.Module):
 
 
 class FusedMBConv_stride2(nn.Module):
-    """FusedMBConv(in_channels, out), defined at efficientnet_v2_s.model:15."""
+    """FusedMBConv(C, out), defined at efficientnet_v2_s.model:15."""
 
-    def __init__(self, in_channels: int, out: int) -> None:
+    def __init__(self, C: int, out: int) -> None:
         super().__init__()
         # efficientnet_v2_s.model:17
         self.block = nn.Sequential(
             # efficientnet_v2_s.model:18
             nn.Sequential(
                 # efficientnet_v2_s.model:18
-                nn.Conv2d(
-                    in_channels, in_channels * 4, 3, stride=2, padding=1, bias=False
-                ),
-                # efficientnet_v2_s.model:18
-                nn.BatchNorm2d(in_channels * 4, eps=0.001),
+                nn.Conv2d(C, C * 4, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(C * 4, eps=0.001),  # efficientnet_v2_s.model:18
                 nn.SiLU(),  # efficientnet_v2_s.model:18
             ),
             # efficientnet_v2_s.model:18
             nn.Sequential(
-                # efficientnet_v2_s.model:18
-                nn.Conv2d(in_channels * 4, out, 1, bias=False),
+                nn.Conv2d(C * 4, out, 1, bias=False),  # efficientnet_v2_s.model:18
                 nn.BatchNorm2d(out, eps=0.001),  # efficientnet_v2_s.model:18
             ),
         )
@@ -94,16 +88,14 @@ class FusedMBConv_stride2(nn.Module):
 
 
 class SqueezeExcitation(nn.Module):
-    """SqueezeExcitation(in_channels, squeeze), defined at
-    efficientnet_v2_s.model:24.
-    """
+    """SqueezeExcitation(C, squeeze), defined at efficientnet_v2_s.model:24."""
 
-    def __init__(self, in_channels: int, squeeze: int) -> None:
+    def __init__(self, C: int, squeeze: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # efficientnet_v2_s.model:26
-        self.fc1 = nn.Conv2d(in_channels, squeeze, 1)  # efficientnet_v2_s.model:26
+        self.fc1 = nn.Conv2d(C, squeeze, 1)  # efficientnet_v2_s.model:26
         self.activation = nn.SiLU()  # efficientnet_v2_s.model:26
-        self.fc2 = nn.Conv2d(squeeze, in_channels, 1)  # efficientnet_v2_s.model:27
+        self.fc2 = nn.Conv2d(squeeze, C, 1)  # efficientnet_v2_s.model:27
         self.scale_activation = nn.Sigmoid()  # efficientnet_v2_s.model:27
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,18 +109,16 @@ class SqueezeExcitation(nn.Module):
 
 
 class MBConv_stride1(nn.Module):
-    """MBConv(in_channels, p, block_0_0_out_channels), defined at
-    efficientnet_v2_s.model:31.
-    """
+    """MBConv(C, p, block_0_0_out_channels), defined at efficientnet_v2_s.model:31."""
 
-    def __init__(self, in_channels: int, p: float, block_0_0_out_channels: int) -> None:
+    def __init__(self, C: int, p: float, block_0_0_out_channels: int) -> None:
         super().__init__()
         # efficientnet_v2_s.model:34
         self.block = nn.Sequential(
             # efficientnet_v2_s.model:35
             nn.Sequential(
                 # efficientnet_v2_s.model:35
-                nn.Conv2d(in_channels, block_0_0_out_channels, 1, bias=False),
+                nn.Conv2d(C, block_0_0_out_channels, 1, bias=False),
                 # efficientnet_v2_s.model:35
                 nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
                 nn.SiLU(),  # efficientnet_v2_s.model:35
@@ -149,12 +139,12 @@ class MBConv_stride1(nn.Module):
                 nn.SiLU(),  # efficientnet_v2_s.model:36
             ),
             # efficientnet_v2_s.model:37
-            SqueezeExcitation(block_0_0_out_channels, in_channels // 4),
+            SqueezeExcitation(block_0_0_out_channels, C // 4),
             # efficientnet_v2_s.model:38
             nn.Sequential(
                 # efficientnet_v2_s.model:38
-                nn.Conv2d(block_0_0_out_channels, in_channels, 1, bias=False),
-                nn.BatchNorm2d(in_channels, eps=0.001),  # efficientnet_v2_s.model:38
+                nn.Conv2d(block_0_0_out_channels, C, 1, bias=False),
+                nn.BatchNorm2d(C, eps=0.001),  # efficientnet_v2_s.model:38
             ),
         )
         self.stochastic_depth = rt.StochasticDepth(p)  # efficientnet_v2_s.model:40
@@ -167,12 +157,12 @@ class MBConv_stride1(nn.Module):
 
 
 class MBConv(nn.Module):
-    """MBConv(in_channels, out, stride, block_0_0_out_channels), defined at
+    """MBConv(C, out, stride, block_0_0_out_channels), defined at
     efficientnet_v2_s.model:31.
     """
 
     def __init__(
-        self, in_channels: int, out: int, stride: int, block_0_0_out_channels: int
+        self, C: int, out: int, stride: int, block_0_0_out_channels: int
     ) -> None:
         super().__init__()
         # efficientnet_v2_s.model:34
@@ -180,7 +170,7 @@ class MBConv(nn.Module):
             # efficientnet_v2_s.model:35
             nn.Sequential(
                 # efficientnet_v2_s.model:35
-                nn.Conv2d(in_channels, block_0_0_out_channels, 1, bias=False),
+                nn.Conv2d(C, block_0_0_out_channels, 1, bias=False),
                 # efficientnet_v2_s.model:35
                 nn.BatchNorm2d(block_0_0_out_channels, eps=0.001),
                 nn.SiLU(),  # efficientnet_v2_s.model:35
@@ -202,7 +192,7 @@ class MBConv(nn.Module):
                 nn.SiLU(),  # efficientnet_v2_s.model:36
             ),
             # efficientnet_v2_s.model:37
-            SqueezeExcitation(block_0_0_out_channels, in_channels // 4),
+            SqueezeExcitation(block_0_0_out_channels, C // 4),
             # efficientnet_v2_s.model:38
             nn.Sequential(
                 # efficientnet_v2_s.model:38

@@ -25,12 +25,20 @@ class BasicConv(nn.Module):
 
 
 class Inception(nn.Module):
-    """Inception(in_channels, c1, c3r, c3, c5r, c5, pool), defined at
+    """Inception(in_channels, c1, c3r, c3, c5r, c5, pool, k5), defined at
     googlenet.model:13.
     """
 
     def __init__(
-        self, in_channels: int, c1: int, c3r: int, c3: int, c5r: int, c5: int, pool: int
+        self,
+        in_channels: int,
+        c1: int,
+        c3r: int,
+        c3: int,
+        c5r: int,
+        c5: int,
+        pool: int,
+        k5: int = 3,
     ) -> None:
         super().__init__()
         self.branch1 = BasicConv(in_channels, c1)  # googlenet.model:15
@@ -42,7 +50,7 @@ class Inception(nn.Module):
         # googlenet.model:17
         self.branch3 = nn.Sequential(
             BasicConv(in_channels, c5r),  # googlenet.model:17
-            BasicConv(c5r, c5, k=3, p=1),  # googlenet.model:17
+            BasicConv(c5r, c5, k=k5, p=k5 // 2),  # googlenet.model:17
         )
         # googlenet.model:18
         self.branch4 = nn.Sequential(
@@ -71,32 +79,35 @@ class GoogLeNet(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 6624904
 
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
+    def __init__(
+        self, num_classes: int = 1000, dropout: float = 0.2, k5: int = 3
+    ) -> None:
         super().__init__()
         self.conv1 = BasicConv(3, 64, k=7, s=2, p=3)  # googlenet.model:24
         self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # googlenet.model:24
         self.conv2 = BasicConv(64, 64)  # googlenet.model:25
         self.conv3 = BasicConv(64, 192, k=3, p=1)  # googlenet.model:25
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # googlenet.model:26
-        self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)  # googlenet.model:28
+        # googlenet.model:28
+        self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32, k5=k5)
         # googlenet.model:29
-        self.inception3b = Inception(256, 128, 128, 192, 32, 96, 64)
+        self.inception3b = Inception(256, 128, 128, 192, 32, 96, 64, k5=k5)
         self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)  # googlenet.model:30
         # googlenet.model:31
-        self.inception4a = Inception(480, 192, 96, 208, 16, 48, 64)
+        self.inception4a = Inception(480, 192, 96, 208, 16, 48, 64, k5=k5)
         # googlenet.model:32
-        self.inception4b = Inception(512, 160, 112, 224, 24, 64, 64)
+        self.inception4b = Inception(512, 160, 112, 224, 24, 64, 64, k5=k5)
         # googlenet.model:33
-        self.inception4c = Inception(512, 128, 128, 256, 24, 64, 64)
+        self.inception4c = Inception(512, 128, 128, 256, 24, 64, 64, k5=k5)
         # googlenet.model:34
-        self.inception4d = Inception(512, 112, 144, 288, 32, 64, 64)
+        self.inception4d = Inception(512, 112, 144, 288, 32, 64, 64, k5=k5)
         # googlenet.model:35
-        self.inception4e = Inception(528, 256, 160, 320, 32, 128, 128)
+        self.inception4e = Inception(528, 256, 160, 320, 32, 128, 128, k5=k5)
         self.maxpool4 = nn.MaxPool2d(2, ceil_mode=True)  # googlenet.model:36
         # googlenet.model:37
-        self.inception5a = Inception(832, 256, 160, 320, 32, 128, 128)
+        self.inception5a = Inception(832, 256, 160, 320, 32, 128, 128, k5=k5)
         # googlenet.model:38
-        self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128)
+        self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128, k5=k5)
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # googlenet.model:39
         self.dropout = nn.Dropout(dropout)  # googlenet.model:39
         self.fc = nn.Linear(1024, num_classes)  # googlenet.model:39

@@ -25,12 +25,20 @@ class BasicConv(nn.Module):
 
 
 class Inception(nn.Module):
-    """Inception(in_channels, c1, c3r, c3, c5r, c5, pool), defined at
+    """Inception(in_channels, c1, c3r, c3, c5r, c5, pool, k5), defined at
     googlenet.model:13.
     """
 
     def __init__(
-        self, in_channels: int, c1: int, c3r: int, c3: int, c5r: int, c5: int, pool: int
+        self,
+        in_channels: int,
+        c1: int,
+        c3r: int,
+        c3: int,
+        c5r: int,
+        c5: int,
+        pool: int,
+        k5: int = 3,
     ) -> None:
         super().__init__()
         self.branch1 = BasicConv(in_channels, c1)  # googlenet.model:15
@@ -42,7 +50,7 @@ class Inception(nn.Module):
         # googlenet.model:17
         self.branch3 = nn.Sequential(
             BasicConv(in_channels, c5r),  # googlenet.model:17
-            BasicConv(c5r, c5, k=3, p=1),  # googlenet.model:17
+            BasicConv(c5r, c5, k=k5, p=k5 // 2),  # googlenet.model:17
         )
         # googlenet.model:18
         self.branch4 = nn.Sequential(
@@ -96,7 +104,9 @@ class GoogLeNetAux(nn.Module):
     NUM_PARAMETERS = 13004888
     TRAINING_OUTPUTS = ("aux2", "aux1")
 
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
+    def __init__(
+        self, num_classes: int = 1000, dropout: float = 0.2, k5: int = 3
+    ) -> None:
         super().__init__()
         self.conv1 = BasicConv(3, 64, k=7, s=2, p=3)  # googlenet_aux.model:16
         # googlenet_aux.model:16
@@ -106,26 +116,26 @@ class GoogLeNetAux(nn.Module):
         # googlenet_aux.model:18
         self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         # googlenet_aux.model:20
-        self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)
+        self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32, k5=k5)
         # googlenet_aux.model:21
-        self.inception3b = Inception(256, 128, 128, 192, 32, 96, 64)
+        self.inception3b = Inception(256, 128, 128, 192, 32, 96, 64, k5=k5)
         # googlenet_aux.model:22
         self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         # googlenet_aux.model:23
-        self.inception4a = Inception(480, 192, 96, 208, 16, 48, 64)
+        self.inception4a = Inception(480, 192, 96, 208, 16, 48, 64, k5=k5)
         # googlenet_aux.model:24
-        self.inception4b = Inception(512, 160, 112, 224, 24, 64, 64)
+        self.inception4b = Inception(512, 160, 112, 224, 24, 64, 64, k5=k5)
         # googlenet_aux.model:25
-        self.inception4c = Inception(512, 128, 128, 256, 24, 64, 64)
+        self.inception4c = Inception(512, 128, 128, 256, 24, 64, 64, k5=k5)
         # googlenet_aux.model:26
-        self.inception4d = Inception(512, 112, 144, 288, 32, 64, 64)
+        self.inception4d = Inception(512, 112, 144, 288, 32, 64, 64, k5=k5)
         # googlenet_aux.model:27
-        self.inception4e = Inception(528, 256, 160, 320, 32, 128, 128)
+        self.inception4e = Inception(528, 256, 160, 320, 32, 128, 128, k5=k5)
         self.maxpool4 = nn.MaxPool2d(2, ceil_mode=True)  # googlenet_aux.model:28
         # googlenet_aux.model:29
-        self.inception5a = Inception(832, 256, 160, 320, 32, 128, 128)
+        self.inception5a = Inception(832, 256, 160, 320, 32, 128, 128, k5=k5)
         # googlenet_aux.model:30
-        self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128)
+        self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128, k5=k5)
         self.aux1 = InceptionAux(512, num_classes)  # googlenet_aux.model:31
         self.aux2 = InceptionAux(528, num_classes)  # googlenet_aux.model:32
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # googlenet_aux.model:33

@@ -9,41 +9,46 @@ from modelc import runtime as rt
 
 
 class Attention(nn.Module):
-    """Attention(heads=12), defined at gpt2.model:8."""
+    """Attention(D, heads), defined at gpt2.model:8."""
 
-    def __init__(self) -> None:
+    def __init__(self, D: int, heads: int) -> None:
         super().__init__()
-        self.c_attn = rt.TransposedLinear(768, 2304)  # gpt2.model:11
+        self.D = D
+        self.heads = heads
+        self.c_attn = rt.TransposedLinear(D, D * 3)  # gpt2.model:11
         self.attn_dropout = nn.Dropout(0.1)  # gpt2.model:15
-        self.c_proj = rt.TransposedLinear(768, 768)  # gpt2.model:16
+        self.c_proj = rt.TransposedLinear(D, D)  # gpt2.model:16
         self.resid_dropout = nn.Dropout(0.1)  # gpt2.model:17
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.c_attn(x)  # gpt2.model:11
         q, k, v = q.chunk(3, dim=2)  # gpt2.model:11
-        q = q.reshape(q.shape[0], q.shape[1], 12, 64)  # gpt2.model:12
+        # gpt2.model:12
+        q = q.reshape(q.shape[0], q.shape[1], self.heads, self.D // self.heads)
         q = q.transpose(1, 2)  # gpt2.model:12
-        k = k.reshape(k.shape[0], k.shape[1], 12, 64)  # gpt2.model:13
+        # gpt2.model:13
+        k = k.reshape(k.shape[0], k.shape[1], self.heads, self.D // self.heads)
         k = k.transpose(1, 2)  # gpt2.model:13
-        v = v.reshape(v.shape[0], v.shape[1], 12, 64)  # gpt2.model:14
+        # gpt2.model:14
+        v = v.reshape(v.shape[0], v.shape[1], self.heads, self.D // self.heads)
         v = v.transpose(1, 2)  # gpt2.model:14
         # gpt2.model:15
         y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
         y = self.attn_dropout(y)  # gpt2.model:15
         out = y.transpose(1, 2)  # gpt2.model:16
-        out = out.reshape(out.shape[0], out.shape[1], 768)  # gpt2.model:16
+        out = out.reshape(out.shape[0], out.shape[1], self.D)  # gpt2.model:16
         out = self.c_proj(out)  # gpt2.model:16
         out = self.resid_dropout(out)  # gpt2.model:17
         return out
 
 
 class MLP(nn.Module):
-    """MLP(), defined at gpt2.model:20."""
+    """MLP(D), defined at gpt2.model:20."""
 
-    def __init__(self) -> None:
+    def __init__(self, D: int) -> None:
         super().__init__()
-        self.c_fc = rt.TransposedLinear(768, 3072)  # gpt2.model:22
-        self.c_proj = rt.TransposedLinear(3072, 768)  # gpt2.model:23
+        self.c_fc = rt.TransposedLinear(D, D * 4)  # gpt2.model:22
+        self.c_proj = rt.TransposedLinear(D * 4, D)  # gpt2.model:23
         self.dropout = nn.Dropout(0.1)  # gpt2.model:23
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,14 +60,14 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Block(eps), defined at gpt2.model:26."""
+    """Block(D, heads, eps), defined at gpt2.model:26."""
 
-    def __init__(self, eps: float) -> None:
+    def __init__(self, D: int, heads: int, eps: float) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(768, eps=eps)  # gpt2.model:28
-        self.attn = Attention()  # gpt2.model:28
-        self.ln_2 = nn.LayerNorm(768, eps=eps)  # gpt2.model:29
-        self.mlp = MLP()  # gpt2.model:29
+        self.ln_1 = nn.LayerNorm(D, eps=eps)  # gpt2.model:28
+        self.attn = Attention(D, heads)  # gpt2.model:28
+        self.ln_2 = nn.LayerNorm(D, eps=eps)  # gpt2.model:29
+        self.mlp = MLP(D)  # gpt2.model:29
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_1 = self.ln_1(x)  # gpt2.model:28
@@ -92,18 +97,21 @@ class GPT2(nn.Module):
         vocab: int = 50257,
         positions: int = 1024,
         layers: int = 12,
+        heads: int = 12,
+        d: int = 768,
         eps: float = 1e-05,
     ) -> None:
         super().__init__()
         # gpt2.model:35
         self.transformer = rt.named_sequential(
-            ("wte", nn.Embedding(vocab, 768)),  # gpt2.model:36
-            ("wpe", rt.PositionEmbedding(positions, 768)),  # gpt2.model:36
+            ("wte", nn.Embedding(vocab, d)),  # gpt2.model:36
+            ("wpe", rt.PositionEmbedding(positions, d)),  # gpt2.model:36
             ("drop", nn.Dropout(0.1)),  # gpt2.model:36
-            ("h", nn.Sequential(*[Block(eps) for _ in range(layers)])),  # gpt2.model:37
-            ("ln_f", nn.LayerNorm(768, eps=eps)),  # gpt2.model:37
+            # gpt2.model:37
+            ("h", nn.Sequential(*[Block(d, heads, eps) for _ in range(layers)])),
+            ("ln_f", nn.LayerNorm(d, eps=eps)),  # gpt2.model:37
         )
-        self.lm_head = nn.Linear(768, vocab, bias=False)  # gpt2.model:39
+        self.lm_head = nn.Linear(d, vocab, bias=False)  # gpt2.model:39
         self.lm_head.weight = self.transformer.wte.weight  # tied
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:

@@ -10,26 +10,28 @@ from modelc import runtime as rt
 
 
 class Attention(nn.Module):
-    """Attention(heads=32, kv_heads=8, theta=500000.0), defined at llama3.model:7."""
+    """Attention(kv_heads, theta), defined at llama3.model:7."""
 
-    def __init__(self) -> None:
+    def __init__(self, kv_heads: int, theta: float) -> None:
         super().__init__()
+        self.kv_heads = kv_heads
+        self.theta = theta
         self.q_proj = nn.Linear(4096, 4096, bias=False)  # llama3.model:10
-        self.k_proj = nn.Linear(4096, 1024, bias=False)  # llama3.model:12
-        self.v_proj = nn.Linear(4096, 1024, bias=False)  # llama3.model:14
+        self.k_proj = nn.Linear(4096, kv_heads * 128, bias=False)  # llama3.model:12
+        self.v_proj = nn.Linear(4096, kv_heads * 128, bias=False)  # llama3.model:14
         self.o_proj = nn.Linear(4096, 4096, bias=False)  # llama3.model:16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.q_proj(x)  # llama3.model:10
         q = q.reshape(q.shape[0], q.shape[1], 32, 128)  # llama3.model:10
         q = q.transpose(1, 2)  # llama3.model:10
-        q = rt.rotary(q, theta=500000.0)  # llama3.model:11
+        q = rt.rotary(q, theta=self.theta)  # llama3.model:11
         k = self.k_proj(x)  # llama3.model:12
-        k = k.reshape(k.shape[0], k.shape[1], 8, 128)  # llama3.model:12
+        k = k.reshape(k.shape[0], k.shape[1], self.kv_heads, 128)  # llama3.model:12
         k = k.transpose(1, 2)  # llama3.model:12
-        k = rt.rotary(k, theta=500000.0)  # llama3.model:13
+        k = rt.rotary(k, theta=self.theta)  # llama3.model:13
         v = self.v_proj(x)  # llama3.model:14
-        v = v.reshape(v.shape[0], v.shape[1], 8, 128)  # llama3.model:14
+        v = v.reshape(v.shape[0], v.shape[1], self.kv_heads, 128)  # llama3.model:14
         v = v.transpose(1, 2)  # llama3.model:14
         # llama3.model:15
         y = nn.functional.scaled_dot_product_attention(
@@ -59,12 +61,12 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """DecoderLayer(hidden, eps), defined at llama3.model:25."""
+    """DecoderLayer(kv_heads, hidden, theta, eps), defined at llama3.model:25."""
 
-    def __init__(self, hidden: int, eps: float) -> None:
+    def __init__(self, kv_heads: int, hidden: int, theta: float, eps: float) -> None:
         super().__init__()
         self.input_layernorm = nn.RMSNorm(4096, eps=eps)  # llama3.model:27
-        self.self_attn = Attention()  # llama3.model:27
+        self.self_attn = Attention(kv_heads, theta)  # llama3.model:27
         self.post_attention_layernorm = nn.RMSNorm(4096, eps=eps)  # llama3.model:28
         self.mlp = MLP(hidden)  # llama3.model:28
 
@@ -96,6 +98,8 @@ class Llama3(nn.Module):
         vocab: int = 128256,
         hidden: int = 14336,
         layers: int = 32,
+        kv_heads: int = 8,
+        theta: float = 500000.0,
         eps: float = 1e-05,
     ) -> None:
         super().__init__()
@@ -107,7 +111,10 @@ class Llama3(nn.Module):
                 "layers",
                 nn.Sequential(
                     # llama3.model:36
-                    *[DecoderLayer(hidden, eps) for _ in range(layers)],
+                    *[
+                        DecoderLayer(kv_heads, hidden, theta, eps)
+                        for _ in range(layers)
+                    ],
                 ),
             ),
             ("norm", nn.RMSNorm(4096, eps=eps)),  # llama3.model:37

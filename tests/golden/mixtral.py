@@ -10,26 +10,28 @@ from modelc import runtime as rt
 
 
 class Attention(nn.Module):
-    """Attention(heads=32, kv_heads=8, theta=1000000.0), defined at llama3.model:7."""
+    """Attention(kv_heads, theta), defined at llama3.model:7."""
 
-    def __init__(self) -> None:
+    def __init__(self, kv_heads: int, theta: float) -> None:
         super().__init__()
+        self.kv_heads = kv_heads
+        self.theta = theta
         self.q_proj = nn.Linear(4096, 4096, bias=False)  # llama3.model:10
-        self.k_proj = nn.Linear(4096, 1024, bias=False)  # llama3.model:12
-        self.v_proj = nn.Linear(4096, 1024, bias=False)  # llama3.model:14
+        self.k_proj = nn.Linear(4096, kv_heads * 128, bias=False)  # llama3.model:12
+        self.v_proj = nn.Linear(4096, kv_heads * 128, bias=False)  # llama3.model:14
         self.o_proj = nn.Linear(4096, 4096, bias=False)  # llama3.model:16
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.q_proj(x)  # llama3.model:10
         q = q.reshape(q.shape[0], q.shape[1], 32, 128)  # llama3.model:10
         q = q.transpose(1, 2)  # llama3.model:10
-        q = rt.rotary(q, theta=1000000.0)  # llama3.model:11
+        q = rt.rotary(q, theta=self.theta)  # llama3.model:11
         k = self.k_proj(x)  # llama3.model:12
-        k = k.reshape(k.shape[0], k.shape[1], 8, 128)  # llama3.model:12
+        k = k.reshape(k.shape[0], k.shape[1], self.kv_heads, 128)  # llama3.model:12
         k = k.transpose(1, 2)  # llama3.model:12
-        k = rt.rotary(k, theta=1000000.0)  # llama3.model:13
+        k = rt.rotary(k, theta=self.theta)  # llama3.model:13
         v = self.v_proj(x)  # llama3.model:14
-        v = v.reshape(v.shape[0], v.shape[1], 8, 128)  # llama3.model:14
+        v = v.reshape(v.shape[0], v.shape[1], self.kv_heads, 128)  # llama3.model:14
         v = v.transpose(1, 2)  # llama3.model:14
         # llama3.model:15
         y = nn.functional.scaled_dot_product_attention(
@@ -69,17 +71,18 @@ class Experts(nn.Module):
 
 
 class SparseMoe(nn.Module):
-    """SparseMoe(hidden), defined at mixtral.model:20."""
+    """SparseMoe(top_k, hidden), defined at mixtral.model:20."""
 
-    def __init__(self, hidden: int) -> None:
+    def __init__(self, top_k: int, hidden: int) -> None:
         super().__init__()
+        self.top_k = top_k
         self.gate = nn.Linear(4096, 8, bias=False)  # mixtral.model:22
         self.experts = Experts(hidden)  # mixtral.model:25
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = self.gate(x)  # mixtral.model:22
         weights = torch.softmax(weights, dim=-1)  # mixtral.model:22
-        weights, chosen = torch.topk(weights, 2)  # mixtral.model:22
+        weights, chosen = torch.topk(weights, self.top_k)  # mixtral.model:22
         weights_1 = weights.sum(2, keepdim=True)  # mixtral.model:23
         weights = weights / weights_1  # mixtral.model:23
         dense = nn.functional.one_hot(chosen, 8)  # mixtral.model:24
@@ -91,14 +94,18 @@ class SparseMoe(nn.Module):
 
 
 class MixtralLayer(nn.Module):
-    """MixtralLayer(hidden, eps), defined at mixtral.model:28."""
+    """MixtralLayer(kv_heads, top_k, hidden, theta, eps), defined at
+    mixtral.model:28.
+    """
 
-    def __init__(self, hidden: int, eps: float) -> None:
+    def __init__(
+        self, kv_heads: int, top_k: int, hidden: int, theta: float, eps: float
+    ) -> None:
         super().__init__()
         self.input_layernorm = nn.RMSNorm(4096, eps=eps)  # mixtral.model:31
-        self.self_attn = Attention()  # mixtral.model:31
+        self.self_attn = Attention(kv_heads, theta)  # mixtral.model:31
         self.post_attention_layernorm = nn.RMSNorm(4096, eps=eps)  # mixtral.model:32
-        self.mlp = SparseMoe(hidden)  # mixtral.model:32
+        self.mlp = SparseMoe(top_k, hidden)  # mixtral.model:32
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.input_layernorm(x)  # mixtral.model:31
@@ -128,6 +135,9 @@ class Mixtral(nn.Module):
         vocab: int = 32000,
         hidden: int = 14336,
         layers: int = 32,
+        kv_heads: int = 8,
+        top_k: int = 2,
+        theta: float = 1000000.0,
         eps: float = 1e-05,
     ) -> None:
         super().__init__()
@@ -139,7 +149,10 @@ class Mixtral(nn.Module):
                 "layers",
                 nn.Sequential(
                     # mixtral.model:41
-                    *[MixtralLayer(hidden, eps) for _ in range(layers)],
+                    *[
+                        MixtralLayer(kv_heads, top_k, hidden, theta, eps)
+                        for _ in range(layers)
+                    ],
                 ),
             ),
             ("norm", nn.RMSNorm(4096, eps=eps)),  # mixtral.model:42

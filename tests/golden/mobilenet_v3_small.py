@@ -7,16 +7,14 @@ from torch import nn
 
 
 class SqueezeExcitation(nn.Module):
-    """SqueezeExcitation(in_channels, squeeze), defined at
-    mobilenet_v3_small.model:16.
-    """
+    """SqueezeExcitation(C, squeeze), defined at mobilenet_v3_small.model:16."""
 
-    def __init__(self, in_channels: int, squeeze: int) -> None:
+    def __init__(self, C: int, squeeze: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # mobilenet_v3_small.model:18
-        self.fc1 = nn.Conv2d(in_channels, squeeze, 1)  # mobilenet_v3_small.model:18
+        self.fc1 = nn.Conv2d(C, squeeze, 1)  # mobilenet_v3_small.model:18
         self.activation = nn.ReLU()  # mobilenet_v3_small.model:18
-        self.fc2 = nn.Conv2d(squeeze, in_channels, 1)  # mobilenet_v3_small.model:19
+        self.fc2 = nn.Conv2d(squeeze, C, 1)  # mobilenet_v3_small.model:19
         self.scale_activation = nn.Hardsigmoid()  # mobilenet_v3_small.model:19
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,19 +65,18 @@ class InvertedResidual_expanded88(nn.Module):
         return out
 
 
-class InvertedResidual_k5_seTrue(nn.Module):
-    """InvertedResidual(in_channels, expanded, block_2_1), defined at
+class InvertedResidual_k5_seTrue_stride1(nn.Module):
+    """InvertedResidual(C, expanded, block_2_squeeze), defined at
     mobilenet_v3_small.model:23.
     """
 
-    def __init__(self, in_channels: int, expanded: int, block_2_1: int) -> None:
+    def __init__(self, C: int, expanded: int, block_2_squeeze: int) -> None:
         super().__init__()
         # mobilenet_v3_small.model:26
         self.block = nn.Sequential(
             # mobilenet_v3_small.model:27
             nn.Sequential(
-                # mobilenet_v3_small.model:27
-                nn.Conv2d(in_channels, expanded, 1, bias=False),
+                nn.Conv2d(C, expanded, 1, bias=False),  # mobilenet_v3_small.model:27
                 # mobilenet_v3_small.model:27
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(),  # mobilenet_v3_small.model:27
@@ -94,13 +91,12 @@ class InvertedResidual_k5_seTrue(nn.Module):
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(),  # mobilenet_v3_small.model:28
             ),
-            SqueezeExcitation(expanded, block_2_1),  # mobilenet_v3_small.model:29
+            SqueezeExcitation(expanded, block_2_squeeze),  # mobilenet_v3_small.model:29
             # mobilenet_v3_small.model:30
             nn.Sequential(
+                nn.Conv2d(expanded, C, 1, bias=False),  # mobilenet_v3_small.model:30
                 # mobilenet_v3_small.model:30
-                nn.Conv2d(expanded, in_channels, 1, bias=False),
-                # mobilenet_v3_small.model:30
-                nn.BatchNorm2d(in_channels, eps=0.001, momentum=0.01),
+                nn.BatchNorm2d(C, eps=0.001, momentum=0.01),
             ),
         )
 
@@ -178,21 +174,20 @@ class InvertedResidual_expanded72(nn.Module):
         return y
 
 
-class InvertedResidual_k5_seTrue_1(nn.Module):
-    """InvertedResidual(in_channels, expanded, out, stride, block_2_1), defined at
+class InvertedResidual_k5_seTrue(nn.Module):
+    """InvertedResidual(C, expanded, out, stride, block_2_squeeze), defined at
     mobilenet_v3_small.model:23.
     """
 
     def __init__(
-        self, in_channels: int, expanded: int, out: int, stride: int, block_2_1: int
+        self, C: int, expanded: int, out: int, stride: int, block_2_squeeze: int
     ) -> None:
         super().__init__()
         # mobilenet_v3_small.model:26
         self.block = nn.Sequential(
             # mobilenet_v3_small.model:27
             nn.Sequential(
-                # mobilenet_v3_small.model:27
-                nn.Conv2d(in_channels, expanded, 1, bias=False),
+                nn.Conv2d(C, expanded, 1, bias=False),  # mobilenet_v3_small.model:27
                 # mobilenet_v3_small.model:27
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(),  # mobilenet_v3_small.model:27
@@ -213,7 +208,7 @@ class InvertedResidual_k5_seTrue_1(nn.Module):
                 nn.BatchNorm2d(expanded, eps=0.001, momentum=0.01),
                 nn.Hardswish(),  # mobilenet_v3_small.model:28
             ),
-            SqueezeExcitation(expanded, block_2_1),  # mobilenet_v3_small.model:29
+            SqueezeExcitation(expanded, block_2_squeeze),  # mobilenet_v3_small.model:29
             # mobilenet_v3_small.model:30
             nn.Sequential(
                 nn.Conv2d(expanded, out, 1, bias=False),  # mobilenet_v3_small.model:30
@@ -256,16 +251,17 @@ class MobileNetV3_Small(nn.Module):
             InvertedResidual_expanded72(),  # mobilenet_v3_small.model:39
             InvertedResidual_expanded88(),  # mobilenet_v3_small.model:39
             # mobilenet_v3_small.model:39
-            InvertedResidual_k5_seTrue_1(24, 96, 40, 2, 24),
+            InvertedResidual_k5_seTrue(24, 96, 40, 2, 24),
             # mobilenet_v3_small.model:39
-            *[InvertedResidual_k5_seTrue(40, 240, 64) for _ in range(2)],
+            *[InvertedResidual_k5_seTrue_stride1(40, 240, 64) for _ in range(2)],
             # mobilenet_v3_small.model:39
-            InvertedResidual_k5_seTrue_1(40, 120, 48, 1, 32),
-            InvertedResidual_k5_seTrue(48, 144, 40),  # mobilenet_v3_small.model:39
+            InvertedResidual_k5_seTrue(40, 120, 48, 1, 32),
             # mobilenet_v3_small.model:39
-            InvertedResidual_k5_seTrue_1(48, 288, 96, 2, 72),
+            InvertedResidual_k5_seTrue_stride1(48, 144, 40),
             # mobilenet_v3_small.model:39
-            *[InvertedResidual_k5_seTrue(96, 576, 144) for _ in range(2)],
+            InvertedResidual_k5_seTrue(48, 288, 96, 2, 72),
+            # mobilenet_v3_small.model:39
+            *[InvertedResidual_k5_seTrue_stride1(96, 576, 144) for _ in range(2)],
             # mobilenet_v3_small.model:40
             nn.Sequential(
                 nn.Conv2d(96, 576, 1, bias=False),  # mobilenet_v3_small.model:40

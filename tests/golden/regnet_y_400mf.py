@@ -9,14 +9,14 @@ from modelc import runtime as rt
 
 
 class SqueezeExcitation(nn.Module):
-    """SqueezeExcitation(in_channels, squeeze), defined at regnet_y_400mf.model:11."""
+    """SqueezeExcitation(C, squeeze), defined at regnet_y_400mf.model:11."""
 
-    def __init__(self, in_channels: int, squeeze: int) -> None:
+    def __init__(self, C: int, squeeze: int) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # regnet_y_400mf.model:13
-        self.fc1 = nn.Conv2d(in_channels, squeeze, 1)  # regnet_y_400mf.model:13
+        self.fc1 = nn.Conv2d(C, squeeze, 1)  # regnet_y_400mf.model:13
         self.activation = nn.ReLU()  # regnet_y_400mf.model:13
-        self.fc2 = nn.Conv2d(squeeze, in_channels, 1)  # regnet_y_400mf.model:14
+        self.fc2 = nn.Conv2d(squeeze, C, 1)  # regnet_y_400mf.model:14
         self.scale_activation = nn.Sigmoid()  # regnet_y_400mf.model:14
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -30,20 +30,15 @@ class SqueezeExcitation(nn.Module):
 
 
 class ResBottleneck(nn.Module):
-    """ResBottleneck(in_channels, width, stride, proj), defined at
-    regnet_y_400mf.model:18.
-    """
+    """ResBottleneck(C, width, stride, proj), defined at regnet_y_400mf.model:18."""
 
-    def __init__(
-        self, in_channels: int, width: int, stride: int, proj: bool = False
-    ) -> None:
+    def __init__(self, C: int, width: int, stride: int, proj: bool = False) -> None:
         super().__init__()
         self.proj = None
         if proj:
             # regnet_y_400mf.model:21
             self.proj = nn.Sequential(
-                # regnet_y_400mf.model:21
-                nn.Conv2d(in_channels, width, 1, stride=2, bias=False),
+                nn.Conv2d(C, width, 1, stride=2, bias=False),  # regnet_y_400mf.model:21
                 nn.BatchNorm2d(width),  # regnet_y_400mf.model:21
             )
         # regnet_y_400mf.model:22
@@ -52,8 +47,7 @@ class ResBottleneck(nn.Module):
             (
                 "a",
                 nn.Sequential(
-                    # regnet_y_400mf.model:23
-                    nn.Conv2d(in_channels, width, 1, bias=False),
+                    nn.Conv2d(C, width, 1, bias=False),  # regnet_y_400mf.model:23
                     nn.BatchNorm2d(width),  # regnet_y_400mf.model:23
                     nn.ReLU(),  # regnet_y_400mf.model:23
                 ),
@@ -76,8 +70,7 @@ class ResBottleneck(nn.Module):
                     nn.ReLU(),  # regnet_y_400mf.model:24
                 ),
             ),
-            # regnet_y_400mf.model:25
-            ("se", SqueezeExcitation(width, in_channels // 4)),
+            ("se", SqueezeExcitation(width, C // 4)),  # regnet_y_400mf.model:25
             # regnet_y_400mf.model:26
             (
                 "c",

@@ -9,22 +9,27 @@ from torch import nn
 from modelc import runtime as rt
 
 
-class ShiftedWindowAttention_heads3_shift3(nn.Module):
-    """ShiftedWindowAttention(heads=3, window=7, shift=3), defined at swin_t.model:8."""
+class ShiftedWindowAttention_shift3(nn.Module):
+    """ShiftedWindowAttention(H, W, C, heads, attn_size), defined at swin_t.model:8."""
 
-    def __init__(self) -> None:
+    def __init__(self, H: int, W: int, C: int, heads: int, attn_size: int) -> None:
         super().__init__()
-        self.qkv = nn.Linear(96, 288)  # swin_t.model:15
+        self.H = H
+        self.W = W
+        self.C = C
+        self.heads = heads
+        self.attn_size = attn_size
+        self.qkv = nn.Linear(C, C * 3)  # swin_t.model:15
         # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(169, 3, std=0.02)
+        self.relative_position_bias_table = rt.parameter(169, heads, std=0.02)
         self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
-        self.proj = nn.Linear(96, 96)  # swin_t.model:25
+        self.proj = nn.Linear(C, C)  # swin_t.model:25
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = torch.roll(x, shifts=(-3, -3), dims=(1, 2))  # swin_t.model:13
         w = rt.window_partition(w, 7)  # swin_t.model:14
         q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 49, 3, 3, 32)  # swin_t.model:15
+        q = q.reshape(-1, 49, 3, self.heads, 32)  # swin_t.model:15
         q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
         q, k, v = q.unbind(0)  # swin_t.model:16
         attn = q * 0.1767766952966369  # swin_t.model:17
@@ -33,128 +38,44 @@ class ShiftedWindowAttention_heads3_shift3(nn.Module):
         table = self.relative_position_bias_table  # swin_t.model:18
         index = self.relative_position_index  # swin_t.model:19
         bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(49, 49, 3)  # swin_t.model:20
+        bias = bias.reshape(49, 49, self.heads)  # swin_t.model:20
         bias = bias.permute(2, 0, 1)  # swin_t.model:20
         attn = attn + bias  # swin_t.model:21
-        attn = attn.reshape(-1, 64, 3, 49, 49)  # swin_t.model:23
+        attn = attn.reshape(-1, self.attn_size, self.heads, 49, 49)  # swin_t.model:23
         # swin_t.model:23
         attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 7, 3, x.device, x.dtype)
         attn_1 = attn_1.unsqueeze(1)  # swin_t.model:23
         attn = attn + attn_1  # swin_t.model:23
-        attn = attn.reshape(-1, 3, 49, 49)  # swin_t.model:24
+        attn = attn.reshape(-1, self.heads, 49, 49)  # swin_t.model:24
         y = torch.softmax(attn, dim=-1)  # swin_t.model:25
         y = y @ v  # swin_t.model:25
         y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 49, 96)  # swin_t.model:25
+        y = y.reshape(-1, 49, self.C)  # swin_t.model:25
         y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 7, 56, 56)  # swin_t.model:26
+        y = rt.window_reverse(y, 7, self.H, self.W)  # swin_t.model:26
         out = torch.roll(y, shifts=(3, 3), dims=(1, 2))  # swin_t.model:27
         return out
 
 
-class ShiftedWindowAttention_heads6_shift3(nn.Module):
-    """ShiftedWindowAttention(heads=6, window=7, shift=3), defined at swin_t.model:8."""
+class ShiftedWindowAttention(nn.Module):
+    """ShiftedWindowAttention(H, W, C, heads), defined at swin_t.model:8."""
 
-    def __init__(self) -> None:
+    def __init__(self, H: int, W: int, C: int, heads: int) -> None:
         super().__init__()
-        self.qkv = nn.Linear(192, 576)  # swin_t.model:15
+        self.H = H
+        self.W = W
+        self.C = C
+        self.heads = heads
+        self.qkv = nn.Linear(C, C * 3)  # swin_t.model:15
         # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(169, 6, std=0.02)
+        self.relative_position_bias_table = rt.parameter(169, heads, std=0.02)
         self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
-        self.proj = nn.Linear(192, 192)  # swin_t.model:25
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = torch.roll(x, shifts=(-3, -3), dims=(1, 2))  # swin_t.model:13
-        w = rt.window_partition(w, 7)  # swin_t.model:14
-        q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 49, 3, 6, 32)  # swin_t.model:15
-        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
-        q, k, v = q.unbind(0)  # swin_t.model:16
-        attn = q * 0.1767766952966369  # swin_t.model:17
-        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
-        attn = attn @ attn_1  # swin_t.model:17
-        table = self.relative_position_bias_table  # swin_t.model:18
-        index = self.relative_position_index  # swin_t.model:19
-        bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(49, 49, 6)  # swin_t.model:20
-        bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        attn = attn.reshape(-1, 16, 6, 49, 49)  # swin_t.model:23
-        # swin_t.model:23
-        attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 7, 3, x.device, x.dtype)
-        attn_1 = attn_1.unsqueeze(1)  # swin_t.model:23
-        attn = attn + attn_1  # swin_t.model:23
-        attn = attn.reshape(-1, 6, 49, 49)  # swin_t.model:24
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
-        y = y @ v  # swin_t.model:25
-        y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 49, 192)  # swin_t.model:25
-        y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 7, 28, 28)  # swin_t.model:26
-        out = torch.roll(y, shifts=(3, 3), dims=(1, 2))  # swin_t.model:27
-        return out
-
-
-class ShiftedWindowAttention_heads12_shift3(nn.Module):
-    """ShiftedWindowAttention(heads=12, window=7, shift=3), defined at
-    swin_t.model:8.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = nn.Linear(384, 1152)  # swin_t.model:15
-        # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(169, 12, std=0.02)
-        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
-        self.proj = nn.Linear(384, 384)  # swin_t.model:25
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = torch.roll(x, shifts=(-3, -3), dims=(1, 2))  # swin_t.model:13
-        w = rt.window_partition(w, 7)  # swin_t.model:14
-        q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 49, 3, 12, 32)  # swin_t.model:15
-        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
-        q, k, v = q.unbind(0)  # swin_t.model:16
-        attn = q * 0.1767766952966369  # swin_t.model:17
-        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
-        attn = attn @ attn_1  # swin_t.model:17
-        table = self.relative_position_bias_table  # swin_t.model:18
-        index = self.relative_position_index  # swin_t.model:19
-        bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(49, 49, 12)  # swin_t.model:20
-        bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        attn = attn + bias  # swin_t.model:21
-        attn = attn.reshape(-1, 4, 12, 49, 49)  # swin_t.model:23
-        # swin_t.model:23
-        attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 7, 3, x.device, x.dtype)
-        attn_1 = attn_1.unsqueeze(1)  # swin_t.model:23
-        attn = attn + attn_1  # swin_t.model:23
-        attn = attn.reshape(-1, 12, 49, 49)  # swin_t.model:24
-        y = torch.softmax(attn, dim=-1)  # swin_t.model:25
-        y = y @ v  # swin_t.model:25
-        y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 49, 384)  # swin_t.model:25
-        y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 7, 14, 14)  # swin_t.model:26
-        out = torch.roll(y, shifts=(3, 3), dims=(1, 2))  # swin_t.model:27
-        return out
-
-
-class ShiftedWindowAttention_heads3_shift0(nn.Module):
-    """ShiftedWindowAttention(heads=3, window=7, shift=0), defined at swin_t.model:8."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = nn.Linear(96, 288)  # swin_t.model:15
-        # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(169, 3, std=0.02)
-        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
-        self.proj = nn.Linear(96, 96)  # swin_t.model:25
+        self.proj = nn.Linear(C, C)  # swin_t.model:25
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = rt.window_partition(x, 7)  # swin_t.model:14
         q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 49, 3, 3, 32)  # swin_t.model:15
+        q = q.reshape(-1, 49, 3, self.heads, 32)  # swin_t.model:15
         q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
         q, k, v = q.unbind(0)  # swin_t.model:16
         attn = q * 0.1767766952966369  # swin_t.model:17
@@ -163,139 +84,31 @@ class ShiftedWindowAttention_heads3_shift0(nn.Module):
         table = self.relative_position_bias_table  # swin_t.model:18
         index = self.relative_position_index  # swin_t.model:19
         bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(49, 49, 3)  # swin_t.model:20
+        bias = bias.reshape(49, 49, self.heads)  # swin_t.model:20
         bias = bias.permute(2, 0, 1)  # swin_t.model:20
         y = torch.softmax(attn + bias, dim=-1)  # swin_t.model:25
         y = y @ v  # swin_t.model:25
         y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 49, 96)  # swin_t.model:25
+        y = y.reshape(-1, 49, self.C)  # swin_t.model:25
         y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 7, 56, 56)  # swin_t.model:26
+        y = rt.window_reverse(y, 7, self.H, self.W)  # swin_t.model:26
         return y
 
 
-class ShiftedWindowAttention_heads6_shift0(nn.Module):
-    """ShiftedWindowAttention(heads=6, window=7, shift=0), defined at swin_t.model:8."""
+class SwinBlock(nn.Module):
+    """SwinBlock(H, W, C, heads), defined at swin_t.model:30."""
 
-    def __init__(self) -> None:
+    def __init__(self, H: int, W: int, C: int, heads: int) -> None:
         super().__init__()
-        self.qkv = nn.Linear(192, 576)  # swin_t.model:15
-        # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(169, 6, std=0.02)
-        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
-        self.proj = nn.Linear(192, 192)  # swin_t.model:25
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = rt.window_partition(x, 7)  # swin_t.model:14
-        q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 49, 3, 6, 32)  # swin_t.model:15
-        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
-        q, k, v = q.unbind(0)  # swin_t.model:16
-        attn = q * 0.1767766952966369  # swin_t.model:17
-        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
-        attn = attn @ attn_1  # swin_t.model:17
-        table = self.relative_position_bias_table  # swin_t.model:18
-        index = self.relative_position_index  # swin_t.model:19
-        bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(49, 49, 6)  # swin_t.model:20
-        bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        y = torch.softmax(attn + bias, dim=-1)  # swin_t.model:25
-        y = y @ v  # swin_t.model:25
-        y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 49, 192)  # swin_t.model:25
-        y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 7, 28, 28)  # swin_t.model:26
-        return y
-
-
-class ShiftedWindowAttention_heads12_shift0(nn.Module):
-    """ShiftedWindowAttention(heads=12, window=7, shift=0), defined at
-    swin_t.model:8.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = nn.Linear(384, 1152)  # swin_t.model:15
-        # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(169, 12, std=0.02)
-        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
-        self.proj = nn.Linear(384, 384)  # swin_t.model:25
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = rt.window_partition(x, 7)  # swin_t.model:14
-        q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 49, 3, 12, 32)  # swin_t.model:15
-        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
-        q, k, v = q.unbind(0)  # swin_t.model:16
-        attn = q * 0.1767766952966369  # swin_t.model:17
-        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
-        attn = attn @ attn_1  # swin_t.model:17
-        table = self.relative_position_bias_table  # swin_t.model:18
-        index = self.relative_position_index  # swin_t.model:19
-        bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(49, 49, 12)  # swin_t.model:20
-        bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        y = torch.softmax(attn + bias, dim=-1)  # swin_t.model:25
-        y = y @ v  # swin_t.model:25
-        y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 49, 384)  # swin_t.model:25
-        y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 7, 14, 14)  # swin_t.model:26
-        return y
-
-
-class ShiftedWindowAttention_heads24(nn.Module):
-    """ShiftedWindowAttention(heads=24, window=7, shift=0), defined at
-    swin_t.model:8.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = nn.Linear(768, 2304)  # swin_t.model:15
-        # swin_t.model:18
-        self.relative_position_bias_table = rt.parameter(169, 24, std=0.02)
-        self.relative_position_index = rt.relative_position_index(7)  # swin_t.model:19
-        self.proj = nn.Linear(768, 768)  # swin_t.model:25
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = rt.window_partition(x, 7)  # swin_t.model:14
-        q = self.qkv(w)  # swin_t.model:15
-        q = q.reshape(-1, 49, 3, 24, 32)  # swin_t.model:15
-        q = q.permute(2, 0, 3, 1, 4)  # swin_t.model:15
-        q, k, v = q.unbind(0)  # swin_t.model:16
-        attn = q * 0.1767766952966369  # swin_t.model:17
-        attn_1 = k.transpose(-2, -1)  # swin_t.model:17
-        attn = attn @ attn_1  # swin_t.model:17
-        table = self.relative_position_bias_table  # swin_t.model:18
-        index = self.relative_position_index  # swin_t.model:19
-        bias = torch.index_select(table, 0, index)  # swin_t.model:20
-        bias = bias.reshape(49, 49, 24)  # swin_t.model:20
-        bias = bias.permute(2, 0, 1)  # swin_t.model:20
-        y = torch.softmax(attn + bias, dim=-1)  # swin_t.model:25
-        y = y @ v  # swin_t.model:25
-        y = y.transpose(1, 2)  # swin_t.model:25
-        y = y.reshape(-1, 49, 768)  # swin_t.model:25
-        y = self.proj(y)  # swin_t.model:25
-        y = rt.window_reverse(y, 7, 7, 7)  # swin_t.model:26
-        return y
-
-
-class SwinBlock_heads3_shift0(nn.Module):
-    """SwinBlock(heads=3, shift=0, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(96)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_heads3_shift0()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(96)  # swin_t.model:33
+        self.norm1 = nn.LayerNorm(C)  # swin_t.model:32
+        self.attn = ShiftedWindowAttention(H, W, C, heads)  # swin_t.model:32
+        self.norm2 = nn.LayerNorm(C)  # swin_t.model:33
         # swin_t.model:34
         self.mlp = nn.Sequential(
-            nn.Linear(96, 384),  # swin_t.model:34
+            nn.Linear(C, C * 4),  # swin_t.model:34
             nn.GELU(),  # swin_t.model:34
             nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(384, 96),  # swin_t.model:34
+            nn.Linear(C * 4, C),  # swin_t.model:34
             nn.Dropout(0.0),  # swin_t.model:34
         )
 
@@ -309,167 +122,21 @@ class SwinBlock_heads3_shift0(nn.Module):
         return out
 
 
-class SwinBlock_heads3_shift3(nn.Module):
-    """SwinBlock(heads=3, shift=3, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
+class SwinBlock_shift3(nn.Module):
+    """SwinBlock(H, W, C, heads, attn_size), defined at swin_t.model:30."""
 
-    def __init__(self) -> None:
+    def __init__(self, H: int, W: int, C: int, heads: int, attn_size: int) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(96)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_heads3_shift3()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(96)  # swin_t.model:33
+        self.norm1 = nn.LayerNorm(C)  # swin_t.model:32
+        # swin_t.model:32
+        self.attn = ShiftedWindowAttention_shift3(H, W, C, heads, attn_size)
+        self.norm2 = nn.LayerNorm(C)  # swin_t.model:33
         # swin_t.model:34
         self.mlp = nn.Sequential(
-            nn.Linear(96, 384),  # swin_t.model:34
+            nn.Linear(C, C * 4),  # swin_t.model:34
             nn.GELU(),  # swin_t.model:34
             nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(384, 96),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
-        return out
-
-
-class SwinBlock_heads6_shift0(nn.Module):
-    """SwinBlock(heads=6, shift=0, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(192)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_heads6_shift0()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(192)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(192, 768),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(768, 192),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
-        return out
-
-
-class SwinBlock_heads6_shift3(nn.Module):
-    """SwinBlock(heads=6, shift=3, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(192)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_heads6_shift3()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(192)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(192, 768),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(768, 192),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
-        return out
-
-
-class SwinBlock_heads12_shift0(nn.Module):
-    """SwinBlock(heads=12, shift=0, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(384)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_heads12_shift0()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(384)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(384, 1536),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(1536, 384),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
-        return out
-
-
-class SwinBlock_heads12_shift3(nn.Module):
-    """SwinBlock(heads=12, shift=3, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(384)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_heads12_shift3()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(384)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(384, 1536),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(1536, 384),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.norm1(x)  # swin_t.model:32
-        x_1 = self.attn(x_1)  # swin_t.model:32
-        x = x + x_1  # swin_t.model:32
-        out = self.norm2(x)  # swin_t.model:33
-        out = self.mlp(out)  # swin_t.model:34
-        out = x + out  # swin_t.model:33
-        return out
-
-
-class SwinBlock_heads24(nn.Module):
-    """SwinBlock(heads=24, shift=0, window=7, mlp_ratio=4), defined at
-    swin_t.model:30.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(768)  # swin_t.model:32
-        self.attn = ShiftedWindowAttention_heads24()  # swin_t.model:32
-        self.norm2 = nn.LayerNorm(768)  # swin_t.model:33
-        # swin_t.model:34
-        self.mlp = nn.Sequential(
-            nn.Linear(768, 3072),  # swin_t.model:34
-            nn.GELU(),  # swin_t.model:34
-            nn.Dropout(0.0),  # swin_t.model:34
-            nn.Linear(3072, 768),  # swin_t.model:34
+            nn.Linear(C * 4, C),  # swin_t.model:34
             nn.Dropout(0.0),  # swin_t.model:34
         )
 
@@ -484,15 +151,12 @@ class SwinBlock_heads24(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    """PatchMerging(norm_normalized_shape), defined at swin_t.model:37."""
+    """PatchMerging(C), defined at swin_t.model:37."""
 
-    def __init__(self, norm_normalized_shape: int) -> None:
+    def __init__(self, C: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(norm_normalized_shape)  # swin_t.model:43
-        # swin_t.model:43
-        self.reduction = nn.Linear(
-            norm_normalized_shape, norm_normalized_shape // 2, bias=False
-        )
+        self.norm = nn.LayerNorm(C * 4)  # swin_t.model:43
+        self.reduction = nn.Linear(C * 4, (C * 4) // 2, bias=False)  # swin_t.model:43
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = x[:, ::2]  # swin_t.model:39
@@ -534,29 +198,29 @@ class Swin_T(nn.Module):
             ),
             # swin_t.model:51
             nn.Sequential(
-                SwinBlock_heads3_shift0(),  # swin_t.model:51
-                SwinBlock_heads3_shift3(),  # swin_t.model:51
+                SwinBlock(56, 56, 96, 3),  # swin_t.model:51
+                SwinBlock_shift3(56, 56, 96, 3, 64),  # swin_t.model:51
             ),
-            PatchMerging(384),  # swin_t.model:51
+            PatchMerging(96),  # swin_t.model:51
             # swin_t.model:52
             nn.Sequential(
-                SwinBlock_heads6_shift0(),  # swin_t.model:52
-                SwinBlock_heads6_shift3(),  # swin_t.model:52
+                SwinBlock(28, 28, 192, 6),  # swin_t.model:52
+                SwinBlock_shift3(28, 28, 192, 6, 16),  # swin_t.model:52
             ),
-            PatchMerging(768),  # swin_t.model:52
+            PatchMerging(192),  # swin_t.model:52
             # swin_t.model:53
             nn.Sequential(
-                SwinBlock_heads12_shift0(),  # swin_t.model:53
-                SwinBlock_heads12_shift3(),  # swin_t.model:53
-                SwinBlock_heads12_shift0(),  # swin_t.model:53
-                SwinBlock_heads12_shift3(),  # swin_t.model:53
-                SwinBlock_heads12_shift0(),  # swin_t.model:53
-                SwinBlock_heads12_shift3(),  # swin_t.model:53
+                SwinBlock(14, 14, 384, 12),  # swin_t.model:53
+                SwinBlock_shift3(14, 14, 384, 12, 4),  # swin_t.model:53
+                SwinBlock(14, 14, 384, 12),  # swin_t.model:53
+                SwinBlock_shift3(14, 14, 384, 12, 4),  # swin_t.model:53
+                SwinBlock(14, 14, 384, 12),  # swin_t.model:53
+                SwinBlock_shift3(14, 14, 384, 12, 4),  # swin_t.model:53
             ),
-            PatchMerging(1536),  # swin_t.model:53
+            PatchMerging(384),  # swin_t.model:53
             # swin_t.model:54
             nn.Sequential(
-                *[SwinBlock_heads24() for _ in range(2)],  # swin_t.model:54
+                *[SwinBlock(7, 7, 768, 24) for _ in range(2)],  # swin_t.model:54
             ),
         )
         self.norm = nn.LayerNorm(768)  # swin_t.model:55

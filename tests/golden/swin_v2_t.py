@@ -9,34 +9,39 @@ from torch import nn
 from modelc import runtime as rt
 
 
-class ShiftedWindowAttentionV2_heads3_shift4(nn.Module):
-    """ShiftedWindowAttentionV2(heads=3, window=8, shift=4), defined at
+class ShiftedWindowAttentionV2_shift4(nn.Module):
+    """ShiftedWindowAttentionV2(H, W, C, heads, attn_size), defined at
     swin_v2_t.model:10.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, H: int, W: int, C: int, heads: int, attn_size: int) -> None:
         super().__init__()
-        self.qkv = rt.MaskedBiasLinear(96, 288, (1, 0, 1))  # swin_v2_t.model:20
+        self.H = H
+        self.W = W
+        self.C = C
+        self.heads = heads
+        self.attn_size = attn_size
+        self.qkv = rt.MaskedBiasLinear(C, C * 3, (1, 0, 1))  # swin_v2_t.model:20
         # swin_v2_t.model:23
         self.logit_scale = rt.parameter(
-            3, 1, 1, value=2.302585092994046, init="constant"
+            heads, 1, 1, value=2.302585092994046, init="constant"
         )
         self.relative_coords_table = rt.relative_coords_table(8)  # swin_v2_t.model:26
         # swin_v2_t.model:27
         self.cpb_mlp = nn.Sequential(
             nn.Linear(2, 512),  # swin_v2_t.model:27
             nn.ReLU(),  # swin_v2_t.model:27
-            nn.Linear(512, 3, bias=False),  # swin_v2_t.model:27
+            nn.Linear(512, heads, bias=False),  # swin_v2_t.model:27
         )
         # swin_v2_t.model:28
         self.relative_position_index = rt.relative_position_index(8)
-        self.proj = nn.Linear(96, 96)  # swin_v2_t.model:34
+        self.proj = nn.Linear(C, C)  # swin_v2_t.model:34
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = torch.roll(x, shifts=(-4, -4), dims=(1, 2))  # swin_v2_t.model:18
         w = rt.window_partition(w, 8)  # swin_v2_t.model:19
         q = self.qkv(w)  # swin_v2_t.model:20
-        q = q.reshape(-1, 64, 3, 3, 32)  # swin_v2_t.model:21
+        q = q.reshape(-1, 64, 3, self.heads, self.C // self.heads)  # swin_v2_t.model:21
         q = q.permute(2, 0, 3, 1, 4)  # swin_v2_t.model:21
         q, k, v = q.unbind(0)  # swin_v2_t.model:21
         temperature = self.logit_scale  # swin_v2_t.model:23
@@ -50,187 +55,60 @@ class ShiftedWindowAttentionV2_heads3_shift4(nn.Module):
         attn = attn * temperature  # swin_v2_t.model:25
         coords = self.relative_coords_table  # swin_v2_t.model:26
         table = self.cpb_mlp(coords)  # swin_v2_t.model:27
-        table = table.reshape(-1, 3)  # swin_v2_t.model:27
+        table = table.reshape(-1, self.heads)  # swin_v2_t.model:27
         index = self.relative_position_index  # swin_v2_t.model:28
         bias = torch.index_select(table, 0, index)  # swin_v2_t.model:29
-        bias = bias.reshape(64, 64, 3)  # swin_v2_t.model:29
+        bias = bias.reshape(64, 64, self.heads)  # swin_v2_t.model:29
         bias = bias.permute(2, 0, 1)  # swin_v2_t.model:29
         attn_1 = torch.sigmoid(bias)  # swin_v2_t.model:30
         attn_1 = attn_1 * 16.0  # swin_v2_t.model:30
         attn = attn + attn_1  # swin_v2_t.model:30
-        attn = attn.reshape(-1, 64, 3, 64, 64)  # swin_v2_t.model:32
+        # swin_v2_t.model:32
+        attn = attn.reshape(-1, self.attn_size, self.heads, 64, 64)
         # swin_v2_t.model:32
         attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 8, 4, x.device, x.dtype)
         attn_1 = attn_1.unsqueeze(1)  # swin_v2_t.model:32
         attn = attn + attn_1  # swin_v2_t.model:32
-        attn = attn.reshape(-1, 3, 64, 64)  # swin_v2_t.model:33
+        attn = attn.reshape(-1, self.heads, 64, 64)  # swin_v2_t.model:33
         y = torch.softmax(attn, dim=-1)  # swin_v2_t.model:34
         y = y @ v  # swin_v2_t.model:34
         y = y.transpose(1, 2)  # swin_v2_t.model:34
-        y = y.reshape(-1, 64, 96)  # swin_v2_t.model:34
+        y = y.reshape(-1, 64, self.C)  # swin_v2_t.model:34
         y = self.proj(y)  # swin_v2_t.model:34
-        y = rt.window_reverse(y, 8, 64, 64)  # swin_v2_t.model:35
+        y = rt.window_reverse(y, 8, self.H, self.W)  # swin_v2_t.model:35
         y = torch.roll(y, shifts=(4, 4), dims=(1, 2))  # swin_v2_t.model:36
         return y
 
 
-class ShiftedWindowAttentionV2_heads6_shift4(nn.Module):
-    """ShiftedWindowAttentionV2(heads=6, window=8, shift=4), defined at
-    swin_v2_t.model:10.
-    """
+class ShiftedWindowAttentionV2(nn.Module):
+    """ShiftedWindowAttentionV2(H, W, C, heads), defined at swin_v2_t.model:10."""
 
-    def __init__(self) -> None:
+    def __init__(self, H: int, W: int, C: int, heads: int) -> None:
         super().__init__()
-        self.qkv = rt.MaskedBiasLinear(192, 576, (1, 0, 1))  # swin_v2_t.model:20
+        self.H = H
+        self.W = W
+        self.C = C
+        self.heads = heads
+        self.qkv = rt.MaskedBiasLinear(C, C * 3, (1, 0, 1))  # swin_v2_t.model:20
         # swin_v2_t.model:23
         self.logit_scale = rt.parameter(
-            6, 1, 1, value=2.302585092994046, init="constant"
+            heads, 1, 1, value=2.302585092994046, init="constant"
         )
         self.relative_coords_table = rt.relative_coords_table(8)  # swin_v2_t.model:26
         # swin_v2_t.model:27
         self.cpb_mlp = nn.Sequential(
             nn.Linear(2, 512),  # swin_v2_t.model:27
             nn.ReLU(),  # swin_v2_t.model:27
-            nn.Linear(512, 6, bias=False),  # swin_v2_t.model:27
+            nn.Linear(512, heads, bias=False),  # swin_v2_t.model:27
         )
         # swin_v2_t.model:28
         self.relative_position_index = rt.relative_position_index(8)
-        self.proj = nn.Linear(192, 192)  # swin_v2_t.model:34
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = torch.roll(x, shifts=(-4, -4), dims=(1, 2))  # swin_v2_t.model:18
-        w = rt.window_partition(w, 8)  # swin_v2_t.model:19
-        q = self.qkv(w)  # swin_v2_t.model:20
-        q = q.reshape(-1, 64, 3, 6, 32)  # swin_v2_t.model:21
-        q = q.permute(2, 0, 3, 1, 4)  # swin_v2_t.model:21
-        q, k, v = q.unbind(0)  # swin_v2_t.model:21
-        temperature = self.logit_scale  # swin_v2_t.model:23
-        # swin_v2_t.model:24
-        temperature = torch.clamp(temperature, max=4.605170185988092)
-        temperature = torch.exp(temperature)  # swin_v2_t.model:24
-        attn = nn.functional.normalize(q, dim=-1)  # swin_v2_t.model:25
-        normalize_1 = nn.functional.normalize(k, dim=-1)  # swin_v2_t.model:25
-        attn_1 = normalize_1.transpose(-2, -1)  # swin_v2_t.model:25
-        attn = attn @ attn_1  # swin_v2_t.model:25
-        attn = attn * temperature  # swin_v2_t.model:25
-        coords = self.relative_coords_table  # swin_v2_t.model:26
-        table = self.cpb_mlp(coords)  # swin_v2_t.model:27
-        table = table.reshape(-1, 6)  # swin_v2_t.model:27
-        index = self.relative_position_index  # swin_v2_t.model:28
-        bias = torch.index_select(table, 0, index)  # swin_v2_t.model:29
-        bias = bias.reshape(64, 64, 6)  # swin_v2_t.model:29
-        bias = bias.permute(2, 0, 1)  # swin_v2_t.model:29
-        attn_1 = torch.sigmoid(bias)  # swin_v2_t.model:30
-        attn_1 = attn_1 * 16.0  # swin_v2_t.model:30
-        attn = attn + attn_1  # swin_v2_t.model:30
-        attn = attn.reshape(-1, 16, 6, 64, 64)  # swin_v2_t.model:32
-        # swin_v2_t.model:32
-        attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 8, 4, x.device, x.dtype)
-        attn_1 = attn_1.unsqueeze(1)  # swin_v2_t.model:32
-        attn = attn + attn_1  # swin_v2_t.model:32
-        attn = attn.reshape(-1, 6, 64, 64)  # swin_v2_t.model:33
-        y = torch.softmax(attn, dim=-1)  # swin_v2_t.model:34
-        y = y @ v  # swin_v2_t.model:34
-        y = y.transpose(1, 2)  # swin_v2_t.model:34
-        y = y.reshape(-1, 64, 192)  # swin_v2_t.model:34
-        y = self.proj(y)  # swin_v2_t.model:34
-        y = rt.window_reverse(y, 8, 32, 32)  # swin_v2_t.model:35
-        y = torch.roll(y, shifts=(4, 4), dims=(1, 2))  # swin_v2_t.model:36
-        return y
-
-
-class ShiftedWindowAttentionV2_heads12_shift4(nn.Module):
-    """ShiftedWindowAttentionV2(heads=12, window=8, shift=4), defined at
-    swin_v2_t.model:10.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = rt.MaskedBiasLinear(384, 1152, (1, 0, 1))  # swin_v2_t.model:20
-        # swin_v2_t.model:23
-        self.logit_scale = rt.parameter(
-            12, 1, 1, value=2.302585092994046, init="constant"
-        )
-        self.relative_coords_table = rt.relative_coords_table(8)  # swin_v2_t.model:26
-        # swin_v2_t.model:27
-        self.cpb_mlp = nn.Sequential(
-            nn.Linear(2, 512),  # swin_v2_t.model:27
-            nn.ReLU(),  # swin_v2_t.model:27
-            nn.Linear(512, 12, bias=False),  # swin_v2_t.model:27
-        )
-        # swin_v2_t.model:28
-        self.relative_position_index = rt.relative_position_index(8)
-        self.proj = nn.Linear(384, 384)  # swin_v2_t.model:34
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = torch.roll(x, shifts=(-4, -4), dims=(1, 2))  # swin_v2_t.model:18
-        w = rt.window_partition(w, 8)  # swin_v2_t.model:19
-        q = self.qkv(w)  # swin_v2_t.model:20
-        q = q.reshape(-1, 64, 3, 12, 32)  # swin_v2_t.model:21
-        q = q.permute(2, 0, 3, 1, 4)  # swin_v2_t.model:21
-        q, k, v = q.unbind(0)  # swin_v2_t.model:21
-        temperature = self.logit_scale  # swin_v2_t.model:23
-        # swin_v2_t.model:24
-        temperature = torch.clamp(temperature, max=4.605170185988092)
-        temperature = torch.exp(temperature)  # swin_v2_t.model:24
-        attn = nn.functional.normalize(q, dim=-1)  # swin_v2_t.model:25
-        normalize_1 = nn.functional.normalize(k, dim=-1)  # swin_v2_t.model:25
-        attn_1 = normalize_1.transpose(-2, -1)  # swin_v2_t.model:25
-        attn = attn @ attn_1  # swin_v2_t.model:25
-        attn = attn * temperature  # swin_v2_t.model:25
-        coords = self.relative_coords_table  # swin_v2_t.model:26
-        table = self.cpb_mlp(coords)  # swin_v2_t.model:27
-        table = table.reshape(-1, 12)  # swin_v2_t.model:27
-        index = self.relative_position_index  # swin_v2_t.model:28
-        bias = torch.index_select(table, 0, index)  # swin_v2_t.model:29
-        bias = bias.reshape(64, 64, 12)  # swin_v2_t.model:29
-        bias = bias.permute(2, 0, 1)  # swin_v2_t.model:29
-        attn_1 = torch.sigmoid(bias)  # swin_v2_t.model:30
-        attn_1 = attn_1 * 16.0  # swin_v2_t.model:30
-        attn = attn + attn_1  # swin_v2_t.model:30
-        attn = attn.reshape(-1, 4, 12, 64, 64)  # swin_v2_t.model:32
-        # swin_v2_t.model:32
-        attn_1 = rt.shifted_window_mask(x.shape[1], x.shape[2], 8, 4, x.device, x.dtype)
-        attn_1 = attn_1.unsqueeze(1)  # swin_v2_t.model:32
-        attn = attn + attn_1  # swin_v2_t.model:32
-        attn = attn.reshape(-1, 12, 64, 64)  # swin_v2_t.model:33
-        y = torch.softmax(attn, dim=-1)  # swin_v2_t.model:34
-        y = y @ v  # swin_v2_t.model:34
-        y = y.transpose(1, 2)  # swin_v2_t.model:34
-        y = y.reshape(-1, 64, 384)  # swin_v2_t.model:34
-        y = self.proj(y)  # swin_v2_t.model:34
-        y = rt.window_reverse(y, 8, 16, 16)  # swin_v2_t.model:35
-        y = torch.roll(y, shifts=(4, 4), dims=(1, 2))  # swin_v2_t.model:36
-        return y
-
-
-class ShiftedWindowAttentionV2_heads3_shift0(nn.Module):
-    """ShiftedWindowAttentionV2(heads=3, window=8, shift=0), defined at
-    swin_v2_t.model:10.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = rt.MaskedBiasLinear(96, 288, (1, 0, 1))  # swin_v2_t.model:20
-        # swin_v2_t.model:23
-        self.logit_scale = rt.parameter(
-            3, 1, 1, value=2.302585092994046, init="constant"
-        )
-        self.relative_coords_table = rt.relative_coords_table(8)  # swin_v2_t.model:26
-        # swin_v2_t.model:27
-        self.cpb_mlp = nn.Sequential(
-            nn.Linear(2, 512),  # swin_v2_t.model:27
-            nn.ReLU(),  # swin_v2_t.model:27
-            nn.Linear(512, 3, bias=False),  # swin_v2_t.model:27
-        )
-        # swin_v2_t.model:28
-        self.relative_position_index = rt.relative_position_index(8)
-        self.proj = nn.Linear(96, 96)  # swin_v2_t.model:34
+        self.proj = nn.Linear(C, C)  # swin_v2_t.model:34
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = rt.window_partition(x, 8)  # swin_v2_t.model:19
         q = self.qkv(w)  # swin_v2_t.model:20
-        q = q.reshape(-1, 64, 3, 3, 32)  # swin_v2_t.model:21
+        q = q.reshape(-1, 64, 3, self.heads, self.C // self.heads)  # swin_v2_t.model:21
         q = q.permute(2, 0, 3, 1, 4)  # swin_v2_t.model:21
         q, k, v = q.unbind(0)  # swin_v2_t.model:21
         temperature = self.logit_scale  # swin_v2_t.model:23
@@ -244,345 +122,39 @@ class ShiftedWindowAttentionV2_heads3_shift0(nn.Module):
         attn = attn * temperature  # swin_v2_t.model:25
         coords = self.relative_coords_table  # swin_v2_t.model:26
         table = self.cpb_mlp(coords)  # swin_v2_t.model:27
-        table = table.reshape(-1, 3)  # swin_v2_t.model:27
+        table = table.reshape(-1, self.heads)  # swin_v2_t.model:27
         index = self.relative_position_index  # swin_v2_t.model:28
         bias = torch.index_select(table, 0, index)  # swin_v2_t.model:29
-        bias = bias.reshape(64, 64, 3)  # swin_v2_t.model:29
+        bias = bias.reshape(64, 64, self.heads)  # swin_v2_t.model:29
         bias = bias.permute(2, 0, 1)  # swin_v2_t.model:29
         attn_1 = torch.sigmoid(bias)  # swin_v2_t.model:30
         attn_1 = attn_1 * 16.0  # swin_v2_t.model:30
         y = torch.softmax(attn + attn_1, dim=-1)  # swin_v2_t.model:34
         y = y @ v  # swin_v2_t.model:34
         y = y.transpose(1, 2)  # swin_v2_t.model:34
-        y = y.reshape(-1, 64, 96)  # swin_v2_t.model:34
+        y = y.reshape(-1, 64, self.C)  # swin_v2_t.model:34
         y = self.proj(y)  # swin_v2_t.model:34
-        y = rt.window_reverse(y, 8, 64, 64)  # swin_v2_t.model:35
+        y = rt.window_reverse(y, 8, self.H, self.W)  # swin_v2_t.model:35
         return y
 
 
-class ShiftedWindowAttentionV2_heads6_shift0(nn.Module):
-    """ShiftedWindowAttentionV2(heads=6, window=8, shift=0), defined at
-    swin_v2_t.model:10.
-    """
+class SwinBlockV2(nn.Module):
+    """SwinBlockV2(H, W, C, heads, p), defined at swin_v2_t.model:40."""
 
-    def __init__(self) -> None:
+    def __init__(self, H: int, W: int, C: int, heads: int, p: float) -> None:
         super().__init__()
-        self.qkv = rt.MaskedBiasLinear(192, 576, (1, 0, 1))  # swin_v2_t.model:20
-        # swin_v2_t.model:23
-        self.logit_scale = rt.parameter(
-            6, 1, 1, value=2.302585092994046, init="constant"
-        )
-        self.relative_coords_table = rt.relative_coords_table(8)  # swin_v2_t.model:26
-        # swin_v2_t.model:27
-        self.cpb_mlp = nn.Sequential(
-            nn.Linear(2, 512),  # swin_v2_t.model:27
-            nn.ReLU(),  # swin_v2_t.model:27
-            nn.Linear(512, 6, bias=False),  # swin_v2_t.model:27
-        )
-        # swin_v2_t.model:28
-        self.relative_position_index = rt.relative_position_index(8)
-        self.proj = nn.Linear(192, 192)  # swin_v2_t.model:34
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = rt.window_partition(x, 8)  # swin_v2_t.model:19
-        q = self.qkv(w)  # swin_v2_t.model:20
-        q = q.reshape(-1, 64, 3, 6, 32)  # swin_v2_t.model:21
-        q = q.permute(2, 0, 3, 1, 4)  # swin_v2_t.model:21
-        q, k, v = q.unbind(0)  # swin_v2_t.model:21
-        temperature = self.logit_scale  # swin_v2_t.model:23
-        # swin_v2_t.model:24
-        temperature = torch.clamp(temperature, max=4.605170185988092)
-        temperature = torch.exp(temperature)  # swin_v2_t.model:24
-        attn = nn.functional.normalize(q, dim=-1)  # swin_v2_t.model:25
-        normalize_1 = nn.functional.normalize(k, dim=-1)  # swin_v2_t.model:25
-        attn_1 = normalize_1.transpose(-2, -1)  # swin_v2_t.model:25
-        attn = attn @ attn_1  # swin_v2_t.model:25
-        attn = attn * temperature  # swin_v2_t.model:25
-        coords = self.relative_coords_table  # swin_v2_t.model:26
-        table = self.cpb_mlp(coords)  # swin_v2_t.model:27
-        table = table.reshape(-1, 6)  # swin_v2_t.model:27
-        index = self.relative_position_index  # swin_v2_t.model:28
-        bias = torch.index_select(table, 0, index)  # swin_v2_t.model:29
-        bias = bias.reshape(64, 64, 6)  # swin_v2_t.model:29
-        bias = bias.permute(2, 0, 1)  # swin_v2_t.model:29
-        attn_1 = torch.sigmoid(bias)  # swin_v2_t.model:30
-        attn_1 = attn_1 * 16.0  # swin_v2_t.model:30
-        y = torch.softmax(attn + attn_1, dim=-1)  # swin_v2_t.model:34
-        y = y @ v  # swin_v2_t.model:34
-        y = y.transpose(1, 2)  # swin_v2_t.model:34
-        y = y.reshape(-1, 64, 192)  # swin_v2_t.model:34
-        y = self.proj(y)  # swin_v2_t.model:34
-        y = rt.window_reverse(y, 8, 32, 32)  # swin_v2_t.model:35
-        return y
-
-
-class ShiftedWindowAttentionV2_heads12_shift0(nn.Module):
-    """ShiftedWindowAttentionV2(heads=12, window=8, shift=0), defined at
-    swin_v2_t.model:10.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = rt.MaskedBiasLinear(384, 1152, (1, 0, 1))  # swin_v2_t.model:20
-        # swin_v2_t.model:23
-        self.logit_scale = rt.parameter(
-            12, 1, 1, value=2.302585092994046, init="constant"
-        )
-        self.relative_coords_table = rt.relative_coords_table(8)  # swin_v2_t.model:26
-        # swin_v2_t.model:27
-        self.cpb_mlp = nn.Sequential(
-            nn.Linear(2, 512),  # swin_v2_t.model:27
-            nn.ReLU(),  # swin_v2_t.model:27
-            nn.Linear(512, 12, bias=False),  # swin_v2_t.model:27
-        )
-        # swin_v2_t.model:28
-        self.relative_position_index = rt.relative_position_index(8)
-        self.proj = nn.Linear(384, 384)  # swin_v2_t.model:34
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = rt.window_partition(x, 8)  # swin_v2_t.model:19
-        q = self.qkv(w)  # swin_v2_t.model:20
-        q = q.reshape(-1, 64, 3, 12, 32)  # swin_v2_t.model:21
-        q = q.permute(2, 0, 3, 1, 4)  # swin_v2_t.model:21
-        q, k, v = q.unbind(0)  # swin_v2_t.model:21
-        temperature = self.logit_scale  # swin_v2_t.model:23
-        # swin_v2_t.model:24
-        temperature = torch.clamp(temperature, max=4.605170185988092)
-        temperature = torch.exp(temperature)  # swin_v2_t.model:24
-        attn = nn.functional.normalize(q, dim=-1)  # swin_v2_t.model:25
-        normalize_1 = nn.functional.normalize(k, dim=-1)  # swin_v2_t.model:25
-        attn_1 = normalize_1.transpose(-2, -1)  # swin_v2_t.model:25
-        attn = attn @ attn_1  # swin_v2_t.model:25
-        attn = attn * temperature  # swin_v2_t.model:25
-        coords = self.relative_coords_table  # swin_v2_t.model:26
-        table = self.cpb_mlp(coords)  # swin_v2_t.model:27
-        table = table.reshape(-1, 12)  # swin_v2_t.model:27
-        index = self.relative_position_index  # swin_v2_t.model:28
-        bias = torch.index_select(table, 0, index)  # swin_v2_t.model:29
-        bias = bias.reshape(64, 64, 12)  # swin_v2_t.model:29
-        bias = bias.permute(2, 0, 1)  # swin_v2_t.model:29
-        attn_1 = torch.sigmoid(bias)  # swin_v2_t.model:30
-        attn_1 = attn_1 * 16.0  # swin_v2_t.model:30
-        y = torch.softmax(attn + attn_1, dim=-1)  # swin_v2_t.model:34
-        y = y @ v  # swin_v2_t.model:34
-        y = y.transpose(1, 2)  # swin_v2_t.model:34
-        y = y.reshape(-1, 64, 384)  # swin_v2_t.model:34
-        y = self.proj(y)  # swin_v2_t.model:34
-        y = rt.window_reverse(y, 8, 16, 16)  # swin_v2_t.model:35
-        return y
-
-
-class ShiftedWindowAttentionV2_heads24(nn.Module):
-    """ShiftedWindowAttentionV2(heads=24, window=8, shift=0), defined at
-    swin_v2_t.model:10.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.qkv = rt.MaskedBiasLinear(768, 2304, (1, 0, 1))  # swin_v2_t.model:20
-        # swin_v2_t.model:23
-        self.logit_scale = rt.parameter(
-            24, 1, 1, value=2.302585092994046, init="constant"
-        )
-        self.relative_coords_table = rt.relative_coords_table(8)  # swin_v2_t.model:26
-        # swin_v2_t.model:27
-        self.cpb_mlp = nn.Sequential(
-            nn.Linear(2, 512),  # swin_v2_t.model:27
-            nn.ReLU(),  # swin_v2_t.model:27
-            nn.Linear(512, 24, bias=False),  # swin_v2_t.model:27
-        )
-        # swin_v2_t.model:28
-        self.relative_position_index = rt.relative_position_index(8)
-        self.proj = nn.Linear(768, 768)  # swin_v2_t.model:34
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = rt.window_partition(x, 8)  # swin_v2_t.model:19
-        q = self.qkv(w)  # swin_v2_t.model:20
-        q = q.reshape(-1, 64, 3, 24, 32)  # swin_v2_t.model:21
-        q = q.permute(2, 0, 3, 1, 4)  # swin_v2_t.model:21
-        q, k, v = q.unbind(0)  # swin_v2_t.model:21
-        temperature = self.logit_scale  # swin_v2_t.model:23
-        # swin_v2_t.model:24
-        temperature = torch.clamp(temperature, max=4.605170185988092)
-        temperature = torch.exp(temperature)  # swin_v2_t.model:24
-        attn = nn.functional.normalize(q, dim=-1)  # swin_v2_t.model:25
-        normalize_1 = nn.functional.normalize(k, dim=-1)  # swin_v2_t.model:25
-        attn_1 = normalize_1.transpose(-2, -1)  # swin_v2_t.model:25
-        attn = attn @ attn_1  # swin_v2_t.model:25
-        attn = attn * temperature  # swin_v2_t.model:25
-        coords = self.relative_coords_table  # swin_v2_t.model:26
-        table = self.cpb_mlp(coords)  # swin_v2_t.model:27
-        table = table.reshape(-1, 24)  # swin_v2_t.model:27
-        index = self.relative_position_index  # swin_v2_t.model:28
-        bias = torch.index_select(table, 0, index)  # swin_v2_t.model:29
-        bias = bias.reshape(64, 64, 24)  # swin_v2_t.model:29
-        bias = bias.permute(2, 0, 1)  # swin_v2_t.model:29
-        attn_1 = torch.sigmoid(bias)  # swin_v2_t.model:30
-        attn_1 = attn_1 * 16.0  # swin_v2_t.model:30
-        y = torch.softmax(attn + attn_1, dim=-1)  # swin_v2_t.model:34
-        y = y @ v  # swin_v2_t.model:34
-        y = y.transpose(1, 2)  # swin_v2_t.model:34
-        y = y.reshape(-1, 64, 768)  # swin_v2_t.model:34
-        y = self.proj(y)  # swin_v2_t.model:34
-        y = rt.window_reverse(y, 8, 8, 8)  # swin_v2_t.model:35
-        return y
-
-
-class SwinBlockV2_heads3_shift0(nn.Module):
-    """SwinBlockV2(heads=3, shift=0, window=8, p=0.0, mlp_ratio=4), defined at
-    swin_v2_t.model:40.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attn = ShiftedWindowAttentionV2_heads3_shift0()  # swin_v2_t.model:42
-        self.norm1 = nn.LayerNorm(96)  # swin_v2_t.model:42
-        self.stochastic_depth = rt.StochasticDepth(0.0)  # swin_v2_t.model:42
-        # swin_v2_t.model:43
-        self.mlp = nn.Sequential(
-            nn.Linear(96, 384),  # swin_v2_t.model:43
-            nn.GELU(),  # swin_v2_t.model:43
-            nn.Dropout(0.0),  # swin_v2_t.model:43
-            nn.Linear(384, 96),  # swin_v2_t.model:43
-            nn.Dropout(0.0),  # swin_v2_t.model:43
-        )
-        self.norm2 = nn.LayerNorm(96)  # swin_v2_t.model:44
-        self.stochastic_depth_1 = rt.StochasticDepth(0.0)  # swin_v2_t.model:44
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.attn(x)  # swin_v2_t.model:42
-        x_1 = self.norm1(x_1)  # swin_v2_t.model:42
-        x_1 = self.stochastic_depth(x_1)  # swin_v2_t.model:42
-        x = x + x_1  # swin_v2_t.model:42
-        out = self.mlp(x)  # swin_v2_t.model:43
-        out = self.norm2(out)  # swin_v2_t.model:44
-        out = self.stochastic_depth_1(out)  # swin_v2_t.model:44
-        out = x + out  # swin_v2_t.model:43
-        return out
-
-
-class SwinBlockV2_heads3_shift4(nn.Module):
-    """SwinBlockV2(heads=3, shift=4, window=8, p=0.018181818181818184, mlp_ratio=4),
-    defined at swin_v2_t.model:40.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attn = ShiftedWindowAttentionV2_heads3_shift4()  # swin_v2_t.model:42
-        self.norm1 = nn.LayerNorm(96)  # swin_v2_t.model:42
-        # swin_v2_t.model:42
-        self.stochastic_depth = rt.StochasticDepth(0.018181818181818184)
-        # swin_v2_t.model:43
-        self.mlp = nn.Sequential(
-            nn.Linear(96, 384),  # swin_v2_t.model:43
-            nn.GELU(),  # swin_v2_t.model:43
-            nn.Dropout(0.0),  # swin_v2_t.model:43
-            nn.Linear(384, 96),  # swin_v2_t.model:43
-            nn.Dropout(0.0),  # swin_v2_t.model:43
-        )
-        self.norm2 = nn.LayerNorm(96)  # swin_v2_t.model:44
-        # swin_v2_t.model:44
-        self.stochastic_depth_1 = rt.StochasticDepth(0.018181818181818184)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.attn(x)  # swin_v2_t.model:42
-        x_1 = self.norm1(x_1)  # swin_v2_t.model:42
-        x_1 = self.stochastic_depth(x_1)  # swin_v2_t.model:42
-        x = x + x_1  # swin_v2_t.model:42
-        out = self.mlp(x)  # swin_v2_t.model:43
-        out = self.norm2(out)  # swin_v2_t.model:44
-        out = self.stochastic_depth_1(out)  # swin_v2_t.model:44
-        out = x + out  # swin_v2_t.model:43
-        return out
-
-
-class SwinBlockV2_heads6_shift0(nn.Module):
-    """SwinBlockV2(heads=6, shift=0, window=8, p=0.03636363636363637, mlp_ratio=4),
-    defined at swin_v2_t.model:40.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attn = ShiftedWindowAttentionV2_heads6_shift0()  # swin_v2_t.model:42
-        self.norm1 = nn.LayerNorm(192)  # swin_v2_t.model:42
-        # swin_v2_t.model:42
-        self.stochastic_depth = rt.StochasticDepth(0.03636363636363637)
-        # swin_v2_t.model:43
-        self.mlp = nn.Sequential(
-            nn.Linear(192, 768),  # swin_v2_t.model:43
-            nn.GELU(),  # swin_v2_t.model:43
-            nn.Dropout(0.0),  # swin_v2_t.model:43
-            nn.Linear(768, 192),  # swin_v2_t.model:43
-            nn.Dropout(0.0),  # swin_v2_t.model:43
-        )
-        self.norm2 = nn.LayerNorm(192)  # swin_v2_t.model:44
-        # swin_v2_t.model:44
-        self.stochastic_depth_1 = rt.StochasticDepth(0.03636363636363637)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.attn(x)  # swin_v2_t.model:42
-        x_1 = self.norm1(x_1)  # swin_v2_t.model:42
-        x_1 = self.stochastic_depth(x_1)  # swin_v2_t.model:42
-        x = x + x_1  # swin_v2_t.model:42
-        out = self.mlp(x)  # swin_v2_t.model:43
-        out = self.norm2(out)  # swin_v2_t.model:44
-        out = self.stochastic_depth_1(out)  # swin_v2_t.model:44
-        out = x + out  # swin_v2_t.model:43
-        return out
-
-
-class SwinBlockV2_heads6_shift4(nn.Module):
-    """SwinBlockV2(heads=6, shift=4, window=8, p=0.05454545454545455, mlp_ratio=4),
-    defined at swin_v2_t.model:40.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attn = ShiftedWindowAttentionV2_heads6_shift4()  # swin_v2_t.model:42
-        self.norm1 = nn.LayerNorm(192)  # swin_v2_t.model:42
-        # swin_v2_t.model:42
-        self.stochastic_depth = rt.StochasticDepth(0.05454545454545455)
-        # swin_v2_t.model:43
-        self.mlp = nn.Sequential(
-            nn.Linear(192, 768),  # swin_v2_t.model:43
-            nn.GELU(),  # swin_v2_t.model:43
-            nn.Dropout(0.0),  # swin_v2_t.model:43
-            nn.Linear(768, 192),  # swin_v2_t.model:43
-            nn.Dropout(0.0),  # swin_v2_t.model:43
-        )
-        self.norm2 = nn.LayerNorm(192)  # swin_v2_t.model:44
-        # swin_v2_t.model:44
-        self.stochastic_depth_1 = rt.StochasticDepth(0.05454545454545455)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.attn(x)  # swin_v2_t.model:42
-        x_1 = self.norm1(x_1)  # swin_v2_t.model:42
-        x_1 = self.stochastic_depth(x_1)  # swin_v2_t.model:42
-        x = x + x_1  # swin_v2_t.model:42
-        out = self.mlp(x)  # swin_v2_t.model:43
-        out = self.norm2(out)  # swin_v2_t.model:44
-        out = self.stochastic_depth_1(out)  # swin_v2_t.model:44
-        out = x + out  # swin_v2_t.model:43
-        return out
-
-
-class SwinBlockV2_heads12_shift0(nn.Module):
-    """SwinBlockV2(p), defined at swin_v2_t.model:40."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.attn = ShiftedWindowAttentionV2_heads12_shift0()  # swin_v2_t.model:42
-        self.norm1 = nn.LayerNorm(384)  # swin_v2_t.model:42
+        self.attn = ShiftedWindowAttentionV2(H, W, C, heads)  # swin_v2_t.model:42
+        self.norm1 = nn.LayerNorm(C)  # swin_v2_t.model:42
         self.stochastic_depth = rt.StochasticDepth(p)  # swin_v2_t.model:42
         # swin_v2_t.model:43
         self.mlp = nn.Sequential(
-            nn.Linear(384, 1536),  # swin_v2_t.model:43
+            nn.Linear(C, C * 4),  # swin_v2_t.model:43
             nn.GELU(),  # swin_v2_t.model:43
             nn.Dropout(0.0),  # swin_v2_t.model:43
-            nn.Linear(1536, 384),  # swin_v2_t.model:43
+            nn.Linear(C * 4, C),  # swin_v2_t.model:43
             nn.Dropout(0.0),  # swin_v2_t.model:43
         )
-        self.norm2 = nn.LayerNorm(384)  # swin_v2_t.model:44
+        self.norm2 = nn.LayerNorm(C)  # swin_v2_t.model:44
         self.stochastic_depth_1 = rt.StochasticDepth(p)  # swin_v2_t.model:44
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -597,54 +169,26 @@ class SwinBlockV2_heads12_shift0(nn.Module):
         return out
 
 
-class SwinBlockV2_heads12_shift4(nn.Module):
-    """SwinBlockV2(p), defined at swin_v2_t.model:40."""
+class SwinBlockV2_shift4(nn.Module):
+    """SwinBlockV2(H, W, C, heads, p, attn_size), defined at swin_v2_t.model:40."""
 
-    def __init__(self, p: float) -> None:
+    def __init__(
+        self, H: int, W: int, C: int, heads: int, p: float, attn_size: int
+    ) -> None:
         super().__init__()
-        self.attn = ShiftedWindowAttentionV2_heads12_shift4()  # swin_v2_t.model:42
-        self.norm1 = nn.LayerNorm(384)  # swin_v2_t.model:42
+        # swin_v2_t.model:42
+        self.attn = ShiftedWindowAttentionV2_shift4(H, W, C, heads, attn_size)
+        self.norm1 = nn.LayerNorm(C)  # swin_v2_t.model:42
         self.stochastic_depth = rt.StochasticDepth(p)  # swin_v2_t.model:42
         # swin_v2_t.model:43
         self.mlp = nn.Sequential(
-            nn.Linear(384, 1536),  # swin_v2_t.model:43
+            nn.Linear(C, C * 4),  # swin_v2_t.model:43
             nn.GELU(),  # swin_v2_t.model:43
             nn.Dropout(0.0),  # swin_v2_t.model:43
-            nn.Linear(1536, 384),  # swin_v2_t.model:43
+            nn.Linear(C * 4, C),  # swin_v2_t.model:43
             nn.Dropout(0.0),  # swin_v2_t.model:43
         )
-        self.norm2 = nn.LayerNorm(384)  # swin_v2_t.model:44
-        self.stochastic_depth_1 = rt.StochasticDepth(p)  # swin_v2_t.model:44
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_1 = self.attn(x)  # swin_v2_t.model:42
-        x_1 = self.norm1(x_1)  # swin_v2_t.model:42
-        x_1 = self.stochastic_depth(x_1)  # swin_v2_t.model:42
-        x = x + x_1  # swin_v2_t.model:42
-        out = self.mlp(x)  # swin_v2_t.model:43
-        out = self.norm2(out)  # swin_v2_t.model:44
-        out = self.stochastic_depth_1(out)  # swin_v2_t.model:44
-        out = x + out  # swin_v2_t.model:43
-        return out
-
-
-class SwinBlockV2_heads24(nn.Module):
-    """SwinBlockV2(p), defined at swin_v2_t.model:40."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.attn = ShiftedWindowAttentionV2_heads24()  # swin_v2_t.model:42
-        self.norm1 = nn.LayerNorm(768)  # swin_v2_t.model:42
-        self.stochastic_depth = rt.StochasticDepth(p)  # swin_v2_t.model:42
-        # swin_v2_t.model:43
-        self.mlp = nn.Sequential(
-            nn.Linear(768, 3072),  # swin_v2_t.model:43
-            nn.GELU(),  # swin_v2_t.model:43
-            nn.Dropout(0.0),  # swin_v2_t.model:43
-            nn.Linear(3072, 768),  # swin_v2_t.model:43
-            nn.Dropout(0.0),  # swin_v2_t.model:43
-        )
-        self.norm2 = nn.LayerNorm(768)  # swin_v2_t.model:44
+        self.norm2 = nn.LayerNorm(C)  # swin_v2_t.model:44
         self.stochastic_depth_1 = rt.StochasticDepth(p)  # swin_v2_t.model:44
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -660,15 +204,13 @@ class SwinBlockV2_heads24(nn.Module):
 
 
 class PatchMergingV2(nn.Module):
-    """PatchMergingV2(reduction_in_features), defined at swin_v2_t.model:47."""
+    """PatchMergingV2(C), defined at swin_v2_t.model:47."""
 
-    def __init__(self, reduction_in_features: int) -> None:
+    def __init__(self, C: int) -> None:
         super().__init__()
         # swin_v2_t.model:55
-        self.reduction = nn.Linear(
-            reduction_in_features, reduction_in_features // 2, bias=False
-        )
-        self.norm = nn.LayerNorm(reduction_in_features // 2)  # swin_v2_t.model:55
+        self.reduction = nn.Linear(C * 4, (C * 4) // 2, bias=False)
+        self.norm = nn.LayerNorm((C * 4) // 2)  # swin_v2_t.model:55
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x0 = x[:, ::2]  # swin_v2_t.model:51
@@ -699,49 +241,66 @@ class Swin_V2_T(nn.Module):
     OUTPUT_SHAPES = {"out": ("B", 1000)}
     NUM_PARAMETERS = 28351570
 
-    def __init__(self, num_classes: int = 1000) -> None:
+    def __init__(self, num_classes: int = 1000, embed: int = 96) -> None:
         super().__init__()
         # swin_v2_t.model:65
         self.features = nn.Sequential(
             # swin_v2_t.model:66
             nn.Sequential(
-                nn.Conv2d(3, 96, 4, stride=4),  # swin_v2_t.model:66
+                nn.Conv2d(3, embed, 4, stride=4),  # swin_v2_t.model:66
                 rt.Permute((0, 2, 3, 1)),  # swin_v2_t.model:66
-                nn.LayerNorm(96),  # swin_v2_t.model:66
+                nn.LayerNorm(embed),  # swin_v2_t.model:66
             ),
             # swin_v2_t.model:67
             nn.Sequential(
-                SwinBlockV2_heads3_shift0(),  # swin_v2_t.model:67
-                SwinBlockV2_heads3_shift4(),  # swin_v2_t.model:67
+                SwinBlockV2(64, 64, embed, 3, 0.0),  # swin_v2_t.model:67
+                # swin_v2_t.model:67
+                SwinBlockV2_shift4(64, 64, embed, 3, 0.018181818181818184, 64),
             ),
-            PatchMergingV2(384),  # swin_v2_t.model:68
+            PatchMergingV2(embed),  # swin_v2_t.model:68
             # swin_v2_t.model:69
             nn.Sequential(
-                SwinBlockV2_heads6_shift0(),  # swin_v2_t.model:69
-                SwinBlockV2_heads6_shift4(),  # swin_v2_t.model:69
+                # swin_v2_t.model:69
+                SwinBlockV2(32, 32, (embed * 8) // 4, 6, 0.03636363636363637),
+                # swin_v2_t.model:69
+                SwinBlockV2_shift4(
+                    32, 32, (embed * 8) // 4, 6, 0.05454545454545455, 16
+                ),
             ),
-            PatchMergingV2(768),  # swin_v2_t.model:70
+            PatchMergingV2((embed * 8) // 4),  # swin_v2_t.model:70
             # swin_v2_t.model:71
             nn.Sequential(
-                SwinBlockV2_heads12_shift0(0.07272727272727274),  # swin_v2_t.model:71
-                SwinBlockV2_heads12_shift4(0.09090909090909093),  # swin_v2_t.model:71
-                SwinBlockV2_heads12_shift0(0.1090909090909091),  # swin_v2_t.model:71
-                SwinBlockV2_heads12_shift4(0.1272727272727273),  # swin_v2_t.model:71
-                SwinBlockV2_heads12_shift0(0.14545454545454548),  # swin_v2_t.model:71
-                SwinBlockV2_heads12_shift4(0.16363636363636366),  # swin_v2_t.model:71
+                # swin_v2_t.model:71
+                SwinBlockV2(16, 16, (embed * 8) // 2, 12, 0.07272727272727274),
+                # swin_v2_t.model:71
+                SwinBlockV2_shift4(
+                    16, 16, (embed * 8) // 2, 12, 0.09090909090909093, 4
+                ),
+                # swin_v2_t.model:71
+                SwinBlockV2(16, 16, (embed * 8) // 2, 12, 0.1090909090909091),
+                # swin_v2_t.model:71
+                SwinBlockV2_shift4(16, 16, (embed * 8) // 2, 12, 0.1272727272727273, 4),
+                # swin_v2_t.model:71
+                SwinBlockV2(16, 16, (embed * 8) // 2, 12, 0.14545454545454548),
+                # swin_v2_t.model:71
+                SwinBlockV2_shift4(
+                    16, 16, (embed * 8) // 2, 12, 0.16363636363636366, 4
+                ),
             ),
-            PatchMergingV2(1536),  # swin_v2_t.model:72
+            PatchMergingV2((embed * 8) // 2),  # swin_v2_t.model:72
             # swin_v2_t.model:73
             nn.Sequential(
-                SwinBlockV2_heads24(0.18181818181818185),  # swin_v2_t.model:73
-                SwinBlockV2_heads24(0.20000000000000004),  # swin_v2_t.model:73
+                # swin_v2_t.model:73
+                SwinBlockV2(8, 8, embed * 8, 24, 0.18181818181818185),
+                # swin_v2_t.model:73
+                SwinBlockV2(8, 8, embed * 8, 24, 0.20000000000000004),
             ),
         )
-        self.norm = nn.LayerNorm(768)  # swin_v2_t.model:75
+        self.norm = nn.LayerNorm(embed * 8)  # swin_v2_t.model:75
         self.permute = rt.Permute((0, 3, 1, 2))  # swin_v2_t.model:75
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # swin_v2_t.model:75
         self.flatten = nn.Flatten()  # swin_v2_t.model:76
-        self.head = nn.Linear(768, num_classes)  # swin_v2_t.model:76
+        self.head = nn.Linear(embed * 8, num_classes)  # swin_v2_t.model:76
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = self.features(image)  # swin_v2_t.model:65

@@ -10,19 +10,19 @@ from modelc import runtime as rt
 
 
 class EncoderLayer(nn.Module):
-    """EncoderLayer(in_features, heads, ff, p), defined at transformer.model:7."""
+    """EncoderLayer(D, heads, ff, p), defined at transformer.model:7."""
 
-    def __init__(self, in_features: int, heads: int, ff: int, p: float) -> None:
+    def __init__(self, D: int, heads: int, ff: int, p: float) -> None:
         super().__init__()
         # transformer.model:9
-        self.self_attn = nn.MultiheadAttention(in_features, heads, batch_first=True)
+        self.self_attn = nn.MultiheadAttention(D, heads, batch_first=True)
         self.dropout1 = nn.Dropout(p)  # transformer.model:9
-        self.norm1 = nn.LayerNorm(in_features)  # transformer.model:10
-        self.linear1 = nn.Linear(in_features, ff)  # transformer.model:11
+        self.norm1 = nn.LayerNorm(D)  # transformer.model:10
+        self.linear1 = nn.Linear(D, ff)  # transformer.model:11
         self.dropout = nn.Dropout(p)  # transformer.model:11
-        self.linear2 = nn.Linear(ff, in_features)  # transformer.model:11
+        self.linear2 = nn.Linear(ff, D)  # transformer.model:11
         self.dropout2 = nn.Dropout(p)  # transformer.model:11
-        self.norm2 = nn.LayerNorm(in_features)  # transformer.model:12
+        self.norm2 = nn.LayerNorm(D)  # transformer.model:12
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, _ = self.self_attn(x, x, x, need_weights=False)  # transformer.model:9
@@ -56,23 +56,23 @@ class Encoder(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """DecoderLayer(x_features, heads, ff, p), defined at transformer.model:15."""
+    """DecoderLayer(D, heads, ff, p), defined at transformer.model:15."""
 
-    def __init__(self, x_features: int, heads: int, ff: int, p: float) -> None:
+    def __init__(self, D: int, heads: int, ff: int, p: float) -> None:
         super().__init__()
         # transformer.model:18
-        self.self_attn = nn.MultiheadAttention(x_features, heads, batch_first=True)
+        self.self_attn = nn.MultiheadAttention(D, heads, batch_first=True)
         self.dropout1 = nn.Dropout(p)  # transformer.model:18
-        self.norm1 = nn.LayerNorm(x_features)  # transformer.model:19
+        self.norm1 = nn.LayerNorm(D)  # transformer.model:19
         # transformer.model:20
-        self.multihead_attn = nn.MultiheadAttention(x_features, heads, batch_first=True)
+        self.multihead_attn = nn.MultiheadAttention(D, heads, batch_first=True)
         self.dropout2 = nn.Dropout(p)  # transformer.model:20
-        self.norm2 = nn.LayerNorm(x_features)  # transformer.model:21
-        self.linear1 = nn.Linear(x_features, ff)  # transformer.model:22
+        self.norm2 = nn.LayerNorm(D)  # transformer.model:21
+        self.linear1 = nn.Linear(D, ff)  # transformer.model:22
         self.dropout = nn.Dropout(p)  # transformer.model:22
-        self.linear2 = nn.Linear(ff, x_features)  # transformer.model:22
+        self.linear2 = nn.Linear(ff, D)  # transformer.model:22
         self.dropout3 = nn.Dropout(p)  # transformer.model:22
-        self.norm3 = nn.LayerNorm(x_features)  # transformer.model:23
+        self.norm3 = nn.LayerNorm(D)  # transformer.model:23
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         # transformer.model:18

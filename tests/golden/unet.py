@@ -25,13 +25,13 @@ class DoubleConv(nn.Module):
 
 
 class Up(nn.Module):
-    """Up(x_channels, skip_channels), defined at unet.model:16."""
+    """Up(x_channels, skip_channels, width), defined at unet.model:16."""
 
-    def __init__(self, x_channels: int, skip_channels: int) -> None:
+    def __init__(self, x_channels: int, skip_channels: int, width: int) -> None:
         super().__init__()
         # unet.model:19
         self.up = nn.ConvTranspose2d(x_channels, skip_channels, 2, stride=2)
-        self.conv = DoubleConv(x_channels, skip_channels)  # unet.model:21
+        self.conv = DoubleConv(x_channels, width)  # unet.model:21
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         up = self.up(x)  # unet.model:19
@@ -67,10 +67,10 @@ class UNet(nn.Module):
         self.enc4 = DoubleConv(base * 4, base * 8)  # unet.model:29
         self.maxpool_3 = nn.MaxPool2d(2)  # unet.model:30
         self.bottom = DoubleConv(base * 8, base * 16)  # unet.model:30
-        self.dec4 = Up(base * 16, base * 8)  # unet.model:31
-        self.dec3 = Up(base * 8, base * 4)  # unet.model:32
-        self.dec2 = Up(base * 4, base * 2)  # unet.model:33
-        self.dec1 = Up(base * 2, base)  # unet.model:34
+        self.dec4 = Up(base * 16, base * 8, base * 8)  # unet.model:31
+        self.dec3 = Up(base * 8, base * 4, base * 4)  # unet.model:32
+        self.dec2 = Up(base * 4, base * 2, base * 2)  # unet.model:33
+        self.dec1 = Up(base * 2, base, base)  # unet.model:34
         self.head = nn.Conv2d(base, num_classes, 1)  # unet.model:35
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:

@@ -10,23 +10,21 @@ from modelc import runtime as rt
 
 
 class EncoderBlock(nn.Module):
-    """EncoderBlock(in_features, heads, mlp_dim, p), defined at vit_b_16.model:6."""
+    """EncoderBlock(D, heads, mlp_dim, p), defined at vit_b_16.model:6."""
 
-    def __init__(self, in_features: int, heads: int, mlp_dim: int, p: float) -> None:
+    def __init__(self, D: int, heads: int, mlp_dim: int, p: float) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(in_features, eps=1e-06)  # vit_b_16.model:8
+        self.ln_1 = nn.LayerNorm(D, eps=1e-06)  # vit_b_16.model:8
         # vit_b_16.model:8
-        self.self_attention = nn.MultiheadAttention(
-            in_features, heads, batch_first=True
-        )
+        self.self_attention = nn.MultiheadAttention(D, heads, batch_first=True)
         self.dropout = nn.Dropout(p)  # vit_b_16.model:8
-        self.ln_2 = nn.LayerNorm(in_features, eps=1e-06)  # vit_b_16.model:10
+        self.ln_2 = nn.LayerNorm(D, eps=1e-06)  # vit_b_16.model:10
         # vit_b_16.model:11
         self.mlp = nn.Sequential(
-            nn.Linear(in_features, mlp_dim),  # vit_b_16.model:11
+            nn.Linear(D, mlp_dim),  # vit_b_16.model:11
             nn.GELU(),  # vit_b_16.model:11
             nn.Dropout(p),  # vit_b_16.model:11
-            nn.Linear(mlp_dim, in_features),  # vit_b_16.model:11
+            nn.Linear(mlp_dim, D),  # vit_b_16.model:11
             nn.Dropout(p),  # vit_b_16.model:11
         )
 
@@ -42,41 +40,40 @@ class EncoderBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Encoder(in_features, heads, mlp_dim, p), defined at vit_b_16.model:14."""
+    """Encoder(D, heads, mlp_dim, p), defined at vit_b_16.model:14."""
 
-    def __init__(self, in_features: int, heads: int, mlp_dim: int, p: float) -> None:
+    def __init__(self, D: int, heads: int, mlp_dim: int, p: float) -> None:
         super().__init__()
-        # vit_b_16.model:16
-        self.pos_embedding = rt.parameter(1, 197, in_features, std=0.02)
+        self.pos_embedding = rt.parameter(1, 197, D, std=0.02)  # vit_b_16.model:16
         self.dropout = nn.Dropout(p)  # vit_b_16.model:16
         # vit_b_16.model:17
         self.layers = rt.named_sequential(
             # vit_b_16.model:17
-            ("encoder_layer_0", EncoderBlock(in_features, heads, mlp_dim, p)),
+            ("encoder_layer_0", EncoderBlock(D, heads, mlp_dim, p)),
             # vit_b_16.model:17
-            ("encoder_layer_1", EncoderBlock(in_features, heads, mlp_dim, p)),
+            ("encoder_layer_1", EncoderBlock(D, heads, mlp_dim, p)),
             # vit_b_16.model:17
-            ("encoder_layer_2", EncoderBlock(in_features, heads, mlp_dim, p)),
+            ("encoder_layer_2", EncoderBlock(D, heads, mlp_dim, p)),
             # vit_b_16.model:17
-            ("encoder_layer_3", EncoderBlock(in_features, heads, mlp_dim, p)),
+            ("encoder_layer_3", EncoderBlock(D, heads, mlp_dim, p)),
             # vit_b_16.model:17
-            ("encoder_layer_4", EncoderBlock(in_features, heads, mlp_dim, p)),
+            ("encoder_layer_4", EncoderBlock(D, heads, mlp_dim, p)),
             # vit_b_16.model:17
-            ("encoder_layer_5", EncoderBlock(in_features, heads, mlp_dim, p)),
+            ("encoder_layer_5", EncoderBlock(D, heads, mlp_dim, p)),
             # vit_b_16.model:17
-            ("encoder_layer_6", EncoderBlock(in_features, heads, mlp_dim, p)),
+            ("encoder_layer_6", EncoderBlock(D, heads, mlp_dim, p)),
             # vit_b_16.model:17
-            ("encoder_layer_7", EncoderBlock(in_features, heads, mlp_dim, p)),
+            ("encoder_layer_7", EncoderBlock(D, heads, mlp_dim, p)),
             # vit_b_16.model:17
-            ("encoder_layer_8", EncoderBlock(in_features, heads, mlp_dim, p)),
+            ("encoder_layer_8", EncoderBlock(D, heads, mlp_dim, p)),
             # vit_b_16.model:17
-            ("encoder_layer_9", EncoderBlock(in_features, heads, mlp_dim, p)),
+            ("encoder_layer_9", EncoderBlock(D, heads, mlp_dim, p)),
             # vit_b_16.model:17
-            ("encoder_layer_10", EncoderBlock(in_features, heads, mlp_dim, p)),
+            ("encoder_layer_10", EncoderBlock(D, heads, mlp_dim, p)),
             # vit_b_16.model:17
-            ("encoder_layer_11", EncoderBlock(in_features, heads, mlp_dim, p)),
+            ("encoder_layer_11", EncoderBlock(D, heads, mlp_dim, p)),
         )
-        self.ln = nn.LayerNorm(in_features, eps=1e-06)  # vit_b_16.model:18
+        self.ln = nn.LayerNorm(D, eps=1e-06)  # vit_b_16.model:18
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.pos_embedding  # vit_b_16.model:16
